@@ -1,0 +1,139 @@
+"""Typed, validated configuration, one model per stage, loaded from YAML and checked on load.
+
+Config objects are frozen: nothing writes into them at run time. ``load_config`` reports every
+validation problem with its dotted field path and the file it came from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rltrade.types import Timeframe
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+
+class PlantedSignal(_Frozen):
+    """A learnable signal planted in the synthetic market: BTC's return leads ETH's by ``lag_s``."""
+
+    lag_s: Annotated[int, Field(ge=1, le=600)] = 5
+    """Seconds by which ETH follows BTC's 1 s log return."""
+    strength: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    """Fraction of ETH's 1 s return variance explained by lagged BTC (0 = no signal)."""
+
+
+class SyntheticConfig(_Frozen):
+    """The embedded synthetic ETH/BTC market (the default data source)."""
+
+    seed: int = 7
+    """Seed of the generator; same seed, same market, bit for bit."""
+    end: str = "2026-01-01"
+    """UTC date (exclusive) the generated history ends at."""
+    history_days: Annotated[int, Field(ge=2, le=5000)] = 400
+    """Days of 1m/1h/1d history (300 daily bars need at least 300 days)."""
+    tick_days: Annotated[float, Field(ge=0.0, le=60.0)] = 1.0
+    """Most recent days for which individual trades and 1 s bars are generated."""
+    trades_per_second: Annotated[float, Field(gt=0.0, le=200.0)] = 2.0
+    """Mean trade arrival rate for ETH (BTC uses 1.4× that), before bursts and seasonality."""
+    eth_start_price: Annotated[float, Field(gt=0.0)] = 2500.0
+    btc_start_price: Annotated[float, Field(gt=0.0)] = 60000.0
+    annual_vol: Annotated[float, Field(gt=0.0, le=5.0)] = 0.65
+    """Baseline annualised volatility of ETH (BTC scaled by 0.8)."""
+    correlation: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.8
+    """Correlation of ETH and BTC minute returns."""
+    mean_regime_hours: Annotated[float, Field(gt=0.0)] = 36.0
+    """Mean duration of a market regime."""
+    spread_bps: Annotated[float, Field(ge=0.0, le=100.0)] = 1.0
+    """Quoted bid-ask spread in basis points of price."""
+    signal: PlantedSignal | None = None
+    """Planted BTC→ETH lead-lag signal; None for a market without one (negative control)."""
+
+    @model_validator(mode="after")
+    def _tick_days_fit(self) -> SyntheticConfig:
+        if self.tick_days > self.history_days:
+            raise ValueError(f"tick_days ({self.tick_days}) cannot exceed history_days ({self.history_days})")
+        return self
+
+
+class DataConfig(_Frozen):
+    """Where market data comes from and where it is stored."""
+
+    source: Literal["synthetic", "store"] = "synthetic"
+    """``synthetic``: generate the embedded market; ``store``: read what ``rltrade data import|fetch`` stored."""
+    store: Path = Path("data_store")
+    """Root folder of the Parquet store."""
+    exchange: str = "binance"
+    symbol: str = "ETHUSDT"
+    """The traded symbol."""
+    reference: str = "BTCUSDT"
+    """The reference symbol (features only, never traded)."""
+    timeframes: tuple[Timeframe, ...] = (Timeframe.S1, Timeframe.M1, Timeframe.H1, Timeframe.D1)
+    synthetic: SyntheticConfig = SyntheticConfig(signal=PlantedSignal())
+
+    @model_validator(mode="after")
+    def _symbols_differ(self) -> DataConfig:
+        if self.symbol == self.reference:
+            raise ValueError(f"symbol and reference must differ (both {self.symbol!r})")
+        return self
+
+
+class SplitConfig(_Frozen):
+    """Train / validation / test ranges as fractions of the base-clock span, with purge and embargo."""
+
+    train: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.6
+    validation: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
+    purge_s: Annotated[int, Field(ge=0)] = 3600
+    """Seconds removed at the end of each training range: labels that look this far ahead cannot
+    reach into the next range."""
+    embargo_s: Annotated[int, Field(ge=0)] = 600
+    """Seconds skipped at the start of each range after a training range."""
+    walk_forward_folds: Annotated[int, Field(ge=1, le=100)] = 4
+
+    @model_validator(mode="after")
+    def _fractions(self) -> SplitConfig:
+        if self.train + self.validation >= 1.0:
+            raise ValueError(
+                f"train + validation must leave room for test (got {self.train} + {self.validation} ≥ 1)"
+            )
+        return self
+
+
+class Config(_Frozen):
+    """The whole run configuration (one YAML file)."""
+
+    seed: int = 0
+    """Master seed; every stage derives its own generator from it."""
+    data: DataConfig = DataConfig()
+    splits: SplitConfig = SplitConfig()
+
+
+class ConfigError(ValueError):
+    """A config file could not be read or failed validation; the message lists every problem."""
+
+
+def load_config(path: Path) -> Config:
+    """Load and validate a YAML config; raise ``ConfigError`` naming the file and each bad field."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"{path}: {exc.error_count()} problem(s):"]
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            lines.append(f"  {where}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from None

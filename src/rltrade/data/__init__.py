@@ -1,0 +1,1 @@
+"""Market data: schemas, sources (dump files, ccxt, synthetic), store, resampling, alignment, splits."""

@@ -1,0 +1,1 @@
+"""rltrade.training layer."""
