@@ -65,7 +65,7 @@ class DataConfig(_Frozen):
     """Where market data comes from and where it is stored."""
 
     source: Literal["synthetic", "store"] = "synthetic"
-    """``synthetic``: generate the embedded market; ``store``: read what ``rltrade data import|fetch`` stored."""
+    """``synthetic``: generate the embedded market; ``store``: read what was imported or fetched."""
     store: Path = Path("data_store")
     """Root folder of the Parquet store."""
     exchange: str = "binance"
