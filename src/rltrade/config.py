@@ -42,7 +42,9 @@ class SyntheticConfig(_Frozen):
     trades_per_second: Annotated[float, Field(gt=0.0, le=200.0)] = 2.0
     """Mean trade arrival rate for ETH (BTC uses 1.4× that), before bursts and seasonality."""
     eth_start_price: Annotated[float, Field(gt=0.0)] = 2500.0
+    """ETH price at the start of the history."""
     btc_start_price: Annotated[float, Field(gt=0.0)] = 60000.0
+    """BTC price at the start of the history."""
     annual_vol: Annotated[float, Field(gt=0.0, le=5.0)] = 0.65
     """Baseline annualised volatility of ETH (BTC scaled by 0.8)."""
     correlation: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.8
@@ -69,11 +71,13 @@ class DataConfig(_Frozen):
     store: Path = Path("data_store")
     """Root folder of the Parquet store."""
     exchange: str = "binance"
+    """Exchange id (a ccxt id for ``rltrade data fetch``; a folder name in the store)."""
     symbol: str = "ETHUSDT"
     """The traded symbol."""
     reference: str = "BTCUSDT"
     """The reference symbol (features only, never traded)."""
     timeframes: tuple[Timeframe, ...] = (Timeframe.S1, Timeframe.M1, Timeframe.H1, Timeframe.D1)
+    """Bar timeframes kept in the store and used by the state."""
     synthetic: SyntheticConfig = SyntheticConfig(signal=PlantedSignal())
 
     @model_validator(mode="after")
@@ -87,13 +91,16 @@ class SplitConfig(_Frozen):
     """Train / validation / test ranges as fractions of the base-clock span, with purge and embargo."""
 
     train: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.6
+    """Fraction of the span used for fitting (CNNs, scalers, the agent)."""
     validation: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
+    """Fraction used to select checkpoints and stop early; the rest is the test range."""
     purge_s: Annotated[int, Field(ge=0)] = 3600
     """Seconds removed at the end of each training range: labels that look this far ahead cannot
     reach into the next range."""
     embargo_s: Annotated[int, Field(ge=0)] = 600
     """Seconds skipped at the start of each range after a training range."""
     walk_forward_folds: Annotated[int, Field(ge=1, le=100)] = 4
+    """Number of rolling train/test folds for ``rltrade walkforward``."""
 
     @model_validator(mode="after")
     def _fractions(self) -> SplitConfig:
@@ -104,13 +111,79 @@ class SplitConfig(_Frozen):
         return self
 
 
+class LayoutConfig(_Frozen):
+    """Which blocks the market state holds and how large each is (SPEC §2.4).
+
+    ``name`` picks a preset (``full``: the 15,588-feature layout; ``demo``: a small one for fast runs;
+    ``basic``: the ~100-feature baseline state); the other fields override the preset's sizes.
+    """
+
+    name: Literal["full", "demo", "basic"] = "full"
+    """Preset layout: ``full`` (SPEC §2.4), ``demo`` (small windows), ``basic`` (~100 features)."""
+    bar_window: Annotated[int | None, Field(ge=2, le=2000)] = None
+    """Bars per timeframe window (preset: 300 full, 48 demo)."""
+    tick_window_s: Annotated[int, Field(ge=1, le=3600)] = 300
+    """Seconds of raw trades in the ticks block."""
+    max_ticks: Annotated[int | None, Field(ge=1, le=5000)] = None
+    """Most recent trades kept in the ticks block (preset: 300 full, 64 demo)."""
+    timeframes: tuple[Timeframe, ...] | None = None
+    """Timeframes of the traded symbol's bar blocks (preset: all four)."""
+    reference_timeframes: tuple[Timeframe, ...] | None = None
+    """Timeframes of the reference symbol's bar blocks (preset: 1s; the 1m-clock real preset uses 1m)."""
+    ticks: bool = True
+    """Include the raw-trades block."""
+    cnn: bool = True
+    """Include the CNN hidden-feature and prediction blocks (zero and flagged off until CNNs exist)."""
+    pivots: bool = True
+    """Include the Williams pivot block (5 levels × 10)."""
+    regime: bool = True
+    """Include the market-regime block."""
+
+
+class FeaturesConfig(_Frozen):
+    """Feature kernels: pivots, regime, per-bar channels."""
+
+    layout: LayoutConfig = LayoutConfig()
+    """Which state blocks and how large."""
+    pivot_n: Annotated[int, Field(ge=1, le=10)] = 2
+    """Williams pivots: bars on each side a swing point must exceed (strictly)."""
+    pivot_levels: Annotated[int, Field(ge=1, le=8)] = 5
+    """Williams pivots: recursion levels."""
+    pivot_timeframe: Timeframe = Timeframe.M1
+    """Bars the pivots are computed on."""
+    volume_median_window: Annotated[int, Field(ge=2, le=100_000)] = 300
+    """Bars in the causal rolling median that volume is divided by."""
+    rsi_period: Annotated[int, Field(ge=2, le=500)] = 14
+    """TA-Lib RSI period (bar channel 5)."""
+    atr_period: Annotated[int, Field(ge=2, le=500)] = 14
+    """TA-Lib ATR period (bar channels 6 and 7)."""
+    macd_fast: Annotated[int, Field(ge=2, le=500)] = 12
+    """TA-Lib MACD fast EMA period."""
+    macd_slow: Annotated[int, Field(ge=3, le=500)] = 26
+    """TA-Lib MACD slow EMA period."""
+    macd_signal: Annotated[int, Field(ge=2, le=500)] = 9
+    """TA-Lib MACD signal EMA period."""
+    stale_after_s: Annotated[float, Field(gt=0.0)] = 30.0
+    """A feed with no trade for this long is flagged stale."""
+
+    @model_validator(mode="after")
+    def _macd(self) -> FeaturesConfig:
+        if self.macd_fast >= self.macd_slow:
+            raise ValueError(f"macd_fast ({self.macd_fast}) must be < macd_slow ({self.macd_slow})")
+        return self
+
+
 class Config(_Frozen):
     """The whole run configuration (one YAML file)."""
 
     seed: int = 0
     """Master seed; every stage derives its own generator from it."""
     data: DataConfig = DataConfig()
+    """Market data source and store."""
     splits: SplitConfig = SplitConfig()
+    """Train / validation / test ranges and walk-forward folds."""
+    features: FeaturesConfig = FeaturesConfig()
+    """State layout and feature kernels."""
 
 
 class ConfigError(ValueError):
@@ -137,3 +210,34 @@ def load_config(path: Path) -> Config:
             where = ".".join(str(p) for p in err["loc"]) or "(top level)"
             lines.append(f"  {where}: {err['msg']}")
         raise ConfigError("\n".join(lines)) from None
+
+
+def render_commented_yaml(model: BaseModel | None = None, indent: int = 0) -> str:
+    """The config as YAML with each field's docstring as a comment above it (for ``rltrade config init``)."""
+    model = model if model is not None else Config()
+    pad = "  " * indent
+    lines: list[str] = []
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if field.description:
+            lines.extend(f"{pad}# {line}".rstrip() for line in field.description.splitlines())
+        if isinstance(value, BaseModel):
+            lines.append(f"{pad}{name}:")
+            lines.append(render_commented_yaml(value, indent + 1))
+        else:
+            dumped = yaml.safe_dump(
+                {name: _plain(value)}, default_flow_style=True, sort_keys=False, width=1000
+            ).strip()
+            lines.append(f"{pad}{dumped[1:-1]}" if dumped.startswith("{") else f"{pad}{dumped}")
+    return "\n".join(lines)
+
+
+def _plain(value: object) -> object:
+    """Convert enums, paths and tuples to plain YAML-safe values."""
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, str):
+        return str(value)
+    return value

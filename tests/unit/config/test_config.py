@@ -45,3 +45,13 @@ def test_unreadable_and_non_mapping(tmp_path: Path) -> None:
     path.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_config(path)
+
+
+def test_commented_default_yaml_loads_back_to_the_defaults(tmp_path: Path) -> None:
+    from rltrade.config import render_commented_yaml
+
+    text = render_commented_yaml()
+    assert "# Master seed" in text
+    path = tmp_path / "default.yaml"
+    path.write_text(text)
+    assert load_config(path) == Config()

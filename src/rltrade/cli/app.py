@@ -1,0 +1,51 @@
+"""The typer application and its sub-command groups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from rltrade.cli.errors import UsageError
+from rltrade.config import Config, load_config, render_commented_yaml
+
+app = typer.Typer(
+    name="rltrade",
+    help="Causal, reproducible RL trading for ETH/USDT with BTC/USDT as reference.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+config_app = typer.Typer(help="Configuration files.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+console = Console()
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML config file (defaults are used when omitted).")
+]
+
+
+def load(config: Path | None) -> Config:
+    """The config from ``config``, or the defaults."""
+    return load_config(config) if config is not None else Config()
+
+
+@config_app.command("init")
+def config_init(
+    path: Annotated[Path, typer.Argument(help="Where to write the config.")] = Path("rltrade.yaml"),
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented default config file."""
+    if path.exists() and not force:
+        raise UsageError(f"{path} already exists; pass --force to overwrite it")
+    path.write_text(render_commented_yaml() + "\n")
+    console.print(f"wrote {path}")
+
+
+@config_app.command("show")
+def config_show(config: ConfigOpt = None) -> None:
+    """Validate a config and print it with every default filled in."""
+    console.print(render_commented_yaml(load(config)), markup=False, highlight=False)
