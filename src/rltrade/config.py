@@ -53,8 +53,8 @@ class SyntheticConfig(_Frozen):
     """Mean duration of a market regime."""
     spread_bps: Annotated[float, Field(ge=0.0, le=100.0)] = 1.0
     """Quoted bid-ask spread in basis points of price."""
-    signal: PlantedSignal | None = None
-    """Planted BTC→ETH lead-lag signal; None for a market without one (negative control)."""
+    signal: PlantedSignal | None = PlantedSignal()
+    """Planted BTC→ETH lead-lag signal; ``null`` for a market without one (the negative control)."""
 
     @model_validator(mode="after")
     def _tick_days_fit(self) -> SyntheticConfig:
@@ -78,7 +78,8 @@ class DataConfig(_Frozen):
     """The reference symbol (features only, never traded)."""
     timeframes: tuple[Timeframe, ...] = (Timeframe.S1, Timeframe.M1, Timeframe.H1, Timeframe.D1)
     """Bar timeframes kept in the store and used by the state."""
-    synthetic: SyntheticConfig = SyntheticConfig(signal=PlantedSignal())
+    synthetic: SyntheticConfig = SyntheticConfig()
+    """The embedded synthetic market (used when ``source`` is ``synthetic``)."""
 
     @model_validator(mode="after")
     def _symbols_differ(self) -> DataConfig:
