@@ -31,7 +31,7 @@ class PlantedSignal(_Frozen):
 class SyntheticConfig(_Frozen):
     """The embedded synthetic ETH/BTC market (the default data source)."""
 
-    seed: int = 7
+    seed: Annotated[int, Field(ge=0)] = 7
     """Seed of the generator; same seed, same market, bit for bit."""
     end: str = "2026-01-01"
     """UTC date (exclusive) the generated history ends at."""
@@ -177,7 +177,7 @@ class FeaturesConfig(_Frozen):
 class Config(_Frozen):
     """The whole run configuration (one YAML file)."""
 
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0)] = 0
     """Master seed; every stage derives its own generator from it."""
     data: DataConfig = DataConfig()
     """Market data source and store."""

@@ -12,6 +12,8 @@ import sys
 from rich.console import Console
 from rich.text import Text
 
+from rltrade.cli import data as _data  # noqa: F401  (registers `rltrade data`)
+from rltrade.cli import run as _run  # noqa: F401  (registers `rltrade run`)
 from rltrade.cli.app import app
 
 err_console = Console(stderr=True)

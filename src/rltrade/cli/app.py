@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -21,7 +22,8 @@ app = typer.Typer(
 config_app = typer.Typer(help="Configuration files.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
-console = Console()
+# A pipe or a CI log is not a terminal: give tables room instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 140)
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config file (defaults are used when omitted).")

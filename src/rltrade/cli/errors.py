@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from rltrade.config import ConfigError
+from rltrade.data.cleaning import DataImportError
+from rltrade.data.fetch import FetchError
+from rltrade.data.resample import ResampleError
 from rltrade.data.schema import SchemaError
 from rltrade.data.splits import SplitError
 from rltrade.data.store import StoreError
+from rltrade.features.bar_channels import FeatureInputError
 
 
 class UsageError(ValueError):
@@ -17,6 +21,10 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     ConfigError,
     SchemaError,
     SplitError,
+    DataImportError,
+    FetchError,
+    ResampleError,
+    FeatureInputError,
     FileNotFoundError,
 )
 INCONSISTENT: tuple[type[BaseException], ...] = (StoreError,)

@@ -1,0 +1,103 @@
+"""Small timing helpers shared by the benchmarks: median of repeats, rates, one-line reports."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Wall-clock seconds of each repeat (warm-up excluded) and their median."""
+
+    name: str
+    seconds: tuple[float, ...]
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.seconds)
+
+    def rate(self, items: int) -> float:
+        """Items per second at the median time."""
+        return items / self.median_s
+
+
+def time_median(name: str, fn: Callable[[], R], *, repeats: int = 5, warmup: int = 1) -> tuple[Timing, R]:
+    """Run ``fn`` ``warmup`` times untimed, then ``repeats`` times timed; return the timing and last result.
+
+    The garbage collector is run before and disabled during each timed call so that one
+    implementation does not pay for the other's garbage.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    result: R | None = None
+    for _ in range(warmup):
+        result = fn()
+    seconds: list[float] = []
+    for _ in range(repeats):
+        gc.collect()
+        gc.disable()
+        try:
+            t0 = time.perf_counter()
+            result = fn()
+            seconds.append(time.perf_counter() - t0)
+        finally:
+            gc.enable()
+    assert result is not None
+    return Timing(name, tuple(seconds)), result
+
+
+def time_interleaved(
+    fns: Mapping[str, Callable[[], object]], *, repeats: int = 5, warmup: int = 1
+) -> tuple[list[Timing], dict[str, object]]:
+    """Like ``time_median`` for several implementations, alternating them within each repeat.
+
+    On a shared machine the load drifts; interleaving makes each implementation see the same drift,
+    so the ratio of medians is fairer than timing one implementation after the other.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    results: dict[str, object] = {}
+    for _ in range(warmup):
+        for name, fn in fns.items():
+            results[name] = fn()
+    seconds: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            gc.collect()
+            gc.disable()
+            try:
+                t0 = time.perf_counter()
+                results[name] = fn()
+                seconds[name].append(time.perf_counter() - t0)
+            finally:
+                gc.enable()
+    return [Timing(name, tuple(s)) for name, s in seconds.items()], results
+
+
+def report_ratio(ours: Timing, baseline: Timing, *, items: int, unit: str) -> float:
+    """Print both medians and throughputs and the speed-up of ``ours`` over ``baseline``; return it."""
+    width = max(len(ours.name), len(baseline.name))
+    for t in (ours, baseline):
+        print(
+            f"  {t.name:<{width}}  median {t.median_s * 1e3:9.1f} ms over {len(t.seconds)} repeats  "
+            f"{t.rate(items):14,.0f} {unit}/s"
+        )
+    ratio = baseline.median_s / ours.median_s
+    print(f"  speed-up {ours.name} vs {baseline.name}: {ratio:.2f}x")
+    return ratio
+
+
+def quick_parser(description: str) -> argparse.ArgumentParser:
+    """An argument parser with the ``--quick`` and ``--repeats`` flags every benchmark accepts."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats per implementation (>= 3)")
+    return parser

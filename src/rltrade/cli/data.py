@@ -1,0 +1,229 @@
+"""``rltrade data ...``: synthesise, import, fetch, resample and inspect market data."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from rltrade.cli.app import ConfigOpt, app, console, load
+from rltrade.cli.errors import UsageError
+from rltrade.data.pipeline import (
+    DatasetReport,
+    StoreSummary,
+    data_report,
+    import_to_store,
+    resample_in_store,
+    synthesize_to_store,
+)
+from rltrade.data.store import DatasetKey, Store
+from rltrade.types import Kind, Timeframe
+
+data_app = typer.Typer(help="Market data: synthesise, import, fetch, resample, inspect.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+StoreOpt = Annotated[Path | None, typer.Option("--store", help="Store root (default: data.store of the config).")]
+
+
+def _store(config: Path | None, store: Path | None) -> Store:
+    return Store(store if store is not None else load(config).data.store)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def print_summary(summary: StoreSummary) -> None:
+    table = Table(title="appended to the store")
+    for col in ("dataset", "rows in", "new", "duplicates", "days written"):
+        table.add_column(col, justify="left" if col == "dataset" else "right")
+    for name, res in summary.appended.items():
+        table.add_row(name, f"{res.rows_in:,}", f"{res.rows_new:,}", f"{res.rows_duplicate:,}", str(res.days_written))
+    console.print(table)
+    for note in summary.notes:
+        console.print(note)
+
+
+def _fmt_us(us: int) -> str:
+    return dt.datetime.fromtimestamp(us / 1e6, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def print_report(reports: list[DatasetReport], *, per_day: bool = False) -> None:
+    """The data report: one row per dataset (and per day with ``per_day``)."""
+    if not reports:
+        console.print("the store is empty")
+        return
+    table = Table(title="store coverage")
+    for col in ("dataset", "days", "rows", "first", "last", "gaps", "filled"):
+        table.add_column(col, justify="left" if col in ("dataset", "first", "last") else "right")
+    for rep in reports:
+        first, last = rep.days[0].first_us, rep.days[-1].last_us
+        is_bars = rep.key.kind is Kind.BARS
+        table.add_row(
+            str(rep.key),
+            str(len(rep.days)),
+            f"{rep.rows:,}",
+            _fmt_us(first),
+            _fmt_us(last),
+            f"{rep.gaps:,}" if is_bars else "-",
+            f"{rep.filled:,}" if is_bars else "-",
+        )
+        if per_day:
+            for d in rep.days:
+                table.add_row(
+                    f"  {d.day.isoformat()}",
+                    "",
+                    f"{d.rows:,}",
+                    _fmt_us(d.first_us),
+                    _fmt_us(d.last_us),
+                    "-" if d.missing is None else f"{d.missing:,}",
+                    "-" if d.filled is None else f"{d.filled:,}",
+                )
+    console.print(table)
+
+
+@data_app.command("synth")
+def synth(config: ConfigOpt = None, store: StoreOpt = None) -> None:
+    """Generate the synthetic ETH/BTC market of the config into the store."""
+    cfg = load(config)
+    target = _store(config, store)
+    with _progress() as bar:
+        task = bar.add_task("synthesising", total=None)
+
+        def report(done: int, total: int, what: str) -> None:
+            bar.update(task, completed=done, total=total, description=what)
+
+        summary = synthesize_to_store(cfg.data, target, progress=report)
+    print_summary(summary)
+    print_report(data_report(target))
+
+
+@data_app.command("import")
+def import_(
+    files: Annotated[list[Path], typer.Argument(help="Dump files of one symbol/kind/timeframe (csv, gz, zip).")],
+    symbol: Annotated[str | None, typer.Option(help="Symbol, when the file names do not say.")] = None,
+    timeframe: Annotated[str | None, typer.Option(help="Klines timeframe (1s/1m/1h/1d), when not inferable.")] = None,
+    exchange: Annotated[str, typer.Option(help="Exchange folder in the store.")] = "binance",
+    strict: Annotated[bool, typer.Option(help="Refuse any bad row instead of repairing and counting it.")] = False,
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Import Binance klines, trades, aggTrades or recorded-trades files into the store."""
+    tf = Timeframe.parse(timeframe) if timeframe else None
+    summary, cleaning = import_to_store(
+        files, _store(config, store), exchange=exchange, symbol=symbol, timeframe=tf, strict=strict
+    )
+    print_summary(summary)
+    console.print(f"cleaning: {cleaning}")
+
+
+def _parse_time(value: str, what: str) -> int:
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"{what}: {value!r} is not a date/time; write e.g. 2024-08-01 or 2024-08-01T12:00") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return int(when.timestamp() * 1_000_000)
+
+
+@data_app.command("fetch")
+def fetch(
+    symbol: Annotated[str, typer.Option(help="ccxt symbol, e.g. ETH/USDT.")] = "ETH/USDT",
+    kind: Annotated[str, typer.Option(help="bars or trades.")] = "bars",
+    timeframe: Annotated[str, typer.Option(help="Bar timeframe (1s/1m/1h/1d) for bars.")] = "1m",
+    start: Annotated[str, typer.Option(help="UTC start, e.g. 2024-08-01.")] = "2024-08-01",
+    end: Annotated[str | None, typer.Option(help="UTC end (exclusive); default now.")] = None,
+    exchange: Annotated[str, typer.Option(help="ccxt exchange id.")] = "binance",
+    api_url: Annotated[
+        list[str] | None, typer.Option(help="Override a urls['api'] entry, KEY=URL (e.g. a local mirror).")
+    ] = None,
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Download OHLCV bars or trades through ccxt, resuming where the store ends."""
+    from rltrade.data.fetch import DownloadProgress, download, make_exchange
+
+    data_kind = Kind(kind) if kind in ("bars", "trades") else None
+    if data_kind is None:
+        raise UsageError(f"--kind must be bars or trades, got {kind!r}")
+    tf = Timeframe.parse(timeframe) if data_kind is Kind.BARS else None
+    start_us = _parse_time(start, "--start")
+    end_us = _parse_time(end, "--end") if end else int(dt.datetime.now(dt.UTC).timestamp() * 1_000_000)
+    urls = {}
+    for item in api_url or []:
+        name, sep, url = item.partition("=")
+        if not sep:
+            raise UsageError(f"--api-url must be KEY=URL, got {item!r}")
+        urls[name] = url
+    target = _store(config, store)
+    key = DatasetKey(exchange, symbol.replace("/", ""), data_kind, tf)
+    ex = make_exchange(exchange, api_urls=urls or None)
+    summary = StoreSummary()
+    with _progress() as bar:
+        task = bar.add_task(f"fetch {key}", total=1000)
+
+        def on_progress(p: DownloadProgress) -> None:
+            bar.update(task, completed=int(p.fraction * 1000), description=f"fetch {key}: {p.rows:,} rows")
+
+        result = download(
+            ex,
+            symbol,
+            data_kind,
+            tf,
+            start_us,
+            end_us,
+            on_page=lambda page: summary.add(key, target.append(key, page)),
+            resume_from_us=target.last_time(key),
+            progress=on_progress,
+        )
+    console.print(
+        f"{key}: {result.rows:,} rows in {result.pages} page(s), {result.retries} retr(ies), "
+        f"from {_fmt_us(result.start_us)}"
+    )
+    print_report([r for r in data_report(target) if r.key == key])
+
+
+@data_app.command("resample")
+def resample(
+    symbol: Annotated[str, typer.Option(help="Store symbol, e.g. ETHUSDT.")] = "ETHUSDT",
+    src: Annotated[str, typer.Option("--from", help="Source: trades, 1s, 1m or 1h.")] = "trades",
+    dst: Annotated[str, typer.Option("--to", help="Target timeframe: 1s, 1m, 1h or 1d.")] = "1s",
+    exchange: Annotated[str, typer.Option(help="Exchange folder in the store.")] = "binance",
+    keep_incomplete: Annotated[bool, typer.Option(help="Keep coarse bars with missing source bars.")] = False,
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Build coarser bars from stored trades or bars and store them."""
+    source = None if src == "trades" else Timeframe.parse(src)
+    summary, note = resample_in_store(
+        _store(config, store),
+        exchange=exchange,
+        symbol=symbol,
+        src=source,
+        dst=Timeframe.parse(dst),
+        complete_only=not keep_incomplete,
+    )
+    print_summary(summary)
+    console.print(note)
+
+
+@data_app.command("info")
+def info(
+    per_day: Annotated[bool, typer.Option("--per-day", help="One row per stored day.")] = False,
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Coverage, gaps and filled bars per dataset (and per day)."""
+    print_report(data_report(_store(config, store)), per_day=per_day)

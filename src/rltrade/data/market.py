@@ -1,0 +1,99 @@
+"""One market's raw inputs in memory: trades and bars of the traded and the reference symbol.
+
+``MarketFrames`` is what the feature layer consumes. It is loaded from the store or generated from
+the synthetic config (:func:`load_market`), and can be cut at a time ``t`` (:meth:`MarketFrames.until`)
+exactly as a live process would have seen it at ``t``: trades with ``ts_us <= t`` and bars closed by
+``t`` (``open_us + tf <= t``). The look-ahead check relies on that cut.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from rltrade.config import DataConfig
+from rltrade.data.store import DatasetKey, Store
+from rltrade.types import Kind, Timeframe
+
+ROLES: tuple[str, str] = ("eth", "btc")
+"""Role names used by the features layer: the traded symbol and the reference symbol."""
+
+
+@dataclass(frozen=True, eq=False)
+class MarketFrames:
+    """Trades and bars per role (``"eth"`` traded, ``"btc"`` reference), sorted, in the canonical schemas."""
+
+    symbols: Mapping[str, str]
+    """Role → exchange symbol, e.g. ``{"eth": "ETHUSDT", "btc": "BTCUSDT"}``."""
+    trades: Mapping[str, pl.DataFrame]
+    """Role → TRADE_SCHEMA frame (may be empty)."""
+    bars: Mapping[str, Mapping[Timeframe, pl.DataFrame]]
+    """Role → timeframe → BAR_SCHEMA frame."""
+    extras: Mapping[str, object] = field(default_factory=dict)
+    """What a source knows beyond the data (the synthetic market's true regimes and planted signal)."""
+
+    def until(self, t_us: int) -> MarketFrames:
+        """The market as known at ``t_us``: trades at or before it, bars closed by it. Extras are dropped."""
+        return MarketFrames(
+            self.symbols,
+            {role: df.filter(pl.col("ts_us") <= t_us) for role, df in self.trades.items()},
+            {
+                role: {tf: df.filter(pl.col("open_us") + tf.us <= t_us) for tf, df in by_tf.items()}
+                for role, by_tf in self.bars.items()
+            },
+        )
+
+    def span_us(self, role: str = "eth", tf: Timeframe = Timeframe.M1) -> tuple[int, int]:
+        """First bar open and last bar close of ``role``'s ``tf`` bars."""
+        df = self.bars[role][tf]
+        if df.height == 0:
+            raise ValueError(f"no {tf.value} bars for {self.symbols[role]}")
+        return int(df.item(0, "open_us")), int(df.item(-1, "open_us")) + tf.us
+
+    def tick_span_us(self, role: str = "eth") -> tuple[int, int] | None:
+        """First and last trade time of ``role``, or None without trades."""
+        df = self.trades[role]
+        if df.height == 0:
+            return None
+        return int(df.item(0, "ts_us")), int(df.item(-1, "ts_us"))
+
+
+def load_market(cfg: DataConfig, *, store: Store | None = None) -> MarketFrames:
+    """The market of ``cfg``: generated in memory (``source: synthetic``) or read from the store."""
+    symbols = {"eth": cfg.symbol, "btc": cfg.reference}
+    if cfg.source == "synthetic":
+        from rltrade.data.synthetic import generate_market
+
+        market = generate_market(cfg.synthetic, exchange=cfg.exchange, symbols=(cfg.symbol, cfg.reference))
+        return MarketFrames(
+            symbols,
+            {role: market[sym].trades for role, sym in symbols.items()},
+            {
+                role: {tf: df for tf, df in market[sym].bars.items() if tf in cfg.timeframes}
+                for role, sym in symbols.items()
+            },
+            {
+                "regimes": market.regimes,
+                "signal_truth": market.signal_truth,
+                "quotes_1s": {role: market[sym].quotes_1s for role, sym in symbols.items()},
+            },
+        )
+    store = store if store is not None else Store(cfg.store)
+    trades: dict[str, pl.DataFrame] = {}
+    bars: dict[str, dict[Timeframe, pl.DataFrame]] = {}
+    for role, sym in symbols.items():
+        trades[role] = store.read(DatasetKey(cfg.exchange, sym, Kind.TRADES))
+        bars[role] = {}
+        for tf in cfg.timeframes:
+            df = store.read(DatasetKey(cfg.exchange, sym, Kind.BARS, tf))
+            if df.height:
+                bars[role][tf] = df
+        if not bars[role]:
+            raise FileNotFoundError(
+                f"the store {store.root} holds no bars for {cfg.exchange}/{sym}; run `rltrade data import` "
+                "or `rltrade data fetch` first (or use data.source: synthetic)"
+            )
+    return MarketFrames(symbols, trades, bars)
+

@@ -1,0 +1,234 @@
+"""Data-layer jobs the CLI runs: synthesise into the store, import files, resample, report coverage.
+
+Each function does one job on a :class:`~rltrade.data.store.Store` and returns a small summary that
+the caller prints; none of them prints. Long jobs take an optional ``progress(done, total, what)``
+callback.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from rltrade.config import DataConfig
+from rltrade.data.importers import import_files
+from rltrade.data.resample import resample_bars_with_report, trades_to_bars
+from rltrade.data.store import AppendResult, DatasetKey, DayCoverage, Store
+from rltrade.data.synthetic import SyntheticMarket, generate_market
+from rltrade.types import Kind, Timeframe
+
+Progress = Callable[[int, int, str], None]
+
+TRUTH_DIR = "truth"
+"""Store sub-folder holding what only the synthetic market knows (true regimes, the planted signal)."""
+
+
+def _noop(done: int, total: int, what: str) -> None:
+    del done, total, what
+
+
+@dataclass
+class StoreSummary:
+    """Rows appended per dataset by one job."""
+
+    appended: dict[str, AppendResult] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, key: DatasetKey, result: AppendResult) -> None:
+        """Record an append; several appends to one dataset (pages of a download) add up."""
+        old = self.appended.get(str(key))
+        if old is not None:
+            result = AppendResult(
+                old.rows_in + result.rows_in,
+                old.rows_new + result.rows_new,
+                old.rows_duplicate + result.rows_duplicate,
+                old.days_written + result.days_written,
+            )
+        self.appended[str(key)] = result
+
+
+def synthesize_to_store(cfg: DataConfig, store: Store, *, progress: Progress = _noop) -> StoreSummary:
+    """Generate the synthetic market of ``cfg.synthetic`` and append every dataset to ``store``.
+
+    The true regimes and the planted signal are written beside the data under ``<store>/truth/``
+    (they are what an oracle may know, never features).
+    """
+    market = generate_market(cfg.synthetic, exchange=cfg.exchange, symbols=(cfg.symbol, cfg.reference))
+    summary = StoreSummary()
+    jobs: list[tuple[DatasetKey, pl.DataFrame]] = []
+    for symbol, data in market.symbols.items():
+        if data.trades.height:
+            jobs.append((DatasetKey(cfg.exchange, symbol, Kind.TRADES), data.trades))
+        for tf, bars in data.bars.items():
+            if tf in cfg.timeframes:
+                jobs.append((DatasetKey(cfg.exchange, symbol, Kind.BARS, tf), bars))
+    for i, (key, frame) in enumerate(jobs):
+        progress(i, len(jobs), f"store {key}")
+        summary.add(key, store.append(key, frame))
+    progress(len(jobs), len(jobs), "truth")
+    write_truth(market, store.root / TRUTH_DIR / cfg.exchange)
+    summary.notes.append(
+        f"synthetic market seed {cfg.synthetic.seed}: {cfg.synthetic.history_days} days of history, "
+        f"{cfg.synthetic.tick_days} tick day(s), signal "
+        + (
+            f"BTC leads ETH by {cfg.synthetic.signal.lag_s} s (strength {cfg.synthetic.signal.strength})"
+            if cfg.synthetic.signal is not None
+            else "none"
+        )
+    )
+    return summary
+
+
+def write_truth(market: SyntheticMarket, folder: Path) -> None:
+    """Write the true regimes and the planted signal of a synthetic market into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for tf, frame in market.regimes.items():
+        frame.write_parquet(folder / f"regimes_{tf.value}.parquet")
+    meta: dict[str, object] = {
+        "start_us": market.start_us,
+        "tick_start_us": market.tick_start_us,
+        "end_us": market.end_us,
+        "signal": None,
+    }
+    truth = market.signal_truth
+    if truth is not None:
+        truth.frame.write_parquet(folder / "signal.parquet")
+        meta["signal"] = {
+            "follower": truth.follower,
+            "leader": truth.leader,
+            "lag_s": truth.lag_s,
+            "strength": truth.strength,
+            "loading": truth.loading,
+            "vol_ratio": truth.vol_ratio,
+        }
+    (folder / "truth.json").write_text(json.dumps(meta, indent=2))
+
+
+def import_to_store(
+    paths: Sequence[Path],
+    store: Store,
+    *,
+    exchange: str,
+    symbol: str | None = None,
+    timeframe: Timeframe | None = None,
+    strict: bool = False,
+) -> tuple[StoreSummary, str]:
+    """Import dump files of one symbol/kind/timeframe into ``store``; returns the summary and the cleaning report."""
+    result = import_files(list(paths), symbol=symbol, timeframe=timeframe, policy="strict" if strict else "repair")
+    key = DatasetKey(exchange, result.symbol, result.data_kind, result.timeframe)
+    summary = StoreSummary()
+    summary.add(key, store.append(key, result.frame))
+    return summary, result.report.summary()
+
+
+def resample_in_store(
+    store: Store,
+    *,
+    exchange: str,
+    symbol: str,
+    src: Timeframe | None,
+    dst: Timeframe,
+    complete_only: bool = True,
+) -> tuple[StoreSummary, str]:
+    """Build ``dst`` bars from stored ``src`` bars (``src=None``: from stored trades) and append them.
+
+    From trades every ``dst`` bar between the first and the last trade is written, empty ones as
+    explicit filled bars. From bars, incomplete coarse bars are dropped (``complete_only``) and counted.
+    """
+    if src is None:
+        trades = store.read(DatasetKey(exchange, symbol, Kind.TRADES))
+        if trades.height == 0:
+            raise FileNotFoundError(f"no trades stored for {exchange}/{symbol}; import or synthesise some first")
+        bars = trades_to_bars(trades, dst)
+        note = f"{trades.height:,} trades → {bars.height:,} {dst.value} bars ({int(bars['is_filled'].sum()):,} filled)"
+    else:
+        source = store.read(DatasetKey(exchange, symbol, Kind.BARS, src))
+        if source.height == 0:
+            raise FileNotFoundError(f"no {src.value} bars stored for {exchange}/{symbol}")
+        bars, report = resample_bars_with_report(source, src, dst, complete_only=complete_only)
+        note = report.summary()
+    summary = StoreSummary()
+    summary.add(
+        DatasetKey(exchange, symbol, Kind.BARS, dst), store.append(DatasetKey(exchange, symbol, Kind.BARS, dst), bars)
+    )
+    return summary, note
+
+
+@dataclass(frozen=True)
+class DatasetReport:
+    """Coverage of one dataset: totals and the per-day rows."""
+
+    key: DatasetKey
+    days: list[DayCoverage]
+
+    @property
+    def rows(self) -> int:
+        return sum(d.rows for d in self.days)
+
+    @property
+    def gaps(self) -> int:
+        return sum(d.missing or 0 for d in self.days)
+
+    @property
+    def filled(self) -> int:
+        return sum(d.filled or 0 for d in self.days)
+
+
+def data_report(store: Store) -> list[DatasetReport]:
+    """Coverage, gaps and filled bars of every dataset in the store."""
+    return [DatasetReport(key, store.coverage(key)) for key in store.datasets()]
+
+
+@dataclass(frozen=True)
+class ResampleCheck:
+    """Stored ``dst`` bars compared with bars rebuilt from stored ``src`` data over their common range."""
+
+    symbol: str
+    src: str
+    dst: Timeframe
+    compared: int
+    mismatched: int
+
+
+def verify_resampling(store: Store, *, exchange: str, symbol: str) -> list[ResampleCheck]:
+    """Rebuild each stored timeframe from the next finer stored data and count disagreeing bars.
+
+    trades → 1s, 1s → 1m, 1m → 1h, 1h → 1d, wherever both sides are stored; only complete coarse bars
+    inside the finer data's range are compared (OHLC exactly, volume to 1e-9 relative).
+    """
+    checks: list[ResampleCheck] = []
+    chain: list[tuple[Timeframe | None, Timeframe]] = [
+        (None, Timeframe.S1),
+        (Timeframe.S1, Timeframe.M1),
+        (Timeframe.M1, Timeframe.H1),
+        (Timeframe.H1, Timeframe.D1),
+    ]
+    for src, dst in chain:
+        src_key = (
+            DatasetKey(exchange, symbol, Kind.TRADES) if src is None else DatasetKey(exchange, symbol, Kind.BARS, src)
+        )
+        dst_key = DatasetKey(exchange, symbol, Kind.BARS, dst)
+        source, stored = store.read(src_key), store.read(dst_key)
+        if source.height == 0 or stored.height == 0:
+            continue
+        if src is None:
+            # The bar holding the first trade may have started before the stored trades did: skip it.
+            first = -(-int(source.item(0, "ts_us")) // dst.us) * dst.us
+            rebuilt = trades_to_bars(source, dst).filter(pl.col("open_us") >= first)
+        else:
+            rebuilt, _ = resample_bars_with_report(source, src, dst, complete_only=True)
+        joined = rebuilt.join(stored, on="open_us", how="inner", suffix="_stored")
+        same = (
+            (pl.col("open") == pl.col("open_stored"))
+            & (pl.col("high") == pl.col("high_stored"))
+            & (pl.col("low") == pl.col("low_stored"))
+            & (pl.col("close") == pl.col("close_stored"))
+            & ((pl.col("volume") - pl.col("volume_stored")).abs() <= 1e-9 * pl.col("volume_stored").abs() + 1e-12)
+        )
+        mismatched = joined.filter(~same).height
+        checks.append(ResampleCheck(symbol, "trades" if src is None else src.value, dst, joined.height, mismatched))
+    return checks

@@ -1,0 +1,284 @@
+"""Per-bar channels of one bar series and their extraction into fixed-length state windows.
+
+Two steps, so that the expensive part runs once per series and the per-state part is a gather:
+
+1. :func:`compute_bar_channels` precomputes, over the whole series, the log prices and four per-bar
+   channels (relative log volume and three TA-Lib indicators). Every value at bar ``i`` uses bars
+   ``0..i`` only (the TA-Lib indicators are recursive, so they depend on *all* earlier bars, never on
+   later ones).
+2. :func:`bar_windows` gathers, for a batch of "last closed bar" indices, the ``W`` bars ending at that
+   bar (oldest first) as a ``float32 [B, W, 8]`` tensor plus a ``[B, W]`` mask.
+
+The eight channels (:data:`BAR_CHANNEL_NAMES`, described in :data:`BAR_CHANNEL_DESCRIPTIONS`):
+
+====  ===============  ===================================================================================
+ #    name             value for the bar in row ``j`` of a window ending at bar ``e``
+====  ===============  ===================================================================================
+ 0    log_open_rel     ``log(open_j / c_ref)``
+ 1    log_high_rel     ``log(high_j / c_ref)``
+ 2    log_low_rel      ``log(low_j / c_ref)``
+ 3    log_close_rel    ``log(close_j / c_ref)``; 0 in the last row by construction
+ 4    log_volume_rel   ``log((v_j + ε_j) / (m_j + ε_j))``, ``m_j`` the median volume of bars
+                       ``j-w+1..j`` (fewer at the series start), ``ε_j = volume_eps_frac·m_j + 1e-12``
+ 5    rsi              ``(RSI(close, rsi_period)_j − 50) / 50`` in [-1, 1]
+ 6    macd_hist_atr    ``MACD histogram_j / max(ATR_j, atr_floor_frac·close_j)``
+ 7    atr_close        ``ATR(atr_period)_j / close_j``
+====  ===============  ===================================================================================
+
+``c_ref`` is the close of the **last** bar of the window (bar ``e``), not of the current price: a window
+whose last bar is a closed 1h bar therefore looks identical all hour long, until the next 1h bar
+closes. That is what lets a per-timeframe CNN be cached by bar close (SPEC §2.2, §2.3).
+
+Channels 4-7 are clipped to ``±spec.clip`` so that degenerate data (a run of zero-volume bars, a flat
+price with ATR → 0) can never produce huge values, NaN or inf.
+
+Warm-up: TA-Lib leaves the first bars of each indicator undefined (NaN): there the indicator channels
+are 0 and the bar's ``valid`` flag is False (with the defaults, bars ``0..32``, the MACD histogram
+being the last to start). A window row is masked when its bar is before the series start (all eight
+channels 0) or in the warm-up (real prices and volume, zero indicators).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+import talib
+
+BAR_CHANNEL_NAMES: Final = (
+    "log_open_rel",
+    "log_high_rel",
+    "log_low_rel",
+    "log_close_rel",
+    "log_volume_rel",
+    "rsi",
+    "macd_hist_atr",
+    "atr_close",
+)
+BAR_CHANNEL_DESCRIPTIONS: Final[dict[str, str]] = {
+    "log_open_rel": "log(open / c_ref), c_ref = close of the last bar of the window",
+    "log_high_rel": "log(high / c_ref)",
+    "log_low_rel": "log(low / c_ref)",
+    "log_close_rel": "log(close / c_ref); exactly 0 in the window's last row",
+    "log_volume_rel": "log of volume over its causal rolling median (volume_window bars ending at the bar)",
+    "rsi": "(RSI(rsi_period) - 50) / 50, in [-1, 1]",
+    "macd_hist_atr": "MACD(fast, slow, signal) histogram divided by ATR(atr_period)",
+    "atr_close": "ATR(atr_period) / close",
+}
+N_BAR_CHANNELS: Final = len(BAR_CHANNEL_NAMES)
+DEFAULT_WINDOW: Final = 300
+_N_PRICE: Final = 4
+
+
+class FeatureInputError(ValueError):
+    """Input arrays of a feature kernel are malformed (shape, dtype, NaN, non-positive price, ...)."""
+
+
+@dataclass(frozen=True)
+class BarChannelSpec:
+    """Parameters of the per-bar channels (defaults as in SPEC §2.2)."""
+
+    volume_window: int = 300
+    """Bars in the causal rolling median that volume is divided by (bars ``i-w+1..i``)."""
+    rsi_period: int = 14
+    macd_fast: int = 12
+    macd_slow: int = 26
+    macd_signal: int = 9
+    atr_period: int = 14
+    volume_eps_frac: float = 1e-3
+    """ε relative to the rolling median: a zero-volume bar scores ``log(1e-3) ≈ -6.9``, not -inf."""
+    atr_floor_frac: float = 1e-6
+    """Floor of the MACD denominator, relative to close (0.01 bp), so a flat price never divides by 0."""
+    clip: float = 10.0
+    """Channels 4-7 are clipped to ``[-clip, clip]``."""
+
+    def __post_init__(self) -> None:
+        for name in ("volume_window", "rsi_period", "macd_fast", "macd_slow", "macd_signal", "atr_period"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"BarChannelSpec.{name} must be >= 1, got {getattr(self, name)}")
+        if self.macd_fast >= self.macd_slow:
+            raise ValueError(f"BarChannelSpec: macd_fast ({self.macd_fast}) must be < macd_slow ({self.macd_slow})")
+        if not (self.volume_eps_frac > 0 and self.atr_floor_frac > 0 and self.clip > 0):
+            raise ValueError("BarChannelSpec: volume_eps_frac, atr_floor_frac and clip must be > 0")
+
+    @property
+    def warmup_bars(self) -> int:
+        """Bars at the series start whose indicators are undefined (TA-Lib lookback of the slowest one)."""
+        return max(self.rsi_period, self.atr_period, self.macd_slow + self.macd_signal - 2)
+
+    @property
+    def history_bars(self) -> int:
+        """Bars after which a computation started mid-series agrees with the full-series one (to 1e-6).
+
+        The rolling median fills after ``volume_window`` bars; RSI, ATR and the MACD EMAs are recursive
+        and forget their starting point geometrically (to 1e-6 within ~10 periods). A streaming builder
+        that recomputes on the last ``history_bars + W`` bars therefore matches the batch windows.
+        """
+        return max(self.volume_window, 10 * max(self.rsi_period, self.atr_period, self.macd_slow))
+
+
+@dataclass(frozen=True, eq=False)
+class BarChannels:
+    """Precomputed per-bar arrays of one bar series (see :func:`compute_bar_channels`)."""
+
+    log_ohlc_T4: npt.NDArray[np.float64]
+    """log(open, high, low, close), float64 so that the relative channels lose no precision."""
+    per_bar_T4: npt.NDArray[np.float32]
+    """Channels 4-7 (log_volume_rel, rsi, macd_hist_atr, atr_close); 0 where not valid."""
+    valid_T: npt.NDArray[np.bool_]
+    """False in the indicator warm-up."""
+    spec: BarChannelSpec
+
+    @property
+    def n_bars(self) -> int:
+        return int(self.valid_T.shape[0])
+
+
+def check_series(
+    columns: dict[str, npt.ArrayLike],
+    *,
+    what: str,
+    positive: tuple[str, ...],
+    nonnegative: tuple[str, ...] = (),
+) -> dict[str, npt.NDArray[np.float64]]:
+    """Return ``columns`` as equally long 1-D float64 arrays; raise :class:`FeatureInputError` on bad rows.
+
+    ``positive`` columns must be finite and > 0, ``nonnegative`` ones finite and >= 0; the error names
+    ``what``, the column and the first bad row.
+    """
+    out = {name: np.asarray(values, dtype=np.float64) for name, values in columns.items()}
+    lengths = {name: a.shape for name, a in out.items()}
+    if any(len(s) != 1 for s in lengths.values()) or len({s[0] for s in lengths.values()}) > 1:
+        raise FeatureInputError(f"{what}: columns must be 1-D and equally long, got shapes {lengths}")
+    for name, a in out.items():
+        if name in positive:
+            bad = ~(np.isfinite(a) & (a > 0))
+            rule = "finite and > 0"
+        elif name in nonnegative:
+            bad = ~(np.isfinite(a) & (a >= 0))
+            rule = "finite and >= 0"
+        else:
+            bad = ~np.isfinite(a)
+            rule = "finite"
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise FeatureInputError(
+                f"{what}: {name} must be {rule}; row {row} has {a[row]!r} ({int(bad.sum())} bad row(s)). "
+                "Clean or validate the data (rltrade.data) before computing features."
+            )
+    return out
+
+
+def compute_bar_channels(
+    open_T: npt.ArrayLike,
+    high_T: npt.ArrayLike,
+    low_T: npt.ArrayLike,
+    close_T: npt.ArrayLike,
+    volume_T: npt.ArrayLike,
+    spec: BarChannelSpec = BarChannelSpec(),
+    *,
+    what: str = "bars",
+) -> BarChannels:
+    """Precompute the per-bar arrays of one bar series, oldest bar first.
+
+    Causal: every array value at bar ``i`` depends on bars ``0..i`` only. ``what`` names the series in
+    error messages (e.g. ``"ETHUSDT 1m"``).
+    """
+    cols = check_series(
+        {"open": open_T, "high": high_T, "low": low_T, "close": close_T, "volume": volume_T},
+        what=what,
+        positive=("open", "high", "low", "close"),
+        nonnegative=("volume",),
+    )
+    o, h, lo, c, v = (cols[k] for k in ("open", "high", "low", "close", "volume"))
+    bad = (h < np.maximum(np.maximum(o, c), lo)) | (lo > np.minimum(o, c))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise FeatureInputError(
+            f"{what}: row {row} is not a valid bar (open={o[row]}, high={h[row]}, low={lo[row]}, "
+            f"close={c[row]}); high must be >= open, close, low and low <= open, close"
+        )
+    log_ohlc_T4 = np.log(np.stack([o, h, lo, c], axis=1))
+    per_bar_T4 = np.zeros((c.shape[0], 4), dtype=np.float64)
+    valid_T = np.zeros(c.shape[0], dtype=np.bool_)
+    if c.shape[0] > 0:
+        per_bar_T4[:, 0] = _log_volume_rel(v, spec)
+        rsi = talib.RSI(c, timeperiod=spec.rsi_period)
+        _, _, hist = talib.MACD(c, fastperiod=spec.macd_fast, slowperiod=spec.macd_slow, signalperiod=spec.macd_signal)
+        atr = talib.ATR(h, lo, c, timeperiod=spec.atr_period)
+        per_bar_T4[:, 1] = (rsi - 50.0) / 50.0
+        per_bar_T4[:, 2] = hist / np.maximum(atr, spec.atr_floor_frac * c)
+        per_bar_T4[:, 3] = atr / c
+        valid_T = np.asarray(np.isfinite(per_bar_T4).all(axis=1), dtype=np.bool_)
+        per_bar_T4[~valid_T, 1:] = 0.0
+        np.clip(per_bar_T4, -spec.clip, spec.clip, out=per_bar_T4)
+    return BarChannels(log_ohlc_T4, per_bar_T4.astype(np.float32), valid_T, spec)
+
+
+def bar_channels_from_frame(
+    bars: pl.DataFrame, spec: BarChannelSpec = BarChannelSpec(), *, what: str = "bars"
+) -> BarChannels:
+    """:func:`compute_bar_channels` on a frame with BAR_SCHEMA's OHLCV columns, sorted by ``open_us``."""
+    missing = [c for c in ("open", "high", "low", "close", "volume") if c not in bars.columns]
+    if missing:
+        raise FeatureInputError(f"{what}: missing column(s) {missing}; got {bars.columns}")
+    if "open_us" in bars.columns and bars.height > 1:
+        back = np.flatnonzero(np.diff(bars["open_us"].to_numpy()) <= 0)
+        if back.size:
+            raise FeatureInputError(
+                f"{what}: open_us must be strictly increasing; row {back[0] + 1} is not after row {back[0]}"
+            )
+    o, h, lo, c, v = (bars[name].to_numpy() for name in ("open", "high", "low", "close", "volume"))
+    return compute_bar_channels(o, h, lo, c, v, spec, what=what)
+
+
+def _log_volume_rel(volume_T: npt.NDArray[np.float64], spec: BarChannelSpec) -> npt.NDArray[np.float64]:
+    # min_samples=1: the first bars divide by the median of the bars seen so far, never of later ones.
+    median_T = pl.Series(volume_T).rolling_median(window_size=spec.volume_window, min_samples=1).to_numpy()
+    eps_T = spec.volume_eps_frac * median_T + 1e-12
+    return np.asarray(np.log((volume_T + eps_T) / (median_T + eps_T)), dtype=np.float64)
+
+
+def bar_windows(
+    channels: BarChannels, idx_B: npt.ArrayLike, window: int = DEFAULT_WINDOW
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    """Gather the ``window`` bars ending at bar ``idx_B[b]`` for each query.
+
+    ``idx_B`` holds, per query, the index of the last *closed* bar (from the as-of alignment), or -1
+    when no bar has closed yet. Row ``j`` of query ``b`` is bar ``idx_B[b] - (window - 1) + j``: rows are
+    oldest first and the last row is the last closed bar. Returns
+
+    * ``x_BWC`` float32 ``[B, window, 8]``: the channels of :data:`BAR_CHANNEL_NAMES`, relative to the
+      close of bar ``idx_B[b]``; rows before the series start (and every row when ``idx_B[b] == -1``)
+      are 0;
+    * ``mask_BW`` bool ``[B, window]``: True where the row is a real bar past the indicator warm-up.
+
+    A value for query ``b`` uses bars ``<= idx_B[b]`` only.
+    """
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    idx = np.asarray(idx_B)
+    if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
+        raise FeatureInputError(f"idx_B must be a 1-D integer array, got dtype {idx.dtype} shape {idx.shape}")
+    idx = idx.astype(np.int64, copy=False)
+    n = channels.n_bars
+    bad = (idx < -1) | (idx >= n)
+    if bad.any():
+        b = int(np.flatnonzero(bad)[0])
+        raise FeatureInputError(f"idx_B[{b}] = {idx[b]} is outside [-1, {n - 1}] for a series of {n} bars")
+    x_BWC = np.zeros((idx.shape[0], window, N_BAR_CHANNELS), dtype=np.float32)
+    mask_BW = np.zeros((idx.shape[0], window), dtype=np.bool_)
+    if n == 0:
+        return x_BWC, mask_BW
+    rows_BW = idx[:, None] + np.arange(-(window - 1), 1, dtype=np.int64)[None, :]
+    exists_BW = rows_BW >= 0
+    safe_BW = np.where(exists_BW, rows_BW, 0)
+    log_cref_B = channels.log_ohlc_T4[np.maximum(idx, 0), 3]
+    x_BWC[..., :_N_PRICE] = channels.log_ohlc_T4[safe_BW] - log_cref_B[:, None, None]
+    x_BWC[..., _N_PRICE:] = channels.per_bar_T4[safe_BW]
+    x_BWC[~exists_BW] = 0.0
+    mask_BW[:] = exists_BW & channels.valid_T[safe_BW]
+    return x_BWC, mask_BW

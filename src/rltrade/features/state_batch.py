@@ -1,0 +1,152 @@
+"""Batch state builder: gathers flat float32 states for many query times from compact arrays.
+
+``BatchStateBuilder(layout, features).gather(t_us_B)`` returns ``float32 [B, layout.size]``. Every
+block at query time ``t`` sees only what was known at ``t``:
+
+* bar blocks: the ``W`` bars of that role and timeframe closed by ``t`` (``open_us + tf <= t``), the
+  last one being the latest closed bar; a 1h bar opened 14:00 enters at 15:00;
+* ``eth_ticks``: trades with ``t - 300 s < ts_us <= t``, most recent first;
+* ``pivots``: pivots confirmed by ``t`` and the close of the last 1m bar closed by ``t``;
+* ``regime``: the row of the last 1m bar closed by ``t``;
+* ``cnn_*``: zero with their flags off here (the CNN bridge fills them walk-forward);
+* basic return blocks: the last ``n`` log returns of closed bars, ``1000 · log(c_i / c_{i-1})`` clipped
+  to ±10, oldest first (0 where the series has not started).
+
+Flags (``layout.flag_names``): ``has_<block>`` is 1 when the block holds data that is past its warm-up
+at ``t`` (bar blocks: the last row is a valid bar; ticks: at least one trade in the window; pivots: a
+level is available; regime: valid), ``warmup`` is 1 while any present block still has masked rows,
+``ticks_stale`` is 1 when the traded symbol's last trade is older than ``stale_after_s``, and
+``cnn_model_present`` is 0 until a CNN fills its blocks. Missing data is zero-filled and flagged, never
+absent.
+
+``gather_blocks`` returns the same values per block (for the look-ahead check and tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import numpy.typing as npt
+
+from rltrade.data.align import last_closed_index
+from rltrade.features.bar_channels import bar_windows
+from rltrade.features.layout import StateLayout
+from rltrade.features.market_features import MarketFeatures
+from rltrade.features.pivots import pivot_features
+from rltrade.features.regime import regime_features_at
+from rltrade.features.ticks import tick_windows
+from rltrade.types import Timeframe
+
+RETURN_SCALE = 1000.0
+"""Basic return blocks are ``RETURN_SCALE · log return`` (per mille), clipped to ±``RETURN_CLIP``."""
+RETURN_CLIP = 10.0
+
+BlockValues = dict[str, npt.NDArray[np.float32]]
+
+
+class BatchStateBuilder:
+    """Gathers states of ``layout`` at arbitrary query times from ``features`` (see the module docstring)."""
+
+    def __init__(self, layout: StateLayout, features: MarketFeatures) -> None:
+        self.layout = layout
+        self.features = features
+
+    @property
+    def size(self) -> int:
+        return self.layout.size
+
+    def gather(self, t_us_B: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """States ``float32 [B, layout.size]`` at query times ``t_us_B`` (µs, any order)."""
+        t_B = np.asarray(t_us_B, dtype=np.int64).reshape(-1)
+        out_BF = np.zeros((t_B.shape[0], self.layout.size), dtype=np.float32)
+        for name, values in self.gather_blocks(t_B).items():
+            block = self.layout.block(name)
+            out_BF[:, block.slice] = values.reshape(t_B.shape[0], block.size)
+        return out_BF
+
+    def gather_blocks(self, t_us_B: npt.ArrayLike) -> BlockValues:
+        """Per block values ``[B, *shape]`` (float32), flags included."""
+        t_B = np.asarray(t_us_B, dtype=np.int64).reshape(-1)
+        n = t_B.shape[0]
+        f = self.features
+        out: BlockValues = {}
+        has: dict[str, npt.NDArray[np.bool_]] = {}
+        warm: list[npt.NDArray[np.bool_]] = []
+        for block in self.layout.blocks:
+            if block.kind == "bars":
+                assert block.symbol is not None and block.timeframe is not None
+                sf = f.series[(block.symbol, block.timeframe)]
+                idx_B = last_closed_index(sf.bars, t_B)
+                x, mask_BW = bar_windows(sf.channels, idx_B, block.shape[0])
+                out[block.name] = x
+                has[block.name] = mask_BW[:, -1]
+                warm.append(has[block.name] & ~mask_BW.all(axis=1))
+            elif block.kind == "ticks":
+                if f.trades is None:
+                    out[block.name] = np.zeros((n, *block.shape), np.float32)
+                    has[block.name] = np.zeros(n, bool)
+                else:
+                    x, mask_BM = tick_windows(f.trades, t_B)
+                    out[block.name] = x
+                    has[block.name] = mask_BM[:, 0]
+            elif block.name == "pivots":
+                assert f.pivots is not None and f.pivot_bars is not None
+                x, mask_BL = pivot_features(f.pivots, f.pivot_bars.close_T, f.pivot_bars.open_us_T, t_B)
+                out[block.name] = x.reshape(n, *block.shape).astype(np.float32, copy=False)
+                has[block.name] = np.asarray(mask_BL.any(axis=1), dtype=bool)
+            elif block.name == "regime":
+                assert f.regime is not None and f.regime_bars is not None
+                x, valid_B = regime_features_at(f.regime, last_closed_index(f.regime_bars, t_B))
+                out[block.name] = x
+                has[block.name] = valid_B
+                warm.append(~valid_B)
+            elif block.name in ("cnn_hidden", "cnn_predictions"):
+                out[block.name] = np.zeros((n, *block.shape), np.float32)
+                has[block.name] = np.zeros(n, bool)
+            elif block.kind == "flat" and block.symbol is not None and block.timeframe is not None:
+                out[block.name], has[block.name] = self._returns(block.symbol, block.timeframe, block.shape[0], t_B)
+            elif block.kind == "flags":
+                continue
+            else:  # pragma: no cover - layouts are built by build_layout, which only makes the kinds above
+                raise ValueError(f"no gatherer for block {block.name!r} of kind {block.kind}")
+        out["flags"] = self._flags(t_B, has, warm)
+        return out
+
+    def _returns(
+        self, role: str, tf: Timeframe, n_ret: int, t_B: npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+        sf = self.features.series[(role, tf)]
+        idx_B = last_closed_index(sf.bars, t_B)
+        # Returns i-n+1..i need closes i-n..i; index -1 and below have no bar.
+        idx_BK = idx_B[:, None] + np.arange(-n_ret, 1)[None, :]
+        ok_BK = idx_BK >= 0
+        logc = np.log(sf.bars.close_T)
+        logc_BK = np.where(ok_BK, logc[np.maximum(idx_BK, 0)], 0.0)
+        ret = np.diff(logc_BK, axis=1) * RETURN_SCALE
+        ret = np.where(ok_BK[:, :-1], ret, 0.0)
+        return np.clip(ret, -RETURN_CLIP, RETURN_CLIP).astype(np.float32), ok_BK[:, 0]
+
+    def _flags(
+        self,
+        t_B: npt.NDArray[np.int64],
+        has: Mapping[str, npt.NDArray[np.bool_]],
+        warm: list[npt.NDArray[np.bool_]],
+    ) -> npt.NDArray[np.float32]:
+        names = self.layout.flag_names
+        flags = np.zeros((t_B.shape[0], len(names)), dtype=np.float32)
+        for i, name in enumerate(names):
+            if name.startswith("has_"):
+                flags[:, i] = has[name[4:]]
+        if warm:
+            flags[:, names.index("warmup")] = np.any(np.stack(warm), axis=0)
+        flags[:, names.index("ticks_stale")] = self._stale(t_B)
+        return flags
+
+    def _stale(self, t_B: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        ts = self.features.trade_ts_us.get("eth")
+        if ts is None or ts.size == 0 or not self.layout.has("eth_ticks"):
+            return np.zeros(t_B.shape[0], bool)
+        k_B = np.searchsorted(ts, t_B, side="right") - 1
+        last_B = np.where(k_B >= 0, ts[np.maximum(k_B, 0)], np.iinfo(np.int64).min // 2)
+        return np.asarray(t_B - last_B > self.features.spec.stale_after_us)

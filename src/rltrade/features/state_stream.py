@@ -1,0 +1,269 @@
+"""Streaming state builder: the live counterpart of the batch builder, updated trade by trade.
+
+Start it from stored history cut at ``t0`` (``MarketFrames.until(t0)``, at least as long as every
+warm-up), then feed trades in time order with :meth:`StreamingStateBuilder.update` and read
+:meth:`StreamingStateBuilder.state_at` on the decision clock. Bars are built incrementally from the
+trades with the batch resampler's rules (:mod:`rltrade.features.bar_stream`); per-bar channels,
+regime features and pivots are then computed with the *same* kernels as the batch builder, on the
+newest ``history_bars + W`` bars (recursive indicators forget their start long before that), so the
+two builders agree: flags and pivots exactly, float features within ``FLOAT_TOLERANCE``.
+
+Work per trade is O(1) (ring buffers, scalar bar aggregation); per-bar work happens lazily on the
+first ``state_at`` after a bar closes.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from rltrade.config import FeaturesConfig
+from rltrade.data.market import MarketFrames
+from rltrade.features.bar_channels import BarChannels, bar_windows, compute_bar_channels
+from rltrade.features.bar_stream import Aggregator, ClosedBar, GrowingBars
+from rltrade.features.layout import StateLayout
+from rltrade.features.market_features import FeatureSpec, FeatureStats, required_series
+from rltrade.features.pivots import PivotTracker
+from rltrade.features.regime import compute_regime_features
+from rltrade.features.state_batch import RETURN_CLIP, RETURN_SCALE, BlockValues
+from rltrade.features.ticks import TickStream
+from rltrade.types import Timeframe
+
+FLOAT_TOLERANCE = 1e-4
+"""Max absolute difference between streaming and batch float features (documented, tested)."""
+
+CHAIN: tuple[Timeframe, ...] = (Timeframe.S1, Timeframe.M1, Timeframe.H1, Timeframe.D1)
+
+
+@dataclass
+class _RoleState:
+    bars: dict[Timeframe, GrowingBars]
+    trade_agg: Aggregator
+    bar_aggs: dict[Timeframe, Aggregator]
+    """dst timeframe → aggregator fed by the next finer timeframe."""
+    last_trade_us: int | None
+
+
+class StreamingStateBuilder:
+    """Incremental states of ``layout`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        layout: StateLayout,
+        cfg: FeaturesConfig,
+        history: MarketFrames,
+        t0_us: int,
+        stats: FeatureStats = FeatureStats(),
+    ) -> None:
+        self.layout = layout
+        self.spec = FeatureSpec.from_config(cfg, layout, stats)
+        self.t_us = t0_us
+        hist = history.until(t0_us)
+        self._keep = self._keep_bars()
+        self._roles = {role: self._init_role(hist, role, t0_us) for role in ("eth", "btc")}
+        self._dirty: set[tuple[str, Timeframe]] = set(self._roles_tfs())
+        self._channels: dict[tuple[str, Timeframe], BarChannels] = {}
+        self._regime: tuple[npt.NDArray[np.float32], bool] | None = None
+        self._regime_dirty = True
+        self.ticks = TickStream(self.spec.tick)
+        eth_trades = hist.trades.get("eth")
+        if eth_trades is not None and eth_trades.height and layout.has("eth_ticks"):
+            # The ticks block needs the trades of the last window plus the burst counter's span.
+            recent = eth_trades.filter(
+                pl.col("ts_us") > t0_us - self.spec.tick.window_us - 2 * self.spec.tick.intensity_us
+            )
+            for ts, p, q, s in recent.select("ts_us", "price", "qty", "side").iter_rows():
+                self.ticks.update(ts, p, q, s)
+        self.pivots: PivotTracker | None = None
+        if layout.has("pivots"):
+            self.pivots = PivotTracker(self.spec.pivot_tf.us, n=self.spec.pivot_n, levels=self.spec.pivot_levels)
+            piv = hist.bars["eth"][self.spec.pivot_tf]
+            for o, h, lo, c in piv.select("open_us", "high", "low", "close").iter_rows():
+                self.pivots.update(o, h, lo, c)
+
+    # ------------------------------------------------------------------ set-up
+    def _roles_tfs(self) -> list[tuple[str, Timeframe]]:
+        return sorted(required_series(self.layout), key=lambda k: (k[0], k[1].us))
+
+    def _keep_bars(self) -> dict[Timeframe, int]:
+        windows = [b.shape[0] for b in self.layout.blocks if b.kind == "bars"] + [
+            b.shape[0] + 1 for b in self.layout.blocks if b.kind == "flat" and b.timeframe is not None
+        ]
+        w = max(windows, default=1)
+        keep = {tf: self.spec.bar.history_bars + w + 1 for tf in CHAIN}
+        keep[Timeframe.M1] = max(keep[Timeframe.M1], self.spec.regime.history_bars + 1)
+        return keep
+
+    def _init_role(self, hist: MarketFrames, role: str, t0_us: int) -> _RoleState:
+        bars: dict[Timeframe, GrowingBars] = {}
+        by_tf = hist.bars.get(role, {})
+        for tf in CHAIN:
+            g = GrowingBars(tf, self._keep[tf])
+            df = by_tf.get(tf)
+            if df is not None and df.height:
+                df = df.tail(self._keep[tf])
+                g.extend_arrays(
+                    df["open_us"].to_numpy(),
+                    df.select("open", "high", "low", "close", "volume").to_numpy(),
+                    df["is_filled"].to_numpy(),
+                )
+            bars[tf] = g
+        trades = hist.trades.get(role)
+        last_close = bars[Timeframe.S1].last_close
+        if last_close is None and trades is not None and trades.height:
+            last_close = float(trades.item(-1, "price"))
+        trade_agg = Aggregator(Timeframe.S1, last_close)
+        # The 1s bar forming at t0: the trades of the current second.
+        sec_open = t0_us // Timeframe.S1.us * Timeframe.S1.us
+        trade_agg.current = None
+        if trades is not None and trades.height:
+            for ts, p, q in trades.filter(pl.col("ts_us") >= sec_open).select("ts_us", "price", "qty").iter_rows():
+                trade_agg.add_trade(ts, p, q)
+        if trade_agg.current is None:
+            trade_agg._start(sec_open)
+        # Coarser bars forming at t0 are primed with the finer bars of their current period.
+        bar_aggs: dict[Timeframe, Aggregator] = {}
+        for src, dst in itertools.pairwise(CHAIN):
+            agg = Aggregator(dst, bars[dst].last_close)
+            period_open = t0_us // dst.us * dst.us
+            open_us, ohlcv, filled = bars[src].tail(dst.us // src.us)
+            for k in np.flatnonzero(open_us >= period_open):
+                o, h, lo, c, v = (float(x) for x in ohlcv[k])
+                agg.add_bar(ClosedBar(int(open_us[k]), o, h, lo, c, v, bool(filled[k])), src)
+            bar_aggs[dst] = agg
+        last_trade = int(trades.item(-1, "ts_us")) if trades is not None and trades.height else None
+        return _RoleState(bars, trade_agg, bar_aggs, last_trade)
+
+    # ------------------------------------------------------------------ updates
+    def advance_to(self, t_us: int) -> None:
+        """Move the clock to ``t_us``: close every bar ending at or before it (empty ones as filled bars)."""
+        if t_us < self.t_us:
+            raise ValueError(f"the clock only moves forward: {t_us} < {self.t_us}")
+        self.t_us = t_us
+        for role, st in self._roles.items():
+            for bar in st.trade_agg.close_until(t_us):
+                self._push(role, Timeframe.S1, bar)
+
+    def _push(self, role: str, tf: Timeframe, bar: ClosedBar) -> None:
+        st = self._roles[role]
+        st.bars[tf].append(bar)
+        self._dirty.add((role, tf))
+        if role == "eth" and tf is Timeframe.M1:
+            self._regime_dirty = True
+        if role == "btc" and tf is Timeframe.M1:
+            self._regime_dirty = True
+        if role == "eth" and self.pivots is not None and tf is self.spec.pivot_tf:
+            self.pivots.update(bar.open_us, bar.high, bar.low, bar.close)
+        i = CHAIN.index(tf)
+        if i + 1 < len(CHAIN):
+            dst = CHAIN[i + 1]
+            for done in st.bar_aggs[dst].add_bar(bar, tf):
+                self._push(role, dst, done)
+
+    def update(self, role: str, ts_us: int, price: float, qty: float, side: int) -> None:
+        """Feed one trade of ``role`` (``"eth"`` or ``"btc"``), in time order across both roles."""
+        self.advance_to(max(ts_us, self.t_us))
+        if ts_us < self.t_us:
+            raise ValueError(
+                f"{role} trade at {ts_us} arrives after the clock moved to {self.t_us}; feed in time order"
+            )
+        st = self._roles[role]
+        st.trade_agg.add_trade(ts_us, price, qty)
+        st.last_trade_us = ts_us
+        if role == "eth" and self.layout.has("eth_ticks"):
+            self.ticks.update(ts_us, price, qty, side)
+
+    # ------------------------------------------------------------------ reading
+    def state_at(self, t_us: int) -> npt.NDArray[np.float32]:
+        """The flat state ``float32 [layout.size]`` at ``t_us`` (≥ the last trade fed)."""
+        out = np.zeros(self.layout.size, np.float32)
+        for name, values in self.blocks_at(t_us).items():
+            out[self.layout.block(name).slice] = values.reshape(-1)
+        return out
+
+    def blocks_at(self, t_us: int) -> BlockValues:
+        """Per-block values at ``t_us``, shaped like the batch builder's ``gather_blocks`` rows ``[1, ...]``."""
+        self.advance_to(t_us)
+        out: BlockValues = {}
+        has: dict[str, bool] = {}
+        warm: list[bool] = []
+        for block in self.layout.blocks:
+            if block.kind == "bars":
+                assert block.symbol is not None and block.timeframe is not None
+                ch = self._channels_of(block.symbol, block.timeframe)
+                idx = np.array([ch.n_bars - 1], np.int64)
+                x, mask_BW = bar_windows(ch, idx, block.shape[0])
+                out[block.name] = x
+                has[block.name] = bool(mask_BW[0, -1])
+                warm.append(has[block.name] and not bool(mask_BW.all()))
+            elif block.kind == "ticks":
+                x_MF, mask_M = self.ticks.features_at(t_us)
+                out[block.name] = x_MF[None]
+                has[block.name] = bool(mask_M[0])
+            elif block.name == "pivots":
+                assert self.pivots is not None
+                feats, avail = self.pivots.features(t_us)
+                out[block.name] = feats.reshape(1, *block.shape)
+                has[block.name] = bool(avail.any())
+            elif block.name == "regime":
+                values, valid = self._regime_row()
+                out[block.name] = values[None]
+                has[block.name] = valid
+                warm.append(not valid)
+            elif block.name in ("cnn_hidden", "cnn_predictions"):
+                out[block.name] = np.zeros((1, *block.shape), np.float32)
+                has[block.name] = False
+            elif block.kind == "flat" and block.symbol is not None and block.timeframe is not None:
+                out[block.name], has[block.name] = self._returns(block.symbol, block.timeframe, block.shape[0])
+        names = self.layout.flag_names
+        flags = np.zeros((1, len(names)), np.float32)
+        for i, name in enumerate(names):
+            if name.startswith("has_"):
+                flags[0, i] = has[name[4:]]
+        flags[0, names.index("warmup")] = any(warm)
+        last = self._roles["eth"].last_trade_us
+        stale = self.layout.has("eth_ticks") and (last is None or t_us - last > self.spec.stale_after_us)
+        flags[0, names.index("ticks_stale")] = stale
+        out["flags"] = flags
+        return out
+
+    def _channels_of(self, role: str, tf: Timeframe) -> BarChannels:
+        key = (role, tf)
+        if key in self._dirty or key not in self._channels:
+            _, ohlcv, _ = self._roles[role].bars[tf].tail(self._keep[tf])
+            o, h, lo, c, v = (np.ascontiguousarray(ohlcv[:, k]) for k in range(5))
+            self._channels[key] = compute_bar_channels(o, h, lo, c, v, self.spec.bar, what=f"{role} {tf.value} (live)")
+            self._dirty.discard(key)
+        return self._channels[key]
+
+    def _regime_row(self) -> tuple[npt.NDArray[np.float32], bool]:
+        if self._regime_dirty or self._regime is None:
+            n = self.spec.regime.history_bars + 1
+            eth_open, eth, _ = self._roles["eth"].bars[Timeframe.M1].tail(n)
+            btc_open, btc, _ = self._roles["btc"].bars[Timeframe.M1].tail(n + 1)
+            if len(eth_open) == 0:
+                self._regime = (np.zeros(10, np.float32), False)
+            else:
+                # Same alignment as market_features.regime_inputs: BTC's close carried onto ETH's grid.
+                pos = np.searchsorted(btc_open, eth_open, side="right") - 1
+                ref = btc[np.clip(pos, 0, max(len(btc_open) - 1, 0)), 3] if len(btc_open) else eth[:, 3]
+                feats = compute_regime_features(
+                    eth[:, 1], eth[:, 2], eth[:, 3], eth[:, 4], ref, self.spec.regime, what="live regime"
+                )
+                # The tail is either the whole series or longer than the warm-up, so validity matches batch.
+                self._regime = (feats.values_TF[-1], bool(feats.valid_T[-1]))
+            self._regime_dirty = False
+        return self._regime
+
+    def _returns(self, role: str, tf: Timeframe, n_ret: int) -> tuple[npt.NDArray[np.float32], bool]:
+        _, ohlcv, _ = self._roles[role].bars[tf].tail(n_ret + 1)
+        closes = ohlcv[:, 3]
+        ret = np.zeros(n_ret, np.float64)
+        if len(closes) >= 2:
+            r = np.diff(np.log(closes)) * RETURN_SCALE
+            ret[n_ret - len(r) :] = r
+        return np.clip(ret, -RETURN_CLIP, RETURN_CLIP).astype(np.float32)[None], len(closes) == n_ret + 1
