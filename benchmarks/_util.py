@@ -37,21 +37,21 @@ def time_median(name: str, fn: Callable[[], R], *, repeats: int = 5, warmup: int
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
-    result: R | None = None
     for _ in range(warmup):
-        result = fn()
+        fn()
     seconds: list[float] = []
+    results: list[R] = []
     for _ in range(repeats):
         gc.collect()
         gc.disable()
         try:
             t0 = time.perf_counter()
-            result = fn()
+            results.append(fn())
             seconds.append(time.perf_counter() - t0)
         finally:
             gc.enable()
-    assert result is not None
-    return Timing(name, tuple(seconds)), result
+        del results[:-1]  # keep only the latest result alive
+    return Timing(name, tuple(seconds)), results[-1]
 
 
 def time_interleaved(

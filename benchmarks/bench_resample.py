@@ -9,6 +9,8 @@ Run: ``.venv/bin/python -m benchmarks.bench_resample [--quick]`` (10M trades; 1M
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import polars as pl
@@ -56,10 +58,18 @@ def main() -> None:
         {"price": trades["price"].to_numpy(), "qty": trades["qty"].to_numpy()},
         index=pd.to_datetime(trades["ts_us"].to_numpy(), unit="us"),
     )
-    print(f"ticks → 1s bars, {n:,} trades over {(frame.index[-1] - frame.index[0]).total_seconds():,.0f} s")
+    span_s = (frame.index[-1] - frame.index[0]).total_seconds()
+    print(
+        f"ticks → 1s bars, {n:,} trades over {span_s:,.0f} s; {len(os.sched_getaffinity(0))} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
 
-    (ours, base), results = time_interleaved(
-        {"rltrade": lambda: trades_to_bars(trades, Timeframe.S1), "pandas": lambda: pandas_1s(frame)},
+    (ours, one_thread, base), results = time_interleaved(
+        {
+            "rltrade": lambda: trades_to_bars(trades, Timeframe.S1),
+            "rltrade 1 thread": lambda: trades_to_bars(trades, Timeframe.S1, n_threads=1),
+            "pandas": lambda: pandas_1s(frame),
+        },
         repeats=repeats,
     )
     bars, ref = results["rltrade"], results["pandas"]
@@ -71,6 +81,10 @@ def main() -> None:
         if not np.allclose(bars[col].to_numpy()[traded], ref[col].to_numpy()[traded], rtol=1e-12):
             raise SystemExit(f"{col} differs between rltrade and pandas")
     report_ratio(ours, base, items=n, unit="trades")
+    print(
+        f"  (single-threaded rltrade: {one_thread.median_s * 1e3:.1f} ms, "
+        f"{base.median_s / one_thread.median_s:.2f}x pandas)"
+    )
 
 
 if __name__ == "__main__":

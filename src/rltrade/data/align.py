@@ -20,7 +20,7 @@ and its age ``t - close_us`` says how stale it is.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -45,6 +45,16 @@ class BarArrays:
     close_T: np.ndarray
     volume_T: np.ndarray
     is_filled_T: np.ndarray
+    close_us_T: np.ndarray = field(init=False, repr=False)
+    """Close time of each bar, i.e. the first instant it is visible (precomputed: asof is hot)."""
+
+    def __post_init__(self) -> None:
+        arrays = (self.open_T, self.high_T, self.low_T, self.close_T, self.volume_T, self.is_filled_T)
+        if any(a.shape != self.open_us_T.shape for a in arrays):
+            raise ValueError(f"{self.tf.value} bars: arrays differ in shape: {[a.shape for a in arrays]}")
+        close_us_T = self.open_us_T + self.tf.us
+        close_us_T.flags.writeable = False
+        object.__setattr__(self, "close_us_T", close_us_T)
 
     @classmethod
     def from_frame(cls, bars: pl.DataFrame, tf: Timeframe) -> BarArrays:
@@ -86,11 +96,6 @@ class BarArrays:
 
     def __len__(self) -> int:
         return len(self.open_us_T)
-
-    @property
-    def close_us_T(self) -> np.ndarray:
-        """Close time of each bar, i.e. the first instant it is visible."""
-        return self.open_us_T + self.tf.us
 
 
 def last_closed_index(bars: BarArrays, t_us_B: np.ndarray | int) -> np.ndarray:

@@ -16,6 +16,12 @@ are all filled is itself filled (carried close).
 Missing source bars (exchange outages, a series starting mid-hour) are never treated as present:
 ``resample_bars_with_report`` counts every incomplete output bar and every source bar it drops, and
 ``resample_bars`` logs that count.
+
+How: rows are sorted, so every bar is one contiguous run of rows, and ``np.ufunc.reduceat`` reduces all
+runs in one call, with no group-by hashing and no per-row Python. ``trades_to_bars`` works on chunks of
+about 65k rows cut between bars (each chunk and its temporaries fit a core's cache) and spreads them
+over a few threads, since numpy releases the GIL inside its loops; a bar never spans two chunks, so the
+result is the same bit for bit whatever the thread count.
 """
 
 from __future__ import annotations
@@ -84,6 +90,7 @@ def trades_to_bars(
     start_us: int | None = None,
     end_us: int | None = None,
     prev_close: float | None = None,
+    n_threads: int | None = None,
 ) -> pl.DataFrame:
     """Aggregate trades (TRADE_SCHEMA, sorted by ``(ts_us, trade_id)``) into bars (BAR_SCHEMA).
 
@@ -105,8 +112,8 @@ def trades_to_bars(
 
     Every trade of the frame is checked (finite positive price and qty, side ±1, strictly sorted by
     ``(ts_us, trade_id)``); the first bad row is named in the error. Large inputs are reduced in
-    chunks by a few threads; each bar is reduced whole by one thread, so the result does not depend
-    on the thread count.
+    chunks by ``n_threads`` threads (default: the available CPUs, at most 8, and 1 below ~260k
+    trades); each bar is reduced whole by one thread, so the result does not depend on the count.
     """
     trades = conform(trades, TRADE_SCHEMA, what="trades")
     for name in ("ts_us", "trade_id", "price", "qty", "side"):
@@ -126,22 +133,29 @@ def trades_to_bars(
         raise ResampleError(f"empty range: start_us={start_us} is not before end_us={end_us}")
     n_bars = last_bar - first_bar + 1
     lo, hi = (int(i) for i in np.searchsorted(cols.ts_N, [first_bar * tf_us, (last_bar + 1) * tf_us]))
+    out = _BarColumns.empty(n_bars)
+
+    def task(a: int, b: int) -> None:
+        ok = _rows_look_valid(cols, a, b)
+        if ok and lo <= a and b <= hi:
+            ok = _aggregate_rows(cols, a, b, tf_us, first_bar, out)
+        elif ok:
+            price = cols.price_N[a:b]
+            ok = bool(price.min() > 0 and price.max() < np.inf and cols.qty_N[a:b].max() < np.inf)
+        if not ok:
+            _raise_first_bad_row(cols, a, b)
+
+    # lo, hi and the chunk cuts assume sorted rows; every row is checked before its chunk is used,
+    # and a chunk that a broken order would place outside the range is not written (see _aggregate_rows).
+    if n_threads is not None and n_threads < 1:
+        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+    _map_chunks(task, _chunks(cols.ts_N, lo, hi, tf_us), n_threads or _workers(n))
     seed_close = float(cols.price_N[lo - 1]) if lo > 0 else prev_close
-    if seed_close is None and not (lo < hi and cols.ts_N[lo] < (first_bar + 1) * tf_us):
+    if seed_close is None and out.count_T[0] == 0:
         raise ResampleError(
             f"the first bar (open_us={first_bar * tf_us}) has no trade and no earlier trade or prev_close "
             "gives it a close; start the range at the first trade or pass prev_close"
         )
-    out = _BarColumns.empty(n_bars)
-
-    def task(a: int, b: int) -> None:
-        _check_rows(cols, a, b)
-        if lo <= a and b <= hi:
-            _aggregate_rows(cols, a, b, tf_us, first_bar, out)
-
-    # lo, hi and the chunk cuts assume sorted rows; every row is checked before its chunk is used,
-    # and a chunk that a broken order would place outside the range is not written (see _aggregate_rows).
-    _map_chunks(task, _chunks(cols.ts_N, lo, hi, tf_us), _workers(n))
     # Empty bars carry the close of the latest bar with a trade (or the seed before the first one).
     filled = out.count_T == 0
     last_idx = np.maximum.accumulate(np.where(filled, -1, np.arange(n_bars)))[filled]
@@ -204,7 +218,8 @@ _MAX_WORKERS: Final = 8
 def _workers(n_rows: int) -> int:
     if n_rows < 4 * _CHUNK_ROWS:
         return 1
-    return max(1, min(_MAX_WORKERS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(_MAX_WORKERS, cpus))
 
 
 def _chunks(ts_N: np.ndarray, lo: int, hi: int, tf_us: int) -> list[tuple[int, int]]:
@@ -236,58 +251,99 @@ def _map_chunks(task: Callable[[int, int], None], chunks: list[tuple[int, int]],
             pass
 
 
-def _check_rows(cols: _TradeArrays, a: int, b: int) -> None:
-    """Reject rows [a, b) the resampler would silently mis-aggregate (row a is also checked against a-1).
+def _rows_look_valid(cols: _TradeArrays, a: int, b: int) -> bool:
+    """Cheap whole-chunk test of rows [a, b) (row a also against a-1): sorted, side ±1, qty > 0.
 
-    Fast whole-chunk reductions first; the exact first bad row is located only when one fails.
+    Price finiteness and positivity are read off the bars' high/low (see ``_aggregate_rows``), which
+    saves two passes over the prices. False only means "look closer": see ``_raise_first_bad_row``.
     """
-    for name, values in (("price", cols.price_N[a:b]), ("qty", cols.qty_N[a:b])):
-        if not (values.min() > 0 and values.max() < np.inf):  # NaN fails `min() > 0`
-            row = a + int(np.argmax(~(np.isfinite(values) & (values > 0))))
-            raise ResampleError(f"trades: row {row} has {name}={float(values[row - a])!r}; it must be finite and > 0")
-    side = cols.side_N[a:b]
-    if not (side.min() >= -1 and side.max() <= 1 and np.count_nonzero(side) == len(side)):
-        row = a + int(np.argmax((side != 1) & (side != -1)))
-        raise ResampleError(f"trades: row {row} has side={int(side[row - a])}; side must be +1 (buy) or -1 (sell)")
     a0 = max(a - 1, 0)
-    ts, ids = cols.ts_N[a0:b], cols.id_N[a0:b]
-    if np.all(ts[1:] >= ts[:-1]) and np.all(ids[1:] > ids[:-1]):
-        return  # sorted by time with increasing ids: sorted by (ts_us, trade_id), no duplicates
-    out_of_order = (ts[1:] < ts[:-1]) | ((ts[1:] == ts[:-1]) & (ids[1:] <= ids[:-1]))
-    if out_of_order.any():
-        i = int(np.argmax(out_of_order)) + 1
-        row = a0 + i
+    ts, ids, side = cols.ts_N[a0:b], cols.id_N[a0:b], cols.side_N[a:b]
+    return bool(
+        cols.qty_N[a:b].min() > 0  # NaN fails too
+        and side.min() >= -1
+        and side.max() <= 1
+        and np.count_nonzero(side) == len(side)
+        and np.all(ts[1:] >= ts[:-1])
+        # time-sorted with increasing ids is sorted by (ts_us, trade_id) without duplicates; ids that
+        # are not increasing are fine as long as each timestamp's ids are, which the slow path checks
+        and (np.all(ids[1:] > ids[:-1]) or _first_out_of_order(ts, ids) < 0)
+    )
+
+
+def _first_out_of_order(ts: np.ndarray, ids: np.ndarray) -> int:
+    """Index i >= 1 of the first row not after row i-1 in (ts_us, trade_id) order, or -1."""
+    bad = (ts[1:] < ts[:-1]) | ((ts[1:] == ts[:-1]) & (ids[1:] <= ids[:-1]))
+    return int(np.argmax(bad)) + 1 if bad.any() else -1
+
+
+def _raise_first_bad_row(cols: _TradeArrays, a: int, b: int) -> None:
+    """Find the first row of [a, b) breaking any rule and raise an error naming it and the rule."""
+    price, qty, side = cols.price_N[a:b], cols.qty_N[a:b], cols.side_N[a:b]
+    a0 = max(a - 1, 0)
+    i = _first_out_of_order(cols.ts_N[a0:b], cols.id_N[a0:b])
+    candidates = {
+        "price": ~(np.isfinite(price) & (price > 0)),
+        "qty": ~(np.isfinite(qty) & (qty > 0)),
+        "side": (side != 1) & (side != -1),
+        "order": np.zeros(b - a, dtype=bool),
+    }
+    if i >= 0:
+        candidates["order"][a0 + i - a] = True
+    found = [(a + int(np.argmax(m)), k) for k, m in candidates.items() if m.any()]
+    if not found:  # every value is valid, yet the volume of some bar overflowed to inf
+        raise ResampleError(f"trades: rows {a}..{b - 1} sum to a non-finite volume; check the qty units")
+    row, rule = min(found)
+    if rule == "order":
+        ts, ids = cols.ts_N, cols.id_N
         raise ResampleError(
-            f"trades: row {row} (ts_us={ts[i]}, trade_id={ids[i]}) is not after row {row - 1} "
-            f"(ts_us={ts[i - 1]}, trade_id={ids[i - 1]}); trades must be sorted by (ts_us, trade_id) "
+            f"trades: row {row} (ts_us={ts[row]}, trade_id={ids[row]}) is not after row {row - 1} "
+            f"(ts_us={ts[row - 1]}, trade_id={ids[row - 1]}); trades must be sorted by (ts_us, trade_id) "
             "without duplicates: use df.unique(['ts_us', 'trade_id']).sort('ts_us', 'trade_id')"
         )
+    if rule == "side":
+        raise ResampleError(f"trades: row {row} has side={int(side[row - a])}; side must be +1 (buy) or -1 (sell)")
+    value = float((price if rule == "price" else qty)[row - a])
+    raise ResampleError(f"trades: row {row} has {rule}={value!r}; it must be finite and > 0")
 
 
-def _aggregate_rows(cols: _TradeArrays, a: int, b: int, tf_us: int, first_bar: int, out: _BarColumns) -> None:
-    """Reduce the trades in rows [a, b), which hold whole bars, into their bars of ``out``."""
+def _aggregate_rows(cols: _TradeArrays, a: int, b: int, tf_us: int, first_bar: int, out: _BarColumns) -> bool:
+    """Reduce the trades in rows [a, b), which hold whole bars, into their bars of ``out``.
+
+    Returns whether every price was finite and > 0 and every qty finite (read off the bars).
+    """
     ts, price, qty = cols.ts_N[a:b], cols.price_N[a:b], cols.qty_N[a:b]
     bar0, bar1 = int(ts[0]) // tf_us, int(ts[-1]) // tf_us
     if bar0 < first_bar or bar1 - first_bar >= len(out.count_T):
-        return  # only reachable with unsorted rows, which another chunk's check reports
+        return True  # only reachable with unsorted rows, which another chunk's check reports
     # Sorted trades: each bar is one contiguous run, found by searching the bar edges (no group-by,
     # no per-trade division); reduceat then reduces every run in one call.
-    starts = np.searchsorted(ts, np.arange(bar0 + 1, bar1 + 1) * tf_us, side="right")
-    starts = np.r_[0, starts]
-    counts = np.diff(np.r_[starts, len(ts)])
-    has = counts > 0
-    st, counts = starts[has], counts[has]
-    bars = np.flatnonzero(has) + (bar0 - first_bar)
-    out.open_T[bars] = price[st]
-    out.close_T[bars] = price[st + counts - 1]
-    out.high_T[bars] = np.maximum.reduceat(price, st)
-    out.low_T[bars] = np.minimum.reduceat(price, st)
-    out.volume_T[bars] = np.add.reduceat(qty, st)
-    tmp = price * qty
-    out.quote_T[bars] = np.add.reduceat(tmp, st)
-    np.multiply(qty, cols.side_N[a:b] > 0, out=tmp)
-    out.taker_T[bars] = np.add.reduceat(tmp, st)
+    edges = np.empty(bar1 - bar0 + 1, dtype=np.int64)
+    edges[0] = 0
+    edges[1:] = np.searchsorted(ts, np.arange(bar0 + 1, bar1 + 1) * tf_us, side="left")
+    counts = np.diff(edges, append=len(ts))
+    bars: slice | np.ndarray = slice(bar0 - first_bar, bar1 - first_bar + 1)
+    st = edges
+    if not counts.all():  # some bars without trades: address the others one by one
+        has = np.flatnonzero(counts)
+        st, counts, bars = edges[has], counts[has], has + (bar0 - first_bar)
+    out.open_T[bars] = price.take(st)
+    out.close_T[bars] = price.take(st + counts - 1)
+    # Positive finite doubles order like their IEEE-754 bit patterns read as int64, and the integer
+    # max/min loops are ~1.7x faster than the float ones (no NaN handling). Any NaN, inf, zero or
+    # negative price still lands in high or low as a non-finite or non-positive value: checked below.
+    bits = price.view(np.int64)
+    high = out.high_T[bars] = np.maximum.reduceat(bits, st).view(np.float64)
+    low = out.low_T[bars] = np.minimum.reduceat(bits, st).view(np.float64)
+    volume = out.volume_T[bars] = np.add.reduceat(qty, st)
+    with np.errstate(invalid="ignore", over="ignore"):  # bad values are reported from the result below
+        tmp = price * qty
+        out.quote_T[bars] = np.add.reduceat(tmp, st)
+        np.multiply(qty, cols.side_N[a:b] > 0, out=tmp)
+        out.taker_T[bars] = np.add.reduceat(tmp, st)
     out.count_T[bars] = counts
+    # a non-finite qty makes its bar's volume non-finite
+    return bool(np.isfinite(high).all() and low.min() > 0 and np.isfinite(volume).all())
 
 
 def resample_bars(bars: pl.DataFrame, src: Timeframe, dst: Timeframe, *, complete_only: bool = True) -> pl.DataFrame:
@@ -319,30 +375,14 @@ def resample_bars_with_report(
     bars = conform(bars, BAR_SCHEMA, what=f"{src.value} bars")
     _check_bars(bars, src)
     per_bar = dst.us // src.us
-    sums = ("volume", "quote_volume", "trade_count", "taker_buy_volume")
-    traded = ~pl.col("is_filled")
-    grouped = (
-        bars.lazy()
-        .with_columns((pl.col("open_us") // dst.us * dst.us).alias("_dst"))
-        .group_by("_dst", maintain_order=True)
-        .agg(
-            pl.col("open").filter(traded).first().alias("_open"),
-            pl.col("high").filter(traded).max().alias("_high"),
-            pl.col("low").filter(traded).min().alias("_low"),
-            pl.col("close").last(),
-            *[pl.when(pl.col(c).null_count() == 0).then(pl.col(c).sum()).alias(c) for c in sums],
-            pl.col("is_filled").all(),
-            pl.len().alias("_n"),
-        )
-        .with_columns(
-            pl.col("_open").fill_null(pl.col("close")).alias("open"),
-            pl.col("_high").fill_null(pl.col("close")).alias("high"),
-            pl.col("_low").fill_null(pl.col("close")).alias("low"),
-        )
-        .collect()
-    )
-    n_T = grouped["_n"].to_numpy()
-    dst_T = grouped["_dst"].to_numpy()
+    open_us_T = bars["open_us"].to_numpy()
+    dst_key_T = open_us_T // dst.us
+    # Sorted bars: each coarse bar is one contiguous run of source bars, reduced by reduceat. Each
+    # sum then depends only on its own source values, bit for bit, whatever else is in the frame.
+    starts = np.flatnonzero(np.r_[True, dst_key_T[1:] != dst_key_T[:-1]]) if len(dst_key_T) else dst_key_T
+    n_T = np.diff(np.r_[starts, len(dst_key_T)])
+    dst_T = dst_key_T[starts] * dst.us
+    grouped = _reduce_runs(bars, starts, n_T).with_columns(pl.Series("open_us", dst_T))
     incomplete = n_T < per_bar
     n_periods = int((dst_T[-1] - dst_T[0]) // dst.us + 1) if len(dst_T) else 0
     out = grouped.filter(pl.Series(~incomplete)) if complete_only else grouped
@@ -358,7 +398,40 @@ def resample_bars_with_report(
         n_empty=n_periods - len(dst_T),
         incomplete_open_us=dst_T[incomplete],
     )
-    return out.rename({"_dst": "open_us"}).select(list(BAR_SCHEMA)), report
+    return out.select(list(BAR_SCHEMA)), report
+
+
+def _reduce_runs(bars: pl.DataFrame, starts: np.ndarray, n_T: np.ndarray) -> pl.DataFrame:
+    """Reduce each run ``bars[starts[i] : starts[i] + n_T[i]]`` to one coarse bar (all columns but open_us)."""
+    if len(starts) == 0:
+        return pl.DataFrame(schema=BAR_SCHEMA).drop("open_us")
+    last = starts + n_T - 1
+    traded_T = ~bars["is_filled"].to_numpy()
+    close_T = bars["close"].to_numpy()[last]
+    # Filled source bars carry an old close: mask them out of open/high/low; a run with no traded bar
+    # is itself filled and carries its close.
+    high_T = np.maximum.reduceat(np.where(traded_T, bars["high"].to_numpy(), -np.inf), starts)
+    low_T = np.minimum.reduceat(np.where(traded_T, bars["low"].to_numpy(), np.inf), starts)
+    position_T = np.arange(len(traded_T))
+    next_traded_T = np.minimum.accumulate(np.where(traded_T, position_T, len(traded_T))[::-1])[::-1]
+    first_traded = next_traded_T[starts]
+    any_traded = first_traded <= last
+    out: dict[str, pl.Series] = {
+        "open": pl.Series(np.where(any_traded, bars["open"].to_numpy()[np.minimum(first_traded, last)], close_T)),
+        "high": pl.Series(np.where(any_traded, high_T, close_T)),
+        "low": pl.Series(np.where(any_traded, low_T, close_T)),
+        "close": pl.Series(close_T),
+    }
+    for name in ("volume", "quote_volume", "trade_count", "taker_buy_volume"):
+        column = bars[name]
+        total = np.add.reduceat(column.fill_null(0).to_numpy(), starts)
+        series = pl.Series(name, total, dtype=BAR_SCHEMA[name])
+        if column.null_count():
+            unknown = np.maximum.reduceat(column.is_null().to_numpy().astype(np.int8), starts) > 0
+            series = series.scatter(np.flatnonzero(unknown), None)
+        out[name] = series
+    out["is_filled"] = pl.Series(~any_traded)
+    return pl.DataFrame([series.alias(name) for name, series in out.items()])
 
 
 def _check_bars(bars: pl.DataFrame, tf: Timeframe) -> None:
@@ -367,6 +440,11 @@ def _check_bars(bars: pl.DataFrame, tf: Timeframe) -> None:
         if bars[name].null_count():
             row = int(bars[name].is_null().arg_max() or 0)
             raise SchemaError(f"{tf.value} bars: null {name} at row {row}; repair or drop the row first")
+    prices = bars.select("open", "high", "low", "close").to_numpy()
+    if not np.isfinite(prices).all():
+        row, col = (int(i[0]) for i in np.nonzero(~np.isfinite(prices)))
+        name = ("open", "high", "low", "close")[col]
+        raise ResampleError(f"{tf.value} bars: row {row} has {name}={prices[row, col]}; prices must be finite")
     open_us_T = bars["open_us"].to_numpy()
     off_grid = open_us_T % tf.us != 0
     if off_grid.any():

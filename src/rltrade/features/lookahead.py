@@ -27,7 +27,7 @@ import polars as pl
 
 from rltrade.config import FeaturesConfig
 from rltrade.data.market import MarketFrames
-from rltrade.data.resample import resample_bars, trades_to_bars
+from rltrade.data.resample import resample_bars_with_report, trades_to_bars
 from rltrade.features.layout import StateLayout
 from rltrade.features.market_features import FeatureStats, build_market_features
 from rltrade.features.state_batch import BatchStateBuilder
@@ -53,10 +53,11 @@ def derive_frames(raw: MarketFrames, end_us: int) -> MarketFrames:
                 out[Timeframe.S1] = trades_to_bars(trades, Timeframe.S1, end_us=end)
         m1 = by_tf.get(Timeframe.M1)
         if m1 is not None and m1.height:
+            # The forming hour and day are incomplete by design: dropped, as the batch data never has them.
             if Timeframe.H1 in by_tf:
-                out[Timeframe.H1] = resample_bars(m1, Timeframe.M1, Timeframe.H1)
+                out[Timeframe.H1], _ = resample_bars_with_report(m1, Timeframe.M1, Timeframe.H1)
             if Timeframe.D1 in by_tf and Timeframe.H1 in out:
-                out[Timeframe.D1] = resample_bars(out[Timeframe.H1], Timeframe.H1, Timeframe.D1)
+                out[Timeframe.D1], _ = resample_bars_with_report(out[Timeframe.H1], Timeframe.H1, Timeframe.D1)
         bars[role] = out
     return MarketFrames(raw.symbols, raw.trades, bars)
 
@@ -163,7 +164,7 @@ class LookaheadCheck:
         report = LookaheadReport([int(t) for t in t_all], {name: BlockResult() for name in full})
         for i, t in enumerate(t_all):
             t_1 = np.array([t], dtype=np.int64)
-            variants = [derive_frames(raw.until(int(t)), int(t))]
+            variants = [derive_frames(raw.until(int(t)), min(int(t), end_us))]
             if perturb:
                 variants.append(derive_frames(perturb_after(raw, int(t), rng), end_us))
             for frames in variants:
@@ -188,11 +189,14 @@ def _max_diff(a: npt.NDArray[np.floating], b: npt.NDArray[np.floating]) -> float
 
 
 def _end_of(raw: MarketFrames) -> int:
-    ends = [int(df.item(-1, "ts_us")) + 1 for df in raw.trades.values() if df.height]
-    ends += [
+    """Where the data ends: the close of the last trade's second (1s bars are made up to there), or,
+    without trades, the close of the last stored bar."""
+    ends = [(int(df.item(-1, "ts_us")) // 1_000_000 + 1) * 1_000_000 for df in raw.trades.values() if df.height]
+    if ends:
+        return max(ends)
+    return max(
         int(df.item(-1, "open_us")) + tf.us for by_tf in raw.bars.values() for tf, df in by_tf.items() if df.height
-    ]
-    return max(ends)
+    )
 
 
 def sample_times(raw: MarketFrames, n: int, rng: np.random.Generator, *, role: str = "eth") -> npt.NDArray[np.int64]:

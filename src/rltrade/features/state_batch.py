@@ -14,7 +14,8 @@ block at query time ``t`` sees only what was known at ``t``:
 
 Flags (``layout.flag_names``): ``has_<block>`` is 1 when the block holds data that is past its warm-up
 at ``t`` (bar blocks: the last row is a valid bar; ticks: at least one trade in the window; pivots: a
-level is available; regime: valid), ``warmup`` is 1 while any present block still has masked rows,
+level is available; regime: valid), ``warmup`` is 1 while a bar block that has started still has masked
+rows (too few bars for the window, or indicators not yet defined) or the regime is not yet valid,
 ``ticks_stale`` is 1 when the traded symbol's last trade is older than ``stale_after_s``, and
 ``cnn_model_present`` is 0 until a CNN fills its blocks. Missing data is zero-filled and flagged, never
 absent.
@@ -81,7 +82,7 @@ class BatchStateBuilder:
                 x, mask_BW = bar_windows(sf.channels, idx_B, block.shape[0])
                 out[block.name] = x
                 has[block.name] = mask_BW[:, -1]
-                warm.append(has[block.name] & ~mask_BW.all(axis=1))
+                warm.append((idx_B >= 0) & ~mask_BW.all(axis=1))
             elif block.kind == "ticks":
                 if f.trades is None:
                     out[block.name] = np.zeros((n, *block.shape), np.float32)

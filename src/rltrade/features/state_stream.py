@@ -199,7 +199,7 @@ class StreamingStateBuilder:
                 x, mask_BW = bar_windows(ch, idx, block.shape[0])
                 out[block.name] = x
                 has[block.name] = bool(mask_BW[0, -1])
-                warm.append(has[block.name] and not bool(mask_BW.all()))
+                warm.append(ch.n_bars > 0 and not bool(mask_BW.all()))
             elif block.kind == "ticks":
                 x_MF, mask_M = self.ticks.features_at(t_us)
                 out[block.name] = x_MF[None]

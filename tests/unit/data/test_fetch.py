@@ -16,17 +16,6 @@ from typing import Any
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
-from tests.support.fake_binance import (
-    HOUR_MS,
-    FakeBinance,
-    Fault,
-    empty_page,
-    guard_local_only,
-    make_agg_trades,
-    make_klines,
-    rate_limited,
-    server_error,
-)
 
 from rltrade.data.fetch import (
     DownloadProgress,
@@ -41,6 +30,17 @@ from rltrade.data.fetch import (
 from rltrade.data.schema import BAR_SCHEMA, TRADE_SCHEMA
 from rltrade.data.store import DatasetKey, Store
 from rltrade.types import US_PER_MINUTE, Kind, Timeframe
+from tests.support.fake_binance import (
+    HOUR_MS,
+    FakeBinance,
+    Fault,
+    empty_page,
+    guard_local_only,
+    make_agg_trades,
+    make_klines,
+    rate_limited,
+    server_error,
+)
 
 T0_MS = 1_723_075_200_000  # 2024-08-08 00:00 UTC
 T0_US = T0_MS * 1000

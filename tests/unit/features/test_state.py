@@ -1,0 +1,153 @@
+"""State builders: batch gather, streaming == batch (synthetic and real), flags, missing data."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import polars as pl
+import pytest
+
+from rltrade.config import DataConfig, FeaturesConfig, LayoutConfig, SyntheticConfig
+from rltrade.data.market import MarketFrames, load_market
+from rltrade.features.layout import build_layout
+from rltrade.features.market_features import build_market_features, fit_feature_stats
+from rltrade.features.state_batch import BatchStateBuilder
+from rltrade.features.state_stream import FLOAT_TOLERANCE, StreamingStateBuilder
+from rltrade.types import US_PER_SECOND
+from tests.support.real_data import real_market
+
+
+@cache
+def small_market() -> MarketFrames:
+    return load_market(DataConfig(synthetic=SyntheticConfig(seed=3, history_days=12, tick_days=0.03)))
+
+
+def _builders(frames: MarketFrames, name: str) -> tuple[BatchStateBuilder, FeaturesConfig]:
+    cfg = FeaturesConfig(layout=LayoutConfig(name=name))  # type: ignore[arg-type]
+    layout = build_layout(cfg.layout)
+    return BatchStateBuilder(layout, build_market_features(frames, layout, cfg)), cfg
+
+
+def test_batch_gather_shapes_flags_and_no_nan() -> None:
+    frames = small_market()
+    batch, _ = _builders(frames, "demo")
+    layout = batch.layout
+    start, end = frames.tick_span_us()  # type: ignore[misc]
+    t_B = np.linspace(start + 120 * US_PER_SECOND, end, 64).astype(np.int64)
+    x = batch.gather(t_B)
+    assert x.shape == (64, layout.size) and x.dtype == np.float32
+    assert np.isfinite(x).all()
+    flags = x[:, layout.block("flags").slice]
+    names = layout.flag_names
+    assert flags[:, names.index("has_eth_1m")].all()
+    assert flags[:, names.index("has_regime")].all()
+    assert not flags[:, names.index("has_cnn_hidden")].any()
+    # 12 days of history cannot fill a 48-bar daily window: flagged as warm-up, never NaN.
+    assert flags[:, names.index("warmup")].all()
+    # The window's last close is the reference price: channel 3 of the last row is exactly 0.
+    last_rows = x[:, layout.block("eth_1m").slice].reshape(64, 48, 8)[:, -1, 3]
+    assert np.all(last_rows == 0)
+
+
+def test_closed_window_is_constant_until_the_next_bar_closes() -> None:
+    batch, _ = _builders(small_market(), "demo")
+    start, _ = small_market().span_us()
+    hour = start + 100 * 3_600_000_000
+    inside = np.array([hour, hour + 1, hour + 1_800_000_000, hour + 3_599_999_999])
+    h1 = batch.gather_blocks(inside)["eth_1h"]
+    assert np.array_equal(h1[0], h1[-1])
+    nxt = batch.gather_blocks(np.array([hour + 3_600_000_000]))["eth_1h"]
+    assert not np.array_equal(h1[0], nxt[0])
+
+
+def test_before_any_data_everything_is_zero_and_flagged_off() -> None:
+    frames = small_market()
+    batch, _ = _builders(frames, "demo")
+    first, _ = frames.span_us()
+    x = batch.gather(np.array([first - 1]))
+    layout = batch.layout
+    flags = x[0, layout.block("flags").slice]
+    assert np.all(x[0, : layout.block("flags").start] == 0)
+    assert flags[layout.flag_names.index("ticks_stale")] == 1
+    assert all(flags[i] == 0 for i, n in enumerate(layout.flag_names) if n.startswith("has_"))
+
+
+def test_stale_feed_is_flagged() -> None:
+    frames = small_market()
+    batch, cfg = _builders(frames, "demo")
+    _, end = frames.tick_span_us()  # type: ignore[misc]
+    names = batch.layout.flag_names
+    fresh, stale = batch.gather(np.array([end, end + int(cfg.stale_after_s * US_PER_SECOND) + 1]))[
+        :, batch.layout.block("flags").slice
+    ][:, names.index("ticks_stale")]
+    assert (fresh, stale) == (0.0, 1.0)
+
+
+def _stream_vs_batch(frames: MarketFrames, name: str, t0: int, n_steps: int, step_us: int) -> dict[str, float]:
+    batch, cfg = _builders(frames, name)
+    stream = StreamingStateBuilder(batch.layout, cfg, frames, t0)
+    trades = (
+        pl.concat(
+            [
+                frames.trades[r].filter(pl.col("ts_us") > t0).with_columns(pl.lit(r).alias("role"))
+                for r in ("eth", "btc")
+            ]
+        )
+        .sort("ts_us", maintain_order=True)
+        .select("role", "ts_us", "price", "qty", "side")
+        .rows()
+    )
+    clock = t0 + step_us * np.arange(1, n_steps + 1)
+    worst: dict[str, float] = {}
+    j = 0
+    for t in clock:
+        while j < len(trades) and trades[j][1] <= t:
+            role, ts, p, q, s = trades[j]
+            stream.update(role, ts, p, q, s)
+            j += 1
+        live = stream.blocks_at(int(t))
+        ref = batch.gather_blocks(np.array([t]))
+        for block, values in ref.items():
+            diff = float(np.max(np.abs(live[block].astype(np.float64) - values), initial=0.0))
+            worst[block] = max(worst.get(block, 0.0), diff)
+            if block in ("flags", "pivots"):
+                assert np.array_equal(live[block], values), f"{block} differs at t={t}"
+    assert j > 0, "no trade was streamed"
+    return worst
+
+
+@pytest.mark.parametrize("name", ["demo", "basic"])
+def test_streaming_equals_batch_on_synthetic(name: str) -> None:
+    frames = small_market()
+    start, end = frames.tick_span_us()  # type: ignore[misc]
+    t0 = start + 400 * US_PER_SECOND
+    worst = _stream_vs_batch(frames, name, t0, n_steps=(end - t0) // US_PER_SECOND - 1, step_us=US_PER_SECOND)
+    assert max(worst.values()) <= FLOAT_TOLERANCE, worst
+
+
+@pytest.mark.real
+def test_streaming_equals_batch_on_the_real_tick_window() -> None:
+    frames = real_market()
+    start, end = frames.tick_span_us()  # type: ignore[misc]
+    t0 = start + 320 * US_PER_SECOND
+    worst = _stream_vs_batch(frames, "full", t0, n_steps=(end - t0) // US_PER_SECOND - 1, step_us=US_PER_SECOND)
+    assert max(worst.values()) <= FLOAT_TOLERANCE, worst
+
+
+def test_fitted_stats_record_their_range_and_only_see_it() -> None:
+    from rltrade.data.splits import TimeRange
+
+    frames = small_market()
+    start, end = frames.tick_span_us()  # type: ignore[misc]
+    fit = TimeRange(start, (start + end) // 2)
+    stats = fit_feature_stats(frames, fit)
+    assert stats.qty_scale_fitted_on == fit
+    trades = frames.trades["eth"]
+    inside = trades.filter((pl.col("ts_us") >= fit.start_us) & (pl.col("ts_us") < fit.end_us))
+    assert stats.qty_scale == pytest.approx(float(inside["qty"].median()))
+    changed = frames.trades["eth"].with_columns(
+        pl.when(pl.col("ts_us") >= fit.end_us).then(pl.col("qty") * 10).otherwise(pl.col("qty")).alias("qty")
+    )
+    frames2 = MarketFrames(frames.symbols, {"eth": changed, "btc": frames.trades["btc"]}, frames.bars)
+    assert fit_feature_stats(frames2, fit) == stats
