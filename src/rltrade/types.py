@@ -23,6 +23,10 @@ US_PER_HOUR: Final = 60 * US_PER_MINUTE
 US_PER_DAY: Final = 24 * US_PER_HOUR
 
 
+class TimeframeError(ValueError):
+    """A timeframe name rltrade does not handle."""
+
+
 class Timeframe(enum.StrEnum):
     """Bar timeframes handled by rltrade, from finest to coarsest."""
 
@@ -47,7 +51,7 @@ class Timeframe(enum.StrEnum):
             return cls(value)
         except ValueError:
             allowed = ", ".join(t.value for t in cls)
-            raise ValueError(f"unknown timeframe {value!r}; use one of: {allowed}") from None
+            raise TimeframeError(f"unknown timeframe {value!r}; use one of: {allowed}") from None
 
     def parent(self) -> Timeframe | None:
         """The next coarser timeframe (``1s → 1m → 1h → 1d``), or None for 1d."""

@@ -13,10 +13,12 @@ from rich.console import Console
 from rich.text import Text
 
 from rltrade.cli import data as _data  # noqa: F401  (registers `rltrade data`)
+from rltrade.cli import features as _features  # noqa: F401  (registers `rltrade features`, `rltrade check`)
 from rltrade.cli import run as _run  # noqa: F401  (registers `rltrade run`)
 from rltrade.cli.app import app
 
-err_console = Console(stderr=True)
+# Errors are never wrapped: a path or a hint must stay copy-pasteable.
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def exit_code_for(exc: BaseException) -> int:

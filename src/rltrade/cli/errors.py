@@ -10,6 +10,7 @@ from rltrade.data.schema import SchemaError
 from rltrade.data.splits import SplitError
 from rltrade.data.store import StoreError
 from rltrade.features.bar_channels import FeatureInputError
+from rltrade.types import TimeframeError
 
 
 class UsageError(ValueError):
@@ -25,6 +26,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     FetchError,
     ResampleError,
     FeatureInputError,
+    TimeframeError,
     FileNotFoundError,
 )
 INCONSISTENT: tuple[type[BaseException], ...] = (StoreError,)

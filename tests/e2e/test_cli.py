@@ -1,0 +1,129 @@
+"""The command line end to end, in process: exit codes, messages, and what lands in the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rltrade.cli import main
+from rltrade.data.store import DatasetKey, Store
+from rltrade.types import Kind, Timeframe
+from tests.support.fake_binance import FakeBinance, make_klines
+from tests.support.real_data import FILES, require_real
+
+
+def small_config(tmp_path: Path, **extra: str) -> Path:
+    store = tmp_path / "store"
+    text = f"data:\n  store: {store}\n  synthetic:\n    history_days: 5\n    tick_days: 0.02\n"
+    for key, value in extra.items():
+        text += f"{key}: {value}\n"
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_help_lists_every_command_group(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for group in ("config", "data", "features", "check", "run"):
+        assert group in out
+
+
+def test_config_init_then_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "rl.yaml"
+    assert main(["config", "init", str(path)]) == 0
+    assert "# Master seed" in path.read_text()
+    assert main(["config", "init", str(path)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["config", "show", "-c", str(path)]) == 0
+
+
+def test_bad_config_exits_2_naming_the_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("data:\n  synthetic:\n    tick_days: 9\n    history_days: 3\n")
+    assert main(["data", "info", "-c", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "data.synthetic" in err and "tick_days" in err
+
+
+def test_run_synthesises_checks_resampling_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = small_config(tmp_path)
+    assert main(["run", "-c", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "resampling check" in out and "store coverage" in out
+    store = Store(tmp_path / "store")
+    assert DatasetKey("binance", "ETHUSDT", Kind.TRADES) in store.datasets()
+    assert store.read(DatasetKey("binance", "BTCUSDT", Kind.BARS, Timeframe.D1)).height == 5
+    # Running again appends nothing new: the store is idempotent.
+    capsys.readouterr()
+    assert main(["data", "synth", "-c", str(cfg)]) == 0
+    appended = capsys.readouterr().out
+    assert "binance/ETHUSDT/bars/1m" in appended
+    assert store.read(DatasetKey("binance", "ETHUSDT", Kind.BARS, Timeframe.M1)).height == 5 * 1440
+    assert (tmp_path / "store" / "truth" / "binance" / "truth.json").exists()
+
+
+def test_resample_and_info(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = small_config(tmp_path)
+    assert main(["data", "synth", "-c", str(cfg)]) == 0
+    store = Store(tmp_path / "store")
+    key_1s = DatasetKey("binance", "ETHUSDT", Kind.BARS, Timeframe.S1)
+    before = store.read(key_1s)
+    assert main(["data", "resample", "-c", str(cfg), "--from", "trades", "--to", "1s"]) == 0
+    assert store.read(key_1s).equals(before)  # rebuilt bars equal the stored ones: all duplicates
+    assert main(["data", "resample", "-c", str(cfg), "--from", "1m", "--to", "1h"]) == 0
+    capsys.readouterr()
+    assert main(["data", "info", "-c", str(cfg), "--per-day"]) == 0
+    out = capsys.readouterr().out
+    assert "binance/ETHUSDT/bars/1h" in out
+
+
+def test_import_real_file_and_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    real = require_real()
+    store = tmp_path / "store"
+    path = real / FILES[("eth", Timeframe.D1)]
+    assert main(["data", "import", str(path), "--store", str(store)]) == 0
+    assert "nothing changed" in capsys.readouterr().out
+    assert Store(store).read(DatasetKey("binance", "ETHUSDT", Kind.BARS, Timeframe.D1)).height == 2099
+    bad = tmp_path / "ETHUSDT-1m-2024-08-01.csv"
+    bad.write_text("1722470400000,1,2,0.5,1.5,10\n1722470460000,1,0.5,2,1.5,10\n")
+    assert main(["data", "import", str(bad), "--store", str(store), "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert "line 2" in err
+
+
+def test_fetch_resumes_from_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    t0_ms = 1_723_075_200_000
+    rows = make_klines("1m", t0_ms, 300, seed=1, quiet_every=0)
+    store = tmp_path / "store"
+    with FakeBinance(now_ms=t0_ms + 400 * 60_000, klines={("ETHUSDT", "1m"): rows}) as fake:
+        urls = [f"--api-url={k}={v}" for k, v in fake.api_urls().items()]
+        args = ["data", "fetch", "--symbol", "ETH/USDT", "--timeframe", "1m", "--store", str(store)]
+        args += ["--start", "2024-08-08", "--end", "2024-08-08T02:00"]
+        assert main([*args, *urls]) == 0
+        first = len(fake.requests_to("/api/v3/klines"))
+        assert main([*args[:-2], "--end", "2024-08-08T05:00", *urls]) == 0
+        second = fake.requests_to("/api/v3/klines")[first:]
+    got = Store(store).read(DatasetKey("binance", "ETHUSDT", Kind.BARS, Timeframe.M1))
+    assert got.height == 300
+    assert got["open_us"].is_sorted() and got["open_us"].n_unique() == 300
+    # The second run started where the store ended (02:00), not at the start date.
+    assert int(second[0].params["startTime"]) == t0_ms + 120 * 60_000
+    capsys.readouterr()
+
+
+def test_features_layout_and_lookahead_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = small_config(tmp_path)
+    assert main(["features", "layout"]) == 0
+    assert "15,588 market" in capsys.readouterr().out
+    assert main(["features", "layout", "--layout", "nope"]) == 2
+    capsys.readouterr()
+    assert main(["check", "lookahead", "-c", str(cfg), "--layout", "demo", "-n", "3"]) == 0
+    assert "zero differences" in capsys.readouterr().out
+
+
+def test_unknown_timeframe_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = small_config(tmp_path)
+    assert main(["data", "resample", "-c", str(cfg), "--from", "1m", "--to", "5m"]) == 2
+    assert "unknown timeframe '5m'" in capsys.readouterr().err
