@@ -174,6 +174,102 @@ class FeaturesConfig(_Frozen):
         return self
 
 
+REAL_ETH_HALF_SPREAD_BPS = 0.0187
+"""Median half-spread of Binance spot ETH/USDT, in bps of the mid, measured with
+``data.importers.median_half_spread_bps`` on the 58,758 book-ticker updates of
+``binance_spot_ETHUSDT_bookTicker_2024-08-08T2354_2024-08-09T0005`` (0.018656 bps: a one-tick
+spread of 0.01 USDT at ~2,680 USDT). ``tests/unit/env/test_fills.py`` re-measures it."""
+
+
+class EnvConfig(_Frozen):
+    """Market mechanics of the trading environment and the backtest (SPEC §2.5)."""
+
+    step: Timeframe = Timeframe.S1
+    """Decision clock: one decision per bar of this timeframe (``1s``; ``1m`` for data without trades).
+    Fills and marks use the traded symbol's bars of the same timeframe."""
+    latency_ms: Annotated[float, Field(gt=0.0, le=60_000.0)] = 100.0
+    """Delay from a decision at ``t`` to its order reaching the market: the order fills at the open of the
+    first traded bar opening at or after ``t + latency`` (on the 1 s clock the next second's first trade).
+    Must be positive, so a fill is always strictly after the state it was decided on."""
+    taker_fee: Annotated[float, Field(ge=0.0, le=0.01)] = 0.001
+    """Taker fee as a fraction of the traded notional (0.1 %, Binance spot's base rate)."""
+    half_spread_bps: Annotated[float, Field(ge=0.0, le=100.0)] = REAL_ETH_HALF_SPREAD_BPS
+    """Half the bid-ask spread paid on the traded notional, in bps of price (default: measured on the real
+    ETH/USDT book ticker; on the synthetic market use half of ``synthetic.spread_bps``)."""
+    impact_bps: Annotated[float, Field(ge=0.0, le=100.0)] = 0.5
+    """Price impact in bps per unit of equity traded: a trade of ``q`` times equity pays ``impact_bps · q`` bps
+    on its notional (an assumption, not calibrated: retail sizes sit inside ETH/USDT's top of book)."""
+    position_fraction: Annotated[float, Field(gt=0.0, le=3.0)] = 1.0
+    """Size of a long or short position as a fraction of current equity (1 = fully invested, no leverage)."""
+    borrow_annual_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
+    """Cost of holding a short, per year of holding, as a fraction of the short notional (margin borrow;
+    an assumption). Replaced by the real funding rates when a funding table is given."""
+    funding_file: Path | None = None
+    """A USDⓈ-M funding-rate file (``data.importers.read_funding`` formats) whose rates replace
+    ``borrow_annual_rate`` for shorts; ``null``: the constant borrow rate."""
+    episode_steps: Annotated[int, Field(ge=1, le=10_000_000)] = 3600
+    """Decisions per training episode (an episode is also truncated at the end of its period)."""
+    ruin_equity: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
+    """An episode terminates when equity falls below this fraction of its starting equity."""
+
+    @property
+    def latency_us(self) -> int:
+        return max(1, round(self.latency_ms * 1000.0))
+
+    @model_validator(mode="after")
+    def _costs_below_equity(self) -> EnvConfig:
+        worst = 2 * self.position_fraction
+        cost = worst * (self.taker_fee + (self.half_spread_bps + self.impact_bps * worst) * 1e-4)
+        if cost >= 0.5:
+            raise ValueError(
+                f"a full reversal would cost {cost:.0%} of equity (fee, spread and impact at position_fraction "
+                f"{self.position_fraction}); lower impact_bps or position_fraction"
+            )
+        return self
+
+
+class RewardConfig(_Frozen):
+    """Weights of the reward factors (SPEC §2.5) and their parameters; the default is PnL-only.
+
+    See :mod:`rltrade.env.reward` for the exact definition of each factor.
+    """
+
+    pnl_weight: float = 1.0
+    """Weight of the log equity change after every cost (fees, spread, impact, borrow)."""
+    direction_weight: float = 0.0
+    """Weight of direction correctness: +1 when the held position's sign matches the step's return, -1 when not."""
+    regime_weight: float = 0.0
+    """Weight of the regime bonus: +1 long in a trend-up regime or short in a trend-down one, -1 against it."""
+    volatility_weight: float = 0.0
+    """Weight of the volatility-scaled PnL: the position's log return divided by the recent volatility."""
+    cnn_weight: float = 0.0
+    """Weight of agreement with confident CNN predictions (0 while the state has no CNN predictions)."""
+    pivot_weight: float = 0.0
+    """Weight of pivot accuracy, paid in the step a swing pivot is confirmed."""
+    vol_halflife_steps: Annotated[float, Field(gt=0.0)] = 300.0
+    """Half-life, in steps, of the exponentially weighted volatility the volatility factor divides by."""
+    vol_floor: Annotated[float, Field(gt=0.0)] = 1e-5
+    """Lower bound of that volatility (per-step log return), so quiet stretches do not blow the factor up."""
+    vol_clip: Annotated[float, Field(gt=0.0)] = 5.0
+    """The volatility-scaled PnL is clipped to ±this."""
+    cnn_confidence: Annotated[float, Field(gt=1.0 / 3.0, le=1.0)] = 0.6
+    """A timeframe's CNN counts as confident when ``max(P(down), P(up))`` reaches this."""
+    pivot_level: Annotated[int, Field(ge=0, le=7)] = 0
+    """Williams pivot level the pivot-accuracy factor pays on."""
+
+    @property
+    def pnl_only(self) -> bool:
+        """True when every factor but PnL has weight 0 (the evaluation mode)."""
+        others = (self.direction_weight, self.regime_weight, self.volatility_weight, self.cnn_weight, self.pivot_weight)
+        return all(w == 0.0 for w in others)
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> RewardConfig:
+        if self.pnl_weight == 0.0 and self.pnl_only:
+            raise ValueError("every reward weight is 0: the reward would be constant; set pnl_weight (default 1)")
+        return self
+
+
 class Config(_Frozen):
     """The whole run configuration (one YAML file)."""
 
@@ -185,6 +281,10 @@ class Config(_Frozen):
     """Train / validation / test ranges and walk-forward folds."""
     features: FeaturesConfig = FeaturesConfig()
     """State layout and feature kernels."""
+    env: EnvConfig = EnvConfig()
+    """Market mechanics of the environment and the backtest: clock, latency, fees, spread, impact, borrow."""
+    reward: RewardConfig = RewardConfig()
+    """Reward factor weights (PnL-only by default: the evaluation mode)."""
 
 
 class ConfigError(ValueError):

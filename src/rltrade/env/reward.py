@@ -1,0 +1,111 @@
+"""The reward calculator: every factor of SPEC §2.5, separately weighted, in one pure function.
+
+:func:`compute_reward` takes the arrays of a batch of steps (one value per episode or per time step) and
+returns the weighted total and each factor, which the env logs separately (``info["reward_<name>"]``).
+With ``p`` the position held over step ``i`` (``-1, 0, +1``), ``s = position_fraction · p`` and ``r`` the
+step's log return between fills (``log(P_{i+1} / P_i)``):
+
+============  =====================================================================================
+factor        value at step ``i``
+============  =====================================================================================
+pnl           log equity change after every cost: ``s · r + log1p(−cost) + [p < 0] · log1p(−|s| · carry)``
+              (:func:`rltrade.env.fills.position_log_return`): realised and unrealised PnL after fees
+direction     ``sign(p) · sign(r)``: +1 on the right side of the step's move, −1 on the wrong side, 0 flat
+regime        ``p · d`` with ``d`` = +1 in a trend-up regime, −1 in a trend-down one, 0 otherwise (the
+              regime label of the last 1m bar closed at ``t_i``)
+volatility    ``clip(pnl / vol_i, ±vol_clip)``: PnL in units of the recent per-step volatility (the
+              volatility scaling of Zhang, Zohren & Roberts 2020, "Deep RL for Trading")
+cnn           ``p ·`` mean over the *confident* timeframes of ``sign(P(up) − P(down))``, where a timeframe is
+              confident when ``max(P(down), P(up)) ≥ cnn_confidence``; 0 when none is, or when the state
+              has no CNN predictions (block absent or its flag off)
+pivot         ``p_low − p_high``: ``p_low`` is the position held at the bar of a swing low confirmed during
+              the step (bought the bottom: +1, sold it: −1), ``p_high`` the same for a swing high; 0 when
+              no pivot is confirmed during the step. Paid at confirmation, never before
+============  =====================================================================================
+
+``total = Σ weight · factor``. Every input belongs to the step's own data up to the ``t+1`` mark
+(``P_{i+1}``, pivots confirmed by ``t_{i+1}``), or to the state at ``t_i`` (regime, CNN): nothing later.
+Properties (tested with hypothesis): costs never increase the total; with zero costs a mirrored price
+path (log returns negated) gives the negated PnL; the PnL factors of an episode sum to the log of its
+final equity ratio. The default :class:`~rltrade.env.settings.RewardConfig` is PnL-only, the mode every
+evaluation uses; reported performance is always equity after costs, never the shaped reward.
+"""
+
+from __future__ import annotations
+
+from typing import Final, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from rltrade.env.fills import CostModel, position_log_return
+from rltrade.env.settings import RewardConfig
+from rltrade.types import Regime
+
+FACTOR_NAMES: Final = ("pnl", "direction", "regime", "volatility", "cnn", "pivot")
+F64 = npt.NDArray[np.float64]
+
+
+class RewardParts(NamedTuple):
+    """The weighted total, each unweighted factor (:data:`FACTOR_NAMES`) and the costs paid, all ``[B]``."""
+
+    total: F64
+    pnl: F64
+    direction: F64
+    regime: F64
+    volatility: F64
+    cnn: F64
+    pivot: F64
+    cost: F64
+    """Fraction of equity paid in trading costs this step (fee, spread, impact; not a reward factor)."""
+
+    def factors(self) -> dict[str, F64]:
+        return {name: getattr(self, name) for name in FACTOR_NAMES}
+
+
+def compute_reward(
+    *,
+    position: npt.ArrayLike,
+    prev_position: npt.ArrayLike,
+    log_ret: npt.ArrayLike,
+    carry: npt.ArrayLike,
+    vol: npt.ArrayLike,
+    regime: npt.ArrayLike,
+    cnn_pred_BTO: npt.ArrayLike | None,
+    pivot_low_position: npt.ArrayLike,
+    pivot_high_position: npt.ArrayLike,
+    costs: CostModel,
+    cfg: RewardConfig,
+) -> RewardParts:
+    """Reward factors of a batch of steps (see the module docstring); a pure function of its arguments.
+
+    ``cnn_pred_BTO`` is the state's ``cnn_predictions`` block ``[B, timeframes, 4]`` (P(down), P(flat),
+    P(up), pivot distance) with rows zeroed where the block is flagged off, or None when the layout has
+    no such block.
+    """
+    p = np.asarray(position, dtype=np.float64)
+    r = np.asarray(log_ret, dtype=np.float64)
+    pnl, cost = position_log_return(p, prev_position, r, carry, costs)
+    side = np.sign(p)
+    direction = side * np.sign(r)
+    reg = np.asarray(regime)
+    trend = np.where(reg == Regime.TREND_UP, 1.0, np.where(reg == Regime.TREND_DOWN, -1.0, 0.0))
+    volatility = np.clip(pnl / np.asarray(vol, dtype=np.float64), -cfg.vol_clip, cfg.vol_clip)
+    if cnn_pred_BTO is None:
+        cnn = np.zeros_like(p)
+    else:
+        pred = np.asarray(cnn_pred_BTO, dtype=np.float64)
+        down, up = pred[..., 0], pred[..., 2]
+        confident = np.maximum(down, up) >= cfg.cnn_confidence
+        view = np.where(confident, np.sign(up - down), 0.0).sum(axis=-1)
+        cnn = side * view / np.maximum(confident.sum(axis=-1), 1)
+    pivot = np.sign(np.asarray(pivot_low_position, np.float64)) - np.sign(np.asarray(pivot_high_position, np.float64))
+    total = (
+        cfg.pnl_weight * pnl
+        + cfg.direction_weight * direction
+        + cfg.regime_weight * side * trend
+        + cfg.volatility_weight * volatility
+        + cfg.cnn_weight * cnn
+        + cfg.pivot_weight * pivot
+    )
+    return RewardParts(total, pnl, direction, side * trend, volatility, cnn, pivot, cost)
