@@ -106,9 +106,7 @@ class SplitConfig(_Frozen):
     @model_validator(mode="after")
     def _fractions(self) -> SplitConfig:
         if self.train + self.validation >= 1.0:
-            raise ValueError(
-                f"train + validation must leave room for test (got {self.train} + {self.validation} ≥ 1)"
-            )
+            raise ValueError(f"train + validation must leave room for test (got {self.train} + {self.validation} ≥ 1)")
         return self
 
 
@@ -270,6 +268,118 @@ class RewardConfig(_Frozen):
         return self
 
 
+class AgentConfig(_Frozen):
+    """Everything that defines the DQN agent: network, targets, optimiser, replay and exploration."""
+
+    seed: int = 0
+    """Seed of the learner's torch generators (initialisation, noise, exploration)."""
+    network: Literal["flat", "structured"] = "flat"
+    """``flat``: the original design's MLP on the whole observation; ``structured``: per-block
+    encoders over the tick and bar windows (needs the state layout), far cheaper on a CPU."""
+    hidden: tuple[Annotated[int, Field(ge=1)], ...] = (1024, 512)
+    """Hidden widths of the flat network: obs → 1024 → 512 → heads (the original design)."""
+    encoder_channels: tuple[Annotated[int, Field(ge=1)], ...] = (16, 32)
+    """Output channels of each patch-convolution stage of the structured encoder."""
+    encoder_patches: tuple[Annotated[int, Field(ge=1)], ...] = (10, 10)
+    """Patch length (kernel = stride) of each stage: a 300-row window shrinks 300 → 30 → 3 rows."""
+    encoder_hidden: tuple[Annotated[int, Field(ge=1)], ...] = (128, 128)
+    """Hidden widths after the structured encoder's concatenated features."""
+    n_actions: Annotated[int, Field(ge=2)] = 3
+    """Number of discrete actions (short / flat / long by default)."""
+    dueling: bool = True
+    """Dueling heads: Q = V + A − mean(A) (Wang et al. 2016)."""
+    double: bool = True
+    """Double-DQN targets (online net picks a*, target net values it); False for vanilla DQN."""
+    exploration: Literal["epsilon", "noisy"] = "epsilon"
+    """``epsilon``: ε-greedy on a deterministic net; ``noisy``: noisy head layers, greedy actions."""
+    noisy_sigma0: Annotated[float, Field(gt=0.0)] = 0.5
+    """Initial noise scale σ0 of the factorised noisy layers (Fortunato et al. 2017)."""
+    epsilon_start: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    """ε at step 0."""
+    epsilon_end: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
+    """ε after ``epsilon_steps`` acting steps."""
+    epsilon_steps: Annotated[int, Field(ge=1)] = 100_000
+    """Acting steps over which ε falls linearly."""
+    distributional: bool = False
+    """C51 head: a categorical return distribution per action (Bellemare et al. 2017)."""
+    n_atoms: Annotated[int, Field(ge=2)] = 51
+    """Atoms of the C51 support."""
+    v_min: float = -10.0
+    """Lowest return of the C51 support."""
+    v_max: float = 10.0
+    """Highest return of the C51 support."""
+    gamma: Annotated[float, Field(ge=0.0, le=1.0)] = 0.99
+    """Discount per step (applied by the n-step accumulator; the learner uses the replay's γ^m)."""
+    n_step: Annotated[int, Field(ge=1)] = 3
+    """Steps per return (1 = one-step TD)."""
+    lr: Annotated[float, Field(gt=0.0)] = 1e-4
+    """Adam learning rate."""
+    adam_eps: Annotated[float, Field(gt=0.0)] = 1e-8
+    """Adam's ε (torch's default)."""
+    batch_size: Annotated[int, Field(ge=1)] = 128
+    """Transitions per gradient update."""
+    buffer_size: Annotated[int, Field(ge=1)] = 50_000
+    """Replay capacity in transitions (a few dozen bytes each: states are gathered on demand)."""
+    prioritized: bool = True
+    """Prioritized replay (Schaul et al. 2016); False samples uniformly (α = 0, all weights 1)."""
+    alpha: Annotated[float, Field(ge=0.0, le=1.0)] = 0.6
+    """Priority exponent α."""
+    beta_start: Annotated[float, Field(ge=0.0, le=1.0)] = 0.4
+    """Importance-sampling exponent β at the first update; annealed linearly to 1."""
+    beta_steps: Annotated[int, Field(ge=1)] = 100_000
+    """Updates over which β reaches 1."""
+    priority_eps: Annotated[float, Field(gt=0.0)] = 1e-6
+    """Added to |TD| so no transition's priority is zero."""
+    huber_delta: Annotated[float, Field(gt=0.0)] = 1.0
+    """Huber loss threshold δ: quadratic below, linear above."""
+    max_grad_norm: Annotated[float, Field(gt=0.0)] = 10.0
+    """Global L2 norm the gradient is clipped to."""
+    target_update: Literal["hard", "polyak"] = "hard"
+    """``hard``: copy online → target every ``target_update_interval`` updates; ``polyak``: blend by τ."""
+    target_update_interval: Annotated[int, Field(ge=1)] = 1000
+    """Updates between hard target copies."""
+    tau: Annotated[float, Field(gt=0.0, le=1.0)] = 0.005
+    """Polyak weight of the online net per update."""
+    learning_starts: Annotated[int, Field(ge=0)] = 1000
+    """Transitions stored before the first update."""
+    train_every: Annotated[int, Field(ge=1)] = 1
+    """Environment steps per gradient update."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AgentConfig:
+        if len(self.encoder_channels) != len(self.encoder_patches):
+            raise ValueError(
+                f"encoder_channels {self.encoder_channels} and encoder_patches {self.encoder_patches} "
+                "need one entry per stage"
+            )
+        if self.distributional and not self.v_min < self.v_max:
+            raise ValueError(f"C51 support needs v_min < v_max, got [{self.v_min}, {self.v_max}]")
+        if self.batch_size > self.buffer_size:
+            raise ValueError(f"batch_size ({self.batch_size}) exceeds buffer_size ({self.buffer_size})")
+        if not self.hidden or not self.encoder_hidden:
+            raise ValueError("hidden and encoder_hidden need at least one layer")
+        return self
+
+
+class TrainConfig(_Frozen):
+    """The training loop: how long, how many parallel episodes, how often to evaluate and checkpoint."""
+
+    total_steps: Annotated[int, Field(ge=1)] = 200_000
+    """Environment steps per parallel episode stream (transitions = total_steps × n_envs)."""
+    n_envs: Annotated[int, Field(ge=1, le=1024)] = 16
+    """Episodes stepped together (one batched state gather per step)."""
+    updates_per_step: Annotated[int, Field(ge=1, le=64)] = 1
+    """Gradient updates after each batched environment step (once learning has started)."""
+    eval_every: Annotated[int, Field(ge=1)] = 5_000
+    """Steps between validation backtests (greedy policy); the best one is kept as best.pt."""
+    eval_max_steps: Annotated[int, Field(ge=10)] = 20_000
+    """Validation backtests use at most this many clock steps from the start of the validation range."""
+    checkpoint_every: Annotated[int, Field(ge=1)] = 5_000
+    """Steps between last.pt checkpoints (what --resume continues from)."""
+    max_wall_s: Annotated[float | None, Field(gt=0.0)] = None
+    """Stop (checkpointing first) after this much wall time; None for no limit."""
+
+
 class Config(_Frozen):
     """The whole run configuration (one YAML file)."""
 
@@ -285,6 +395,10 @@ class Config(_Frozen):
     """Market mechanics of the environment and the backtest: clock, latency, fees, spread, impact, borrow."""
     reward: RewardConfig = RewardConfig()
     """Reward factor weights (PnL-only by default: the evaluation mode)."""
+    agent: AgentConfig = AgentConfig()
+    """The DQN: network, targets, optimiser, replay, exploration."""
+    train: TrainConfig = TrainConfig()
+    """The training loop: length, parallel episodes, evaluation and checkpoints."""
 
 
 class ConfigError(ValueError):
@@ -326,9 +440,7 @@ def render_commented_yaml(model: BaseModel | None = None, indent: int = 0) -> st
             lines.append(f"{pad}{name}:")
             lines.append(render_commented_yaml(value, indent + 1))
         else:
-            dumped = yaml.safe_dump(
-                {name: _plain(value)}, default_flow_style=True, sort_keys=False, width=1000
-            ).strip()
+            dumped = yaml.safe_dump({name: _plain(value)}, default_flow_style=True, sort_keys=False, width=1000).strip()
             lines.append(f"{pad}{dumped[1:-1]}" if dumped.startswith("{") else f"{pad}{dumped}")
     return "\n".join(lines)
 

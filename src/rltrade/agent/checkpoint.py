@@ -1,0 +1,145 @@
+"""Agent checkpoints: everything a run needs to continue bit for bit, written atomically.
+
+A checkpoint holds the learner (online and target networks, Adam state, its torch generators and
+update counter), the replay buffer (records, priorities, sum tree via its state dict, its numpy
+generator), any further stateful parts the caller names (e.g. the n-step accumulator's pending
+steps), named numpy and torch generators, and plain counters (env steps, episodes, ...).
+
+Writing is atomic: the payload goes to a temporary file in the target's folder, is flushed and
+fsync'ed, then ``os.replace``d over the target (and the folder fsync'ed), so a crash leaves either
+the old checkpoint or the new one, never a torn file. Reading uses ``torch.load(weights_only=True)``:
+only tensors and plain containers are unpickled, never arbitrary objects. numpy generator states are
+stored as JSON strings (PCG64's state holds 128-bit integers).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import numpy as np
+import torch
+
+from rltrade.agent.learner import DQNLearner
+from rltrade.agent.replay import PrioritizedReplay, generator_state, restore_generator
+
+FORMAT: Final = "rltrade.agent.checkpoint"
+VERSION: Final = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be written, read, or does not fit the objects it is loaded into."""
+
+
+class Stateful(Protocol):
+    """Anything with torch-style ``state_dict`` / ``load_state_dict`` (tensors and plain values)."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def save_checkpoint(
+    path: Path,
+    *,
+    learner: DQNLearner,
+    replay: PrioritizedReplay,
+    extra: Mapping[str, Stateful] | None = None,
+    rngs: Mapping[str, np.random.Generator] | None = None,
+    torch_generators: Mapping[str, torch.Generator] | None = None,
+    counters: Mapping[str, int | float] | None = None,
+) -> None:
+    """Write a checkpoint to ``path`` atomically (creating its folder if needed)."""
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "learner": learner.state_dict(),
+        "replay": replay.state_dict(),
+        "extra": {name: obj.state_dict() for name, obj in (extra or {}).items()},
+        "rngs": {name: generator_state(rng) for name, rng in (rngs or {}).items()},
+        "torch_generators": {name: g.get_state() for name, g in (torch_generators or {}).items()},
+        "counters": dict(counters or {}),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def load_checkpoint(
+    path: Path,
+    *,
+    learner: DQNLearner,
+    replay: PrioritizedReplay,
+    extra: Mapping[str, Stateful] | None = None,
+    rngs: Mapping[str, np.random.Generator] | None = None,
+    torch_generators: Mapping[str, torch.Generator] | None = None,
+) -> dict[str, int | float]:
+    """Restore a checkpoint into objects built like the saved ones; return its counters.
+
+    The names in ``extra``, ``rngs`` and ``torch_generators`` must be exactly the saved ones.
+    """
+    path = Path(path)
+    if path.exists() and not zipfile.is_zipfile(path):
+        # torch.save writes a zip archive; anything else is truncated or foreign (and a legacy pickle
+        # would only reach torch's weights-only unpickler with a warning).
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or not written by rltrade)")
+    try:
+        payload = torch.load(path, map_location=learner.device, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {path}") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint (truncated or not written by rltrade): {exc}"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an rltrade agent checkpoint")
+    if payload.get("version") != VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format version {payload.get('version')}; this rltrade reads version {VERSION}"
+        )
+    extra, rngs, torch_generators = extra or {}, rngs or {}, torch_generators or {}
+    for section, given in (("extra", extra), ("rngs", rngs), ("torch_generators", torch_generators)):
+        saved = set(payload[section])
+        if saved != set(given):
+            raise CheckpointError(
+                f"{path}: {section} saved as {sorted(saved)} but {sorted(given)} were given to restore"
+            )
+    try:
+        learner.load_state_dict(payload["learner"])
+        replay.load_state_dict(payload["replay"])
+        for name, obj in extra.items():
+            obj.load_state_dict(payload["extra"][name])
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"{path} does not fit this run: {exc}") from exc
+    for name, rng in rngs.items():
+        restore_generator(rng, payload["rngs"][name])
+    for name, gen in torch_generators.items():
+        gen.set_state(payload["torch_generators"][name])
+    return dict(payload["counters"])
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Makes the rename itself durable; some platforms cannot open a folder, which is then skipped.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,379 @@
+"""The DQN learner: acting (ε-greedy or noisy) and one gradient update per replay sample.
+
+Glossary of one ``update`` (Rainbow's learner, Hessel et al. 2018, without its loop)::
+
+    gather      states s_t and s_{t+m} of the sample's time indices from a ``StateSource`` (one call);
+                the network sees each with its account vector, as if concatenated: [state F | account K]
+    target      y = R + d · Q_target(s', a*), where R is the n-step return and d = γ^m (0 at a
+                terminal) straight from the replay; a* = argmax_a Q_online(s', a) for double DQN
+                (van Hasselt et al. 2016), argmax_a Q_target(s', a) for vanilla DQN
+    C51         the target distribution of R + d·z, projected onto the support (Bellemare et al.
+                2017); the per-sample loss is its cross-entropy with the online distribution
+    loss        mean_i w_i · Huber_δ(y_i − Q_online(s_i, a_i)), w the replay's importance weights
+    step        gradient norm clipped to ``max_grad_norm``, Adam (fused where torch supports it)
+    sync        target ← online every ``target_update_interval`` updates (hard), or
+                target ← (1 − τ)·target + τ·online after every update (Polyak)
+
+``update`` returns the metrics and the new per-sample |TD error| (C51: the cross-entropy), which the
+caller hands to ``PrioritizedReplay.update_priorities``. All randomness (initialisation, noise,
+exploration) comes from ``torch.Generator``s derived from ``LearnerConfig.seed``; torch's global RNG is
+never used, and every op runs under ``torch.use_deterministic_algorithms(True)``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Annotated, Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import Tensor
+
+from rltrade.agent.batches import ReplaySample, StateSource
+from rltrade.agent.encoder import BlockSpec, structured_q_network
+from rltrade.agent.networks import QNetwork, flat_q_network
+from rltrade.agent.schedules import epsilon_schedule
+from rltrade.config import AgentConfig
+
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+# The agent's config lives with every other stage's in rltrade.config (the ``agent`` section).
+LearnerConfig = AgentConfig
+
+
+class UpdateResult(NamedTuple):
+    """What one gradient update reports."""
+
+    loss: float
+    q_mean: float
+    """Mean of Q_online(s, a) over the batch, for the actions taken."""
+    td_abs_mean: float
+    grad_norm: float
+    """Gradient L2 norm before clipping."""
+    td_abs_B: np.ndarray
+    """New priorities' raw values (float32 [B]): |y − Q(s, a)|, or the C51 cross-entropy."""
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return {
+            "loss": self.loss,
+            "q_mean": self.q_mean,
+            "td_abs_mean": self.td_abs_mean,
+            "grad_norm": self.grad_norm,
+        }
+
+
+def build_q_network(
+    config: LearnerConfig,
+    state_dim: int,
+    account_dim: int,
+    generator: torch.Generator,
+    blocks: Sequence[BlockSpec] | None = None,
+    device: torch.device | str = "cpu",
+) -> QNetwork:
+    """The network ``config`` describes for states of width F and accounts of width K, drawn from ``generator``."""
+    n_atoms = config.n_atoms if config.distributional else 1
+    noisy = config.exploration == "noisy"
+    if config.network == "flat":
+        return flat_q_network(
+            state_dim,
+            account_dim,
+            generator,
+            hidden=config.hidden,
+            n_actions=config.n_actions,
+            dueling=config.dueling,
+            noisy=noisy,
+            sigma0=config.noisy_sigma0,
+            n_atoms=n_atoms,
+            v_min=config.v_min,
+            v_max=config.v_max,
+            device=device,
+        )
+    if blocks is None:
+        raise ValueError("network='structured' needs the state layout: pass blocks=[BlockSpec, ...]")
+    return structured_q_network(
+        blocks,
+        state_dim,
+        account_dim,
+        generator,
+        channels=config.encoder_channels,
+        patches=config.encoder_patches,
+        hidden=config.encoder_hidden,
+        n_actions=config.n_actions,
+        dueling=config.dueling,
+        noisy=noisy,
+        sigma0=config.noisy_sigma0,
+        n_atoms=n_atoms,
+        v_min=config.v_min,
+        v_max=config.v_max,
+        device=device,
+    )
+
+
+def project_distribution(next_probs_BN: Tensor, reward_B: Tensor, discount_B: Tensor, support_N: Tensor) -> Tensor:
+    """C51 projection of the distribution of ``reward + discount · Z`` onto ``support_N``.
+
+    Each shifted atom ``Tz_j`` (clamped to [v_min, v_max]) splits its mass between its two neighbouring
+    atoms in proportion to closeness, i.e. atom i receives ``p_j · max(0, 1 − |Tz_j − z_i| / Δz)``.
+    Written as a dense [B, N, N] product instead of the usual scatter-add, so it is deterministic and
+    exact when ``Tz_j`` lands on an atom.
+    """
+    v_min, v_max = float(support_N[0]), float(support_N[-1])
+    delta = (v_max - v_min) / (support_N.numel() - 1)
+    tz_BN = (reward_B[:, None] + discount_B[:, None] * support_N[None, :]).clamp_(v_min, v_max)
+    weight_BNN = (1.0 - (tz_BN[:, None, :] - support_N[None, :, None]).abs() / delta).clamp_(min=0.0)
+    return torch.bmm(weight_BNN, next_probs_BN.unsqueeze(-1)).squeeze(-1)
+
+
+@torch.no_grad()
+def clip_grad_norm(params: Sequence[Tensor], max_norm: float) -> Tensor:
+    """Scale gradients in place so their global L2 norm is at most ``max_norm``; return the norm before.
+
+    The same arithmetic as ``torch.nn.utils.clip_grad_norm_`` (bit for bit), but the scaling pass is
+    skipped when the factor would be 1: on the flat network that pass rewrites 64 MB every update.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    coef = max_norm / (norm + 1e-6)
+    if coef < 1.0:
+        for g in grads:
+            g.mul_(coef)
+    return norm
+
+
+def _derived_seeds(seed: int, n: int) -> list[int]:
+    # Independent streams for initialisation, learning noise and acting, from one config seed.
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(n, dtype=np.uint64) >> np.uint64(1)]
+
+
+class DQNLearner:
+    """Online and target Q-networks, their optimiser and the update rule.
+
+    Args:
+        config: the agent configuration.
+        state_dim: width F of the market state (what ``StateSource.gather`` returns).
+        account_dim: width K of the account vector (what the replay stores).
+        blocks: the state layout, required by ``network='structured'``.
+        device: torch device of the networks.
+    """
+
+    def __init__(
+        self,
+        config: LearnerConfig,
+        state_dim: int,
+        account_dim: int,
+        *,
+        blocks: Sequence[BlockSpec] | None = None,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        if state_dim < 1 or account_dim < 0:
+            raise ValueError(f"need state_dim ≥ 1 and account_dim ≥ 0, got {state_dim} and {account_dim}")
+        self.config = config
+        self.state_dim, self.account_dim = state_dim, account_dim
+        self.obs_dim = state_dim + account_dim
+        """Observation width F + K, as ``act`` takes it."""
+        self.device = torch.device(device)
+        init_seed, learn_seed, act_seed = _derived_seeds(config.seed, 3)
+        init_gen = torch.Generator(self.device).manual_seed(init_seed)
+        self.learn_generator = torch.Generator(self.device).manual_seed(learn_seed)
+        """Draws the noisy layers' noise for updates."""
+        self.act_generator = torch.Generator(self.device).manual_seed(act_seed)
+        """Default generator of ``act`` (ε draws and acting noise)."""
+        self.online = build_q_network(config, state_dim, account_dim, init_gen, blocks, self.device)
+        self.target = copy.deepcopy(self.online).requires_grad_(False)
+        self.noisy = self.online.has_noise
+        self._params = list(self.online.parameters())
+        self.optimizer = torch.optim.Adam(
+            self._params, lr=config.lr, eps=config.adam_eps, fused=_fused_supported(self.device)
+        )
+        self.updates = 0
+        """Gradient updates done so far."""
+        if self.noisy:
+            self.online.reset_noise(self.learn_generator)
+            self.target.reset_noise(self.learn_generator)
+
+    # ------------------------------------------------------------------ acting
+    def epsilon(self, step: int) -> float:
+        """ε of the ε-greedy policy at acting step ``step`` (0 with noisy exploration)."""
+        if self.config.exploration == "noisy":
+            return 0.0
+        c = self.config
+        return epsilon_schedule(step, duration=c.epsilon_steps, start=c.epsilon_start, end=c.epsilon_end)
+
+    @torch.no_grad()
+    def act(
+        self,
+        obs_BF: npt.ArrayLike | Tensor,
+        step: int,
+        *,
+        greedy: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> np.ndarray:
+        """Actions (int64 [B]) for observations [B, F+K] (state, then account) at acting step ``step``.
+
+        Exploring (``greedy=False``): ε-greedy with ε from the schedule, or greedy on freshly
+        resampled noise for a noisy net. ``greedy=True``: argmax of Q with noise switched off (for
+        evaluation; draws nothing). Draws come from ``generator`` or the learner's ``act_generator``.
+        """
+        obs = self._as_obs(obs_BF)
+        state_BF, account_BK = obs[:, : self.state_dim], obs[:, self.state_dim :]
+        gen = self.act_generator if generator is None else generator
+        if greedy:
+            was_training = self.online.training
+            self.online.eval()
+            try:
+                return self.online.q_values(state_BF, account_BK).argmax(dim=1).cpu().numpy()
+            finally:
+                self.online.train(was_training)
+        if self.noisy:
+            self.online.reset_noise(gen)
+        actions_B = self.online.q_values(state_BF, account_BK).argmax(dim=1)
+        if self.config.exploration == "epsilon":
+            b = obs.shape[0]
+            explore_B = torch.rand(b, generator=gen, device=self.device) < self.epsilon(step)
+            random_B = torch.randint(self.config.n_actions, (b,), generator=gen, device=self.device)
+            actions_B = torch.where(explore_B, random_B, actions_B)
+        return actions_B.cpu().numpy()
+
+    # ------------------------------------------------------------------ learning
+    def update(self, sample: ReplaySample, state_source: StateSource) -> UpdateResult:
+        """One gradient step on ``sample``; states are gathered from ``state_source``."""
+        b = int(sample.action_B.shape[0])
+        state_2BF, account_2BK = self._gather(sample, state_source)
+        state_BF, next_state_BF = state_2BF[:b], state_2BF[b:]
+        account_BK, next_account_BK = account_2BK[:b], account_2BK[b:]
+        action_B = torch.from_numpy(np.asarray(sample.action_B, dtype=np.int64)).to(self.device)
+        reward_B = torch.from_numpy(np.asarray(sample.reward_B, dtype=np.float32)).to(self.device)
+        discount_B = torch.from_numpy(np.asarray(sample.discount_B, dtype=np.float32)).to(self.device)
+        weight_B = torch.from_numpy(np.asarray(sample.weight_B, dtype=np.float32)).to(self.device)
+        if self.noisy:
+            self.online.reset_noise(self.learn_generator)
+            self.target.reset_noise(self.learn_generator)
+
+        with torch.no_grad():
+            next_target_out = self.target(next_state_BF, next_account_BK)
+            next_target_q_BA = self.target.q_from_output(next_target_out)
+            if self.config.double:
+                next_action_B = self.online.q_values(next_state_BF, next_account_BK).argmax(dim=1)
+            else:
+                next_action_B = next_target_q_BA.argmax(dim=1)
+
+        out = self.online(state_BF, account_BK)
+        rows_B = torch.arange(b, device=self.device)
+        if self.online.distributional:
+            with torch.no_grad():
+                next_probs_BN = next_target_out[rows_B, next_action_B].exp()
+                target_BN = project_distribution(next_probs_BN, reward_B, discount_B, self.target.support_N)
+            log_probs_BN = out[rows_B, action_B]
+            per_sample_B = -(target_BN * log_probs_BN).sum(dim=1)
+            td_abs_B = per_sample_B.detach()
+            q_sa_B = (log_probs_BN.detach().exp() * self.online.support_N).sum(dim=1)
+        else:
+            with torch.no_grad():
+                y_B = reward_B + discount_B * next_target_q_BA[rows_B, next_action_B]
+            q_sa_full_B = out[rows_B, action_B]
+            per_sample_B = F.huber_loss(q_sa_full_B, y_B, reduction="none", delta=self.config.huber_delta)
+            q_sa_B = q_sa_full_B.detach()
+            td_abs_B = (y_B - q_sa_B).abs()
+        loss = (weight_B * per_sample_B).mean()
+
+        # set_to_none: no zeroing pass; the flat body's first layer reuses its gradient buffer anyway.
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = clip_grad_norm(self._params, self.config.max_grad_norm)
+        self.optimizer.step()
+        self.updates += 1
+        self._sync_target()
+        return UpdateResult(
+            loss=float(loss.item()),
+            q_mean=float(q_sa_B.mean().item()),
+            td_abs_mean=float(td_abs_B.mean().item()),
+            grad_norm=float(grad_norm.item()),
+            td_abs_B=td_abs_B.cpu().numpy().astype(np.float32, copy=False),
+        )
+
+    @torch.no_grad()
+    def _sync_target(self) -> None:
+        pairs = zip(self.target.parameters(), self.online.parameters(), strict=True)
+        if self.config.target_update == "polyak":
+            for target_p, online_p in pairs:
+                target_p.lerp_(online_p, self.config.tau)
+        elif self.updates % self.config.target_update_interval == 0:
+            for target_p, online_p in pairs:
+                target_p.copy_(online_p)
+
+    def _gather(self, sample: ReplaySample, state_source: StateSource) -> tuple[Tensor, Tensor]:
+        """States and accounts of s (first B rows) and s' (last B rows); states gathered in one call and
+        used in place (never copied into a [2B, F + K] observation)."""
+        t_idx = np.concatenate([sample.t_idx_B, sample.next_t_idx_B])
+        states_2BF = np.asarray(state_source.gather(t_idx), dtype=np.float32)
+        account_2BK = np.concatenate([sample.account_BK, sample.next_account_BK]).astype(np.float32, copy=False)
+        if states_2BF.shape[1] != self.state_dim or account_2BK.shape[1] != self.account_dim:
+            raise ValueError(
+                f"the state source gives {states_2BF.shape[1]} features and the replay {account_2BK.shape[1]} "
+                f"account values, but the learner was built for state_dim={self.state_dim} and "
+                f"account_dim={self.account_dim}"
+            )
+        return torch.from_numpy(states_2BF).to(self.device), torch.from_numpy(account_2BK).to(self.device)
+
+    def _as_obs(self, obs_BF: npt.ArrayLike | Tensor) -> Tensor:
+        obs = obs_BF if isinstance(obs_BF, Tensor) else torch.from_numpy(np.asarray(obs_BF, dtype=np.float32))
+        if obs.ndim != 2 or obs.shape[1] != self.obs_dim:
+            raise ValueError(f"act: expected observations of shape [B, {self.obs_dim}], got {tuple(obs.shape)}")
+        return obs.to(self.device, torch.float32)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Networks, optimiser, generator states and counters (tensors and plain values only)."""
+        return {
+            "config": self.config.model_dump(mode="json"),
+            "state_dim": self.state_dim,
+            "account_dim": self.account_dim,
+            "online": self.online.state_dict(),
+            "target": self.target.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "learn_generator": self.learn_generator.get_state(),
+            "act_generator": self.act_generator.get_state(),
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a ``state_dict`` saved by a learner with the same config and observation width."""
+        mine = self.config.model_dump(mode="json")
+        theirs = state["config"]
+        diff = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+        if diff:
+            details = ", ".join(f"{k}: saved {theirs.get(k)!r} vs now {mine.get(k)!r}" for k in diff)
+            raise ValueError(f"learner state was saved with a different config ({details})")
+        saved_dims = (state["state_dim"], state["account_dim"])
+        if saved_dims != (self.state_dim, self.account_dim):
+            raise ValueError(
+                f"learner state has (state_dim, account_dim)={saved_dims}, this learner "
+                f"{(self.state_dim, self.account_dim)}"
+            )
+        self.online.load_state_dict(state["online"])
+        self.target.load_state_dict(state["target"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.learn_generator.set_state(state["learn_generator"])
+        self.act_generator.set_state(state["act_generator"])
+        self.updates = int(state["updates"])
+
+
+def _fused_supported(device: torch.device) -> bool:
+    # torch ≥ 2.4 ships fused Adam for CPU float32 as well as CUDA; one kernel per step instead of a
+    # dozen passes over the parameters (the update's largest memory-bound part on the flat network).
+    if device.type not in ("cpu", "cuda"):
+        return False
+    try:
+        probe = torch.zeros(1, device=device, requires_grad=True)
+        torch.optim.Adam([probe], fused=True)
+    except (RuntimeError, ValueError):
+        return False
+    return True
