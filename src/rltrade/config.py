@@ -378,6 +378,9 @@ class TrainConfig(_Frozen):
     """Steps between last.pt checkpoints (what --resume continues from)."""
     max_wall_s: Annotated[float | None, Field(gt=0.0)] = None
     """Stop (checkpointing first) after this much wall time; None for no limit."""
+    torch_threads: Annotated[int, Field(ge=1, le=256)] = 1
+    """Torch intra-op threads. Fixed (not the machine's core count) so results repeat across machines;
+    1 is fastest for the small demo networks and immune to other processes on a shared machine."""
 
 
 class Config(_Frozen):

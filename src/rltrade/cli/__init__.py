@@ -15,6 +15,7 @@ from rich.text import Text
 from rltrade.cli import data as _data  # noqa: F401  (registers `rltrade data`)
 from rltrade.cli import features as _features  # noqa: F401  (registers `rltrade features`, `rltrade check`)
 from rltrade.cli import run as _run  # noqa: F401  (registers `rltrade run`)
+from rltrade.cli import train as _train  # noqa: F401  (registers `rltrade train`)
 from rltrade.cli.app import app
 
 # Errors are never wrapped: a path or a hint must stay copy-pasteable.

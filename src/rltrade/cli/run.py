@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from rltrade.cli.app import ConfigOpt, app, console, load
+from rltrade.cli.app import ConfigOpt, app, console
 from rltrade.cli.data import _progress, print_report, print_summary
 from rltrade.data.pipeline import data_report, synthesize_to_store, verify_resampling
 from rltrade.data.store import Store
@@ -17,11 +18,15 @@ from rltrade.data.store import Store
 def run(
     config: ConfigOpt = None,
     fresh: Annotated[bool, typer.Option(help="Delete the store first.")] = False,
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="Run folder of the training step.")] = Path("runs/demo"),
+    train: Annotated[bool, typer.Option(help="Train and backtest the demo agent after the data steps.")] = True,
 ) -> None:
-    """The main job: synthetic market → store → resampling check → data report."""
+    """The main job: synthetic market → store → resampling check → data report → train (demo) → backtest."""
     import shutil
 
-    cfg = load(config)
+    from rltrade.training.presets import load_with_preset
+
+    cfg = load_with_preset(config, "demo")
     if fresh and cfg.data.store.exists():
         shutil.rmtree(cfg.data.store)
     store = Store(cfg.data.store)
@@ -43,3 +48,15 @@ def run(
     console.rule("[bold]3 · data report")
     print_report(data_report(store))
     console.print(f"store: {store.root.resolve()}")
+    if not train:
+        return
+    from rltrade.cli.train import print_metrics_table, train_cmd
+    from rltrade.training.evaluate import evaluate_run
+
+    console.rule("[bold]4 · training (demo preset: structured encoder, demo layout)")
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    train_cmd(config=config, preset="demo", run_dir=run_dir, resume=None, steps=None)
+    console.rule("[bold]5 · backtest on the held-out test range, beside the baselines")
+    print_metrics_table("test range, PnL after costs", evaluate_run(run_dir))
+    console.print(f"run folder: {run_dir.resolve()}")

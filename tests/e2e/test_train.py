@@ -1,0 +1,102 @@
+"""Training end to end: determinism, kill -9 and resume, the full preset's smoke run, backtest refusal."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from rltrade.config import Config
+from rltrade.data.splits import SplitError, TimeRange
+from rltrade.training.bundle import open_bundle
+from rltrade.training.evaluate import evaluate_run
+from rltrade.training.loop import train
+from rltrade.training.presets import load_with_preset
+
+TINY: dict[str, Any] = {
+    "data": {"synthetic": {"history_days": 12, "tick_days": 0.06}},
+    "splits": {"purge_s": 120, "embargo_s": 30},
+    "agent": {"learning_starts": 64, "buffer_size": 2_000, "batch_size": 32, "epsilon_steps": 200},
+    "train": {"total_steps": 240, "n_envs": 4, "eval_every": 120, "eval_max_steps": 200, "checkpoint_every": 40},
+}
+
+
+def tiny(preset: str = "demo", **extra: Any) -> Config:
+    from rltrade.training.presets import deep_merge
+
+    return load_with_preset(None, preset, deep_merge(TINY, extra))
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    payload = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    return dict(payload["learner"]["online"])
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_same_seed_same_run(tmp_path: Path) -> None:
+    cfg = tiny()
+    r1 = train(cfg, tmp_path / "a", log=lambda _: None)
+    r2 = train(cfg, tmp_path / "b", log=lambda _: None)
+    assert r1.updates == r2.updates > 0
+    assert r1.best_validation == r2.best_validation
+    assert _same(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
+    r3 = train(tiny(seed=1), tmp_path / "c", log=lambda _: None)
+    assert not _same(_weights(tmp_path / "a"), _weights(tmp_path / "c"))
+    del r3
+
+
+def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    cfg = tiny()
+    reference = train(cfg, tmp_path / "ref", log=lambda _: None)
+    cfg_path = tmp_path / "cfg.json"
+    cfg_path.write_text(cfg.model_dump_json())
+    run = tmp_path / "crash"
+    script = (
+        "import sys; from pathlib import Path; from rltrade.config import Config; "
+        "from rltrade.training.loop import train; "
+        f"cfg = Config.model_validate_json(Path({str(cfg_path)!r}).read_text()); "
+        f"train(cfg, Path({str(run)!r}), log=lambda _: None)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PYTHONHASHSEED": "0"})
+    deadline = time.monotonic() + 300
+    last = run / "checkpoints" / "last.pt"
+    while time.monotonic() < deadline and proc.poll() is None:
+        if last.exists() and torch.load(last, weights_only=True)["counters"]["step"] >= 80:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the training process ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(last, weights_only=True)["counters"]["step"]
+    assert 80 <= killed_at < 240
+    resumed = train(cfg, run, resume=True, log=lambda _: None)
+    assert resumed.steps == reference.steps and resumed.updates == reference.updates
+    assert _same(_weights(run), _weights(tmp_path / "ref"))
+    best = json.loads((run / "best_validation.json").read_text())
+    assert best["total_return"] == reference.best_validation["total_return"]  # type: ignore[index]
+
+
+def test_full_preset_smoke_and_backtest_refuses_fitted_periods(tmp_path: Path) -> None:
+    cfg = tiny("full", agent={"learning_starts": 32, "batch_size": 16, "buffer_size": 512, "hidden": [64, 32]},
+               train={"total_steps": 48, "n_envs": 2, "eval_every": 1_000, "checkpoint_every": 1_000})
+    result = train(cfg, tmp_path / "full", log=lambda _: None)
+    assert result.updates > 0
+    bundle = open_bundle(tmp_path / "full")
+    assert bundle.manifest["layout"]["size"] > 15_588
+    metrics = evaluate_run(tmp_path / "full")
+    assert {"agent", "flat", "buy_and_hold", "momentum", "random_0", "oracle"} <= set(metrics)
+    assert metrics["flat"]["total_return"] == 0.0
+    train_range = bundle.split("train")
+    with pytest.raises(SplitError, match="overlaps the fitted range"):
+        evaluate_run(tmp_path / "full", period=TimeRange(train_range.start_us, train_range.end_us))
