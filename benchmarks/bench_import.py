@@ -12,13 +12,17 @@ Run: ``.venv/bin/python -m benchmarks.bench_import [--quick] [--repeats N]``.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import polars as pl
 
 from benchmarks._util import quick_parser, report_ratio, time_median
 from rltrade.data.importers import import_file
+from rltrade.data.store import DatasetKey, Store
+from rltrade.types import Kind, Timeframe
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real"
 FILES = ("binance_spot_ETHUSDT_1h_2018-01-01_2026-05-16.csv.gz", "binance_spot_BTCUSDT_1h_2018-01-01_2026-05-16.csv.gz")
@@ -60,6 +64,42 @@ def main() -> None:
         assert np.array_equal(res.frame["close"].to_numpy(), frame["close"].to_numpy())
     print(f"1h klines import, {len(paths)} file(s), {rows:,} rows")
     report_ratio(ours, base, items=rows, unit="rows")
+    bench_store_read([r.frame for r in results], repeats)
+
+
+def bench_store_read(frames: list[pl.DataFrame], repeats: int) -> None:
+    """Append the imported bars to a fresh store, then time a one-month range read.
+
+    Baseline: reading every stored day of the dataset and filtering afterwards (what a store without
+    day partitions and pushed-down filters would do).
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as root:
+        store = Store(Path(root))
+        keys = [DatasetKey("binance", sym, Kind.BARS, Timeframe.H1) for sym in ("ETHUSDT", "BTCUSDT")[: len(frames)]]
+        t0 = time.perf_counter()
+        for key, frame in zip(keys, frames, strict=True):
+            store.append(key, frame)
+        append_s = time.perf_counter() - t0
+        start = 1_714_521_600_000_000  # 2024-05-01 UTC
+        end = start + 31 * 86_400_000_000
+
+        def ranged() -> list[pl.DataFrame]:
+            return [store.read(k, start, end) for k in keys]
+
+        def full_then_filter() -> list[pl.DataFrame]:
+            return [store.read(k).filter((pl.col("open_us") >= start) & (pl.col("open_us") < end)) for k in keys]
+
+        ours, got = time_median("store range read (1 month)", ranged, repeats=repeats)
+        base, want = time_median("read all, then filter", full_then_filter, repeats=repeats)
+        assert all(a.equals(b) for a, b in zip(got, want, strict=True))
+        days = len(store.days(keys[0]))
+        print(
+            f"store: appended {sum(f.height for f in frames):,} rows into {days:,} day files per symbol "
+            f"in {append_s:.1f} s"
+        )
+        report_ratio(ours, base, items=sum(g.height for g in got), unit="rows")
 
 
 if __name__ == "__main__":
