@@ -49,7 +49,7 @@ def test_bad_config_exits_2_naming_the_field(tmp_path: Path, capsys: pytest.Capt
 
 def test_run_synthesises_checks_resampling_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = small_config(tmp_path)
-    assert main(["run", "-c", str(cfg)]) == 0
+    assert main(["run", "-c", str(cfg), "--no-train"]) == 0
     out = capsys.readouterr().out
     assert "resampling check" in out and "store coverage" in out
     store = Store(tmp_path / "store")
@@ -57,9 +57,8 @@ def test_run_synthesises_checks_resampling_and_reports(tmp_path: Path, capsys: p
     assert store.read(DatasetKey("binance", "BTCUSDT", Kind.BARS, Timeframe.D1)).height == 5
     # Running again appends nothing new: the store is idempotent.
     capsys.readouterr()
-    assert main(["data", "synth", "-c", str(cfg)]) == 0
-    appended = capsys.readouterr().out
-    assert "binance/ETHUSDT/bars/1m" in appended
+    assert main(["run", "-c", str(cfg), "--no-train"]) == 0
+    assert "binance/ETHUSDT/bars/1m" in capsys.readouterr().out
     assert store.read(DatasetKey("binance", "ETHUSDT", Kind.BARS, Timeframe.M1)).height == 5 * 1440
     assert (tmp_path / "store" / "truth" / "binance" / "truth.json").exists()
 
