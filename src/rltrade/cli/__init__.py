@@ -12,6 +12,7 @@ import sys
 from rich.console import Console
 from rich.text import Text
 
+from rltrade.cli import cnn as _cnn  # noqa: F401  (registers `rltrade cnn`)
 from rltrade.cli import data as _data  # noqa: F401  (registers `rltrade data`)
 from rltrade.cli import features as _features  # noqa: F401  (registers `rltrade features`, `rltrade check`)
 from rltrade.cli import run as _run  # noqa: F401  (registers `rltrade run`)

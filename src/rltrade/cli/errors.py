@@ -10,6 +10,9 @@ from rltrade.data.schema import SchemaError
 from rltrade.data.splits import SplitError
 from rltrade.data.store import StoreError
 from rltrade.features.bar_channels import FeatureInputError
+from rltrade.features.cnn_blocks import CnnOutputsError
+from rltrade.models.dataset import CnnDataError
+from rltrade.models.io import ModelFileError
 from rltrade.types import TimeframeError
 
 
@@ -26,6 +29,9 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     FetchError,
     ResampleError,
     FeatureInputError,
+    CnnOutputsError,
+    CnnDataError,
+    ModelFileError,
     TimeframeError,
     FileNotFoundError,
 )

@@ -7,7 +7,9 @@
 * the traded symbol's trades, prepared for the ticks block (:mod:`rltrade.features.ticks`);
 * Williams pivots on the traded symbol's ``pivot_timeframe`` bars (:mod:`rltrade.features.pivots`);
 * regime features on the traded symbol's 1m bars with the reference's 1m close
-  (:mod:`rltrade.features.regime`).
+  (:mod:`rltrade.features.regime`);
+* optionally, the per-timeframe CNN rows (:class:`~rltrade.features.cnn_blocks.CnnBlocks`), computed by
+  the CNN bridge in :mod:`rltrade.models` and handed in (this layer never runs a model).
 
 Memory is a few float arrays per bar, never a ``T × 15,588`` state matrix: states are gathered on
 demand by :class:`~rltrade.features.state_batch.BatchStateBuilder`.
@@ -29,6 +31,7 @@ from rltrade.data.align import BarArrays
 from rltrade.data.market import MarketFrames
 from rltrade.data.splits import TimeRange
 from rltrade.features.bar_channels import BarChannels, BarChannelSpec, compute_bar_channels
+from rltrade.features.cnn_blocks import CnnBlocks
 from rltrade.features.layout import StateLayout
 from rltrade.features.pivots import PivotSet, compute_pivots
 from rltrade.features.regime import RegimeFeatures, RegimeSpec, compute_regime_features
@@ -129,6 +132,8 @@ class MarketFeatures:
     regime_bars: BarArrays | None
     """The traded symbol's 1m bars the regime rows belong to."""
     extras: Mapping[str, object] = field(default_factory=dict)
+    cnn: CnnBlocks | None = None
+    """Walk-forward CNN rows per timeframe for the cnn blocks; None leaves them zero and flagged off."""
 
 
 def required_series(layout: StateLayout) -> set[tuple[str, Timeframe]]:
@@ -138,9 +143,14 @@ def required_series(layout: StateLayout) -> set[tuple[str, Timeframe]]:
 
 
 def build_market_features(
-    frames: MarketFrames, layout: StateLayout, cfg: FeaturesConfig, stats: FeatureStats = FeatureStats()
+    frames: MarketFrames,
+    layout: StateLayout,
+    cfg: FeaturesConfig,
+    stats: FeatureStats = FeatureStats(),
+    *,
+    cnn: CnnBlocks | None = None,
 ) -> MarketFeatures:
-    """Run every kernel the layout needs once over ``frames``."""
+    """Run every kernel the layout needs once over ``frames``; ``cnn`` carries precomputed CNN rows."""
     spec = FeatureSpec.from_config(cfg, layout, stats)
     series: dict[tuple[str, Timeframe], SeriesFeatures] = {}
     for role, tf in sorted(required_series(layout), key=lambda k: (k[0], k[1].us)):
@@ -196,7 +206,9 @@ def build_market_features(
             spec.regime,
             what=f"{frames.symbols['eth']} 1m regime",
         )
-    return MarketFeatures(spec, series, trades, trade_ts, pivots, pivot_bars, regime, regime_bars, frames.extras)
+    return MarketFeatures(
+        spec, series, trades, trade_ts, pivots, pivot_bars, regime, regime_bars, frames.extras, cnn=cnn
+    )
 
 
 def regime_inputs(frames: MarketFrames) -> tuple[BarArrays, np.ndarray]:

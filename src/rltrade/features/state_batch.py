@@ -8,7 +8,9 @@ block at query time ``t`` sees only what was known at ``t``:
 * ``eth_ticks``: trades with ``t - 300 s < ts_us <= t``, most recent first;
 * ``pivots``: pivots confirmed by ``t`` and the close of the last 1m bar closed by ``t``;
 * ``regime``: the row of the last 1m bar closed by ``t``;
-* ``cnn_*``: zero with their flags off here (the CNN bridge fills them walk-forward);
+* ``cnn_hidden`` / ``cnn_predictions``: per timeframe, the CNN row of the last bar closed by ``t``, from
+  ``features.cnn`` (:mod:`rltrade.features.cnn_blocks`, filled walk-forward by the CNN bridge); zero where
+  a timeframe has no row or its row is masked (``model_id -1``), all zero without ``features.cnn``;
 * basic return blocks: the last ``n`` log returns of closed bars, ``1000 · log(c_i / c_{i-1})`` clipped
   to ±10, oldest first (0 where the series has not started).
 
@@ -16,9 +18,10 @@ Flags (``layout.flag_names``): ``has_<block>`` is 1 when the block holds data th
 at ``t`` (bar blocks: the last row is a valid bar; ticks: at least one trade in the window; pivots: a
 level is available; regime: valid), ``warmup`` is 1 while a bar block that has started still has masked
 rows (too few bars for the window, or indicators not yet defined) or the regime is not yet valid,
-``ticks_stale`` is 1 when the traded symbol's last trade is older than ``stale_after_s``, and
-``cnn_model_present`` is 0 until a CNN fills its blocks. Missing data is zero-filled and flagged, never
-absent.
+``ticks_stale`` is 1 when the traded symbol's last trade is older than ``stale_after_s``;
+``has_cnn_hidden`` / ``has_cnn_predictions`` are 1 when at least one timeframe's CNN row is present and
+``cnn_model_present`` when all four are (:func:`~rltrade.features.cnn_blocks.cnn_flags`). Missing data is
+zero-filled and flagged, never absent.
 
 ``gather_blocks`` returns the same values per block (for the look-ahead check and tests).
 """
@@ -32,6 +35,7 @@ import numpy.typing as npt
 
 from rltrade.data.align import last_closed_index
 from rltrade.features.bar_channels import bar_windows
+from rltrade.features.cnn_blocks import CnnBlocks, cnn_flags
 from rltrade.features.layout import StateLayout
 from rltrade.features.market_features import MarketFeatures
 from rltrade.features.pivots import pivot_features
@@ -74,6 +78,8 @@ class BatchStateBuilder:
         out: BlockValues = {}
         has: dict[str, npt.NDArray[np.bool_]] = {}
         warm: list[npt.NDArray[np.bool_]] = []
+        cnn_rows: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.bool_]] | None = None
+        cnn_has_B4 = np.zeros((n, 1), bool)
         for block in self.layout.blocks:
             if block.kind == "bars":
                 assert block.symbol is not None and block.timeframe is not None
@@ -103,8 +109,11 @@ class BatchStateBuilder:
                 has[block.name] = valid_B
                 warm.append(~valid_B)
             elif block.name in ("cnn_hidden", "cnn_predictions"):
-                out[block.name] = np.zeros((n, *block.shape), np.float32)
-                has[block.name] = np.zeros(n, bool)
+                if cnn_rows is None:
+                    cnn_rows = (f.cnn if f.cnn is not None else CnnBlocks()).gather(t_B)
+                hidden_B4H, preds_B44, cnn_has_B4 = cnn_rows
+                out[block.name] = hidden_B4H if block.name == "cnn_hidden" else preds_B44
+                has[block.name] = cnn_flags(cnn_has_B4)[0]
             elif block.kind == "flat" and block.symbol is not None and block.timeframe is not None:
                 out[block.name], has[block.name] = self._returns(block.symbol, block.timeframe, block.shape[0], t_B)
             elif block.kind == "flags":
@@ -112,6 +121,7 @@ class BatchStateBuilder:
             else:  # pragma: no cover - layouts are built by build_layout, which only makes the kinds above
                 raise ValueError(f"no gatherer for block {block.name!r} of kind {block.kind}")
         out["flags"] = self._flags(t_B, has, warm)
+        out["flags"][:, self.layout.flag_names.index("cnn_model_present")] = cnn_flags(cnn_has_B4)[1]
         return out
 
     def _returns(

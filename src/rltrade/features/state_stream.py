@@ -10,6 +10,11 @@ two builders agree: flags and pivots exactly, float features within ``FLOAT_TOLE
 
 Work per trade is O(1) (ring buffers, scalar bar aggregation); per-bar work happens lazily on the
 first ``state_at`` after a bar closes.
+
+CNN blocks: the builder reads the newest row of each timeframe from :attr:`StreamingStateBuilder.cnn`
+(:class:`~rltrade.features.cnn_blocks.CnnStreams`), which the live CNN bridge (:mod:`rltrade.models`)
+appends to once per bar close, reading its input windows with :meth:`StreamingStateBuilder.bar_window`.
+Without rows the CNN blocks are zero and flagged off, as in the batch builder.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from rltrade.config import FeaturesConfig
 from rltrade.data.market import MarketFrames
 from rltrade.features.bar_channels import BarChannels, bar_windows, compute_bar_channels
 from rltrade.features.bar_stream import Aggregator, ClosedBar, GrowingBars
+from rltrade.features.cnn_blocks import CnnStreams, cnn_flags
 from rltrade.features.layout import StateLayout
 from rltrade.features.market_features import FeatureSpec, FeatureStats, required_series
 from rltrade.features.pivots import PivotTracker
@@ -70,6 +76,8 @@ class StreamingStateBuilder:
         self._regime: tuple[npt.NDArray[np.float32], bool] | None = None
         self._regime_dirty = True
         self.ticks = TickStream(self.spec.tick)
+        self.cnn = CnnStreams()
+        """Per-timeframe CNN rows, appended by the CNN bridge at each bar close."""
         eth_trades = hist.trades.get("eth")
         if eth_trades is not None and eth_trades.height and layout.has("eth_ticks"):
             # The ticks block needs the trades of the last window plus the burst counter's span.
@@ -191,6 +199,7 @@ class StreamingStateBuilder:
         out: BlockValues = {}
         has: dict[str, bool] = {}
         warm: list[bool] = []
+        cnn_has_4 = np.zeros(1, bool)
         for block in self.layout.blocks:
             if block.kind == "bars":
                 assert block.symbol is not None and block.timeframe is not None
@@ -215,8 +224,9 @@ class StreamingStateBuilder:
                 has[block.name] = valid
                 warm.append(not valid)
             elif block.name in ("cnn_hidden", "cnn_predictions"):
-                out[block.name] = np.zeros((1, *block.shape), np.float32)
-                has[block.name] = False
+                hidden_4H, preds_44, cnn_has_4 = self.cnn.rows_at(t_us)
+                out[block.name] = (hidden_4H if block.name == "cnn_hidden" else preds_44)[None]
+                has[block.name] = bool(cnn_flags(cnn_has_4)[0])
             elif block.kind == "flat" and block.symbol is not None and block.timeframe is not None:
                 out[block.name], has[block.name] = self._returns(block.symbol, block.timeframe, block.shape[0])
         names = self.layout.flag_names
@@ -228,8 +238,26 @@ class StreamingStateBuilder:
         last = self._roles["eth"].last_trade_us
         stale = self.layout.has("eth_ticks") and (last is None or t_us - last > self.spec.stale_after_us)
         flags[0, names.index("ticks_stale")] = stale
+        flags[0, names.index("cnn_model_present")] = bool(cnn_flags(cnn_has_4)[1])
         out["flags"] = flags
         return out
+
+    def bar_window(
+        self, role: str, tf: Timeframe, window: int
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_], int | None]:
+        """The ``window`` bars of ``role`` and ``tf`` closed by the clock: ``(x_1WC, mask_1W, last close)``.
+
+        The same values as the batch ``bar_windows`` at the last closed bar (within ``FLOAT_TOLERANCE``)
+        while ``window`` is at most the layout's bar window; the last close is None before any bar.
+        """
+        ch = self._channels_of(role, tf)
+        x, mask = bar_windows(ch, np.array([ch.n_bars - 1], np.int64), window)
+        return x, mask, self.last_close_us(role, tf)
+
+    def last_close_us(self, role: str, tf: Timeframe) -> int | None:
+        """Close time of the newest closed ``tf`` bar of ``role`` (None before any): what a CNN cache keys on."""
+        last_open = self._roles[role].bars[tf].last_open_us
+        return None if last_open is None else last_open + tf.us
 
     def _channels_of(self, role: str, tf: Timeframe) -> BarChannels:
         key = (role, tf)
