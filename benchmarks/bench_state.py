@@ -14,7 +14,6 @@ import sys
 import time
 
 import numpy as np
-import polars as pl
 
 from benchmarks._util import quick_parser, time_interleaved
 from rltrade.config import DataConfig, FeaturesConfig, LayoutConfig, SyntheticConfig
@@ -75,17 +74,7 @@ def bench_stream(quick: bool) -> None:
     start, _ = frames.tick_span_us()  # type: ignore[misc]
     t0 = start + 320 * US_PER_SECOND
     stream = StreamingStateBuilder(layout, cfg, frames, t0)
-    trades = (
-        pl.concat(
-            [
-                frames.trades[r].filter(pl.col("ts_us") > t0).with_columns(pl.lit(r).alias("role"))
-                for r in ("eth", "btc")
-            ]
-        )
-        .sort("ts_us", maintain_order=True)
-        .select("role", "ts_us", "price", "qty", "side")
-        .rows()
-    )
+    trades = frames.trade_stream(t0)
     if quick:
         trades = trades[:5000]
     upd: list[float] = []

@@ -14,9 +14,7 @@ stored as JSON strings (PCG64's state holds 128-bit integers).
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,6 +25,7 @@ import torch
 
 from rltrade.agent.learner import DQNLearner
 from rltrade.agent.replay import PrioritizedReplay, generator_state, restore_generator
+from rltrade.data.atomic import atomic_write
 
 FORMAT: Final = "rltrade.agent.checkpoint"
 VERSION: Final = 1
@@ -65,19 +64,7 @@ def save_checkpoint(
         "torch_generators": {name: g.get_state() for name, g in (torch_generators or {}).items()},
         "counters": dict(counters or {}),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    atomic_write(Path(path), lambda fh: torch.save(payload, fh))
 
 
 def load_checkpoint(
@@ -131,15 +118,3 @@ def load_checkpoint(
     for name, gen in torch_generators.items():
         gen.set_state(payload["torch_generators"][name])
     return dict(payload["counters"])
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; some platforms cannot open a folder, which is then skipped.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

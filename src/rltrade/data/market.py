@@ -45,6 +45,16 @@ class MarketFrames:
             },
         )
 
+    def trade_stream(self, after_us: int) -> list[tuple[str, int, float, float, int]]:
+        """Both roles' trades after ``after_us`` as one time-ordered stream of ``(role, ts_us, price, qty, side)``,
+        the order a live feed delivers them in (ties keep each symbol's own order)."""
+        parts = [
+            df.filter(pl.col("ts_us") > after_us).with_columns(pl.lit(role).alias("role"))
+            for role, df in self.trades.items()
+        ]
+        merged = pl.concat(parts).sort("ts_us", maintain_order=True)
+        return merged.select("role", "ts_us", "price", "qty", "side").rows()
+
     def span_us(self, role: str = "eth", tf: Timeframe = Timeframe.M1) -> tuple[int, int]:
         """First bar open and last bar close of ``role``'s ``tf`` bars."""
         df = self.bars[role][tf]

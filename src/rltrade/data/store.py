@@ -15,14 +15,13 @@ crash leaves either the old or the new day, never a torn file.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
+from rltrade.data.atomic import atomic_write
 from rltrade.data.schema import BAR_KEY, BAR_SCHEMA, TRADE_KEY, TRADE_SCHEMA, conform
 from rltrade.types import US_PER_DAY, Kind, Timeframe
 
@@ -156,17 +155,7 @@ class Store:
 
     @staticmethod
     def _atomic_write(path: Path, frame: pl.DataFrame) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-", suffix=".parquet.tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                frame.write_parquet(fh, compression="zstd", statistics=True)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda fh: frame.write_parquet(fh, compression="zstd", statistics=True))
 
     # ------------------------------------------------------------------ reading
     def datasets(self) -> list[DatasetKey]:

@@ -19,8 +19,6 @@ a crash leaves the old file or the new one, never a torn one. Reading uses
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Final
 
@@ -28,6 +26,7 @@ import torch
 from pydantic import ValidationError
 
 from rltrade import __version__
+from rltrade.data.atomic import atomic_write
 from rltrade.models.cnn import CnnShape, TimeframeCnn
 from rltrade.models.settings import CnnConfig
 from rltrade.models.train import FitInfo, TrainedCnn
@@ -52,17 +51,7 @@ def save_cnn(trained: TrainedCnn, path: Path) -> None:
         "extra": dict(trained.extra),
         "state_dict": {k: v.detach().cpu().clone() for k, v in trained.model.state_dict().items()},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: torch.save(payload, fh))
 
 
 def load_cnn(path: Path) -> TrainedCnn:

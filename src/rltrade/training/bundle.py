@@ -24,9 +24,7 @@ import datetime as dt
 import hashlib
 import importlib.metadata
 import json
-import os
 import subprocess
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +33,7 @@ from typing import Any, Final
 import yaml
 
 from rltrade.config import Config
+from rltrade.data.atomic import atomic_write
 from rltrade.data.market import MarketFrames
 from rltrade.data.splits import TimeRange, ensure_disjoint
 from rltrade.features.layout import StateLayout
@@ -51,17 +50,8 @@ class BundleError(RuntimeError):
 
 def write_json_atomic(path: Path, payload: Any) -> None:
     """Write JSON to ``path`` atomically (temporary file in the same folder, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = json.dumps(payload, indent=2, sort_keys=True).encode()
+    atomic_write(path, lambda fh: fh.write(text))
 
 
 def git_commit() -> str:

@@ -87,17 +87,7 @@ def test_stale_feed_is_flagged() -> None:
 def _stream_vs_batch(frames: MarketFrames, name: str, t0: int, n_steps: int, step_us: int) -> dict[str, float]:
     batch, cfg = _builders(frames, name)
     stream = StreamingStateBuilder(batch.layout, cfg, frames, t0)
-    trades = (
-        pl.concat(
-            [
-                frames.trades[r].filter(pl.col("ts_us") > t0).with_columns(pl.lit(r).alias("role"))
-                for r in ("eth", "btc")
-            ]
-        )
-        .sort("ts_us", maintain_order=True)
-        .select("role", "ts_us", "price", "qty", "side")
-        .rows()
-    )
+    trades = frames.trade_stream(t0)
     clock = t0 + step_us * np.arange(1, n_steps + 1)
     worst: dict[str, float] = {}
     j = 0
