@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rltrade.types import Timeframe
 
@@ -383,6 +383,81 @@ class TrainConfig(_Frozen):
     1 is fastest for the small demo networks and immune to other processes on a shared machine."""
 
 
+DEFAULT_HORIZONS: dict[Timeframe, int] = {Timeframe.S1: 900, Timeframe.M1: 60, Timeframe.H1: 4, Timeframe.D1: 1}
+"""Label horizon in bars per timeframe (see the module docstring for the class frequencies they give)."""
+
+
+class CnnConfig(_Frozen):
+    """The per-timeframe CNNs, their labels and their training."""
+
+    timeframes: tuple[Timeframe, ...] = (Timeframe.S1, Timeframe.M1, Timeframe.H1, Timeframe.D1)
+    """Timeframes that get a CNN (each its own model over its own bars)."""
+    window: Annotated[int, Field(ge=8, le=2000)] = 300
+    """Bars per input window (the state's bar window); at most the layout's window for live use."""
+    use_reference: bool = True
+    """Stack the reference symbol's (BTC) 8 channels beside the traded symbol's: 16 input channels."""
+    conv_channels: tuple[int, ...] = (32, 32, 64)
+    """Output channels of the 1D convolutions; every one after the first halves the time axis (stride 2)."""
+    kernel_size: Annotated[int, Field(ge=1, le=31)] = 5
+    """Width of every convolution kernel, in bars."""
+    hidden: Annotated[int, Field(ge=1, le=4096)] = 128
+    """Units of the named last hidden layer (the state's cnn_hidden block holds 128 per timeframe)."""
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    """Dropout before the hidden layer (training only)."""
+    horizons: dict[Timeframe, int] = Field(default_factory=lambda: dict(DEFAULT_HORIZONS))
+    """Label horizon in bars per timeframe: the class is the log return from the window's last close to the
+    close ``horizon`` bars later."""
+    flat_band: Annotated[float, Field(ge=0.0, le=0.5)] = 0.002
+    """A forward log return inside ±flat_band is "flat" (default: the 0.2 % round trip)."""
+    flat_quantile: Annotated[float | None, Field(gt=0.0, lt=1.0)] = None
+    """If set, the band is instead fitted on each training range: this quantile of |forward return|
+    (1/3 gives about equal classes). The fitted band is saved with the model."""
+    pivot_n: Annotated[int, Field(ge=1, le=10)] = 2
+    """Level-0 pivot neighbours for the next-pivot target (as the features' Williams pivots)."""
+    pivot_loss_weight: Annotated[float, Field(ge=0.0)] = 0.5
+    """Weight of the next-pivot regression (Huber) loss beside the class cross-entropy."""
+    distance_clip: Annotated[float, Field(gt=0.0)] = 10.0
+    """The next-pivot distance target (in ATRs) is clipped to ±distance_clip."""
+    batch_size: Annotated[int, Field(ge=1, le=65536)] = 256
+    """Windows per optimisation step."""
+    lr: Annotated[float, Field(gt=0.0, le=1.0)] = 1e-3
+    """Adam learning rate."""
+    weight_decay: Annotated[float, Field(ge=0.0)] = 1e-4
+    """AdamW weight decay."""
+    max_epochs: Annotated[int, Field(ge=1, le=1000)] = 20
+    """Upper bound on passes over the (subsampled) training windows."""
+    patience: Annotated[int, Field(ge=1, le=100)] = 3
+    """Stop after this many epochs without a lower validation loss; the best epoch's weights are kept."""
+    max_train_windows: Annotated[int, Field(ge=1)] = 50_000
+    """Training windows per epoch at most: a seeded random subset when there are more (1 s bars)."""
+    max_val_windows: Annotated[int, Field(ge=1)] = 20_000
+    """Validation windows at most (a fixed seeded subset)."""
+    validation_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
+    """Walk-forward fits: the last part of the data before the cutoff used for early stopping."""
+    inference_batch: Annotated[int, Field(ge=1, le=65536)] = 1024
+    """Windows per forward pass when computing outputs offline."""
+
+    @field_validator("horizons")
+    @classmethod
+    def _horizons(cls, value: dict[Timeframe, int]) -> dict[Timeframe, int]:
+        bad = {tf.value: h for tf, h in value.items() if h < 1}
+        if bad:
+            raise ValueError(f"horizons must be >= 1 bar, got {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> CnnConfig:
+        missing = [tf.value for tf in self.timeframes if tf not in self.horizons]
+        if missing:
+            raise ValueError(f"horizons has no entry for {missing}; give one per timeframe in `timeframes`")
+        if not self.conv_channels or min(self.conv_channels) < 1:
+            raise ValueError(f"conv_channels must be a non-empty list of positive widths, got {self.conv_channels}")
+        return self
+
+    def horizon(self, tf: Timeframe) -> int:
+        return self.horizons[tf]
+
+
 class Config(_Frozen):
     """The whole run configuration (one YAML file)."""
 
@@ -398,6 +473,8 @@ class Config(_Frozen):
     """Market mechanics of the environment and the backtest: clock, latency, fees, spread, impact, borrow."""
     reward: RewardConfig = RewardConfig()
     """Reward factor weights (PnL-only by default: the evaluation mode)."""
+    cnn: CnnConfig = CnnConfig()
+    """Per-timeframe CNNs: inputs, labels, training."""
     agent: AgentConfig = AgentConfig()
     """The DQN: network, targets, optimiser, replay, exploration."""
     train: TrainConfig = TrainConfig()
@@ -449,7 +526,9 @@ def render_commented_yaml(model: BaseModel | None = None, indent: int = 0) -> st
 
 
 def _plain(value: object) -> object:
-    """Convert enums, paths and tuples to plain YAML-safe values."""
+    """Convert enums, paths, tuples and mappings to plain YAML-safe values."""
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
     if isinstance(value, Path):

@@ -41,9 +41,12 @@ MaxWindowsOpt = Annotated[int | None, typer.Option(help="Override max_train_wind
 ThreadsOpt = Annotated[int, typer.Option(help="torch CPU threads (the machines are shared).")]
 
 
-def load_cnn_config(path: Path | None, *, epochs: int | None = None, max_windows: int | None = None) -> CnnConfig:
-    """The CNN config from ``path`` (a mapping of CnnConfig fields, or one with a ``cnn:`` section)."""
-    raw: dict[str, object] = {}
+def load_cnn_config(
+    path: Path | None, *, epochs: int | None = None, max_windows: int | None = None, base: CnnConfig | None = None
+) -> CnnConfig:
+    """The CNN config from ``path`` (a mapping of CnnConfig fields, or one with a ``cnn:`` section), else the
+    main config's ``cnn`` section (``base``)."""
+    raw: dict[str, object] = base.model_dump(mode="json") if base is not None and path is None else {}
     if path is not None:
         try:
             loaded = yaml.safe_load(path.read_text()) or {}
@@ -109,7 +112,7 @@ def train(
     """Fit each timeframe's CNN on the config's train split (early-stopped on validation), score it on test."""
     torch.set_num_threads(threads)
     cfg = load(config)
-    ccfg = load_cnn_config(cnn_config, epochs=epochs, max_windows=max_windows)
+    ccfg = load_cnn_config(cnn_config, epochs=epochs, max_windows=max_windows, base=cfg.cnn)
     frames = load_market(cfg.data)
     embargo_us = cfg.splits.embargo_s * 1_000_000
     table = Table(title=f"CNN training (class frequencies down / flat / up; models in {out})")
@@ -172,7 +175,7 @@ def eval_(
     """Walk-forward out-of-sample accuracy, balanced accuracy and log loss beside majority and persistence."""
     torch.set_num_threads(threads)
     cfg = load(config)
-    ccfg = load_cnn_config(cnn_config, epochs=epochs, max_windows=max_windows)
+    ccfg = load_cnn_config(cnn_config, epochs=epochs, max_windows=max_windows, base=cfg.cnn)
     frames = load_market(cfg.data)
     results: list[TimeframeEval] = []
     for tf in _timeframes(ccfg, timeframe):
