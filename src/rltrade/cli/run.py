@@ -55,6 +55,11 @@ def run(
 
     console.rule("[bold]4 · training (demo preset: structured encoder, demo layout)")
     if run_dir.exists():
+        # Replace a previous demo run, but never delete a folder that is not a run folder.
+        if not (run_dir / "manifest.json").exists() and any(run_dir.iterdir()):
+            from rltrade.cli.errors import UsageError
+
+            raise UsageError(f"{run_dir} exists and is not a run folder; pass another --run-dir")
         shutil.rmtree(run_dir)
     train_cmd(config=config, preset="demo", run_dir=run_dir, resume=None, steps=None)
     console.rule("[bold]5 · backtest on the held-out test range, beside the baselines")
