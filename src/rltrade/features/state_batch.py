@@ -120,8 +120,8 @@ class BatchStateBuilder:
                 continue
             else:  # pragma: no cover - layouts are built by build_layout, which only makes the kinds above
                 raise ValueError(f"no gatherer for block {block.name!r} of kind {block.kind}")
-        out["flags"] = self._flags(t_B, has, warm)
-        out["flags"][:, self.layout.flag_names.index("cnn_model_present")] = cnn_flags(cnn_has_B4)[1]
+        warm_B = np.any(np.stack(warm), axis=0) if warm else np.zeros(n, bool)
+        out["flags"] = assemble_flags(self.layout, has, warm_B, self._stale(t_B), cnn_flags(cnn_has_B4)[1])
         return out
 
     def _returns(
@@ -138,22 +138,6 @@ class BatchStateBuilder:
         ret = np.where(ok_BK[:, :-1], ret, 0.0)
         return np.clip(ret, -RETURN_CLIP, RETURN_CLIP).astype(np.float32), ok_BK[:, 0]
 
-    def _flags(
-        self,
-        t_B: npt.NDArray[np.int64],
-        has: Mapping[str, npt.NDArray[np.bool_]],
-        warm: list[npt.NDArray[np.bool_]],
-    ) -> npt.NDArray[np.float32]:
-        names = self.layout.flag_names
-        flags = np.zeros((t_B.shape[0], len(names)), dtype=np.float32)
-        for i, name in enumerate(names):
-            if name.startswith("has_"):
-                flags[:, i] = has[name[4:]]
-        if warm:
-            flags[:, names.index("warmup")] = np.any(np.stack(warm), axis=0)
-        flags[:, names.index("ticks_stale")] = self._stale(t_B)
-        return flags
-
     def _stale(self, t_B: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
         ts = self.features.trade_ts_us.get("eth")
         if ts is None or ts.size == 0 or not self.layout.has("eth_ticks"):
@@ -161,3 +145,26 @@ class BatchStateBuilder:
         k_B = np.searchsorted(ts, t_B, side="right") - 1
         last_B = np.where(k_B >= 0, ts[np.maximum(k_B, 0)], np.iinfo(np.int64).min // 2)
         return np.asarray(t_B - last_B > self.features.spec.stale_after_us)
+
+
+def assemble_flags(
+    layout: StateLayout,
+    has: Mapping[str, npt.ArrayLike],
+    warm_B: npt.ArrayLike,
+    stale_B: npt.ArrayLike,
+    cnn_present_B: npt.ArrayLike,
+) -> npt.NDArray[np.float32]:
+    """The flags block ``float32 [B, n_flags]`` from per-block availability and the extra flags.
+
+    Both builders call this, so their flags agree by construction (see the module docstring).
+    """
+    names = layout.flag_names
+    warm = np.asarray(warm_B, dtype=bool).reshape(-1)
+    flags = np.zeros((warm.shape[0], len(names)), dtype=np.float32)
+    for i, name in enumerate(names):
+        if name.startswith("has_"):
+            flags[:, i] = has[name[4:]]
+    flags[:, names.index("warmup")] = warm
+    flags[:, names.index("ticks_stale")] = stale_B
+    flags[:, names.index("cnn_model_present")] = cnn_present_B
+    return flags

@@ -35,7 +35,7 @@ from rltrade.features.layout import StateLayout
 from rltrade.features.market_features import FeatureSpec, FeatureStats, required_series
 from rltrade.features.pivots import PivotTracker
 from rltrade.features.regime import compute_regime_features
-from rltrade.features.state_batch import RETURN_CLIP, RETURN_SCALE, BlockValues
+from rltrade.features.state_batch import RETURN_CLIP, RETURN_SCALE, BlockValues, assemble_flags
 from rltrade.features.ticks import TickStream
 from rltrade.types import Timeframe
 
@@ -229,17 +229,9 @@ class StreamingStateBuilder:
                 has[block.name] = bool(cnn_flags(cnn_has_4)[0])
             elif block.kind == "flat" and block.symbol is not None and block.timeframe is not None:
                 out[block.name], has[block.name] = self._returns(block.symbol, block.timeframe, block.shape[0])
-        names = self.layout.flag_names
-        flags = np.zeros((1, len(names)), np.float32)
-        for i, name in enumerate(names):
-            if name.startswith("has_"):
-                flags[0, i] = has[name[4:]]
-        flags[0, names.index("warmup")] = any(warm)
         last = self._roles["eth"].last_trade_us
         stale = self.layout.has("eth_ticks") and (last is None or t_us - last > self.spec.stale_after_us)
-        flags[0, names.index("ticks_stale")] = stale
-        flags[0, names.index("cnn_model_present")] = bool(cnn_flags(cnn_has_4)[1])
-        out["flags"] = flags
+        out["flags"] = assemble_flags(self.layout, has, [any(warm)], [stale], [bool(cnn_flags(cnn_has_4)[1])])
         return out
 
     def bar_window(
