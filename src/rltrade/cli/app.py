@@ -8,6 +8,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from rltrade.cli.errors import UsageError
 from rltrade.config import Config, load_config, render_commented_yaml
@@ -51,3 +59,16 @@ def config_init(
 def config_show(config: ConfigOpt = None) -> None:
     """Validate a config and print it with every default filled in."""
     console.print(render_commented_yaml(load(config)), markup=False, highlight=False)
+
+
+def progress_bar(*extra: ProgressColumn, transient: bool = True) -> Progress:
+    """The progress bar every long command shows: description, bar, done/total, elapsed, then ``extra``."""
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        *extra,
+        console=console,
+        transient=transient,
+    )

@@ -9,10 +9,10 @@ import torch
 import typer
 import yaml
 from pydantic import ValidationError
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
-from rltrade.cli.app import ConfigOpt, app, console, load
+from rltrade.cli.app import ConfigOpt, app, console, load, progress_bar
 from rltrade.cli.errors import UsageError
 from rltrade.config import ConfigError
 from rltrade.data.market import load_market
@@ -72,17 +72,6 @@ def _timeframes(cfg: CnnConfig, names: list[str] | None) -> list[Timeframe]:
     return [Timeframe.parse(n) for n in names] if names else list(cfg.timeframes)
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
-
-
 def _reporter(bar: Progress, task: TaskID) -> ProgressFn:
     def report(done: int, total: int, desc: str) -> None:
         bar.update(task, completed=done, total=total, description=desc)
@@ -126,7 +115,7 @@ def train(
             raise UsageError(str(exc)) from None
         span = TimeRange(int(data.eth.open_us_T[0]), int(data.close_us_T[-1]))
         fold = split_span(span, cfg.splits, step_us=tf.us)
-        with _progress() as bar:
+        with progress_bar() as bar:
             task = bar.add_task(f"{tf.value} CNN", total=ccfg.max_epochs)
             try:
                 res = fit_predict(
@@ -183,7 +172,7 @@ def eval_(
             data = build_timeframe_data(frames, tf, ccfg, cfg.features)
         except CnnDataError as exc:
             raise UsageError(str(exc)) from None
-        with _progress() as bar:
+        with progress_bar() as bar:
             task = bar.add_task(f"{tf.value} CNN", total=ccfg.max_epochs)
             try:
                 results.append(

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from rltrade.cli.app import ConfigOpt, app, console, load
+from rltrade.cli.app import ConfigOpt, app, console, load, progress_bar
 from rltrade.cli.errors import UsageError
 from rltrade.data.pipeline import (
     DatasetReport,
@@ -31,17 +30,6 @@ StoreOpt = Annotated[Path | None, typer.Option("--store", help="Store root (defa
 
 def _store(config: Path | None, store: Path | None) -> Store:
     return Store(store if store is not None else load(config).data.store)
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
 
 
 def print_summary(summary: StoreSummary) -> None:
@@ -98,7 +86,7 @@ def synth(config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """Generate the synthetic ETH/BTC market of the config into the store."""
     cfg = load(config)
     target = _store(config, store)
-    with _progress() as bar:
+    with progress_bar() as bar:
         task = bar.add_task("synthesising", total=None)
 
         def report(done: int, total: int, what: str) -> None:
@@ -171,7 +159,7 @@ def fetch(
     key = DatasetKey(exchange, symbol.replace("/", ""), data_kind, tf)
     ex = make_exchange(exchange, api_urls=urls or None)
     summary = StoreSummary()
-    with _progress() as bar:
+    with progress_bar() as bar:
         task = bar.add_task(f"fetch {key}", total=1000)
 
         def on_progress(p: DownloadProgress) -> None:

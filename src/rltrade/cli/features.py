@@ -6,10 +6,9 @@ from typing import Annotated
 
 import numpy as np
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from rltrade.cli.app import ConfigOpt, app, console, load
+from rltrade.cli.app import ConfigOpt, app, console, load, progress_bar
 from rltrade.cli.errors import UsageError
 from rltrade.config import FeaturesConfig
 from rltrade.data.market import load_market
@@ -59,15 +58,8 @@ def lookahead_cmd(
     check.register("state", state_blocks(build_layout(fcfg.layout), fcfg))
     rng = np.random.default_rng(seed)
     t = sample_times(frames, times, rng)
-    with Progress(
-        TextColumn("look-ahead check"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("check", total=len(t))
+    with progress_bar() as bar:
+        task = bar.add_task("look-ahead check", total=len(t))
         report = check.run(frames, t, rng=rng, progress=lambda done, total: bar.update(task, completed=done))
     table = Table(title=f"look-ahead check: {len(t)} times × (truncated, perturbed)")
     for col in ("block", "checks", "differing", "max |diff|", "verdict"):

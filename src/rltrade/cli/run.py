@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from rltrade.cli.app import ConfigOpt, app, console
-from rltrade.cli.data import _progress, print_report, print_summary
+from rltrade.cli.app import ConfigOpt, app, console, progress_bar
+from rltrade.cli.data import print_report, print_summary
 from rltrade.data.pipeline import data_report, synthesize_to_store, verify_resampling
 from rltrade.data.store import Store
 
@@ -31,7 +31,7 @@ def run(
         shutil.rmtree(cfg.data.store)
     store = Store(cfg.data.store)
     console.rule("[bold]1 · market data")
-    with _progress() as bar:
+    with progress_bar() as bar:
         task = bar.add_task("synthesising", total=None)
         summary = synthesize_to_store(
             cfg.data, store, progress=lambda d, t, w: bar.update(task, completed=d, total=t, description=w)

@@ -7,25 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from rltrade.cli.app import ConfigOpt, app, console
+from rltrade.cli.app import ConfigOpt, app, console, progress_bar
 
 PresetOpt = Annotated[str | None, typer.Option("--preset", help="demo or full: defaults under the config file.")]
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[live]}"),
-        console=console,
-        transient=False,
-    )
 
 
 @app.command("train")
@@ -49,7 +36,7 @@ def train_cmd(
     else:
         cfg = load_with_preset(config, preset, overrides)
         folder = run_dir or Path("runs") / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    with _progress() as bar:
+    with progress_bar(TimeRemainingColumn(), TextColumn("{task.fields[live]}"), transient=False) as bar:
         task = bar.add_task("training", total=cfg.train.total_steps, live="")
 
         def report(step: int, total: int, live: dict[str, float]) -> None:
