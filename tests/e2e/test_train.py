@@ -51,9 +51,8 @@ def test_same_seed_same_run(tmp_path: Path) -> None:
     assert r1.updates == r2.updates > 0
     assert r1.best_validation == r2.best_validation
     assert _same(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
-    r3 = train(tiny(seed=1), tmp_path / "c", log=lambda _: None)
+    train(tiny(seed=1), tmp_path / "c", log=lambda _: None)
     assert not _same(_weights(tmp_path / "a"), _weights(tmp_path / "c"))
-    del r3
 
 
 def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:

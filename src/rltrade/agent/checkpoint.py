@@ -80,25 +80,7 @@ def load_checkpoint(
 
     The names in ``extra``, ``rngs`` and ``torch_generators`` must be exactly the saved ones.
     """
-    path = Path(path)
-    if path.exists() and not zipfile.is_zipfile(path):
-        # torch.save writes a zip archive; anything else is truncated or foreign (and a legacy pickle
-        # would only reach torch's weights-only unpickler with a warning).
-        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or not written by rltrade)")
-    try:
-        payload = torch.load(path, map_location=learner.device, weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"no checkpoint at {path}") from None
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
-        raise CheckpointError(
-            f"{path} is not a readable checkpoint (truncated or not written by rltrade): {exc}"
-        ) from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an rltrade agent checkpoint")
-    if payload.get("version") != VERSION:
-        raise CheckpointError(
-            f"{path} has checkpoint format version {payload.get('version')}; this rltrade reads version {VERSION}"
-        )
+    payload = _read(Path(path), learner.device)
     extra, rngs, torch_generators = extra or {}, rngs or {}, torch_generators or {}
     for section, given in (("extra", extra), ("rngs", rngs), ("torch_generators", torch_generators)):
         saved = set(payload[section])
@@ -118,3 +100,37 @@ def load_checkpoint(
     for name, gen in torch_generators.items():
         gen.set_state(payload["torch_generators"][name])
     return dict(payload["counters"])
+
+
+def _read(path: Path, device: torch.device) -> dict[str, Any]:
+    """The payload of an rltrade checkpoint (weights-only unpickling), or a CheckpointError saying why not."""
+    path = Path(path)
+    if path.exists() and not zipfile.is_zipfile(path):
+        # torch.save writes a zip archive; anything else is truncated or foreign (and a legacy pickle
+        # would only reach torch's weights-only unpickler with a warning).
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or not written by rltrade)")
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {path}") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint (truncated or not written by rltrade): {exc}"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an rltrade agent checkpoint")
+    if payload.get("version") != VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format version {payload.get('version')}; this rltrade reads version {VERSION}"
+        )
+    return payload
+
+
+def load_learner_state(path: Path, learner: DQNLearner) -> None:
+    """Restore only the learner (networks, optimiser, generators) from a checkpoint: for evaluation,
+    where the replay, the episodes in flight and the run's generators are not needed."""
+    payload = _read(Path(path), learner.device)
+    try:
+        learner.load_state_dict(payload["learner"])
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"{path} does not fit this learner: {exc}") from exc

@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from rltrade.agent.checkpoint import load_checkpoint, save_checkpoint
+from rltrade.agent.checkpoint import load_checkpoint, load_learner_state, save_checkpoint
 from rltrade.agent.encoder import BlockSpec
 from rltrade.agent.learner import DQNLearner
 from rltrade.agent.nstep import NStepAccumulator
@@ -47,7 +47,7 @@ from rltrade.features.layout import StateLayout, build_layout
 from rltrade.features.market_features import FeatureStats, build_market_features, fit_feature_stats
 from rltrade.features.state_batch import BatchStateBuilder
 from rltrade.training.backtest import BacktestResult, backtest_policy
-from rltrade.training.bundle import RunBundle, create_bundle, open_bundle, write_json_atomic
+from rltrade.training.bundle import create_bundle, open_bundle, write_json_atomic
 from rltrade.training.envstate import VectorEnvState
 
 Progress = Callable[[int, int, dict[str, float]], None]
@@ -264,34 +264,15 @@ def train(
             break
     checkpoint()
     writer.close()
-    _finish(bundle, step, learner)
-    return TrainResult(run_dir, step, learner.updates, best, time.perf_counter() - t_start)
-
-
-def _finish(bundle: RunBundle, step: int, learner: DQNLearner) -> None:
     bundle.record("training", {"steps": step, "updates": learner.updates})
+    return TrainResult(run_dir, step, learner.updates, best, time.perf_counter() - t_start)
 
 
 def load_learner(run_dir: Path, prep: Prepared, cfg: Config, *, which: str = "best") -> DQNLearner:
     """The learner saved in ``run_dir`` (``best.pt`` if present and asked for, else ``last.pt``)."""
-    a = cfg.agent.model_copy(update={"seed": cfg.seed})
-    learner = DQNLearner(a, prep.layout.size, ACCOUNT_DIM, blocks=block_specs(prep.layout))
+    learner = DQNLearner(
+        cfg.agent.model_copy(update={"seed": cfg.seed}), prep.layout.size, ACCOUNT_DIM, blocks=block_specs(prep.layout)
+    )
     path = run_dir / "checkpoints" / f"{which}.pt"
-    if not path.exists():
-        path = run_dir / "checkpoints" / "last.pt"
-    replay = PrioritizedReplay(
-        a.buffer_size,
-        ACCOUNT_DIM,
-        alpha=a.alpha,
-        eps=a.priority_eps,
-        rng=np.random.default_rng(0),
-        prioritized=a.prioritized,
-    )
-    venv = VectorTradingEnv(prep.builder, prep.train_period, cfg.train.n_envs, cfg.env, cfg.reward)
-    load_checkpoint(
-        path,
-        learner=learner,
-        replay=replay,
-        extra={"nstep": NStepAccumulator(a.n_step, a.gamma, cfg.train.n_envs), "env": VectorEnvState(venv)},
-    )
+    load_learner_state(path if path.exists() else run_dir / "checkpoints" / "last.pt", learner)
     return learner

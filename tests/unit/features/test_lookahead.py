@@ -14,7 +14,14 @@ from rltrade.config import DataConfig, FeaturesConfig, LayoutConfig, SyntheticCo
 from rltrade.data.align import BarArrays, last_closed_index
 from rltrade.data.market import MarketFrames, load_market
 from rltrade.features.layout import build_layout
-from rltrade.features.lookahead import LookaheadCheck, derive_frames, perturb_after, sample_times, state_blocks
+from rltrade.features.lookahead import (
+    LookaheadCheck,
+    LookaheadReport,
+    derive_frames,
+    perturb_after,
+    sample_times,
+    state_blocks,
+)
 from rltrade.features.pivots import compute_pivots
 from rltrade.types import Timeframe
 from tests.support.real_data import real_market
@@ -54,7 +61,7 @@ def leak_pivot_at_own_bar(frames: MarketFrames, t_B: npt.NDArray[np.int64]) -> M
     return {"pivot_own_bar": np.where(k >= 0, piv.price_P[np.maximum(k, 0)], 0.0)}
 
 
-def _check(frames: MarketFrames, name: str, n: int, *, canaries: bool) -> dict[str, object]:
+def _check(frames: MarketFrames, name: str, n: int, *, canaries: bool) -> LookaheadReport:
     cfg = FeaturesConfig(layout=LayoutConfig(name=name))  # type: ignore[arg-type]
     check = LookaheadCheck()
     check.register("state", state_blocks(build_layout(cfg.layout), cfg))
@@ -63,26 +70,25 @@ def _check(frames: MarketFrames, name: str, n: int, *, canaries: bool) -> dict[s
         check.register("leak_centred_mean", leak_centred_mean)
         check.register("leak_pivot_at_own_bar", leak_pivot_at_own_bar)
     rng = np.random.default_rng(11)
-    report = check.run(frames, sample_times(frames, n, rng), rng=rng)
-    return {"report": report}
+    return check.run(frames, sample_times(frames, n, rng), rng=rng)
 
 
 def test_state_blocks_are_causal_and_canaries_are_caught() -> None:
-    report = _check(market(), "demo", 8, canaries=True)["report"]
-    leaky = set(report.leaky())  # type: ignore[attr-defined]
+    report = _check(market(), "demo", 8, canaries=True)
+    leaky = set(report.leaky())
     assert leaky == {
         "leak_next_close/next_close",
         "leak_centred_mean/centred_mean",
         "leak_pivot_at_own_bar/pivot_own_bar",
     }
-    state = {k: v for k, v in report.blocks.items() if k.startswith("state/")}  # type: ignore[attr-defined]
+    state = {k: v for k, v in report.blocks.items() if k.startswith("state/")}
     assert len(state) == len(build_layout(LayoutConfig(name="demo")).blocks)
     assert all(v.checked == 16 and v.differing == 0 for v in state.values())
 
 
 def test_basic_layout_is_causal() -> None:
-    report = _check(market(), "basic", 5, canaries=False)["report"]
-    assert report.ok, report.leaky()  # type: ignore[attr-defined]
+    report = _check(market(), "basic", 5, canaries=False)
+    assert report.ok, report.leaky()
 
 
 @pytest.mark.real
@@ -96,8 +102,8 @@ def test_full_layout_is_causal_on_real_data() -> None:
             for r, by_tf in frames.bars.items()
         },
     )
-    report = _check(raw, "full", 5, canaries=False)["report"]
-    assert report.ok, report.leaky()  # type: ignore[attr-defined]
+    report = _check(raw, "full", 5, canaries=False)
+    assert report.ok, report.leaky()
 
 
 def test_perturbation_changes_only_the_future() -> None:
