@@ -244,6 +244,8 @@ class RewardConfig(_Frozen):
     """Weight of agreement with confident CNN predictions (0 while the state has no CNN predictions)."""
     pivot_weight: float = 0.0
     """Weight of pivot accuracy, paid in the step a swing pivot is confirmed."""
+    turnover_weight: Annotated[float, Field(ge=0.0)] = 0.0
+    """Weight of the churn penalty ``−|Δposition|`` (training only; the real costs are in the PnL factor)."""
     vol_halflife_steps: Annotated[float, Field(gt=0.0)] = 300.0
     """Half-life, in steps, of the exponentially weighted volatility the volatility factor divides by."""
     vol_floor: Annotated[float, Field(gt=0.0)] = 1e-5
@@ -258,7 +260,14 @@ class RewardConfig(_Frozen):
     @property
     def pnl_only(self) -> bool:
         """True when every factor but PnL has weight 0 (the evaluation mode)."""
-        others = (self.direction_weight, self.regime_weight, self.volatility_weight, self.cnn_weight, self.pivot_weight)
+        others = (
+            self.direction_weight,
+            self.regime_weight,
+            self.volatility_weight,
+            self.cnn_weight,
+            self.pivot_weight,
+            self.turnover_weight,
+        )
         return all(w == 0.0 for w in others)
 
     @model_validator(mode="after")

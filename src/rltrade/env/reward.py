@@ -21,6 +21,10 @@ cnn           ``p ·`` mean over the *confident* timeframes of ``sign(P(up) − 
 pivot         ``p_low − p_high``: ``p_low`` is the position held at the bar of a swing low confirmed during
               the step (bought the bottom: +1, sold it: −1), ``p_high`` the same for a swing high; 0 when
               no pivot is confirmed during the step. Paid at confirmation, never before
+turnover      ``−|p − p_prev|``: units of position changed at the step's fill (a reversal counts 2). A
+              training-only brake on churn: the pnl factor already pays the real costs, this makes the
+              learner demand an edge beyond them before switching (the Q-value noise of a trained DQN is
+              larger than one step's fee, so without it a greedy policy flips on noise)
 ============  =====================================================================================
 
 ``total = Σ weight · factor``. Every input belongs to the step's own data up to the ``t+1`` mark
@@ -42,7 +46,7 @@ from rltrade.env.fills import CostModel, position_log_return
 from rltrade.env.settings import RewardConfig
 from rltrade.types import Regime
 
-FACTOR_NAMES: Final = ("pnl", "direction", "regime", "volatility", "cnn", "pivot")
+FACTOR_NAMES: Final = ("pnl", "direction", "regime", "volatility", "cnn", "pivot", "turnover")
 F64 = npt.NDArray[np.float64]
 
 
@@ -56,6 +60,7 @@ class RewardParts(NamedTuple):
     volatility: F64
     cnn: F64
     pivot: F64
+    turnover: F64
     cost: F64
     """Fraction of equity paid in trading costs this step (fee, spread, impact; not a reward factor)."""
 
@@ -100,6 +105,7 @@ def compute_reward(
         view = np.where(confident, np.sign(up - down), 0.0).sum(axis=-1)
         cnn = side * view / np.maximum(confident.sum(axis=-1), 1)
     pivot = np.sign(np.asarray(pivot_low_position, np.float64)) - np.sign(np.asarray(pivot_high_position, np.float64))
+    turnover = -np.abs(p - np.asarray(prev_position, dtype=np.float64))
     total = (
         cfg.pnl_weight * pnl
         + cfg.direction_weight * direction
@@ -107,5 +113,6 @@ def compute_reward(
         + cfg.volatility_weight * volatility
         + cfg.cnn_weight * cnn
         + cfg.pivot_weight * pivot
+        + cfg.turnover_weight * turnover
     )
-    return RewardParts(total, pnl, direction, side * trend, volatility, cnn, pivot, cost)
+    return RewardParts(total, pnl, direction, side * trend, volatility, cnn, pivot, turnover, cost)

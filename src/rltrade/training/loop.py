@@ -40,6 +40,7 @@ from rltrade.config import Config
 from rltrade.data.market import MarketFrames, load_market
 from rltrade.data.splits import Fold, TimeRange, split_span
 from rltrade.env.prices import PeriodData, build_period
+from rltrade.env.reward import FACTOR_NAMES
 from rltrade.env.vector_env import VectorTradingEnv
 from rltrade.features.account import ACCOUNT_DIM
 from rltrade.features.clock import ClockStateSource
@@ -234,7 +235,7 @@ def train(
                 for name, value in res.metrics.items():
                     writer.add_scalar(f"train/{name}", value, step)
                 writer.add_scalar("train/epsilon", learner.epsilon(step), step)
-                for name in ("pnl", "direction", "regime", "volatility", "cnn", "pivot"):
+                for name in FACTOR_NAMES:
                     key = f"reward_{name}"
                     if key in info:
                         writer.add_scalar(f"reward/{name}", float(np.mean(info[key])), step)

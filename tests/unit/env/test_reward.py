@@ -24,7 +24,13 @@ from tests.unit.env.market_cases import Setup, small_setup
 
 FREE = CostModel(0.0, 0.0, 0.0, 1.0)
 SHAPED = RewardConfig(
-    pnl_weight=2.0, direction_weight=0.1, regime_weight=0.2, volatility_weight=0.3, cnn_weight=0.4, pivot_weight=0.5
+    pnl_weight=2.0,
+    direction_weight=0.1,
+    regime_weight=0.2,
+    volatility_weight=0.3,
+    cnn_weight=0.4,
+    pivot_weight=0.5,
+    turnover_weight=0.6,
 )
 
 
@@ -53,7 +59,8 @@ def test_factors_by_hand() -> None:
     np.testing.assert_allclose(got["volatility"], [2.0, -1.0, 0.0, -1.0])
     np.testing.assert_array_equal(got["pivot"], [1, -1, 0, -2])  # bought the low; sold the high ... ; both wrong
     np.testing.assert_array_equal(got["cnn"], 0.0)  # no CNN block
-    weights = [2.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+    np.testing.assert_array_equal(got["turnover"], [-1, 0, -1, 0])
+    weights = [2.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
     expected = sum(w * got[name] for w, name in zip(weights, FACTOR_NAMES, strict=True))
     np.testing.assert_allclose(got["total"], expected)
 
