@@ -12,7 +12,7 @@ decisions never read it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +44,7 @@ class BookEvent:
     recv_us: int
 
 
-class StreamHealth(str, Enum):
+class StreamHealth(StrEnum):
     CONNECTED = "connected"
     DISCONNECTED = "disconnected"
     GAP = "gap"
