@@ -13,6 +13,7 @@ from rltrade.features.bar_channels import FeatureInputError
 from rltrade.features.cnn_blocks import CnnOutputsError
 from rltrade.models.dataset import CnnDataError
 from rltrade.models.io import ModelFileError
+from rltrade.training.bundle import BundleError
 from rltrade.types import TimeframeError
 
 
@@ -35,4 +36,4 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     TimeframeError,
     FileNotFoundError,
 )
-INCONSISTENT: tuple[type[BaseException], ...] = (StoreError,)
+INCONSISTENT: tuple[type[BaseException], ...] = (StoreError, BundleError)
