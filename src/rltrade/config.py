@@ -399,8 +399,17 @@ DEFAULT_HORIZONS: dict[Timeframe, int] = {Timeframe.S1: 900, Timeframe.M1: 60, T
 class CnnConfig(_Frozen):
     """The per-timeframe CNNs, their labels and their training."""
 
+    enabled: bool = True
+    """Fit the CNNs walk-forward in ``rltrade train`` and fill the state's CNN blocks with their rows (when the
+    layout has CNN blocks); false leaves those blocks zero and flagged off."""
     timeframes: tuple[Timeframe, ...] = (Timeframe.S1, Timeframe.M1, Timeframe.H1, Timeframe.D1)
     """Timeframes that get a CNN (each its own model over its own bars)."""
+    walk_forward_folds: Annotated[int, Field(ge=1, le=20)] = 3
+    """Walk-forward folds per timeframe in ``rltrade train``: the agent's span before its test range is cut into
+    this many prediction ranges, each served by a CNN fitted on all the history before it (minus the embargo)."""
+    min_fit_windows: Annotated[int, Field(ge=1)] = 256
+    """Labelled windows a timeframe's first fit needs; a timeframe with fewer before the test range gets no CNN
+    (its state rows stay masked)."""
     window: Annotated[int, Field(ge=8, le=2000)] = 300
     """Bars per input window (the state's bar window); at most the layout's window for live use."""
     use_reference: bool = True

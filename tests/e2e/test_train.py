@@ -24,6 +24,7 @@ from rltrade.training.presets import load_with_preset
 TINY: dict[str, Any] = {
     "data": {"synthetic": {"history_days": 12, "tick_days": 0.06}},
     "splits": {"purge_s": 120, "embargo_s": 30},
+    "cnn": {"window": 32, "conv_channels": [8, 8], "max_epochs": 1, "max_train_windows": 500, "max_val_windows": 200},
     "agent": {"learning_starts": 64, "buffer_size": 2_000, "batch_size": 32, "epsilon_steps": 200},
     "train": {"total_steps": 240, "n_envs": 4, "eval_every": 120, "eval_max_steps": 200, "checkpoint_every": 40},
 }

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from rltrade.cli.app import ConfigOpt, app, console, progress_bar
+
+if TYPE_CHECKING:
+    from rltrade.data.splits import TimeRange
 
 PresetOpt = Annotated[str | None, typer.Option("--preset", help="demo or full: defaults under the config file.")]
 
@@ -54,27 +57,40 @@ def train_cmd(
         )
 
 
-def print_metrics_table(title: str, rows: dict[str, dict[str, object]]) -> None:
-    cols = (
-        "total_return",
-        "sharpe",
-        "sortino",
-        "max_drawdown",
-        "n_trades",
-        "fees_paid",
-        "exposure",
-        "direction_accuracy",
-        "win_rate",
-    )
-    table = Table(title=title)
+METRIC_COLUMNS = {
+    "total_return": "return",
+    "sharpe": "sharpe",
+    "sharpe_ci": "sharpe CI",
+    "sortino": "sortino",
+    "max_drawdown": "max DD",
+    "n_trades": "trades",
+    "fees_paid": "fees",
+    "exposure": "exposure",
+    "direction_accuracy": "dir. acc.",
+    "win_rate": "win rate",
+}
+"""Metric key → column header of :func:`print_metrics_table`."""
+
+
+def print_metrics_table(title: str, rows: dict[str, dict[str, Any]]) -> None:
+    """One row per policy; a Sharpe interval column when the rows carry ``sharpe_ci_low`` / ``sharpe_ci_high``."""
+    first = next(iter(rows.values()), {})
+    level = first.get("sharpe_ci_level")
+    with_ci = isinstance(level, float)
+    cols = [c for c in METRIC_COLUMNS if with_ci or c != "sharpe_ci"]
+    annualisation = first.get("annualisation")
+    caption = f"Sharpe and Sortino annualised as {annualisation}" if annualisation else None
+    table = Table(title=title, caption=caption)
     table.add_column("policy")
     for c in cols:
-        table.add_column(c, justify="right")
+        table.add_column(f"sharpe {level:.0%} CI" if c == "sharpe_ci" else METRIC_COLUMNS[c], justify="right")
     for name, m in rows.items():
         cells = []
         for c in cols:
             v = m.get(c)
-            if isinstance(v, float):
+            if c == "sharpe_ci":
+                cells.append(f"[{m['sharpe_ci_low']:.1f}, {m['sharpe_ci_high']:.1f}]")
+            elif isinstance(v, float):
                 cells.append(f"{v:+.3%}" if c in ("total_return", "max_drawdown") else f"{v:.3f}")
             else:
                 cells.append("-" if v is None else str(v))
@@ -82,24 +98,81 @@ def print_metrics_table(title: str, rows: dict[str, dict[str, object]]) -> None:
     console.print(table)
 
 
+REGIME_SOURCES = {
+    "true": "true regimes recorded by the synthetic market",
+    "classifier": "regimes labelled by the rule-based classifier (an estimate, not ground truth)",
+}
+
+
+def _print_regime_tables(rows: list[dict[str, Any]]) -> None:
+    """One table per label source: a column per regime (with its steps), a row per policy."""
+    for source, label in REGIME_SOURCES.items():
+        mine = [r for r in rows if r["source"] == source]
+        if not mine:
+            continue
+        regimes = list(dict.fromkeys(str(r["regime"]) for r in mine))
+        policies = list(dict.fromkeys(str(r["policy"]) for r in mine))
+        cell = {(str(r["policy"]), str(r["regime"])): r for r in mine}
+        table = Table(
+            title=f"per regime: {label}",
+            caption="cell: return over the regime's steps · annualised Sharpe · direction accuracy",
+        )
+        table.add_column("policy")
+        for regime in regimes:
+            r0 = cell[(policies[0], regime)]
+            table.add_column(f"{regime}\n{r0['n_steps']:,} steps ({r0['share_of_steps']:.0%})", justify="right")
+        for policy in policies:
+            cells = []
+            for regime in regimes:
+                r = cell[(policy, regime)]
+                ok = r["n_steps"] > 0
+                text = f"{r['return_contribution']:+.3%} · {r['sharpe']:.1f} · {r['direction_accuracy']:.0%}"
+                cells.append(text if ok else "-")
+            table.add_row(policy, *cells)
+        console.print(table)
+
+
+def _parse_period(text: str) -> TimeRange:
+    """``START..END`` (ISO dates or date-times, UTC unless an offset is given; END exclusive) → TimeRange."""
+    from rltrade.cli.data import _parse_time
+    from rltrade.cli.errors import UsageError
+    from rltrade.data.splits import TimeRange
+
+    start, sep, end = text.partition("..")
+    if not sep or not start or not end:
+        raise UsageError(f"--period must be START..END, e.g. 2026-01-01T10:00..2026-01-01T12:00; got {text!r}")
+    return TimeRange(_parse_time(start.strip(), "--period start"), _parse_time(end.strip(), "--period end"))
+
+
 @app.command("backtest")
 def backtest_cmd(
     run: Annotated[Path, typer.Option("--run", help="Run folder made by `rltrade train`.")],
-    start: Annotated[str | None, typer.Option(help="UTC start of the period (default: the run's test range).")] = None,
-    end: Annotated[str | None, typer.Option(help="UTC end of the period (exclusive).")] = None,
+    period: Annotated[
+        str | None,
+        typer.Option(
+            "--period",
+            help="START..END in UTC (ISO dates or date-times, END exclusive); default: the run's test range.",
+        ),
+    ] = None,
+    basic_run: Annotated[
+        Path | None,
+        typer.Option("--basic-run", help="Companion run trained on the basic layout: its agent joins the baselines."),
+    ] = None,
+    resamples: Annotated[int, typer.Option(min=100, help="Block-bootstrap resamples per interval.")] = 1000,
+    random_seeds: Annotated[int, typer.Option(min=1, help="Seeds of the random baseline.")] = 3,
 ) -> None:
     """Backtest a run's best checkpoint beside the baselines; refuses periods the run was fitted on."""
-    from rltrade.cli.data import _parse_time
-    from rltrade.data.splits import TimeRange
-    from rltrade.training.evaluate import evaluate_run
+    from rltrade.training.evaluate import evaluate_bundle
 
-    period = None
-    if start is not None or end is not None:
-        if start is None or end is None:
-            from rltrade.cli.errors import UsageError
-
-            raise UsageError("give both --start and --end, or neither (the run's test range)")
-        period = TimeRange(_parse_time(start, "--start"), _parse_time(end, "--end"))
-    metrics = evaluate_run(run, period=period)
-    print_metrics_table(f"backtest of {run} (PnL after costs)", metrics)
-    console.print(f"metrics and trades: {run / 'eval'}")
+    target = _parse_period(period) if period is not None else None
+    result = evaluate_bundle(run, period=target, basic_run=basic_run, n_resamples=resamples, random_seeds=random_seeds)
+    print_metrics_table(f"backtest of {run} (PnL after costs)", result.metrics)
+    c = result.comparison
+    verdict = "excludes 0" if c["ci_low"] > 0 or c["ci_high"] < 0 else "includes 0: no evidence of a difference"
+    console.print(
+        f"agent − best baseline ({c['baseline']}) Sharpe: {c['sharpe_diff']:+.2f}, "
+        f"{c['ci_level']:.0%} CI [{c['ci_low']:+.2f}, {c['ci_high']:+.2f}] ({verdict}; paired stationary "
+        f"block bootstrap, mean block {c['block_length']:.1f} steps, {c['n_resamples']} resamples)"
+    )
+    _print_regime_tables(result.regimes)
+    console.print(f"metrics, per-regime rows and trades: {run / 'eval'}")

@@ -1,21 +1,39 @@
 """Evaluate a run folder on a held-out period beside the baselines, with the same fills and costs.
 
 The agent (``best.pt``: the checkpoint chosen on the validation range) is backtested greedily on the
-test range (or any period after everything the run was fitted on); flat, buy-and-hold, random
-(several seeds), momentum and, on a synthetic market with a planted signal, the fee-aware oracle run on
-the same period. Metrics are PnL after costs.
+test range, or on any period inside the data that overlaps nothing the run was fitted on. On the same
+period and with the same costs run: flat, buy-and-hold, random (``random_seeds`` seeds), momentum, the
+agent of a companion run trained on the ``basic`` layout (``agent_basic``, when given) and, on a synthetic
+market with a planted signal, the fee-aware oracle. Metrics are PnL after costs.
+
+Uncertainty (:mod:`rltrade.training.bootstrap`): every policy's annualised Sharpe gets a stationary
+block-bootstrap percentile interval (``sharpe_ci_low`` / ``sharpe_ci_high``), and the agent's Sharpe minus
+that of the **best baseline** (highest point Sharpe among the baselines; the oracle is an upper bound that
+knows the planted signal, not a baseline) gets a paired interval. Every interval draws from a fresh
+generator seeded with ``seed``, so a policy's interval does not depend on which others are in the table.
+
+Per regime (:mod:`rltrade.training.regimes`): rows for the classifier's labels always, and for the true
+regimes the synthetic generator recorded when the market has them.
+
+Written to ``<run>/eval/``: ``metrics.json`` (period, per-policy metrics with their intervals,
+``diff_vs_best_baseline``, bootstrap settings), ``regimes.json`` (a list of per-regime rows), and the agent's
+``agent_steps.parquet`` / ``agent_trades.parquet``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
-from rltrade.data.splits import TimeRange
+from rltrade.config import Config
+from rltrade.data.splits import SplitError, TimeRange
 from rltrade.data.synthetic import SignalTruth
-from rltrade.env.prices import build_period
+from rltrade.env.prices import PeriodData, PeriodError, build_period
 from rltrade.training.backtest import BacktestResult, backtest_actions
 from rltrade.training.baselines import (
     buy_and_hold_actions,
@@ -24,20 +42,67 @@ from rltrade.training.baselines import (
     oracle_actions,
     random_actions,
 )
-from rltrade.training.bundle import open_bundle, write_json_atomic
-from rltrade.training.loop import evaluate, load_learner, prepare
+from rltrade.training.bootstrap import sharpe_ci, sharpe_diff_ci
+from rltrade.training.bundle import BundleError, RunBundle, open_bundle, write_json_atomic
+from rltrade.training.cnn_stage import METRICS_FILE
+from rltrade.training.loop import Prepared, bundle_splits, decision_span, evaluate, load_learner, prepare
+from rltrade.training.metrics import simple_returns
+from rltrade.training.regimes import regime_rows
+
+NOT_BASELINES: Final = frozenset({"agent", "oracle"})
+"""Policies never chosen as the best baseline: the agent itself and the oracle (it knows the planted signal)."""
+COST_FIELDS: Final = (
+    "step",
+    "latency_ms",
+    "taker_fee",
+    "half_spread_bps",
+    "impact_bps",
+    "position_fraction",
+    "borrow_annual_rate",
+    "funding_file",
+)
+"""The env settings a companion run must share with the evaluated one: clock, fills and every cost."""
 
 
-def evaluate_run(run_dir: Path, *, period: TimeRange | None = None, random_seeds: int = 3) -> dict[str, dict[str, Any]]:
-    """Metrics per policy on ``period`` (default: the run's test range); written to ``<run>/eval/``."""
+class EvaluationPeriodError(SplitError):
+    """The period asked for lies (partly) outside the data the run's market holds, or is too short to trade."""
+
+
+@dataclass(frozen=True, eq=False)
+class Evaluation:
+    """What :func:`evaluate_bundle` computed (and wrote to ``<run>/eval/``)."""
+
+    period: TimeRange
+    metrics: dict[str, dict[str, Any]]
+    """Policy → metrics (:func:`rltrade.training.metrics.compute_metrics`) plus ``sharpe_ci_*``."""
+    comparison: dict[str, Any]
+    """The agent's Sharpe minus the best baseline's: ``baseline``, ``sharpe_diff``, ``ci_low``, ``ci_high``, ..."""
+    regimes: list[dict[str, Any]]
+    """Per-regime rows (:func:`rltrade.training.regimes.regime_rows`)."""
+
+
+def evaluate_bundle(
+    run_dir: Path,
+    *,
+    period: TimeRange | None = None,
+    basic_run: Path | None = None,
+    random_seeds: int = 3,
+    n_resamples: int = 1000,
+    ci_level: float = 0.95,
+    seed: int = 0,
+) -> Evaluation:
+    """Backtest the run and the baselines on ``period`` (default: the run's test range); see the module docstring."""
     bundle = open_bundle(run_dir)
-    cfg = bundle.config
-    prep = prepare(cfg, stats=bundle.feature_stats)
+    cfg = run_config(bundle)
     target = period if period is not None else bundle.split("test")
     bundle.refuse_overlap(target, what=f"backtest of {run_dir}")
-    per = build_period(prep.builder.features, target, cfg.env, cfg.reward) if period is not None else prep.test_period
+    basic = _open_basic(basic_run, cfg, target) if basic_run is not None else None
+    prep = prepare(cfg, stats=bundle.feature_stats, splits=bundle_splits(bundle), cnn_dir=run_dir / "cnn")
+    per = _period(prep, cfg, target) if period is not None else prep.test_period
     learner = load_learner(run_dir, prep, cfg, which="best")
     results: dict[str, BacktestResult] = {"agent": evaluate(learner, prep, per, cfg)}
+    if basic is not None:
+        results["agent_basic"] = _basic_agent(basic, prep, target, per)
     results["flat"] = backtest_actions(per, flat_actions(per), cfg.env)
     results["buy_and_hold"] = backtest_actions(per, buy_and_hold_actions(per), cfg.env)
     results["momentum"] = backtest_actions(per, momentum_actions(per), cfg.env)
@@ -46,10 +111,149 @@ def evaluate_run(run_dir: Path, *, period: TimeRange | None = None, random_seeds
     truth = prep.frames.extras.get("signal_truth")
     if isinstance(truth, SignalTruth):
         results["oracle"] = backtest_actions(per, oracle_actions(per, truth, cfg.env), cfg.env)
+
+    metrics, comparison = _with_intervals(results, n_resamples=n_resamples, level=ci_level, seed=seed)
+    true_regimes = prep.frames.extras.get("regimes")
+    rows = regime_rows(results, per, true_regimes=true_regimes if isinstance(true_regimes, Mapping) else None)
     out_dir = run_dir / "eval"
     out_dir.mkdir(exist_ok=True)
     results["agent"].trades.write_parquet(out_dir / "agent_trades.parquet")
     results["agent"].steps.write_parquet(out_dir / "agent_steps.parquet")
-    metrics = {name: r.metrics for name, r in results.items()}
-    write_json_atomic(out_dir / "metrics.json", {"period": target.to_dict(), "metrics": metrics})
-    return metrics
+    bootstrap = {"method": "stationary (Politis-Romano), Politis-White block length, percentile", "seed": seed}
+    write_json_atomic(
+        out_dir / "metrics.json",
+        {
+            "period": target.to_dict(),
+            "metrics": metrics,
+            "diff_vs_best_baseline": comparison,
+            "bootstrap": {**bootstrap, "n_resamples": n_resamples, "ci_level": ci_level},
+        },
+    )
+    write_json_atomic(out_dir / "regimes.json", rows)
+    return Evaluation(target, metrics, comparison, rows)
+
+
+def evaluate_run(
+    run_dir: Path,
+    *,
+    period: TimeRange | None = None,
+    basic_run: Path | None = None,
+    random_seeds: int = 3,
+    n_resamples: int = 1000,
+    ci_level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """Metrics per policy (with Sharpe intervals) of :func:`evaluate_bundle`."""
+    return evaluate_bundle(
+        run_dir,
+        period=period,
+        basic_run=basic_run,
+        random_seeds=random_seeds,
+        n_resamples=n_resamples,
+        ci_level=ci_level,
+        seed=seed,
+    ).metrics
+
+
+def run_config(bundle: RunBundle) -> Config:
+    """The config to rebuild a run's states with: its own, with the CNN stage off when the run trained without
+    one (its manifest records no ``cnn`` entry: made before the CNN stage or with ``cnn.enabled: false``), so
+    evaluation never fits CNNs the agent did not see. A run that had CNNs must still hold them."""
+    cfg = bundle.config
+    if "cnn" not in bundle.manifest:
+        return cfg.model_copy(update={"cnn": cfg.cnn.model_copy(update={"enabled": False})})
+    if not (bundle.root / "cnn" / METRICS_FILE).is_file():
+        raise BundleError(
+            f"{bundle.root} was trained with CNN blocks but {bundle.root / 'cnn'} does not hold its CNN models; "
+            "restore the run folder's cnn/ directory (evaluation never refits them)"
+        )
+    return cfg
+
+
+def best_baseline(metrics: dict[str, dict[str, Any]]) -> str:
+    """The baseline with the highest point Sharpe (ties: the first in table order); never the agent or oracle."""
+    names = [name for name in metrics if name not in NOT_BASELINES]
+    if not names:
+        raise ValueError("no baseline to compare the agent with")
+    return max(names, key=lambda name: float(metrics[name]["sharpe"]))
+
+
+def _with_intervals(
+    results: dict[str, BacktestResult], *, n_resamples: int, level: float, seed: int
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    returns = {name: simple_returns(r.equity_T) for name, r in results.items()}
+    metrics: dict[str, dict[str, Any]] = {}
+    for name, r in results.items():
+        per_year = float(r.metrics["steps_per_year"])
+        ci = sharpe_ci(returns[name], per_year, rng=np.random.default_rng(seed), n_resamples=n_resamples, level=level)
+        metrics[name] = {
+            **r.metrics,
+            "sharpe_ci_low": ci.low,
+            "sharpe_ci_high": ci.high,
+            "sharpe_ci_level": level,
+            "sharpe_block_length": ci.block_length,
+        }
+    base = best_baseline(metrics)
+    diff = sharpe_diff_ci(
+        returns["agent"],
+        returns[base],
+        float(metrics["agent"]["steps_per_year"]),
+        rng=np.random.default_rng(seed),
+        n_resamples=n_resamples,
+        level=level,
+    )
+    comparison = {"policy": "agent", "baseline": base, **diff.to_dict()}
+    comparison["sharpe_diff"] = comparison.pop("estimate")
+    return metrics, comparison
+
+
+def _period(prep: Prepared, cfg: Config, target: TimeRange) -> PeriodData:
+    """``target``'s per-step arrays, refusing a period outside the decision span of the run's market."""
+    span = decision_span(prep.frames, cfg)
+    if target.start_us < span.start_us or target.end_us > span.end_us:
+        raise EvaluationPeriodError(
+            f"the period {_iso(target.start_us)} .. {_iso(target.end_us)} is not inside the data: the run's market "
+            f"can be traded on its {cfg.env.step.value} clock from {_iso(span.start_us)} to {_iso(span.end_us)}; "
+            "pick a period inside that span (and after the fitted ranges)"
+        )
+    try:
+        return build_period(prep.builder.features, target, cfg.env, cfg.reward)
+    except PeriodError as exc:
+        raise EvaluationPeriodError(f"the period {_iso(target.start_us)} .. {_iso(target.end_us)}: {exc}") from exc
+
+
+def _open_basic(basic_run: Path, cfg: Config, target: TimeRange) -> RunBundle:
+    """The companion run, refused unless it is a ``basic``-layout run on the same market and costs that was
+    not fitted on ``target``."""
+    bundle = open_bundle(basic_run)
+    bcfg = run_config(bundle)
+    if bcfg.features.layout.name != "basic":
+        raise BundleError(
+            f"--basic-run {basic_run} was trained on the {bcfg.features.layout.name!r} layout; the baseline is an "
+            "agent trained on the 'basic' layout (features.layout.name: basic) on the same market"
+        )
+    differ = [f for f in COST_FIELDS if getattr(bcfg.env, f) != getattr(cfg.env, f)]
+    if differ or bcfg.data != cfg.data:
+        what = ", ".join([f"env.{f}" for f in differ] + (["data"] if bcfg.data != cfg.data else []))
+        raise BundleError(
+            f"--basic-run {basic_run} differs from the evaluated run in {what}: baselines must trade the same "
+            "market with the same clock and costs; train it from the same config with only the layout changed"
+        )
+    bundle.refuse_overlap(target, what=f"backtest of {basic_run}")
+    return bundle
+
+
+def _basic_agent(bundle: RunBundle, prep: Prepared, target: TimeRange, per: PeriodData) -> BacktestResult:
+    """The companion ``basic``-layout run's agent on the same period (and market frames) as the evaluated one."""
+    bcfg = run_config(bundle)
+    bprep = prepare(
+        bcfg, frames=prep.frames, stats=bundle.feature_stats, splits=bundle_splits(bundle), cnn_dir=bundle.root / "cnn"
+    )
+    bper = build_period(bprep.builder.features, target, bcfg.env, bcfg.reward)
+    if bper.n_steps != per.n_steps:
+        raise BundleError(f"--basic-run {bundle.root}: the period has {bper.n_steps} steps there, {per.n_steps} here")
+    return evaluate(load_learner(bundle.root, bprep, bcfg, which="best"), bprep, bper, bcfg)
+
+
+def _iso(t_us: int) -> str:
+    return dt.datetime.fromtimestamp(t_us / 1_000_000, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -48,8 +48,10 @@ from rltrade.features.layout import StateLayout, build_layout
 from rltrade.features.market_features import FeatureStats, build_market_features, fit_feature_stats
 from rltrade.features.state_batch import BatchStateBuilder
 from rltrade.training.backtest import BacktestResult, backtest_policy
-from rltrade.training.bundle import create_bundle, open_bundle, write_json_atomic
+from rltrade.training.bundle import RunBundle, create_bundle, open_bundle, write_json_atomic
+from rltrade.training.cnn_stage import CnnStageResult, run_cnn_stage
 from rltrade.training.envstate import VectorEnvState
+from rltrade.types import Timeframe
 
 Progress = Callable[[int, int, dict[str, float]], None]
 """``progress(step, total_steps, live metrics)``."""
@@ -67,31 +69,52 @@ class Prepared:
     train_period: PeriodData
     validation_period: PeriodData | None
     test_period: PeriodData
+    cnn: CnnStageResult | None = None
+    """The walk-forward CNNs behind the state's CNN blocks (None: no CNN stage, the blocks stay off)."""
 
 
 def decision_span(frames: MarketFrames, cfg: Config) -> TimeRange:
-    """The time span the decision clock can run on: the tick period on a 1 s clock, else the 1m bars."""
+    """The time span the decision clock can run on: the tick period on a 1 s clock, else the 1m bars from
+    the first one's close (the first decision needs a closed bar to mark the account at)."""
     step = cfg.env.step.us
     tick = frames.tick_span_us("eth") if step < 60_000_000 else None
-    lo, hi = tick if tick is not None else frames.span_us("eth")
+    if tick is not None:
+        lo, hi = tick
+    else:
+        first_open, hi = frames.span_us("eth")
+        lo = first_open + Timeframe.M1.us
     return TimeRange(-(-lo // step) * step, hi // step * step)
 
 
-def prepare(cfg: Config, *, frames: MarketFrames | None = None, stats: FeatureStats | None = None) -> Prepared:
-    """Data → splits → fitted statistics (training range only) → features → per-period env arrays."""
+def prepare(
+    cfg: Config,
+    *,
+    frames: MarketFrames | None = None,
+    stats: FeatureStats | None = None,
+    splits: Fold | None = None,
+    cnn_dir: Path | None = None,
+) -> Prepared:
+    """Data → splits → fitted statistics (training range only) → CNNs → features → per-period env arrays.
+
+    ``splits`` gives the ranges explicitly (a walk-forward fold); by default they are the config's
+    fractions of the decision span. The CNNs (walk-forward, nothing learnt from the test range:
+    :mod:`rltrade.training.cnn_stage`) are loaded from ``cnn_dir`` when it holds a run's saved set, else
+    fitted now.
+    """
     frames = frames if frames is not None else load_market(cfg.data)
-    span = decision_span(frames, cfg)
-    splits = split_span(span, cfg.splits, step_us=cfg.env.step.us)
+    if splits is None:
+        splits = split_span(decision_span(frames, cfg), cfg.splits, step_us=cfg.env.step.us)
     stats = stats if stats is not None else fit_feature_stats(frames, splits.train)
     layout = build_layout(cfg.features.layout)
-    features = build_market_features(frames, layout, cfg.features, stats)
+    cnn = run_cnn_stage(frames, layout, cfg, splits, models_dir=cnn_dir)
+    features = build_market_features(frames, layout, cfg.features, stats, cnn=None if cnn is None else cnn.blocks)
     builder = BatchStateBuilder(layout, features)
 
     def period(r: TimeRange) -> PeriodData:
         return build_period(features, r, cfg.env, cfg.reward)
 
     val = period(splits.validation) if splits.validation is not None else None
-    return Prepared(frames, layout, splits, stats, builder, period(splits.train), val, period(splits.test))
+    return Prepared(frames, layout, splits, stats, builder, period(splits.train), val, period(splits.test), cnn)
 
 
 def block_specs(layout: StateLayout) -> tuple[BlockSpec, ...]:
@@ -139,21 +162,34 @@ def train(
     progress: Progress | None = None,
     stop_after_steps: int | None = None,
     log: Callable[[str], None] = print,
+    on_eval: Callable[[int, DQNLearner, Prepared], None] | None = None,
+    splits: Fold | None = None,
 ) -> TrainResult:
-    """Train end to end into ``run_dir`` (or continue the run there with ``resume``)."""
+    """Train end to end into ``run_dir`` (or continue the run there with ``resume``).
+
+    ``splits`` overrides the config's train / validation / test fractions (a walk-forward fold); a
+    resumed run always continues on the ranges recorded in its bundle.
+    """
     t_start = time.perf_counter()
     torch.set_num_threads(cfg.train.torch_threads)  # fixed: results must not depend on the core count
     if resume:
         bundle = open_bundle(run_dir)
         cfg = bundle.config
-        prep = prepare(cfg, stats=bundle.feature_stats)
+        prep = prepare(cfg, stats=bundle.feature_stats, splits=bundle_splits(bundle), cnn_dir=run_dir / "cnn")
     else:
-        prep = prepare(cfg)
+        prep = prepare(cfg, splits=splits)
         fitted = [prep.splits.train] + ([prep.splits.validation] if prep.splits.validation is not None else [])
-        splits = {"train": prep.splits.train, "test": prep.splits.test}
+        fitted += prep.cnn.fitted_ranges() if prep.cnn is not None else []
+        ranges = {"train": prep.splits.train, "test": prep.splits.test}
         if prep.splits.validation is not None:
-            splits["validation"] = prep.splits.validation
-        bundle = create_bundle(run_dir, cfg, prep.layout, prep.stats, prep.frames, splits=splits, fitted=fitted)
+            ranges["validation"] = prep.splits.validation
+        bundle = create_bundle(run_dir, cfg, prep.layout, prep.stats, prep.frames, splits=ranges, fitted=fitted)
+    if prep.cnn is not None and not prep.cnn.loaded:
+        # Saved only once the bundle exists: a refused run folder never gets its CNN models overwritten.
+        prep.cnn.save(bundle.root / "cnn")
+        bundle = bundle.record("cnn", prep.cnn.summary())
+        for tf, why in prep.cnn.skipped.items():
+            log(f"{tf} CNN skipped (its state rows stay masked): {why}")
     a, t = cfg.agent.model_copy(update={"seed": cfg.seed}), cfg.train
 
     venv = VectorTradingEnv(prep.builder, prep.train_period, t.n_envs, cfg.env, cfg.reward)
@@ -239,6 +275,8 @@ def train(
                     key = f"reward_{name}"
                     if key in info:
                         writer.add_scalar(f"reward/{name}", float(np.mean(info[key])), step)
+        if step % t.eval_every == 0 and on_eval is not None:
+            on_eval(step, learner, prep)  # benchmarks measure convergence here; never steers training
         if step % t.eval_every == 0 and prep.validation_period is not None:
             result = evaluate(learner, prep, _cap(prep, prep.validation_period, cfg), cfg)
             m = result.metrics
@@ -267,6 +305,13 @@ def train(
     writer.close()
     bundle.record("training", {"steps": step, "updates": learner.updates})
     return TrainResult(run_dir, step, learner.updates, best, time.perf_counter() - t_start)
+
+
+def bundle_splits(bundle: RunBundle) -> Fold:
+    """The train / validation / test ranges a run folder was trained with."""
+    recorded = bundle.manifest["splits"]
+    validation = bundle.split("validation") if "validation" in recorded else None
+    return Fold(0, bundle.split("train"), validation, bundle.split("test"))
 
 
 def load_learner(run_dir: Path, prep: Prepared, cfg: Config, *, which: str = "best") -> DQNLearner:

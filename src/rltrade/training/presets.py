@@ -30,6 +30,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
         "splits": {"train": 0.6, "validation": 0.2, "purge_s": 600, "embargo_s": 60},
         "features": {"layout": {"name": "demo"}},
+        "cnn": {
+            "window": 48,
+            "max_epochs": 3,
+            "max_train_windows": 4_000,
+            "max_val_windows": 2_000,
+            "horizons": {"1s": 10, "1m": 60, "1h": 4, "1d": 1},
+            "flat_quantile": 0.34,
+        },
         "env": {"taker_fee": 0.0001, "impact_bps": 0.0, "half_spread_bps": 0.5, "episode_steps": 600},
         "reward": {"pnl_weight": 10_000.0},
         "agent": {

@@ -1,0 +1,115 @@
+"""`rltrade backtest` and evaluate_bundle on tiny trained runs: intervals, the basic-layout agent, regimes, refusals."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rltrade.cli import main
+from rltrade.data.splits import SplitError, TimeRange
+from rltrade.training.bundle import BundleError, open_bundle
+from rltrade.training.evaluate import EvaluationPeriodError, evaluate_bundle, evaluate_run
+from rltrade.training.loop import train
+from tests.support.tiny_config import tiny
+
+SMALL = {
+    "cnn": {"enabled": False},  # the CNN stage has its own tests; here it would only cost time
+    "agent": {"learning_starts": 32, "batch_size": 16, "buffer_size": 512, "hidden": [64, 32]},
+    "train": {"total_steps": 48, "n_envs": 2, "eval_every": 24, "checkpoint_every": 1_000},
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("runs")
+    train(tiny(**SMALL), root / "demo", log=lambda _: None)
+    train(tiny(**SMALL, features={"layout": {"name": "basic"}}), root / "basic", log=lambda _: None)
+    return root / "demo", root / "basic"
+
+
+def _iso(t_us: int) -> str:
+    return dt.datetime.fromtimestamp(t_us / 1e6, dt.UTC).isoformat(timespec="seconds")
+
+
+def test_evaluation_with_intervals_basic_agent_and_regimes(runs: tuple[Path, Path]) -> None:
+    demo, basic = runs
+    ev = evaluate_bundle(demo, basic_run=basic, n_resamples=200)
+    m = ev.metrics
+    assert {"agent", "agent_basic", "flat", "buy_and_hold", "momentum", "random_0", "random_2", "oracle"} <= set(m)
+    assert len({row["n_steps"] for row in m.values()}) == 1  # same period for every policy
+    for row in m.values():
+        assert row["sharpe_ci_low"] <= row["sharpe_ci_high"] and row["sharpe_ci_level"] == 0.95
+    assert m["flat"]["sharpe_ci_low"] == m["flat"]["sharpe_ci_high"] == 0.0
+    baselines = {k: v["sharpe"] for k, v in m.items() if k not in ("agent", "oracle")}
+    c = ev.comparison
+    assert c["baseline"] == max(baselines, key=lambda k: baselines[k])
+    assert c["sharpe_diff"] == pytest.approx(m["agent"]["sharpe"] - m[c["baseline"]]["sharpe"])
+    assert c["ci_low"] <= c["ci_high"]
+
+    saved = json.loads((demo / "eval" / "metrics.json").read_text())
+    assert saved["diff_vs_best_baseline"] == c and saved["metrics"]["agent_basic"] == m["agent_basic"]
+    rows = json.loads((demo / "eval" / "regimes.json").read_text())
+    assert rows == ev.regimes
+    assert {r["source"] for r in rows} == {"true", "classifier"}  # synthetic market: both labels
+    for source in ("true", "classifier"):
+        for policy in m:
+            mine = [r for r in rows if r["source"] == source and r["policy"] == policy]
+            assert {"TREND_UP", "TREND_DOWN", "RANGE", "VOLATILE"} <= {r["regime"] for r in mine}
+            assert sum(r["n_steps"] for r in mine) == m[policy]["n_steps"]
+    # evaluate_run keeps returning the metrics table (what `rltrade run` prints).
+    assert set(evaluate_run(demo, n_resamples=100, random_seeds=1)) >= {"agent", "flat", "random_0"}
+
+
+def test_a_user_period_inside_the_test_range_and_its_refusals(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    demo, basic = runs
+    bundle = open_bundle(demo)
+    test = bundle.split("test")
+    half = TimeRange(test.start_us, test.start_us + (test.duration_us // 2) // 1_000_000 * 1_000_000)
+    ev = evaluate_bundle(demo, period=half, n_resamples=100, random_seeds=1)
+    assert ev.period == half
+    assert 0 < ev.metrics["agent"]["n_steps"] <= half.duration_us // 1_000_000 < test.duration_us // 1_000_000
+    train_range = bundle.split("train")
+    with pytest.raises(SplitError, match="overlaps the fitted range"):
+        evaluate_bundle(demo, period=train_range)
+    after = TimeRange(test.end_us + 86_400_000_000, test.end_us + 2 * 86_400_000_000)
+    with pytest.raises(EvaluationPeriodError, match="not inside the data"):
+        evaluate_bundle(demo, period=after)
+    with pytest.raises(BundleError, match="'basic' layout"):
+        evaluate_bundle(demo, basic_run=demo)
+    with pytest.raises(BundleError, match="not a run folder"):
+        evaluate_bundle(demo, basic_run=basic.parent)
+    # A run that recorded CNN models must still hold them: evaluation never refits them.
+    moved = tmp_path / "moved"
+    shutil.copytree(demo, moved)
+    open_bundle(moved).record("cnn", {"timeframes": ["1m"]})
+    with pytest.raises(BundleError, match="does not hold its CNN models"):
+        evaluate_bundle(moved)
+
+
+def test_cli_prints_intervals_and_regime_tables(runs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    demo, basic = runs
+    assert main(["backtest", "--run", str(demo), "--basic-run", str(basic), "--resamples", "200"]) == 0
+    out = capsys.readouterr().out
+    assert "sharpe 95% CI" in out and "agent_basic" in out
+    assert "agent − best baseline (" in out and "paired stationary block bootstrap" in out
+    assert "per regime: true regimes" in out and "per regime: regimes labelled by the rule-based classifier" in out
+    assert "annualised as sqrt(31557600 steps/year" in out
+
+
+def test_cli_period_errors_exit_2(runs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    demo, _ = runs
+    train_range = open_bundle(demo).split("train")
+    overlap = f"{_iso(train_range.start_us)}..{_iso(train_range.end_us)}"
+    assert main(["backtest", "--run", str(demo), "--period", overlap]) == 2
+    assert "overlaps the fitted range" in capsys.readouterr().err
+    assert main(["backtest", "--run", str(demo), "--period", "2020-01-01..2020-01-02"]) == 2
+    assert "not inside the data" in capsys.readouterr().err
+    assert main(["backtest", "--run", str(demo), "--period", "2026-01-01"]) == 2
+    assert "START..END" in capsys.readouterr().err
+    assert main(["backtest", "--run", str(demo), "--period", "2026-01-02..2026-01-01"]) == 2
+    assert main(["backtest", "--run", str(demo), "--period", "yesterday..today"]) == 2
+    assert "not a date/time" in capsys.readouterr().err
