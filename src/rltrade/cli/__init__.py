@@ -15,6 +15,7 @@ from rich.text import Text
 from rltrade.cli import cnn as _cnn  # noqa: F401  (registers `rltrade cnn`)
 from rltrade.cli import data as _data  # noqa: F401  (registers `rltrade data`)
 from rltrade.cli import features as _features  # noqa: F401  (registers `rltrade features`, `rltrade check`)
+from rltrade.cli import live as _live  # noqa: F401  (registers `rltrade live`)
 from rltrade.cli import report as _report  # noqa: F401  (registers `rltrade report`)
 from rltrade.cli import run as _run  # noqa: F401  (registers `rltrade run`)
 from rltrade.cli import train as _train  # noqa: F401  (registers `rltrade train`)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rltrade.agent.checkpoint import CheckpointError
 from rltrade.config import ConfigError
 from rltrade.data.cleaning import DataImportError
 from rltrade.data.fetch import FetchError
@@ -11,6 +12,7 @@ from rltrade.data.splits import SplitError
 from rltrade.data.store import StoreError
 from rltrade.features.bar_channels import FeatureInputError
 from rltrade.features.cnn_blocks import CnnOutputsError
+from rltrade.live.state import LiveStateError
 from rltrade.models.dataset import CnnDataError
 from rltrade.models.io import ModelFileError
 from rltrade.training.bundle import BundleError
@@ -36,4 +38,4 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     TimeframeError,
     FileNotFoundError,
 )
-INCONSISTENT: tuple[type[BaseException], ...] = (StoreError, BundleError)
+INCONSISTENT: tuple[type[BaseException], ...] = (StoreError, BundleError, LiveStateError, CheckpointError)
