@@ -21,7 +21,7 @@ def run(
     run_dir: Annotated[Path, typer.Option("--run-dir", help="Run folder of the training step.")] = Path("runs/demo"),
     train: Annotated[bool, typer.Option(help="Train and backtest the demo agent after the data steps.")] = True,
 ) -> None:
-    """The main job: synthetic market → store → resampling check → data report → train (demo) → backtest."""
+    """The main job: synthetic market → store → resampling check → data report → train (demo) → backtest → report."""
     import shutil
 
     from rltrade.training.presets import load_with_preset
@@ -50,8 +50,9 @@ def run(
     console.print(f"store: {store.root.resolve()}")
     if not train:
         return
-    from rltrade.cli.train import print_metrics_table, train_cmd
-    from rltrade.training.evaluate import evaluate_run
+    from rltrade.cli.train import print_evaluation, train_cmd
+    from rltrade.report.html import write_report
+    from rltrade.training.evaluate import evaluate_bundle
 
     console.rule("[bold]4 · training (demo preset: structured encoder, demo layout)")
     if run_dir.exists():
@@ -63,5 +64,10 @@ def run(
         shutil.rmtree(run_dir)
     train_cmd(config=config, preset="demo", run_dir=run_dir, resume=None, steps=None)
     console.rule("[bold]5 · backtest on the held-out test range, beside the baselines")
-    print_metrics_table("test range, PnL after costs", evaluate_run(run_dir))
+    print_evaluation(run_dir, evaluate_bundle(run_dir), "test range, PnL after costs")
+    console.rule("[bold]6 · report")
+    with progress_bar() as bar:
+        task = bar.add_task("report", total=None)
+        report = write_report(run_dir, progress=lambda d, t, w: bar.update(task, completed=d, total=t, description=w))
+    console.print(f"report: {report.resolve()} (self-contained HTML: open it in any browser)")
     console.print(f"run folder: {run_dir.resolve()}")

@@ -14,6 +14,7 @@ from rltrade.cli.app import ConfigOpt, app, console, progress_bar
 
 if TYPE_CHECKING:
     from rltrade.data.splits import TimeRange
+    from rltrade.training.evaluate import Evaluation
 
 PresetOpt = Annotated[str | None, typer.Option("--preset", help="demo or full: defaults under the config file.")]
 
@@ -166,7 +167,12 @@ def backtest_cmd(
 
     target = _parse_period(period) if period is not None else None
     result = evaluate_bundle(run, period=target, basic_run=basic_run, n_resamples=resamples, random_seeds=random_seeds)
-    print_metrics_table(f"backtest of {run} (PnL after costs)", result.metrics)
+    print_evaluation(run, result, f"backtest of {run} (PnL after costs)")
+
+
+def print_evaluation(run: Path, result: Evaluation, title: str) -> None:
+    """The metrics table, the agent-vs-best-baseline interval and the per-regime tables of an evaluation."""
+    print_metrics_table(title, result.metrics)
     c = result.comparison
     verdict = "excludes 0" if c["ci_low"] > 0 or c["ci_high"] < 0 else "includes 0: no evidence of a difference"
     console.print(
