@@ -131,6 +131,9 @@ class LayoutConfig(_Frozen):
     """Timeframes of the reference symbol's bar blocks (preset: 1s; the 1m-clock real preset uses 1m)."""
     ticks: bool = True
     """Include the raw-trades block."""
+    returns: bool = False
+    """Also include the ``basic`` layout's blocks of recent ETH and BTC 1s/1m log returns (the demo preset
+    does: the planted lead-lag is a 1 s return relation, which these blocks state directly)."""
     cnn: bool = True
     """Include the CNN hidden-feature and prediction blocks (zero and flagged off until CNNs exist)."""
     pivots: bool = True

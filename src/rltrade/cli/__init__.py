@@ -19,6 +19,7 @@ from rltrade.cli import live as _live  # noqa: F401  (registers `rltrade live`)
 from rltrade.cli import report as _report  # noqa: F401  (registers `rltrade report`)
 from rltrade.cli import run as _run  # noqa: F401  (registers `rltrade run`)
 from rltrade.cli import train as _train  # noqa: F401  (registers `rltrade train`)
+from rltrade.cli import walkforward as _walkforward  # noqa: F401  (registers `rltrade walkforward`, `rltrade ablation`)
 from rltrade.cli.app import app
 
 # Errors are never wrapped: a path or a hint must stay copy-pasteable.

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from rltrade.data.splits import TimeRange
     from rltrade.training.evaluate import Evaluation
 
-PresetOpt = Annotated[str | None, typer.Option("--preset", help="demo or full: defaults under the config file.")]
+PresetOpt = Annotated[str | None, typer.Option("--preset", help="demo, real or full: defaults under the config file.")]
 
 
 @app.command("train")
@@ -40,6 +40,11 @@ def train_cmd(
     else:
         cfg = load_with_preset(config, preset, overrides)
         folder = run_dir or Path("runs") / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        if preset == "real":
+            from rltrade.training.presets_real import ensure_real_store
+
+            with console.status(f"importing the real klines into {cfg.data.store}"):
+                ensure_real_store(cfg)
     with progress_bar(TimeRemainingColumn(), TextColumn("{task.fields[live]}"), transient=False) as bar:
         task = bar.add_task("training", total=cfg.train.total_steps, live="")
 

@@ -204,6 +204,8 @@ def build_layout(cfg: LayoutConfig) -> StateLayout:
                 tf,
             )
         )
+    if cfg.returns:
+        specs += _return_specs()
     if cfg.cnn:
         specs.append(
             (
@@ -252,11 +254,15 @@ def build_layout(cfg: LayoutConfig) -> StateLayout:
     return _assemble(cfg.name, specs, cfg.tick_window_s, base)
 
 
-def _basic_layout(cfg: LayoutConfig) -> StateLayout:
-    specs: list[_Spec] = [
+def _return_specs() -> list[_Spec]:
+    return [
         (f"{sym}_ret_{tf.value}", (n,), "flat", f"last {n} {sym.upper()} {tf.value} log returns", sym, tf)
         for sym, tf, n in BASIC_RETURNS
     ]
+
+
+def _basic_layout(cfg: LayoutConfig) -> StateLayout:
+    specs = _return_specs()
     specs.append(
         (
             "regime",

@@ -1,7 +1,10 @@
 """Named presets: config overrides applied *under* the user's config file (the file wins).
 
-``demo``  the demo layout (every block, short windows), the structured encoder, a synthetic market
-          with a strong planted BTC→ETH lead, low fees: trains in minutes on 2 cores.
+``demo``  the demo layout (every block, short windows, plus the recent-returns blocks), the structured
+          encoder, walk-forward CNNs, a synthetic market (one day of trades) with a strong planted
+          BTC→ETH lead, low fees: trains in minutes on 2 cores.
+``real``  the real Binance 1m/1h/1d files of ``../shared/data/real`` on a 1-minute clock
+          (:mod:`rltrade.training.presets_real`; ``ensure_real_store`` imports them first).
 ``full``  the 15,588-feature layout and the original design's hyperparameters (flat 1024 → 512
           network, lr 1e-4, γ 0.99, buffer 50,000, batch 128): hours of training; CI runs only a smoke
           run of a few dozen updates.
@@ -16,20 +19,21 @@ import yaml
 from pydantic import ValidationError
 
 from rltrade.config import Config, ConfigError
+from rltrade.training.presets_real import REAL_PRESET
 
 PRESETS: dict[str, dict[str, Any]] = {
     "demo": {
         "data": {
             "synthetic": {
                 "history_days": 60,
-                "tick_days": 0.25,
+                "tick_days": 1.0,
                 "trades_per_second": 10.0,
                 "annual_vol": 1.5,
                 "signal": {"lag_s": 5, "strength": 0.8},
             }
         },
         "splits": {"train": 0.6, "validation": 0.2, "purge_s": 600, "embargo_s": 60},
-        "features": {"layout": {"name": "demo"}},
+        "features": {"layout": {"name": "demo", "returns": True}},
         "cnn": {
             "window": 48,
             "max_epochs": 3,
@@ -63,6 +67,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "checkpoint_every": 2_500,
         },
     },
+    "real": REAL_PRESET,
     "full": {
         "features": {"layout": {"name": "full"}},
         "agent": {"network": "flat"},

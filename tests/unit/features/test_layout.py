@@ -46,6 +46,15 @@ def test_basic_layout_is_about_100_features() -> None:
     assert 90 <= layout.market_size <= 110
 
 
+def test_return_blocks_join_any_layout_on_request() -> None:
+    demo, basic = build_layout(LayoutConfig(name="demo")), build_layout(LayoutConfig(name="basic"))
+    with_returns = build_layout(LayoutConfig(name="demo", returns=True))
+    added = {b.name for b in with_returns.blocks} - {b.name for b in demo.blocks}
+    assert added == {b.name for b in basic.blocks if "_ret_" in b.name}
+    extra = sum(basic.block(n).size for n in added) + len(added)  # the blocks and their flags
+    assert with_returns.size == demo.size + extra
+
+
 def test_overrides_reference_timeframes_and_dropped_blocks() -> None:
     layout = build_layout(
         LayoutConfig(

@@ -61,8 +61,8 @@ def leak_pivot_at_own_bar(frames: MarketFrames, t_B: npt.NDArray[np.int64]) -> M
     return {"pivot_own_bar": np.where(k >= 0, piv.price_P[np.maximum(k, 0)], 0.0)}
 
 
-def _check(frames: MarketFrames, name: str, n: int, *, canaries: bool) -> LookaheadReport:
-    cfg = FeaturesConfig(layout=LayoutConfig(name=name))  # type: ignore[arg-type]
+def _check(frames: MarketFrames, name: str, n: int, *, canaries: bool, returns: bool = False) -> LookaheadReport:
+    cfg = FeaturesConfig(layout=LayoutConfig(name=name, returns=returns))  # type: ignore[arg-type]
     check = LookaheadCheck()
     check.register("state", state_blocks(build_layout(cfg.layout), cfg))
     if canaries:
@@ -88,6 +88,12 @@ def test_state_blocks_are_causal_and_canaries_are_caught() -> None:
 
 def test_basic_layout_is_causal() -> None:
     report = _check(market(), "basic", 5, canaries=False)
+    assert report.ok, report.leaky()
+
+
+def test_demo_layout_with_return_blocks_is_causal() -> None:
+    report = _check(market(), "demo", 5, canaries=False, returns=True)
+    assert "state/btc_ret_1s" in report.blocks and report.blocks["state/btc_ret_1s"].checked > 0
     assert report.ok, report.leaky()
 
 

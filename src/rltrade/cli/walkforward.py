@@ -1,0 +1,214 @@
+"""``rltrade walkforward`` and ``rltrade ablation``: many independent trainings as Ray jobs, one table."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import TextColumn
+from rich.table import Table
+
+from rltrade.cli.app import ConfigOpt, app, console, progress_bar
+from rltrade.cli.errors import UsageError
+from rltrade.config import Config
+from rltrade.training.presets_real import REAL_DATA_DIR
+
+PresetOpt = Annotated[str | None, typer.Option("--preset", help="demo, full or real: defaults under the config file.")]
+SeedsOpt = Annotated[int, typer.Option("--seeds", help="Seeds per fold (cfg.seed, cfg.seed + 1, ...).")]
+RayOpt = Annotated[
+    str | None, typer.Option("--ray-address", help="Ray cluster to run the jobs on (default: a local Ray).")
+]
+CpusOpt = Annotated[int | None, typer.Option("--num-cpus", help="CPUs of the local Ray (default: all).")]
+StepsOpt = Annotated[int | None, typer.Option("--steps", help="Override train.total_steps of every job.")]
+RealOpt = Annotated[Path, typer.Option("--real-data", help="Real-data folder of the real preset.")]
+
+
+def load_cfg(config: Path | None, preset: str | None, steps: int | None) -> Config:
+    """The config of ``config`` over ``preset``, with ``--steps`` on top."""
+    from rltrade.training.presets import load_with_preset
+
+    overrides: dict[str, Any] = {"train": {"total_steps": steps}} if steps is not None else {}
+    return load_with_preset(config, preset, overrides)
+
+
+def _prepare_data(cfg: Config, preset: str | None, real_data: Path) -> None:
+    if preset == "real":
+        from rltrade.training.presets_real import ensure_real_store
+
+        with console.status(f"importing the real klines from {real_data} into {cfg.data.store}"):
+            ensure_real_store(cfg, real_data)
+
+
+def _out(out: Path | None, what: str) -> Path:
+    return out or Path("runs") / f"{what}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def _utc(us: int) -> str:
+    return dt.datetime.fromtimestamp(us / 1e6, tz=dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _pct(s: dict[str, Any], key: str = "mean") -> str:
+    v = s.get(key)
+    return "-" if v is None else f"{v:+.3%}"
+
+
+def _num(s: dict[str, Any], key: str = "mean") -> str:
+    v = s.get(key)
+    return "-" if v is None else f"{v:+.3f}"
+
+
+def _std(s: dict[str, Any]) -> str:
+    v = s.get("std")
+    return "-" if v is None else f"{v:.3f}"
+
+
+def _spread_pct(s: dict[str, Any]) -> str:
+    std = s.get("std")
+    return f"{_pct(s)} ± {'-' if std is None else format(std, '.3%')}"
+
+
+def _run_with_bar(title: str, run: Any) -> Any:
+    with progress_bar(TextColumn("{task.fields[last]}"), transient=False) as bar:
+        task = bar.add_task(title, total=None, last="starting Ray")
+
+        def report(done: int, total: int, what: str) -> None:
+            bar.update(task, completed=done, total=total, last=what)
+
+        return run(report)
+
+
+def _print_failures(failed: list[dict[str, Any]]) -> None:
+    for f in failed:
+        console.print(f"[red]job {f['name']} failed:[/] {f['error']}", highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("walkforward")
+def walkforward_cmd(
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    folds: Annotated[int | None, typer.Option("--folds", help="Folds (default splits.walk_forward_folds).")] = None,
+    seeds: SeedsOpt = 3,
+    ray_address: RayOpt = None,
+    num_cpus: CpusOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder (default runs/walkforward-<time>).")] = None,
+    expanding: Annotated[bool, typer.Option(help="Train each fold on all earlier chunks, not just the last.")] = False,
+    steps: StepsOpt = None,
+    real_data: RealOpt = REAL_DATA_DIR,
+) -> None:
+    """Walk-forward: retrain the agent on rolling folds, several seeds each, test each fold after its training."""
+    from rltrade.training.walkforward import WalkForwardError, run_walkforward
+
+    cfg = load_cfg(config, preset, steps)
+    _prepare_data(cfg, preset, real_data)
+    folder = _out(out, "walkforward")
+    n_folds = folds if folds is not None else cfg.splits.walk_forward_folds
+    try:
+        result = _run_with_bar(
+            f"{n_folds} folds × {seeds} seeds",
+            lambda report: run_walkforward(
+                cfg,
+                folder,
+                folds=n_folds,
+                seeds=seeds,
+                ray_address=ray_address,
+                num_cpus=num_cpus,
+                progress=report,
+                expanding=expanding,
+            ),
+        )
+    except WalkForwardError as exc:
+        raise UsageError(str(exc)) from None
+    table = Table(title=f"walk-forward: agent's test return over seeds beside baselines (PnL after costs) — {folder}")
+    for col in ("fold", "test range (UTC)", "seeds", "return mean ± std", "min", "max", "Sharpe mean ± std"):
+        table.add_column(col, justify="left" if col.startswith("test") else "right")
+    for col in ("buy & hold", "momentum", "random 0"):
+        table.add_column(col, justify="right")
+    for f in result.aggregate["per_fold"]:
+        base = f["baselines"]
+        table.add_row(
+            str(f["fold"]),
+            f"{_utc(f['test']['start_us'])} → {_utc(f['test']['end_us'])}",
+            str(f["test_return"]["n"]),
+            _spread_pct(f["test_return"]),
+            _pct(f["test_return"], "min"),
+            _pct(f["test_return"], "max"),
+            f"{_num(f['sharpe'])} ± {_std(f['sharpe'])}",
+            *(_pct(base[b], "test_return") if b in base else "-" for b in ("buy_and_hold", "momentum", "random_0")),
+        )
+    o = result.aggregate["overall"]
+    table.add_row(
+        "all",
+        "",
+        str(o["test_return"]["n"]),
+        _spread_pct(o["test_return"]),
+        _pct(o["test_return"], "min"),
+        _pct(o["test_return"], "max"),
+        f"{_num(o['sharpe'])} ± {_std(o['sharpe'])}",
+        "",
+        "",
+        "",
+        end_section=True,
+    )
+    console.print(table)
+    console.print(f"rows per job and the aggregate: {result.path}")
+    _print_failures(result.failed)
+
+
+@app.command("ablation")
+def ablation_cmd(
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    blocks: Annotated[
+        str, typer.Option("--blocks", help="Comma-separated blocks to remove one at a time.")
+    ] = "ticks,btc,cnn,pivots,regime",
+    seeds: SeedsOpt = 3,
+    ray_address: RayOpt = None,
+    num_cpus: CpusOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder (default runs/ablation-<time>).")] = None,
+    steps: StepsOpt = None,
+    real_data: RealOpt = REAL_DATA_DIR,
+) -> None:
+    """Ablation: retrain without one state block at a time; test return and its change against all blocks."""
+    from rltrade.training.ablation import run_ablation
+    from rltrade.training.walkforward import WalkForwardError
+
+    cfg = load_cfg(config, preset, steps)
+    _prepare_data(cfg, preset, real_data)
+    folder = _out(out, "ablation")
+    names = tuple(b.strip() for b in blocks.split(",") if b.strip())
+    try:
+        result = _run_with_bar(
+            f"ablation × {seeds} seeds",
+            lambda report: run_ablation(
+                cfg,
+                folder,
+                blocks=names,
+                seeds=seeds,
+                ray_address=ray_address,
+                num_cpus=num_cpus,
+                progress=report,
+            ),
+        )
+    except WalkForwardError as exc:
+        raise UsageError(str(exc)) from None
+    table = Table(title=f"ablation on the test range (PnL after costs; Δ paired by seed) — {folder}")
+    for col in ("removed", "status", "seeds", "return mean ± std", "Δ vs all mean ± std", "Sharpe", "dir. acc."):
+        table.add_column(col, justify="left" if col in ("removed", "status") else "right")
+    for s in result.summary:
+        acc = s["mean_direction_accuracy"]
+        table.add_row(
+            "nothing (all blocks)" if s["removed"] == "none" else s["removed"],
+            s["status"],
+            str(s["seeds"]),
+            _spread_pct(s["test_return"]),
+            _spread_pct(s["delta_vs_all"]) if s["removed"] != "none" else "",
+            _num(s["sharpe"]),
+            "-" if acc is None else f"{acc:.3f}",
+        )
+    console.print(table)
+    console.print(f"rows: {result.path}")
+    _print_failures([{"name": f"{r['removed']} seed {r['seed']}", **r} for r in result.rows if "error" in r])

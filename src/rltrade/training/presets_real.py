@@ -1,0 +1,146 @@
+"""The ``real`` preset: real Binance spot ETH/USDT (BTC/USDT as reference) on a 1 min decision clock.
+
+The real data in ``../shared/data/real`` (see its README) has a month of 1m klines
+(2024-07-26 14:16 → 2024-08-25 14:23 UTC), years of 1h and 1d klines, and only 11 minutes of trades: not
+enough for the ticks block or 1 s bars. So the preset trades on 1m bars, with the state made of ETH 1m /
+1h / 1d bar windows, BTC 1m bars, pivots and regime (no ticks, no 1 s blocks, no CNN blocks: the training
+loop does not train CNNs, and all-zero blocks would add nothing). Costs are the real defaults of
+``EnvConfig`` (0.1 % taker fee, the measured ETH/USDT half-spread, impact).
+
+Splits are the config's 70 / 15 / 15 % of the 1m month, so the test range is the month's last ~4.5 days
+(2024-08-21 → 2024-08-25) and everything fitted (feature statistics, agent, checkpoint choice) comes
+before it, purged and embargoed. :func:`ensure_real_store` imports the files into ``data.store`` with
+every 1h and 1d bar that closes after the 1m month's end dropped (the files run to 2026), and only the
+history the bar windows and their indicators need before it; a state at ``t`` reads only bars closed
+by ``t`` (the features are causal), so no training state reads the test range.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Final
+
+import polars as pl
+
+from rltrade.config import Config
+from rltrade.data.importers import import_file
+from rltrade.data.pipeline import StoreSummary
+from rltrade.data.store import DatasetKey, Store
+from rltrade.types import US_PER_DAY, Kind, Timeframe
+
+REAL_DATA_DIR: Final = Path("../shared/data/real")
+"""The real-data folder, relative to the repository root (the working directory of ``rltrade``)."""
+
+REAL_FILES: Final[dict[Timeframe, dict[str, str]]] = {
+    Timeframe.M1: {
+        "ETHUSDT": "binance_spot_ETHUSDT_1m_2024-07-26_2024-08-25.csv.gz",
+        "BTCUSDT": "binance_spot_BTCUSDT_1m_2024-07-26_2024-08-25.csv.gz",
+    },
+    Timeframe.H1: {
+        "ETHUSDT": "binance_spot_ETHUSDT_1h_2018-01-01_2026-05-16.csv.gz",
+        "BTCUSDT": "binance_spot_BTCUSDT_1h_2018-01-01_2026-05-16.csv.gz",
+    },
+    Timeframe.D1: {
+        "ETHUSDT": "binance_spot_ETHUSDT_1d_2020-02-24_2025-11-22.csv.gz",
+        "BTCUSDT": "binance_spot_BTCUSDT_1d_2020-02-24_2025-11-22.csv.gz",
+    },
+}
+"""The files the preset imports, per timeframe and symbol."""
+
+HISTORY_DAYS: Final[dict[Timeframe, int]] = {Timeframe.M1: 0, Timeframe.H1: 40, Timeframe.D1: 400}
+"""Days of 1h / 1d bars kept before the 1m month starts: a 48-bar window plus the 300-bar rolling volume
+median and the indicators' warm-up (960 hours ≥ 348; 400 days ≥ 348), not the whole history (one store
+file per day)."""
+
+REAL_PRESET: Final[dict[str, Any]] = {
+    "data": {"source": "store", "store": "data_store/real", "timeframes": ["1m", "1h", "1d"]},
+    "splits": {"train": 0.70, "validation": 0.15, "purge_s": 3600, "embargo_s": 600},
+    "features": {
+        "layout": {
+            "name": "demo",
+            "ticks": False,
+            "cnn": False,
+            "timeframes": ["1m", "1h", "1d"],
+            "reference_timeframes": ["1m"],
+        },
+    },
+    "env": {"step": "1m", "episode_steps": 1440},
+    "reward": {"pnl_weight": 1_000.0},
+    "agent": {
+        "network": "structured",
+        "encoder_channels": [8, 16],
+        "encoder_patches": [4, 4],
+        "encoder_hidden": [64],
+        "lr": 5e-4,
+        "buffer_size": 50_000,
+        "batch_size": 64,
+        "learning_starts": 1_000,
+        "epsilon_steps": 6_000,
+        "epsilon_end": 0.02,
+        "target_update_interval": 250,
+        "beta_steps": 15_000,
+        "gamma": 0.9,
+    },
+    "train": {
+        "total_steps": 15_000,
+        "n_envs": 8,
+        "eval_every": 2_500,
+        "eval_max_steps": 7_000,
+        "checkpoint_every": 2_500,
+    },
+}
+"""Overrides of the ``real`` preset (to be merged like ``presets.PRESETS`` entries; see the module docstring)."""
+
+
+class RealDataMissing(FileNotFoundError):
+    """The real-data folder or one of its files is not where the ``real`` preset looks."""
+
+
+def real_paths(real_dir: Path = REAL_DATA_DIR) -> dict[Timeframe, dict[str, Path]]:
+    """The preset's files in ``real_dir``; :class:`RealDataMissing` naming what is missing and what to do."""
+    paths = {tf: {sym: real_dir / name for sym, name in by_sym.items()} for tf, by_sym in REAL_FILES.items()}
+    missing = [p.name for by_sym in paths.values() for p in by_sym.values() if not p.is_file()]
+    if missing:
+        where = real_dir.resolve()
+        raise RealDataMissing(
+            f"the real preset needs the real Binance klines in {where}, but "
+            + ("that folder does not exist" if not real_dir.is_dir() else f"it lacks {', '.join(missing)}")
+            + ". Run rltrade from the repository root with shared/data/real beside the repository "
+            "(<repo>/../shared/data/real), or use the synthetic demo preset (--preset demo)."
+        )
+    return paths
+
+
+def ensure_real_store(cfg: Config, real_dir: Path = REAL_DATA_DIR) -> StoreSummary:
+    """Import the real klines into ``cfg.data.store`` (idempotent: a second call appends nothing).
+
+    1h and 1d bars are kept from ``HISTORY_DAYS`` before the 1m month's first bar up to the last one that
+    closes by the 1m month's end; the 1m month is kept whole.
+    """
+    paths = real_paths(real_dir)
+    store = Store(cfg.data.store)
+    symbols = (cfg.data.symbol, cfg.data.reference)
+    m1 = {
+        sym: import_file(paths[Timeframe.M1][sym], policy="strict").frame
+        for sym in symbols
+        if sym in REAL_FILES[Timeframe.M1]
+    }
+    if len(m1) != len(symbols):
+        raise RealDataMissing(
+            f"the real preset has data for {', '.join(REAL_FILES[Timeframe.M1])} only, not {', '.join(symbols)}; "
+            "set data.symbol / data.reference back to ETHUSDT / BTCUSDT"
+        )
+    start_us = min(int(df.item(0, "open_us")) for df in m1.values())
+    end_us = min(int(df.item(-1, "open_us")) for df in m1.values()) + Timeframe.M1.us
+    summary = StoreSummary()
+    for tf in cfg.data.timeframes:
+        if tf not in REAL_FILES:
+            raise RealDataMissing(f"the real data has no {tf.value} bars; use data.timeframes [1m, 1h, 1d]")
+        for sym in symbols:
+            frame = m1[sym] if tf is Timeframe.M1 else import_file(paths[tf][sym], policy="strict").frame
+            first = start_us - HISTORY_DAYS[tf] * US_PER_DAY
+            frame = frame.filter((pl.col("open_us") >= first) & (pl.col("open_us") + tf.us <= end_us))
+            key = DatasetKey(cfg.data.exchange, sym, Kind.BARS, tf)
+            summary.add(key, store.append(key, frame))
+    summary.notes.append(f"real klines from {real_dir}, cut at the 1m month's end ({end_us} µs)")
+    return summary

@@ -1,0 +1,43 @@
+"""Learning acceptance (issue 6), one seed: the demo agent learns the planted BTC→ETH lead; a market without
+it gives nothing to learn. The full version (3 seeds, the basic-layout agent, SB3, convergence) is
+``python -m benchmarks.bench_learning``. Each run trains the whole demo preset: minutes, hence ``slow``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rltrade.training.evaluate import evaluate_run
+from rltrade.training.loop import train
+from rltrade.training.presets import load_with_preset
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+
+
+def _train_and_evaluate(tmp_path: Path, overrides: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    cfg = load_with_preset(None, "demo", {"seed": 0, **overrides})
+    train(cfg, tmp_path / "run", log=lambda _: None)
+    return evaluate_run(tmp_path / "run")
+
+
+def _ret(metrics: dict[str, dict[str, Any]], name: str) -> float:
+    return float(metrics[name]["total_return"])
+
+
+def test_demo_agent_captures_half_the_oracle_and_beats_the_baselines(tmp_path: Path) -> None:
+    m = _train_and_evaluate(tmp_path, {})
+    agent, oracle = _ret(m, "agent"), _ret(m, "oracle")
+    assert oracle > 0
+    assert agent >= 0.5 * oracle, f"agent {agent:+.4%} captures {agent / oracle:.2f} of the oracle's {oracle:+.4%}"
+    best = max(_ret(m, k) for k in ("flat", "buy_and_hold", "momentum"))
+    assert agent > best
+
+
+def test_without_a_planted_signal_the_agent_does_not_beat_flat(tmp_path: Path) -> None:
+    m = _train_and_evaluate(tmp_path, {"data": {"synthetic": {"signal": {"strength": 0.0}}}})
+    assert "oracle" in m  # the oracle of a zero signal never trades
+    assert _ret(m, "oracle") == 0.0
+    assert _ret(m, "agent") <= 0.0
