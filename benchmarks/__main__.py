@@ -1,8 +1,8 @@
 """Run every benchmark in this folder (``make bench``), each in its own process.
 
-    python -m benchmarks            # all, full size
-    python -m benchmarks --quick    # all, small sizes
-    python -m benchmarks pivots     # only benchmarks whose name contains "pivots"
+python -m benchmarks            # all, full size
+python -m benchmarks --quick    # all, small sizes
+python -m benchmarks pivots     # only benchmarks whose name contains "pivots"
 """
 
 from __future__ import annotations

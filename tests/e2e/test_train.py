@@ -88,8 +88,11 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
 
 
 def test_full_preset_smoke_and_backtest_refuses_fitted_periods(tmp_path: Path) -> None:
-    cfg = tiny("full", agent={"learning_starts": 32, "batch_size": 16, "buffer_size": 512, "hidden": [64, 32]},
-               train={"total_steps": 48, "n_envs": 2, "eval_every": 1_000, "checkpoint_every": 1_000})
+    cfg = tiny(
+        "full",
+        agent={"learning_starts": 32, "batch_size": 16, "buffer_size": 512, "hidden": [64, 32]},
+        train={"total_steps": 48, "n_envs": 2, "eval_every": 1_000, "checkpoint_every": 1_000},
+    )
     result = train(cfg, tmp_path / "full", log=lambda _: None)
     assert result.updates > 0
     bundle = open_bundle(tmp_path / "full")

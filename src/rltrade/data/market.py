@@ -106,4 +106,3 @@ def load_market(cfg: DataConfig, *, store: Store | None = None) -> MarketFrames:
                 "or `rltrade data fetch` first (or use data.source: synthetic)"
             )
     return MarketFrames(symbols, trades, bars)
-

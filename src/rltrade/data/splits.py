@@ -93,9 +93,7 @@ def split_span(span: TimeRange, cfg: SplitConfig, *, step_us: int = 1) -> Fold:
     a = snap(cfg.train)
     b = snap(cfg.train + cfg.validation)
     train = _cut(span.start_us, a, purge=purge, embargo=embargo, fitted=True, after_fit=False)
-    validation = (
-        _cut(a, b, purge=purge, embargo=embargo, fitted=True, after_fit=True) if cfg.validation > 0 else None
-    )
+    validation = _cut(a, b, purge=purge, embargo=embargo, fitted=True, after_fit=True) if cfg.validation > 0 else None
     test = _cut(b, span.end_us, purge=purge, embargo=embargo, fitted=False, after_fit=True)
     return Fold(0, train, validation, test)
 
@@ -123,9 +121,7 @@ def walk_forward(
         raise SplitError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
     chunk = span.duration_us // (n_folds + 1) // step_us * step_us
     if chunk <= 0:
-        raise SplitError(
-            f"span of {span.duration_us} µs is too short for {n_folds} folds of step {step_us} µs"
-        )
+        raise SplitError(f"span of {span.duration_us} µs is too short for {n_folds} folds of step {step_us} µs")
     edges = [span.start_us + i * chunk for i in range(n_folds + 1)] + [span.end_us]
     folds: list[Fold] = []
     for k in range(n_folds):

@@ -62,8 +62,7 @@ class DatasetKey:
     def folder(self, root: Path) -> Path:
         tf = self.timeframe.value if self.timeframe is not None else TICK
         return (
-            root / f"exchange={self.exchange}" / f"symbol={self.symbol}" / f"kind={self.kind.value}"
-            / f"timeframe={tf}"
+            root / f"exchange={self.exchange}" / f"symbol={self.symbol}" / f"kind={self.kind.value}" / f"timeframe={tf}"
         )
 
     def __str__(self) -> str:
@@ -114,9 +113,7 @@ class Store:
         rows_in = frame.height
         if rows_in == 0:
             return AppendResult(0, 0, 0, 0)
-        frame = frame.with_columns(
-            (pl.col(key.time_col) // US_PER_DAY).alias("_day")
-        )
+        frame = frame.with_columns((pl.col(key.time_col) // US_PER_DAY).alias("_day"))
         new_total = dup_total = days = 0
         for (day_idx,), part in frame.group_by(["_day"], maintain_order=True):
             day = dt.date(1970, 1, 1) + dt.timedelta(days=int(day_idx))

@@ -137,9 +137,7 @@ class StateLayout:
         ]
 
     def rich_table(self) -> Table:
-        table = Table(
-            title=f"state layout {self.name!r}: {self.size:,} features ({self.market_size:,} market)"
-        )
+        table = Table(title=f"state layout {self.name!r}: {self.size:,} features ({self.market_size:,} market)")
         for col in ("block", "shape", "size", "slice", "description"):
             table.add_column(col, justify="right" if col in ("size",) else "left")
         for b in self.blocks:
@@ -167,9 +165,7 @@ def build_layout(cfg: LayoutConfig) -> StateLayout:
     window = cfg.bar_window or preset.bar_window
     max_ticks = cfg.max_ticks or preset.max_ticks
     tfs = cfg.timeframes if cfg.timeframes is not None else preset.timeframes
-    ref_tfs = (
-        cfg.reference_timeframes if cfg.reference_timeframes is not None else preset.reference_timeframes
-    )
+    ref_tfs = cfg.reference_timeframes if cfg.reference_timeframes is not None else preset.reference_timeframes
     specs: list[_Spec] = []
     if cfg.ticks:
         specs.append(

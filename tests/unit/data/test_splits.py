@@ -34,7 +34,12 @@ def test_walk_forward_folds_never_leak(n_folds: int, days: int, expanding: bool,
     purge, embargo = US_PER_HOUR, 10 * US_PER_MINUTE
     span = TimeRange(0, days * US_PER_DAY)
     folds = walk_forward(
-        span, n_folds, purge_us=purge, embargo_us=embargo, expanding=expanding, validation_fraction=val,
+        span,
+        n_folds,
+        purge_us=purge,
+        embargo_us=embargo,
+        expanding=expanding,
+        validation_fraction=val,
         step_us=US_PER_MINUTE,
     )
     assert len(folds) == n_folds

@@ -117,9 +117,7 @@ def test_missing_column_is_a_clear_error(tmp_path: Path) -> None:
         Store(tmp_path).append(M1, minute_bars(DAY0, 3).drop("close"))
 
 
-def test_crash_during_write_leaves_previous_day_intact(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_crash_during_write_leaves_previous_day_intact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = Store(tmp_path)
     store.append(M1, minute_bars(DAY0, 10))
     before = store.read(M1)

@@ -59,4 +59,3 @@ def test_existing_run_is_not_overwritten_and_fitted_periods_are_refused(tmp_path
     bundle.refuse_overlap(TimeRange(100, 150), what="backtest")
     with pytest.raises(SplitError, match="overlaps the fitted range"):
         bundle.refuse_overlap(TimeRange(50, 150), what="backtest")
-
