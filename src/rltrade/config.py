@@ -133,7 +133,8 @@ class LayoutConfig(_Frozen):
     """Include the raw-trades block."""
     returns: bool = False
     """Also include the ``basic`` layout's blocks of recent ETH and BTC 1s/1m log returns (the demo preset
-    does: the planted lead-lag is a 1 s return relation, which these blocks state directly)."""
+    does: the planted lead-lag is a 1 s return relation, which these blocks state directly). The BTC ones
+    are left out when ``reference_timeframes`` is empty."""
     cnn: bool = True
     """Include the CNN hidden-feature and prediction blocks (zero and flagged off until CNNs exist)."""
     pivots: bool = True

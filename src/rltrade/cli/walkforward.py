@@ -164,7 +164,7 @@ def ablation_cmd(
     preset: PresetOpt = None,
     blocks: Annotated[
         str, typer.Option("--blocks", help="Comma-separated blocks to remove one at a time.")
-    ] = "ticks,btc,cnn,pivots,regime",
+    ] = "ticks,btc,returns,cnn,pivots,regime",
     seeds: SeedsOpt = 3,
     ray_address: RayOpt = None,
     num_cpus: CpusOpt = None,

@@ -201,7 +201,8 @@ def build_layout(cfg: LayoutConfig) -> StateLayout:
             )
         )
     if cfg.returns:
-        specs += _return_specs()
+        # No reference timeframes means no BTC block at all (the ablation's "btc"), returns included.
+        specs += [spec for spec in _return_specs() if ref_tfs or spec[4] != "btc"]
     if cfg.cnn:
         specs.append(
             (

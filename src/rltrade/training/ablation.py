@@ -4,7 +4,8 @@ Each variant is the config with one layout switch turned off (``rltrade.config.L
 
     removed   switch                               blocks that disappear (features.layout.build_layout)
     ticks     ticks: false                         eth_ticks
-    btc       reference_timeframes: []             every btc_<tf> bar block (BTC blocks of the layout)
+    btc       reference_timeframes: []             every BTC block (bars, and returns when present)
+    returns   returns: false                       the recent-returns blocks (<sym>_ret_<tf>)
     cnn       cnn: false                           cnn_hidden, cnn_predictions
     pivots    pivots: false                        pivots
     regime    regime: false                        regime
@@ -38,12 +39,13 @@ from rltrade.training.loop import decision_span
 from rltrade.training.presets import deep_merge
 from rltrade.training.walkforward import Job, JobProgress, WalkForwardError, run_jobs, spread
 
-BLOCKS: tuple[str, ...] = ("ticks", "btc", "cnn", "pivots", "regime")
+BLOCKS: tuple[str, ...] = ("ticks", "btc", "returns", "cnn", "pivots", "regime")
 """Blocks the ablation can remove, in table order."""
 
 _SWITCH: dict[str, dict[str, Any]] = {
     "ticks": {"ticks": False},
     "btc": {"reference_timeframes": []},
+    "returns": {"returns": False},
     "cnn": {"cnn": False},
     "pivots": {"pivots": False},
     "regime": {"regime": False},
@@ -67,6 +69,8 @@ def block_names(layout: StateLayout, block: str) -> list[str]:
     """Names of the layout's state blocks that ``block`` (one of :data:`BLOCKS`) stands for."""
     if block == "btc":
         return [b.name for b in layout.blocks if b.symbol == "btc"]
+    if block == "returns":
+        return [b.name for b in layout.blocks if "_ret_" in b.name]
     names = {"ticks": ["eth_ticks"], "cnn": ["cnn_hidden", "cnn_predictions"]}.get(block, [block])
     return [n for n in names if layout.has(n)]
 

@@ -24,8 +24,11 @@ def test_each_switch_removes_its_blocks_and_nothing_else(block: str) -> None:
 def test_blocks_map_to_state_block_names() -> None:
     full = build_layout(tiny().features.layout)
     assert block_names(full, "ticks") == ["eth_ticks"]
-    assert block_names(full, "btc") == ["btc_1s"]
+    assert block_names(full, "btc") == ["btc_1s", "btc_ret_1s", "btc_ret_1m"]  # the demo preset has returns
+    assert block_names(full, "returns") == ["eth_ret_1s", "btc_ret_1s", "eth_ret_1m", "btc_ret_1m"]
     assert block_names(full, "cnn") == ["cnn_hidden", "cnn_predictions"]
+    no_btc = build_layout(variant_config(tiny(), "btc").features.layout)
+    assert block_names(no_btc, "btc") == [] and block_names(no_btc, "returns") == ["eth_ret_1s", "eth_ret_1m"]
 
 
 def test_absent_and_unremovable_blocks_are_named() -> None:
