@@ -119,7 +119,15 @@ def run_sb3(cfg: Config, prep_cfg_run: Path, wall_cap_s: float, eval_every: int)
 
     prep = prepare(cfg, cnn_dir=prep_cfg_run / "cnn")
     env = TradingEnv(prep.builder, prep.train_period, cfg.env, cfg.reward)
-    model = DQN("MlpPolicy", env, seed=cfg.seed, learning_starts=1_000, verbose=0, device="cpu")
+    model = DQN(
+        "MlpPolicy",
+        env,
+        seed=cfg.seed,
+        learning_starts=cfg.agent.learning_starts,
+        buffer_size=cfg.agent.buffer_size,  # its default (1M full states) would need ~26 GB here
+        verbose=0,
+        device="cpu",
+    )
     curve = Curve("sb3_dqn")
     t0 = time.perf_counter()
     spent = {"eval_s": 0.0}
