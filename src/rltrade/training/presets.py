@@ -67,7 +67,6 @@ PRESETS: dict[str, dict[str, Any]] = {
             "checkpoint_every": 2_500,
         },
     },
-    "real": REAL_PRESET,
     "full": {
         "features": {"layout": {"name": "full"}},
         "agent": {"network": "flat"},
@@ -85,6 +84,10 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+# The real preset trains the demo's agent (same network, optimiser, replay and budget) on a 1-minute clock.
+PRESETS["real"] = deep_merge({"agent": PRESETS["demo"]["agent"], "train": PRESETS["demo"]["train"]}, REAL_PRESET)
 
 
 def load_with_preset(path: Path | None, preset: str | None, overrides: dict[str, Any] | None = None) -> Config:

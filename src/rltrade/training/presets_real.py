@@ -66,28 +66,7 @@ REAL_PRESET: Final[dict[str, Any]] = {
     },
     "env": {"step": "1m", "episode_steps": 1440},
     "reward": {"pnl_weight": 1_000.0},
-    "agent": {
-        "network": "structured",
-        "encoder_channels": [8, 16],
-        "encoder_patches": [4, 4],
-        "encoder_hidden": [64],
-        "lr": 5e-4,
-        "buffer_size": 50_000,
-        "batch_size": 64,
-        "learning_starts": 1_000,
-        "epsilon_steps": 6_000,
-        "epsilon_end": 0.02,
-        "target_update_interval": 250,
-        "beta_steps": 15_000,
-        "gamma": 0.9,
-    },
-    "train": {
-        "total_steps": 15_000,
-        "n_envs": 8,
-        "eval_every": 2_500,
-        "eval_max_steps": 7_000,
-        "checkpoint_every": 2_500,
-    },
+    "train": {"eval_max_steps": 7_000},
 }
 """Overrides of the ``real`` preset (to be merged like ``presets.PRESETS`` entries; see the module docstring)."""
 
