@@ -100,7 +100,7 @@ def run_agent(
     run_dir = root / name
     train(cfg, run_dir, log=lambda _: None, on_eval=on_eval)
     prep: Prepared = seen["prep"]
-    learner = load_learner(run_dir, prep, cfg, which="best")
+    learner = load_learner(run_dir, prep.layout, cfg, which="best")
     test = evaluate(learner, prep, prep.test_period, cfg).metrics
     return (
         {"total_return": float(test["total_return"]), "n_trades": float(test["n_trades"])},

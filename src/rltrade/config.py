@@ -7,7 +7,7 @@ validation problem with its dotted field path and the file it came from.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -507,26 +507,37 @@ class ConfigError(ValueError):
     """A config file could not be read or failed validation; the message lists every problem."""
 
 
-def load_config(path: Path) -> Config:
-    """Load and validate a YAML config; raise ``ConfigError`` naming the file and each bad field."""
+def read_yaml_mapping(path: Path, what: str = "config") -> dict[str, Any]:
+    """The top-level mapping of the YAML file ``path``; ``ConfigError`` naming the file when it is not one."""
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
     try:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
+def validation_error(where: object, exc: ValidationError) -> ConfigError:
+    """One ``ConfigError`` listing every field pydantic refused, each with its dotted path."""
+    lines = [f"{where}: {exc.error_count()} problem(s):"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  {loc}: {err['msg']}")
+    return ConfigError("\n".join(lines))
+
+
+def load_config(path: Path) -> Config:
+    """Load and validate a YAML config; raise ``ConfigError`` naming the file and each bad field."""
+    raw = read_yaml_mapping(path)
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"{path}: {exc.error_count()} problem(s):"]
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            lines.append(f"  {where}: {err['msg']}")
-        raise ConfigError("\n".join(lines)) from None
+        raise validation_error(path, exc) from None
 
 
 def render_commented_yaml(model: BaseModel | None = None, indent: int = 0) -> str:

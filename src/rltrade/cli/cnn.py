@@ -7,14 +7,13 @@ from typing import Annotated
 
 import torch
 import typer
-import yaml
 from pydantic import ValidationError
 from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from rltrade.cli.app import ConfigOpt, app, console, load, progress_bar
 from rltrade.cli.errors import UsageError
-from rltrade.config import ConfigError
+from rltrade.config import ConfigError, read_yaml_mapping, validation_error
 from rltrade.data.market import load_market
 from rltrade.data.splits import TimeRange, split_span
 from rltrade.models.dataset import CnnDataError, build_timeframe_data
@@ -48,24 +47,16 @@ def load_cnn_config(
     main config's ``cnn`` section (``base``)."""
     raw: dict[str, object] = base.model_dump(mode="json") if base is not None and path is None else {}
     if path is not None:
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except OSError as exc:
-            raise ConfigError(f"cannot read CNN config {path}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        if isinstance(loaded, dict) and "cnn" in loaded:
-            loaded = loaded["cnn"]
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of CnnConfig fields, got {type(loaded).__name__}")
-        raw = loaded
+        loaded = read_yaml_mapping(path, "CNN config")
+        section = loaded.get("cnn", loaded)
+        if not isinstance(section, dict):
+            raise ConfigError(f"{path}: expected a mapping of CnnConfig fields, got {type(section).__name__}")
+        raw = section
     overrides = {"max_epochs": epochs, "max_train_windows": max_windows}
     try:
         return CnnConfig.model_validate({**raw, **{k: v for k, v in overrides.items() if v is not None}})
     except ValidationError as exc:
-        where = path if path is not None else "command line"
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{where}: CNN config: {problems}") from None
+        raise validation_error(f"{path if path is not None else 'command line'}: CNN config", exc) from None
 
 
 def _timeframes(cfg: CnnConfig, names: list[str] | None) -> list[Timeframe]:

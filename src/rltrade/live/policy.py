@@ -14,10 +14,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from rltrade.agent.checkpoint import load_learner_state
 from rltrade.agent.learner import DQNLearner
 from rltrade.config import Config
-from rltrade.features.account import ACCOUNT_DIM
 from rltrade.features.layout import StateLayout, build_layout
 from rltrade.features.market_features import FeatureStats
 from rltrade.models.bridge import StreamingCnnBridge
@@ -26,7 +24,7 @@ from rltrade.models.train import TrainedCnn
 from rltrade.training.backtest import Policy
 from rltrade.training.bundle import BundleError, open_bundle
 from rltrade.training.cnn_stage import METRICS_FILE, needs_cnn
-from rltrade.training.loop import block_specs, greedy_policy
+from rltrade.training.loop import checkpoint_path, greedy_policy, load_learner
 from rltrade.types import US_PER_SECOND, Timeframe
 
 
@@ -51,16 +49,9 @@ def load_live_model(run_dir: Path, *, which: str = "best") -> LiveModel:
     """Load the agent of ``run_dir`` (``which``: ``best`` or ``last`` checkpoint; ``best`` falls back to ``last``)."""
     cfg = open_bundle(run_dir).config
     layout = build_layout(cfg.features.layout)
-    bundle = open_bundle(run_dir, layout=layout)
-    path = bundle.checkpoints / f"{which}.pt"
-    if not path.exists():
-        path = bundle.checkpoints / "last.pt"
-    if not path.exists():
-        raise BundleError(f"{run_dir} holds no agent checkpoint (checkpoints/{which}.pt or last.pt); train it first")
-    learner = DQNLearner(
-        cfg.agent.model_copy(update={"seed": cfg.seed}), layout.size, ACCOUNT_DIM, blocks=block_specs(layout)
-    )
-    load_learner_state(path, learner)
+    bundle = open_bundle(run_dir, layout=layout)  # refuses a bundle whose recorded layout differs
+    learner = load_learner(run_dir, layout, cfg, which=which)
+    path = checkpoint_path(run_dir, which)
     return LiveModel(run_dir, cfg, layout, bundle.feature_stats, learner, path)
 
 

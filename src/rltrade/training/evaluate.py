@@ -99,7 +99,7 @@ def evaluate_bundle(
     basic = _open_basic(basic_run, cfg, target) if basic_run is not None else None
     prep = prepare(cfg, stats=bundle.feature_stats, splits=bundle_splits(bundle), cnn_dir=run_dir / "cnn")
     per = _period(prep, cfg, target) if period is not None else prep.test_period
-    learner = load_learner(run_dir, prep, cfg, which="best")
+    learner = load_learner(run_dir, prep.layout, cfg, which="best")
     results: dict[str, BacktestResult] = {"agent": evaluate(learner, prep, per, cfg)}
     if basic is not None:
         results["agent_basic"] = _basic_agent(basic, prep, target, per)
@@ -252,7 +252,7 @@ def _basic_agent(bundle: RunBundle, prep: Prepared, target: TimeRange, per: Peri
     bper = build_period(bprep.builder.features, target, bcfg.env, bcfg.reward)
     if bper.n_steps != per.n_steps:
         raise BundleError(f"--basic-run {bundle.root}: the period has {bper.n_steps} steps there, {per.n_steps} here")
-    return evaluate(load_learner(bundle.root, bprep, bcfg, which="best"), bprep, bper, bcfg)
+    return evaluate(load_learner(bundle.root, bprep.layout, bcfg, which="best"), bprep, bper, bcfg)
 
 
 def _iso(t_us: int) -> str:

@@ -48,7 +48,7 @@ from rltrade.features.layout import StateLayout, build_layout
 from rltrade.features.market_features import FeatureStats, build_market_features, fit_feature_stats
 from rltrade.features.state_batch import BatchStateBuilder
 from rltrade.training.backtest import BacktestResult, backtest_policy
-from rltrade.training.bundle import RunBundle, create_bundle, open_bundle, write_json_atomic
+from rltrade.training.bundle import BundleError, RunBundle, create_bundle, open_bundle, write_json_atomic
 from rltrade.training.cnn_stage import CnnStageResult, run_cnn_stage
 from rltrade.training.envstate import VectorEnvState
 from rltrade.types import Timeframe
@@ -314,11 +314,20 @@ def bundle_splits(bundle: RunBundle) -> Fold:
     return Fold(0, bundle.split("train"), validation, bundle.split("test"))
 
 
-def load_learner(run_dir: Path, prep: Prepared, cfg: Config, *, which: str = "best") -> DQNLearner:
-    """The learner saved in ``run_dir`` (``best.pt`` if present and asked for, else ``last.pt``)."""
+def checkpoint_path(run_dir: Path, which: str = "best") -> Path:
+    """``checkpoints/<which>.pt`` of ``run_dir`` (``best`` falls back to ``last``); refuses a run without one."""
+    for name in (which, "last"):
+        path = run_dir / "checkpoints" / f"{name}.pt"
+        if path.exists():
+            return path
+    raise BundleError(f"{run_dir} holds no agent checkpoint (checkpoints/{which}.pt or last.pt); train it first")
+
+
+def load_learner(run_dir: Path, layout: StateLayout, cfg: Config, *, which: str = "best") -> DQNLearner:
+    """The learner saved in ``run_dir`` (:func:`checkpoint_path`)."""
+    path = checkpoint_path(run_dir, which)
     learner = DQNLearner(
-        cfg.agent.model_copy(update={"seed": cfg.seed}), prep.layout.size, ACCOUNT_DIM, blocks=block_specs(prep.layout)
+        cfg.agent.model_copy(update={"seed": cfg.seed}), layout.size, ACCOUNT_DIM, blocks=block_specs(layout)
     )
-    path = run_dir / "checkpoints" / f"{which}.pt"
-    load_learner_state(path if path.exists() else run_dir / "checkpoints" / "last.pt", learner)
+    load_learner_state(path, learner)
     return learner

@@ -15,10 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
-from rltrade.config import Config, ConfigError
+from rltrade.config import Config, ConfigError, read_yaml_mapping, validation_error
 from rltrade.training.presets_real import REAL_PRESET
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -98,20 +97,9 @@ def load_with_preset(path: Path | None, preset: str | None, overrides: dict[str,
             raise ConfigError(f"unknown preset {preset!r}; use one of: {', '.join(PRESETS)}")
         raw = deep_merge(raw, PRESETS[preset])
     if path is not None:
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except OSError as exc:
-            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: top level must be a mapping of sections")
-        raw = deep_merge(raw, loaded)
+        raw = deep_merge(raw, read_yaml_mapping(path))
     raw = deep_merge(raw, overrides or {})
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        where = f"{path}" if path is not None else f"preset {preset}"
-        lines = [f"{where}: {exc.error_count()} problem(s):"]
-        lines += [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError("\n".join(lines)) from None
+        raise validation_error(path if path is not None else f"preset {preset}", exc) from None
