@@ -109,7 +109,7 @@ def run_agent(
     )
 
 
-def run_sb3(cfg: Config, prep_cfg_run: Path, wall_cap_s: float, eval_every: int) -> Curve:
+def run_sb3(cfg: Config, agent_run: Path, wall_cap_s: float, eval_every: int) -> Curve:
     """stable-baselines3 DQN (default MLP) on the same env and reward, under the same wall-clock cap."""
     from stable_baselines3 import DQN
     from stable_baselines3.common.callbacks import BaseCallback
@@ -117,7 +117,7 @@ def run_sb3(cfg: Config, prep_cfg_run: Path, wall_cap_s: float, eval_every: int)
     from rltrade.env.trading_env import TradingEnv
     from rltrade.training.loop import prepare
 
-    prep = prepare(cfg, cnn_dir=prep_cfg_run / "cnn")
+    prep = prepare(cfg, cnn_dir=agent_run / "cnn")  # the agent run's CNNs: the same state
     env = TradingEnv(prep.builder, prep.train_period, cfg.env, cfg.reward)
     model = DQN(
         "MlpPolicy",
