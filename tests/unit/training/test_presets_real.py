@@ -51,3 +51,14 @@ def test_real_store_ends_with_the_month_and_tests_on_its_last_days(tmp_path: Pat
     for fitted in prep.splits.fitted():
         assert fitted.end_us + (cfg.splits.purge_s + cfg.splits.embargo_s) * 1_000_000 <= test.start_us
     assert prep.test_period.n_steps > 4 * 1440
+
+
+def test_the_real_preset_trains_the_demo_agent_on_a_minute_clock() -> None:
+    from rltrade.training.presets import PRESETS
+
+    cfg = load_with_preset(None, "real")
+    demo = load_with_preset(None, "demo")
+    assert cfg.agent == demo.agent and cfg.train.total_steps == demo.train.total_steps
+    assert cfg.train.eval_max_steps == REAL_PRESET["train"]["eval_max_steps"] != demo.train.eval_max_steps
+    assert cfg.env.step is Timeframe.M1 and not cfg.features.layout.ticks and not cfg.features.layout.returns
+    assert "agent" not in REAL_PRESET and PRESETS["real"]["agent"] is PRESETS["demo"]["agent"]
