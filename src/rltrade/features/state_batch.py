@@ -12,7 +12,7 @@ block at query time ``t`` sees only what was known at ``t``:
   ``features.cnn`` (:mod:`rltrade.features.cnn_blocks`, filled walk-forward by the CNN bridge); zero where
   a timeframe has no row or its row is masked (``model_id -1``), all zero without ``features.cnn``;
 * basic return blocks: the last ``n`` log returns of closed bars, ``1000 · log(c_i / c_{i-1})`` clipped
-  to ±10, oldest first (0 where the series has not started).
+  to ±10, oldest first (0 where the series has not started, also when it has no bar at all).
 
 Flags (``layout.flag_names``): ``has_<block>`` is 1 when the block holds data that is past its warm-up
 at ``t`` (bar blocks: the last row is a valid bar; ticks: at least one trade in the window; pivots: a
@@ -128,6 +128,9 @@ class BatchStateBuilder:
         self, role: str, tf: Timeframe, n_ret: int, t_B: npt.NDArray[np.int64]
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
         sf = self.features.series[(role, tf)]
+        if len(sf.bars) == 0:
+            # The series has no bar yet (e.g. 1s bars before the trade period): zero and flagged off.
+            return np.zeros((t_B.shape[0], n_ret), np.float32), np.zeros(t_B.shape[0], bool)
         idx_B = last_closed_index(sf.bars, t_B)
         # Returns i-n+1..i need closes i-n..i; index -1 and below have no bar.
         idx_BK = idx_B[:, None] + np.arange(-n_ret, 1)[None, :]

@@ -14,7 +14,7 @@ from rltrade.features.layout import build_layout
 from rltrade.features.market_features import build_market_features, fit_feature_stats
 from rltrade.features.state_batch import BatchStateBuilder
 from rltrade.features.state_stream import FLOAT_TOLERANCE, StreamingStateBuilder
-from rltrade.types import US_PER_SECOND
+from rltrade.types import US_PER_SECOND, Timeframe
 from tests.support.real_data import real_market
 
 
@@ -141,3 +141,21 @@ def test_fitted_stats_record_their_range_and_only_see_it() -> None:
     )
     frames2 = MarketFrames(frames.symbols, {"eth": changed, "btc": frames.trades["btc"]}, frames.bars)
     assert fit_feature_stats(frames2, fit) == stats
+
+
+def test_return_blocks_before_their_series_has_a_bar_are_zero_and_flagged_off() -> None:
+    """Demo layout with returns on data cut before the trade period: the 1s series is empty (no IndexError)."""
+    frames = small_market()
+    start, _ = frames.tick_span_us()  # type: ignore[misc]
+    t = start - 3_600 * US_PER_SECOND
+    cut = frames.until(t)
+    assert cut.bars["eth"][Timeframe.S1].height == 0
+    cfg = FeaturesConfig(layout=LayoutConfig(name="demo", returns=True))
+    layout = build_layout(cfg.layout)
+    blocks = BatchStateBuilder(layout, build_market_features(cut, layout, cfg)).gather_blocks(np.array([t, t + 1]))
+    names = layout.flag_names
+    for name in ("eth_ret_1s", "btc_ret_1s"):
+        assert blocks[name].shape == (2, 30) and not blocks[name].any()
+        assert not blocks["flags"][:, names.index(f"has_{name}")].any()
+    # The 1m series has bars by then: its returns are filled and flagged on.
+    assert blocks["eth_ret_1m"].any() and blocks["flags"][:, names.index("has_eth_ret_1m")].all()
