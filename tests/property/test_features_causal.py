@@ -15,9 +15,10 @@ import numpy.typing as npt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rltrade.data.splits import TimeRange
 from rltrade.features.bar_channels import BarChannelSpec, bar_windows, compute_bar_channels
 from rltrade.features.regime import RegimeSpec, classify_regimes, compute_regime_features, regime_features_at
-from rltrade.features.ticks import TickSpec, prepare_trades, tick_windows
+from rltrade.features.ticks import TickSpec, fit_qty_scale, prepare_trades, tick_windows
 from rltrade.types import US_PER_SECOND
 
 F64 = npt.NDArray[np.float64]
@@ -96,6 +97,28 @@ def test_ticks_ignore_the_future(seed: int, n: int, cut: float) -> None:
     x, mask = tick_windows(prepare_trades(*changed, spec), queries)
     same(x, ref_x, exact=m == n - int(past.sum()))
     same(mask, ref_m, exact=True)
+
+
+@CAUSAL
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 400), cut=st.floats(0.0, 1.0))
+def test_fitted_qty_scale_ignores_the_future_and_stays_in_its_range(seed: int, n: int, cut: float) -> None:
+    """The fitted normaliser at t never depends on a trade after t, inside or after its fit range."""
+    rng = np.random.default_rng(seed)
+    ts = np.sort(rng.integers(0, 3_600 * US_PER_SECOND, n))
+    qty = rng.pareto(1.2, n) + 1e-3
+    fit = TimeRange(int(rng.integers(0, 600)) * US_PER_SECOND, int(rng.integers(1_200, 4_000)) * US_PER_SECOND)
+    if not ((ts >= fit.start_us) & (ts < fit.end_us)).any():
+        return
+    t = int(cut * 4_000 * US_PER_SECOND)
+    ref = fit_qty_scale(ts, qty, fit)
+    assert all(fit.start_us < c <= fit.end_us for c, _ in ref.steps) and ref.steps[-1] == (fit.end_us, ref.value)
+    changed = np.where(ts >= t, rng.uniform(1e-3, 1e3, n), qty)
+    queries = np.unique(np.concatenate([[0, t], [c for c, _ in ref.steps if c <= t], [c - 1 for c, _ in ref.steps]]))
+    queries = queries[(queries >= 0) & (queries <= t)]
+    ref_at = TickSpec(qty_scale=ref.value, qty_scale_steps=ref.steps).qty_scale_at(queries)
+    got = fit_qty_scale(ts, changed, fit)
+    got_at = TickSpec(qty_scale=got.value, qty_scale_steps=got.steps).qty_scale_at(queries)
+    np.testing.assert_array_equal(got_at, ref_at)
 
 
 @CAUSAL

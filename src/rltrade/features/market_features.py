@@ -15,7 +15,9 @@ Memory is a few float arrays per bar, never a ``T × 15,588`` state matrix: stat
 demand by :class:`~rltrade.features.state_batch.BatchStateBuilder`.
 
 Fitted statistics: the only one is the ticks block's trade-size scale, fitted on a training range
-(:func:`fit_feature_stats`) and recorded with that range.
+(:func:`fit_feature_stats`) and recorded with that range. It is causal: inside the range a state at
+``t`` uses an expanding median of the trades before ``t`` only (:func:`~rltrade.features.ticks.fit_qty_scale`),
+after it the whole range's median.
 """
 
 from __future__ import annotations
@@ -46,18 +48,25 @@ class FeatureStats:
     qty_scale: float = 1.0
     """Median trade size of the traded symbol (ticks block normaliser)."""
     qty_scale_fitted_on: TimeRange | None = None
+    qty_scale_steps: tuple[tuple[int, float], ...] = ()
+    """The causal expanding fit inside ``qty_scale_fitted_on`` (:attr:`~rltrade.features.ticks.QtyScale.steps`);
+    empty: ``qty_scale`` at every time (unfitted, or a bundle written before the fit was causal)."""
 
     def to_dict(self) -> dict[str, object]:
         return {
             "qty_scale": self.qty_scale,
             "qty_scale_fitted_on": None if self.qty_scale_fitted_on is None else self.qty_scale_fitted_on.to_dict(),
+            "qty_scale_steps": [[s, v] for s, v in self.qty_scale_steps],
         }
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, object]) -> FeatureStats:
         fitted = raw.get("qty_scale_fitted_on")
         rng = TimeRange(**fitted) if isinstance(fitted, dict) else None
-        return cls(float(raw["qty_scale"]), rng)  # type: ignore[arg-type]
+        steps = raw.get("qty_scale_steps") or []
+        if not isinstance(steps, list):
+            raise ValueError(f"feature stats: qty_scale_steps must be a list of [µs, value] pairs, got {steps!r}")
+        return cls(float(raw["qty_scale"]), rng, tuple((int(s), float(v)) for s, v in steps))  # type: ignore[arg-type]
 
     def fitted_ranges(self) -> list[TimeRange]:
         return [r for r in (self.qty_scale_fitted_on,) if r is not None]
@@ -72,7 +81,7 @@ def fit_feature_stats(frames: MarketFrames, fit_range: TimeRange) -> FeatureStat
     if inside.height == 0:
         return FeatureStats()
     scale: QtyScale = fit_qty_scale(inside["ts_us"].to_numpy(), inside["qty"].to_numpy(), fit_range)
-    return FeatureStats(scale.value, scale.fitted_on)
+    return FeatureStats(scale.value, scale.fitted_on, scale.steps)
 
 
 @dataclass(frozen=True)
@@ -99,7 +108,12 @@ class FeatureSpec:
                 macd_signal=cfg.macd_signal,
                 atr_period=cfg.atr_period,
             ),
-            tick=TickSpec(window_us=layout.tick_window_s * 1_000_000, max_trades=max_ticks, qty_scale=stats.qty_scale),
+            tick=TickSpec(
+                window_us=layout.tick_window_s * 1_000_000,
+                max_trades=max_ticks,
+                qty_scale=stats.qty_scale,
+                qty_scale_steps=stats.qty_scale_steps,
+            ),
             regime=RegimeSpec(),
             pivot_n=cfg.pivot_n,
             pivot_levels=cfg.pivot_levels,

@@ -31,9 +31,14 @@ kept in the block at ``t``, "previous trade" the trade before ``k`` in the whole
 Features 0-3 and 6-9 use only window trades; 4, 5 and 8 use ``k`` and the trades before it. Every
 value at ``t`` therefore uses trades with ``ts_us <= t`` only.
 
-Normaliser: ``qty_scale`` is a fixed number in :class:`TickSpec`, never a statistic of the series
-being featurised. Fit it on a training range with :func:`fit_qty_scale` (median trade size), which
-records the range it was fitted on (SPEC §2.2: fitted statistics record their time range).
+Normaliser: ``qty_scale`` is a number in :class:`TickSpec`, never a statistic of the window being
+featurised. Fit it on a training range with :func:`fit_qty_scale` (median trade size), which records
+the range it was fitted on (SPEC §2.2: fitted statistics record their time range). The fit is causal:
+inside its range the normaliser at ``t`` is an *expanding* median, the median trade size of the range's
+trades before the last checkpoint ``<= t`` (checkpoints 1, 2, 4, 8, ... minutes after the range's start,
+then its end; 1.0 before the first), so a training state never depends on a later trade; from the
+range's end on (validation, test, live) it is the median of the whole range
+(:meth:`TickSpec.qty_scale_at`).
 
 Two implementations that agree to float rounding (tested to 1e-6; the window arithmetic is shared
 code): :func:`tick_windows` for an array of query times over a whole trade series (vectorised with
@@ -48,6 +53,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Final
 
 import numpy as np
@@ -85,12 +91,29 @@ class TickSpec:
     """Trade size that maps to ``log1p(1)``; use :func:`fit_qty_scale` on training data."""
     intensity_us: int = US_PER_SECOND
     """Span of the burst counter of feature 8."""
+    qty_scale_steps: tuple[tuple[int, float], ...] = ()
+    """The causal schedule of the normaliser inside its fit range (:attr:`QtyScale.steps`): ``(from_us,
+    value)`` pairs in time order; empty means ``qty_scale`` at every time."""
 
     def __post_init__(self) -> None:
         if self.window_us < _US_PER_MS or self.max_trades < 1 or self.intensity_us < 1:
             raise ValueError(f"TickSpec: window_us >= 1 ms, max_trades >= 1, intensity_us >= 1; got {self}")
-        if not (np.isfinite(self.qty_scale) and self.qty_scale > 0):
-            raise ValueError(f"TickSpec.qty_scale must be finite and > 0, got {self.qty_scale}")
+        values = [self.qty_scale, *(v for _, v in self.qty_scale_steps)]
+        if not all(np.isfinite(v) and v > 0 for v in values):
+            raise ValueError(f"TickSpec.qty_scale (and its steps) must be finite and > 0, got {values}")
+        starts = [s for s, _ in self.qty_scale_steps]
+        if any(b <= a for a, b in pairwise(starts)):
+            raise ValueError(f"TickSpec.qty_scale_steps must be in strictly increasing time order, got {starts}")
+
+    def qty_scale_at(self, t_us_B: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """The normaliser at each query time: the last step at or before ``t`` (1.0 before the first
+        step), or ``qty_scale`` when there are no steps."""
+        t = np.asarray(t_us_B, dtype=np.int64).reshape(-1)
+        if not self.qty_scale_steps:
+            return np.full(t.shape, self.qty_scale, dtype=np.float64)
+        starts = np.array([s for s, _ in self.qty_scale_steps], dtype=np.int64)
+        values = np.array([1.0, *(v for _, v in self.qty_scale_steps)], dtype=np.float64)
+        return values[np.searchsorted(starts, t, side="right")]
 
 
 @dataclass(frozen=True)
@@ -98,12 +121,21 @@ class QtyScale:
     """A trade-size normaliser and the time range it was fitted on."""
 
     value: float
+    """Median trade size of the whole range: the normaliser from the range's end on."""
     fitted_on: TimeRange
     n_trades: int
+    steps: tuple[tuple[int, float], ...] = ()
+    """The expanding fit: ``(c, median of the range's trades before c)`` per checkpoint ``c``, the last
+    one being ``(fitted_on.end_us, value)``; a checkpoint with no trade before it is left out."""
+
+
+FIRST_CHECKPOINT_US: Final = 60 * US_PER_SECOND
+"""The expanding qty_scale's first checkpoint, this long after its range's start; each next one doubles it."""
 
 
 def fit_qty_scale(ts_us_N: npt.ArrayLike, qty_N: npt.ArrayLike, fit_range: TimeRange) -> QtyScale:
-    """Median trade size of the trades with ``fit_range.start_us <= ts_us < fit_range.end_us``."""
+    """Median trade size of the trades with ``fit_range.start_us <= ts_us < fit_range.end_us``, with
+    the causal expanding steps inside the range (see the module docstring)."""
     ts = np.asarray(ts_us_N, dtype=np.int64)
     qty = check_series({"qty": qty_N}, what="fit_qty_scale", positive=("qty",))["qty"]
     if ts.shape != qty.shape:
@@ -111,7 +143,17 @@ def fit_qty_scale(ts_us_N: npt.ArrayLike, qty_N: npt.ArrayLike, fit_range: TimeR
     inside = (ts >= fit_range.start_us) & (ts < fit_range.end_us)
     if not inside.any():
         raise FeatureInputError(f"fit_qty_scale: no trade inside {fit_range}; pick a range that has trades")
-    return QtyScale(float(np.median(qty[inside])), fit_range, int(inside.sum()))
+    value = float(np.median(qty[inside]))
+    steps: list[tuple[int, float]] = []
+    offset = FIRST_CHECKPOINT_US
+    while fit_range.start_us + offset < fit_range.end_us:
+        c = fit_range.start_us + offset
+        before = inside & (ts < c)
+        if before.any():
+            steps.append((c, float(np.median(qty[before]))))
+        offset *= 2
+    steps.append((fit_range.end_us, value))
+    return QtyScale(value, fit_range, int(inside.sum()), tuple(steps))
 
 
 @dataclass(frozen=True, eq=False)
@@ -211,6 +253,7 @@ def tick_windows(trades: TradeSeries, t_us_B: npt.ArrayLike) -> tuple[npt.NDArra
         trades.interarrival_N[k_BM],
         trades.tick_return_N[k_BM],
         trades.intensity_N[k_BM],
+        spec.qty_scale_at(t),
         spec,
     )
 
@@ -225,6 +268,7 @@ def _window_features(
     interarrival_BM: npt.NDArray[np.float64],
     tick_return_BM: npt.NDArray[np.float64],
     intensity_BM: npt.NDArray[np.float64],
+    qty_scale_B: npt.NDArray[np.float64],
     spec: TickSpec,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
     """The 10 features from gathered rows (most recent first); shared by batch and stream."""
@@ -249,7 +293,7 @@ def _window_features(
     x = np.stack(
         [
             logp_BM - logp_BM[:, :1],
-            side_BM * np.log1p(qty_BM / spec.qty_scale),
+            side_BM * np.log1p(qty_BM / qty_scale_B[:, None]),
             side_BM,
             (t_B[:, None] - ts_BM).astype(np.float64) / spec.window_us,
             interarrival_BM,
@@ -345,6 +389,7 @@ class TickStream:
             interarrival,
             tick_return,
             intensity,
+            self.spec.qty_scale_at([t_us]),
             self.spec,
         )
         return x[0], mask[0]

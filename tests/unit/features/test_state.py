@@ -159,3 +159,25 @@ def test_return_blocks_before_their_series_has_a_bar_are_zero_and_flagged_off() 
         assert not blocks["flags"][:, names.index(f"has_{name}")].any()
     # The 1m series has bars by then: its returns are filled and flagged on.
     assert blocks["eth_ret_1m"].any() and blocks["flags"][:, names.index("has_eth_ret_1m")].all()
+
+
+def test_a_training_state_never_sees_a_later_trade_through_the_fitted_stats() -> None:
+    """The fitted qty_scale is causal inside its fit range: later trades change no earlier ticks block."""
+    from rltrade.data.splits import TimeRange
+
+    frames = small_market()
+    start, end = frames.tick_span_us()  # type: ignore[misc]
+    fit = TimeRange(start, end)
+    t = start + (end - start) // 3
+    changed = frames.trades["eth"].with_columns(
+        pl.when(pl.col("ts_us") > t).then(pl.col("qty") * 10).otherwise(pl.col("qty")).alias("qty")
+    )
+    frames2 = MarketFrames(frames.symbols, {"eth": changed, "btc": frames.trades["btc"]}, frames.bars)
+    cfg = FeaturesConfig(layout=LayoutConfig(name="demo"))
+    layout = build_layout(cfg.layout)
+    stats, stats2 = fit_feature_stats(frames, fit), fit_feature_stats(frames2, fit)
+    assert stats.qty_scale != stats2.qty_scale  # the whole-range value moved ...
+    q = np.array([t - 90 * US_PER_SECOND, t])
+    ref = BatchStateBuilder(layout, build_market_features(frames, layout, cfg, stats)).gather_blocks(q)
+    got = BatchStateBuilder(layout, build_market_features(frames2, layout, cfg, stats2)).gather_blocks(q)
+    assert np.array_equal(ref["eth_ticks"], got["eth_ticks"])  # ... but no state up to t did

@@ -180,6 +180,38 @@ def test_fit_qty_scale_uses_only_its_range() -> None:
         fit_qty_scale(ts, qty, TimeRange(100 * S, 200 * S))
 
 
+def test_fit_qty_scale_is_an_expanding_median_inside_its_range() -> None:
+    m = 60 * S
+    ts = np.array([10 * S, 30 * S, 70 * S, 100 * S, 150 * S, 200 * S, 400 * S], dtype=np.int64)
+    qty = np.array([1, 3, 2, 8, 8, 9, 50], dtype=np.float64)
+    fit = TimeRange(0, 300 * S)
+    fitted = fit_qty_scale(ts, qty, fit)
+    # Checkpoints 1, 2, 4 min after the start, then the end; each the median of the trades before it.
+    assert fitted.steps == ((m, 2.0), (2 * m, 2.5), (4 * m, 5.5), (300 * S, 5.5))
+    assert fitted.value == 5.5
+    spec = TickSpec(qty_scale=fitted.value, qty_scale_steps=fitted.steps)
+    t = np.array([0, m - 1, m, 2 * m - 1, 2 * m, 4 * m, 300 * S - 1, 300 * S, 10**12])
+    assert spec.qty_scale_at(t).tolist() == [1.0, 1.0, 2.0, 2.0, 2.5, 5.5, 5.5, 5.5, 5.5]
+    # No steps: the fixed value at every time (unfitted, or an older bundle).
+    assert TickSpec(qty_scale=0.5).qty_scale_at(t).tolist() == [0.5] * t.size
+    with pytest.raises(ValueError, match="increasing"):
+        TickSpec(qty_scale_steps=((2, 1.0), (1, 1.0)))
+
+
+def test_the_ticks_block_uses_the_normaliser_of_its_query_time() -> None:
+    ts = np.array([10 * S, 70 * S], dtype=np.int64)
+    spec = TickSpec(window_us=100 * S, max_trades=4, qty_scale=4.0, qty_scale_steps=((60 * S, 2.0), (150 * S, 4.0)))
+    trades = prepare_trades(ts, [100.0, 100.0], [2.0, 2.0], [1, 1], spec)
+    size = TICK_FEATURE_NAMES.index("signed_log_size")
+    x, _ = tick_windows(trades, np.array([50 * S, 80 * S, 160 * S]))
+    assert x[:, 0, size] == pytest.approx([np.log1p(2.0), np.log1p(1.0), np.log1p(0.5)])
+    stream = TickStream(spec)
+    stream.update(int(ts[0]), 100.0, 2.0, 1)
+    stream.update(int(ts[1]), 100.0, 2.0, 1)
+    assert stream.features_at(80 * S)[0][0, size] == pytest.approx(np.log1p(1.0))
+    assert stream.features_at(160 * S)[0][0, size] == pytest.approx(np.log1p(0.5))
+
+
 def test_empty_series() -> None:
     trades = prepare_trades(np.array([], dtype=np.int64), [], [], [])
     x, mask = tick_windows(trades, np.array([5, 6]))
