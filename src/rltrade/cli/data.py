@@ -25,6 +25,9 @@ from rltrade.types import Kind, Timeframe
 data_app = typer.Typer(help="Market data: synthesise, import, fetch, resample, inspect.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
+BINANCE_ARCHIVES = "https://data.binance.vision"
+"""Binance's public data archives (``rltrade data download --base-url`` points elsewhere)."""
+
 StoreOpt = Annotated[Path | None, typer.Option("--store", help="Store root (default: data.store of the config).")]
 
 
@@ -149,15 +152,9 @@ def fetch(
     tf = Timeframe.parse(timeframe) if data_kind is Kind.BARS else None
     start_us = _parse_time(start, "--start")
     end_us = _parse_time(end, "--end") if end else int(dt.datetime.now(dt.UTC).timestamp() * 1_000_000)
-    urls = {}
-    for item in api_url or []:
-        name, sep, url = item.partition("=")
-        if not sep:
-            raise UsageError(f"--api-url must be KEY=URL, got {item!r}")
-        urls[name] = url
     target = _store(config, store)
     key = DatasetKey(exchange, symbol.replace("/", ""), data_kind, tf)
-    ex = make_exchange(exchange, api_urls=urls or None)
+    ex = make_exchange(exchange, api_urls=_api_urls(api_url))
     summary = StoreSummary()
     with progress_bar() as bar:
         task = bar.add_task(f"fetch {key}", total=1000)
@@ -215,3 +212,111 @@ def info(
 ) -> None:
     """Coverage, gaps and filled bars per dataset (and per day)."""
     print_report(data_report(_store(config, store)), per_day=per_day)
+
+
+@data_app.command("download")
+def download_archives(
+    start: Annotated[str, typer.Option(help="First UTC day, e.g. 2024-01-01.")],
+    end: Annotated[str | None, typer.Option(help="UTC day after the last one (exclusive); default: up to now.")] = None,
+    symbol: Annotated[
+        list[str] | None, typer.Option("--symbol", "-s", help="Binance symbol, repeatable (default: the config's).")
+    ] = None,
+    market: Annotated[str, typer.Option(help="spot or um (USDⓈ-M futures).")] = "spot",
+    kind: Annotated[
+        list[str] | None, typer.Option("--kind", "-k", help="1s, 1m, 1h, 1d (klines), trades or aggTrades; repeatable.")
+    ] = None,
+    base_url: Annotated[str, typer.Option(help="Archive server (a mirror or a local copy).")] = BINANCE_ARCHIVES,
+    cache: Annotated[
+        Path | None, typer.Option(help="Folder of verified archives (default: <store>-archives beside the store).")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Downloads in flight at once.")] = 8,
+    accept_checksum_mismatch: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--accept-checksum-mismatch",
+            help="Import this archive (file name) although its SHA-256 differs from its published .CHECKSUM "
+            "(Binance has stale checksums for some re-uploaded files); repeatable.",
+        ),
+    ] = None,
+    top_up: Annotated[
+        bool, typer.Option(help="Fetch the days the archives do not have yet through ccxt (closed bars only).")
+    ] = True,
+    api_url: Annotated[
+        list[str] | None, typer.Option(help="For the top-up: override a ccxt urls['api'] entry, KEY=URL.")
+    ] = None,
+    strict: Annotated[bool, typer.Option(help="Refuse any bad row instead of repairing and counting it.")] = False,
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Download Binance public data archives (checksum-verified), import them, top up the last days."""
+    from rltrade.data.archives import DataSpec, Market
+    from rltrade.data.download_job import download_to_store
+    from rltrade.data.fetch import make_exchange
+
+    cfg = load(config)
+    try:
+        mkt = Market(market)
+    except ValueError:
+        raise UsageError(f"--market must be spot or um, got {market!r}") from None
+    symbols = [s.replace("/", "").upper() for s in symbol] if symbol else [cfg.data.symbol, cfg.data.reference]
+    specs = [DataSpec.parse(s, mkt, k) for s in symbols for k in (kind or ["1m"])]
+    if {"trades", "aggTrades"} <= set(kind or []):
+        raise UsageError("trades and aggTrades share one trades dataset per symbol (their ids differ): pick one")
+    first = dt.date.fromisoformat(_iso_day(start, "--start"))
+    now_us = int(dt.datetime.now(dt.UTC).timestamp() * 1_000_000)
+    last = (
+        dt.date.fromisoformat(_iso_day(end, "--end"))
+        if end
+        else dt.datetime.fromtimestamp(now_us / 1e6, tz=dt.UTC).date() + dt.timedelta(days=1)
+    )
+    target = _store(config, store)
+    cache_dir = cache if cache is not None else target.root.parent / f"{target.root.name}-archives"
+    exchange = make_exchange(mkt.exchange, api_urls=_api_urls(api_url)) if top_up else None
+    with progress_bar() as bar:
+        task = bar.add_task("archives", total=None)
+
+        def report(done: int, total: int, what: str) -> None:
+            bar.update(task, completed=done, total=total, description=what)
+
+        result = download_to_store(
+            specs,
+            first,
+            last,
+            target,
+            base_url=base_url,
+            cache_dir=cache_dir,
+            concurrency=concurrency,
+            accept_mismatch=accept_checksum_mismatch or (),
+            strict=strict,
+            exchange=exchange,
+            now_us=lambda: now_us,
+            progress=report,
+        )
+    console.print(
+        f"archives: {result.downloaded} downloaded, {result.from_cache} from the cache ({cache_dir}), "
+        f"{result.already_stored} already stored, {len(result.missing)} not published"
+    )
+    print_summary(result.summary)
+    for rep in result.cleaning:
+        console.print(f"cleaning: {rep.summary()}")
+    for note in result.notes:
+        console.print(note)
+    keys = {str(s.key()) for s in specs}
+    print_report([r for r in data_report(target) if str(r.key) in keys])
+
+
+def _iso_day(value: str, what: str) -> str:
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise UsageError(f"{what}: {value!r} is not a date; write e.g. 2024-08-01") from None
+
+
+def _api_urls(items: list[str] | None) -> dict[str, str] | None:
+    urls = {}
+    for item in items or []:
+        name, sep, url = item.partition("=")
+        if not sep:
+            raise UsageError(f"--api-url must be KEY=URL, got {item!r}")
+        urls[name] = url
+    return urls or None

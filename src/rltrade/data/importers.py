@@ -110,6 +110,7 @@ _BOOK_DUMP: Final[Layout] = {  # data.binance.vision USDⓈ-M bookTicker
     "transaction_time": pl.Int64(),
     "event_time": pl.Int64(),
 }
+_AGG_HEADER_ALIASES: Final[dict[str, str]] = {"qty": "quantity", "time": "transact_time"}
 _FUNDING_RECORDED: Final[Layout] = {"open_time": pl.Int64(), "funding_rate": pl.Float64()}
 _FUNDING_DUMP: Final[Layout] = {
     "calc_time": pl.Int64(),
@@ -421,6 +422,8 @@ def _choose_layout(text: _Text, kind: FileKind | None, info: NameInfo, source: s
     said = f"kind={kind.value!r} was given" if kind else f"the file name says {named}"
     if text.header is not None:
         names = tuple(KLINE_HEADER_ALIASES.get(h, h) for h in text.header)
+        if names[:1] == ("agg_trade_id",):  # spot aggTrades headers say qty/time, USDⓈ-M quantity/transact_time
+            names = tuple(_AGG_HEADER_ALIASES.get(h, h) for h in names)
         matches = [(k, layout) for k, layout in _LAYOUTS if tuple(layout) == names]
         if not matches:
             raise FileFormatError(
