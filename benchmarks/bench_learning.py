@@ -4,7 +4,8 @@ On the demo preset's synthetic market (BTC leads ETH by 5 s), for each seed:
 
 * **agent**: ``rltrade train`` with the demo preset, backtested greedily on the held-out test range;
 * **basic**: the same run on the ``basic`` layout (~100 features: recent ETH and BTC returns);
-* **oracle**: the fee-aware policy that knows the planted signal exactly (``training.baselines``);
+* **oracle**: the expected-move oracle, the best plan after costs on the planted expected moves
+  (``training.oracle``; the perfect-foresight oracle is far out of reach and not a target);
 * baselines: flat, buy-and-hold, momentum, on the same period with the same fills and costs.
 
 Acceptance: each seed's agent captures ≥ 50 % of the oracle's after-fee test return, and the worst seed
@@ -39,8 +40,9 @@ from rltrade.agent.learner import DQNLearner
 from rltrade.config import Config
 from rltrade.data.synthetic import SignalTruth
 from rltrade.training.backtest import backtest_actions, backtest_policy
-from rltrade.training.baselines import buy_and_hold_actions, flat_actions, momentum_actions, oracle_actions
+from rltrade.training.baselines import buy_and_hold_actions, flat_actions, momentum_actions
 from rltrade.training.loop import Prepared, evaluate, load_learner, train
+from rltrade.training.oracle import expected_move_oracle_actions
 from rltrade.training.presets import deep_merge, load_with_preset
 
 
@@ -76,7 +78,8 @@ def baselines(prep: Prepared, cfg: Config) -> dict[str, float]:
     }
     truth = prep.frames.extras.get("signal_truth")
     if isinstance(truth, SignalTruth):
-        out["oracle"] = backtest_actions(per, oracle_actions(per, truth, cfg.env), cfg.env).metrics["total_return"]
+        actions = expected_move_oracle_actions(per, truth, cfg.env)
+        out["oracle"] = backtest_actions(per, actions, cfg.env).metrics["total_return"]
     return {k: float(v) for k, v in out.items()}
 
 

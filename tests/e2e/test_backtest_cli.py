@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -40,11 +41,14 @@ def test_evaluation_with_intervals_basic_agent_and_regimes(runs: tuple[Path, Pat
     ev = evaluate_bundle(demo, basic_run=basic, n_resamples=200)
     m = ev.metrics
     assert {"agent", "agent_basic", "flat", "buy_and_hold", "momentum", "random_0", "random_2", "oracle"} <= set(m)
+    assert "expected_move_oracle" in m  # synthetic market with a planted signal
+    bound = math.log1p(m["oracle"]["total_return"])  # perfect foresight: no agent or baseline ends above it
+    assert all(math.log1p(row["total_return"]) <= bound * (1 + 1e-9) for row in m.values())
     assert len({row["n_steps"] for row in m.values()}) == 1  # same period for every policy
     for row in m.values():
         assert row["sharpe_ci_low"] <= row["sharpe_ci_high"] and row["sharpe_ci_level"] == 0.95
     assert m["flat"]["sharpe_ci_low"] == m["flat"]["sharpe_ci_high"] == 0.0
-    baselines = {k: v["sharpe"] for k, v in m.items() if k not in ("agent", "oracle")}
+    baselines = {k: v["sharpe"] for k, v in m.items() if k not in ("agent", "oracle", "expected_move_oracle")}
     c = ev.comparison
     assert c["baseline"] == max(baselines, key=lambda k: baselines[k])
     assert c["sharpe_diff"] == pytest.approx(m["agent"]["sharpe"] - m[c["baseline"]]["sharpe"])

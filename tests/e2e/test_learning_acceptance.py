@@ -27,17 +27,18 @@ def _ret(metrics: dict[str, dict[str, Any]], name: str) -> float:
     return float(metrics[name]["total_return"])
 
 
-def test_demo_agent_captures_half_the_oracle_and_beats_the_baselines(tmp_path: Path) -> None:
+def test_demo_agent_captures_half_the_expected_move_oracle_and_beats_the_baselines(tmp_path: Path) -> None:
     m = _train_and_evaluate(tmp_path, {})
-    agent, oracle = _ret(m, "agent"), _ret(m, "oracle")
+    agent, oracle = _ret(m, "agent"), _ret(m, "expected_move_oracle")
     assert oracle > 0
     assert agent >= 0.5 * oracle, f"agent {agent:+.4%} captures {agent / oracle:.2f} of the oracle's {oracle:+.4%}"
+    assert agent <= _ret(m, "oracle")  # perfect foresight bounds every policy
     best = max(_ret(m, k) for k in ("flat", "buy_and_hold", "momentum"))
     assert agent > best
 
 
 def test_without_a_planted_signal_the_agent_does_not_beat_flat(tmp_path: Path) -> None:
     m = _train_and_evaluate(tmp_path, {"data": {"synthetic": {"signal": {"strength": 0.0}}}})
-    assert "oracle" in m  # the oracle of a zero signal never trades
-    assert _ret(m, "oracle") == 0.0
+    assert "expected_move_oracle" in m  # the expected-move oracle of a zero signal never trades
+    assert _ret(m, "expected_move_oracle") == 0.0
     assert _ret(m, "agent") <= 0.0

@@ -7,18 +7,20 @@ Each returns actions ``[n_steps]`` (0 short, 1 flat, 2 long) for :func:`rltrade.
 * ``random``: a uniformly drawn action every step from the given generator (seeded; it trades a lot).
 * ``momentum``: the sign of the last ``k``-step return of the decision-time marks,
   ``sign(log(m_i / m_{i−k}))`` (known at ``t_i``); flat for the first ``k`` steps and when it is 0.
-* ``oracle`` (synthetic market with a planted signal only): the fee-aware policy that knows the planted
-  lead-lag exactly (``data.synthetic.SignalTruth``). At step ``i`` its *known expected move* is
-  ``M_i = Σ expected_log_ret[s]`` over the seconds ``s`` with ``fill_us_i < s ≤ t_i + (lag_s − 1) s``: the
-  part of ETH's mid moves after the fill that BTC's 1 s bars closed by ``t_i`` have already announced
+* ``threshold_oracle`` (synthetic market with a planted signal only): the previous "oracle", a fee-aware
+  threshold rule that knows the planted lead-lag exactly (``data.synthetic.SignalTruth``). At step ``i``
+  its *known expected move* is ``M_i = Σ expected_log_ret[s]`` over the seconds ``s`` with
+  ``fill_us_i < s ≤ t_i + (lag_s − 1) s``: the part of ETH's mid moves after the fill that BTC's 1 s
+  bars closed by ``t_i`` have already announced
   (BTC's shock of second ``s − lag_s`` is in its bar closing at ``s − lag_s + 1``). With ``c`` the round-trip
   log cost per unit of position (``CostModel.round_trip``: two fills of fee, half spread and impact):
   go long when ``M_i > c``, short when ``M_i < −c``, otherwise keep the position unless it is on the wrong
   side of ``M_i`` (``p · M_i < 0`` → flat). Entering pays ``c`` over the round trip, so it enters only when
   the announced move covers it; an open position is kept while the announced move does not go against it.
   It ignores the regime drift (``drift_log_ret``: not announced by BTC) and uses only what BTC's true mid
-  announced by ``t_i``, so it bounds what a learner can reach from that signal; it is not a global optimum
-  over the whole path.
+  announced by ``t_i``; it is not a global optimum over the whole path, and a learner can beat it. The
+  report's oracles are now :mod:`rltrade.training.oracle`'s dynamic programs; this rule is kept as a
+  comparison (``benchmarks/bench_oracle.py``) and as one more policy the perfect-foresight oracle must bound.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def momentum_actions(period: PeriodData, k: int = 60) -> Actions:
 
 
 def known_expected_move(period: PeriodData, truth: SignalTruth) -> npt.NDArray[np.float64]:
-    """``M_i`` of the oracle (module docstring) for every decision step."""
+    """``M_i`` of the threshold oracle (module docstring) for every decision step."""
     frame = truth.frame
     sec_us = frame["open_us"].to_numpy().astype(np.int64)
     cum = np.concatenate([[0.0], np.cumsum(frame["expected_log_ret"].to_numpy().astype(np.float64))])
@@ -68,8 +70,8 @@ def known_expected_move(period: PeriodData, truth: SignalTruth) -> npt.NDArray[n
     return np.where(hi > lo, cum[hi] - cum[np.minimum(lo, hi)], 0.0)
 
 
-def oracle_actions(period: PeriodData, truth: SignalTruth, env_cfg: EnvConfig) -> Actions:
-    """The fee-aware oracle of the module docstring."""
+def threshold_oracle_actions(period: PeriodData, truth: SignalTruth, env_cfg: EnvConfig) -> Actions:
+    """The fee-aware threshold rule of the module docstring (the previous oracle)."""
     move = known_expected_move(period, truth)
     threshold = CostModel.from_config(env_cfg).round_trip
     out = np.empty(period.n_steps, np.int64)

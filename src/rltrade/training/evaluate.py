@@ -3,13 +3,15 @@
 The agent (``best.pt``: the checkpoint chosen on the validation range) is backtested greedily on the
 test range, or on any period inside the data that overlaps nothing the run was fitted on. On the same
 period and with the same costs run: flat, buy-and-hold, random (``random_seeds`` seeds), momentum, the
-agent of a companion run trained on the ``basic`` layout (``agent_basic``, when given) and, on a synthetic
-market with a planted signal, the fee-aware oracle. Metrics are PnL after costs.
+agent of a companion run trained on the ``basic`` layout (``agent_basic``, when given), the perfect-foresight
+``oracle`` (the best action sequence on the realised fills after every cost: no policy ends above it) and, on a
+synthetic market with a planted signal, the ``expected_move_oracle`` (the best plan on the planted expected
+moves; :mod:`rltrade.training.oracle`). Metrics are PnL after costs.
 
 Uncertainty (:mod:`rltrade.training.bootstrap`): every policy's annualised Sharpe gets a stationary
 block-bootstrap percentile interval (``sharpe_ci_low`` / ``sharpe_ci_high``), and the agent's Sharpe minus
-that of the **best baseline** (highest point Sharpe among the baselines; the oracle is an upper bound that
-knows the planted signal, not a baseline) gets a paired interval. Every interval draws from a fresh
+that of the **best baseline** (highest point Sharpe among the baselines; the oracles know the future or the
+planted signal and are references, not baselines) gets a paired interval. Every interval draws from a fresh
 generator seeded with ``seed``, so a policy's interval does not depend on which others are in the table.
 
 Per regime (:mod:`rltrade.training.regimes`): rows for the classifier's labels always, and for the true
@@ -39,7 +41,6 @@ from rltrade.training.baselines import (
     buy_and_hold_actions,
     flat_actions,
     momentum_actions,
-    oracle_actions,
     random_actions,
 )
 from rltrade.training.bootstrap import sharpe_ci, sharpe_diff_ci
@@ -47,10 +48,12 @@ from rltrade.training.bundle import BundleError, RunBundle, open_bundle, write_j
 from rltrade.training.cnn_stage import METRICS_FILE
 from rltrade.training.loop import Prepared, bundle_splits, decision_span, evaluate, load_learner, prepare
 from rltrade.training.metrics import simple_returns
+from rltrade.training.oracle import expected_move_oracle_actions, oracle_actions
 from rltrade.training.regimes import regime_rows
 
-NOT_BASELINES: Final = frozenset({"agent", "oracle"})
-"""Policies never chosen as the best baseline: the agent itself and the oracle (it knows the planted signal)."""
+NOT_BASELINES: Final = frozenset({"agent", "oracle", "expected_move_oracle"})
+"""Policies never chosen as the best baseline: the agent itself and the oracles (they know the future prices or
+the planted signal)."""
 COST_FIELDS: Final = (
     "step",
     "latency_ms",
@@ -108,9 +111,12 @@ def evaluate_bundle(
     results["momentum"] = backtest_actions(per, momentum_actions(per), cfg.env)
     for s in range(random_seeds):
         results[f"random_{s}"] = backtest_actions(per, random_actions(per, np.random.default_rng(s)), cfg.env)
+    results["oracle"] = backtest_actions(per, oracle_actions(per, cfg.env), cfg.env)
     truth = prep.frames.extras.get("signal_truth")
     if isinstance(truth, SignalTruth):
-        results["oracle"] = backtest_actions(per, oracle_actions(per, truth, cfg.env), cfg.env)
+        results["expected_move_oracle"] = backtest_actions(
+            per, expected_move_oracle_actions(per, truth, cfg.env), cfg.env
+        )
 
     metrics, comparison = _with_intervals(results, n_resamples=n_resamples, level=ci_level, seed=seed)
     true_regimes = prep.frames.extras.get("regimes")
@@ -171,7 +177,7 @@ def run_config(bundle: RunBundle) -> Config:
 
 
 def best_baseline(metrics: dict[str, dict[str, Any]]) -> str:
-    """The baseline with the highest point Sharpe (ties: the first in table order); never the agent or oracle."""
+    """The baseline with the highest point Sharpe (ties: the first in table order); never the agent or an oracle."""
     names = [name for name in metrics if name not in NOT_BASELINES]
     if not names:
         raise ValueError("no baseline to compare the agent with")

@@ -1,4 +1,5 @@
-"""Backtest engine: trades table and equity by hand, policies on the env's observations, baselines, oracle."""
+"""Backtest engine: trades table and equity by hand, policies on the env's observations, baselines, threshold
+oracle."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from rltrade.training.baselines import (
     flat_actions,
     known_expected_move,
     momentum_actions,
-    oracle_actions,
     random_actions,
+    threshold_oracle_actions,
 )
 from tests.unit.env.market_cases import period_from_prices, signal_setup, small_setup, trading_period
 
@@ -106,13 +107,13 @@ def test_baselines_run_and_flat_and_buy_and_hold_are_exact() -> None:
     assert np.all(mom[:30] == 1)
 
 
-def test_oracle_beats_every_baseline_after_fees_with_the_planted_signal() -> None:
+def test_threshold_oracle_beats_every_baseline_after_fees_with_the_planted_signal() -> None:
     # The synthetic market quotes a 1 bp spread (half spread 0.5 bp); a 1 bp fee is a maker-level rate.
     setup = signal_setup()
     cfg = EnvConfig(taker_fee=1e-4, half_spread_bps=0.5, impact_bps=0.0)
     period = trading_period(setup, cfg)
     truth = setup.frames.extras["signal_truth"]
-    oracle = backtest_actions(period, oracle_actions(period, truth, cfg), cfg).metrics
+    oracle = backtest_actions(period, threshold_oracle_actions(period, truth, cfg), cfg).metrics
     others = {
         "flat": flat_actions(period),
         "buy_and_hold": buy_and_hold_actions(period),
@@ -126,7 +127,7 @@ def test_oracle_beats_every_baseline_after_fees_with_the_planted_signal() -> Non
     assert oracle["direction_accuracy"] > 0.6
 
 
-def test_oracle_enters_only_when_the_announced_move_covers_the_round_trip() -> None:
+def test_threshold_oracle_enters_only_when_the_announced_move_covers_the_round_trip() -> None:
     setup = signal_setup()
     period = trading_period(setup)  # default costs: 0.1 % taker fee
     truth = setup.frames.extras["signal_truth"]
@@ -134,7 +135,9 @@ def test_oracle_enters_only_when_the_announced_move_covers_the_round_trip() -> N
     threshold = CostModel.from_config(EnvConfig()).round_trip
     # About 1 bp of announced move against a 20 bp round trip: at the default fee the signal cannot pay.
     assert np.abs(move).max() < threshold
-    assert np.all(oracle_actions(period, truth, EnvConfig()) == 1)
-    entries = oracle_actions(period, truth, cfg := EnvConfig(taker_fee=1e-4, half_spread_bps=0.5, impact_bps=0.0))
+    assert np.all(threshold_oracle_actions(period, truth, EnvConfig()) == 1)
+    entries = threshold_oracle_actions(
+        period, truth, cfg := EnvConfig(taker_fee=1e-4, half_spread_bps=0.5, impact_bps=0.0)
+    )
     new_long = (entries == 2) & (np.concatenate([[1], entries[:-1]]) != 2)
     assert np.all(move[new_long] > CostModel.from_config(cfg).round_trip)
