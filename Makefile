@@ -18,10 +18,7 @@ $(STAMP): pyproject.toml Makefile
 run: $(STAMP)
 	$(BIN)/rltrade run
 
-test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/mypy
-	$(BIN)/lint-imports
+test: lint
 	$(BIN)/python -m pytest -q
 
 test-all: $(STAMP)

@@ -86,4 +86,5 @@ class ArrayStateSource:
             raise IndexError(
                 f"gather: time indices must lie in [0, {self.num_steps}), got range [{idx.min()}, {idx.max()}]"
             )
-        return self._states_TF[idx]
+        states: np.ndarray = self._states_TF[idx]
+        return states

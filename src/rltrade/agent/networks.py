@@ -92,10 +92,10 @@ class QHead(nn.Module):
     def forward(self, features_BD: Tensor) -> Tensor:
         """Return logits [B, A, N] (for N = 1 these are the Q values)."""
         h_BH = self.hidden(features_BD)
-        adv_BAN = self.advantage(h_BH).view(-1, self.n_actions, self.n_atoms)
+        adv_BAN: Tensor = self.advantage(h_BH).view(-1, self.n_actions, self.n_atoms)
         if self.value is None:
             return adv_BAN
-        value_B1N = self.value(h_BH).unsqueeze(1)
+        value_B1N: Tensor = self.value(h_BH).unsqueeze(1)
         return value_B1N + adv_BAN - adv_BAN.mean(dim=1, keepdim=True)
 
 
@@ -142,7 +142,7 @@ class QNetwork(nn.Module):
 
     def forward(self, state_BF: Tensor, account_BK: Tensor) -> Tensor:
         """``q_BA`` for a scalar head; ``log_probs_BAN`` (log-softmax over atoms) for C51."""
-        logits_BAN = self.head(self.body(state_BF, account_BK))
+        logits_BAN: Tensor = self.head(self.body(state_BF, account_BK))
         if self.n_atoms == 1:
             return logits_BAN.squeeze(-1)
         return F.log_softmax(logits_BAN, dim=-1)
@@ -241,7 +241,8 @@ class ReusedGradLinear(nn.Linear):
             raise ValueError("ReusedGradLinear needs a bias")
         if not (torch.is_grad_enabled() and self.weight.requires_grad):
             return _linear_parts(self.weight, self.bias, parts_BI)
-        out: Tensor = _ReusedGradLinearFn.apply(self, self.weight, self.bias, *parts_BI)
+        # torch leaves Function.apply unannotated (it forwards to the subclass's forward()).
+        out: Tensor = _ReusedGradLinearFn.apply(self, self.weight, self.bias, *parts_BI)  # type: ignore[no-untyped-call]
         return out
 
     @torch.no_grad()

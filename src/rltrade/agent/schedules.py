@@ -37,7 +37,7 @@ def exponential(start: float, end: float, duration: int, step: int) -> float:
             f"exponential schedule needs non-zero start and end of the same sign, got {start} → {end}; "
             "use linear() to anneal to or from 0"
         )
-    return start * (end / start) ** _progress(duration, step)
+    return start * float((end / start) ** _progress(duration, step))
 
 
 def beta_schedule(step: int, *, duration: int, start: float = 0.4, end: float = 1.0) -> float:

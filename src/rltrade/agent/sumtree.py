@@ -55,7 +55,8 @@ class SumTree:
     def get(self, idx_B: npt.ArrayLike) -> np.ndarray:
         """Priorities at leaf indices ``idx_B`` (float64 copy; 0 for leaves never written)."""
         idx = self._check_idx(idx_B)
-        return self._sum[idx + self._leaf0]
+        priorities: np.ndarray = self._sum[idx + self._leaf0]
+        return priorities
 
     def update(self, idx_B: npt.ArrayLike, priority_B: npt.ArrayLike) -> None:
         """Set ``priority[idx_B[i]] = priority_B[i]`` for all ``i``; ``priority_B`` may be a scalar.

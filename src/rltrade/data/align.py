@@ -49,6 +49,7 @@ class BarArrays:
     """Close time of each bar, i.e. the first instant it is visible (precomputed: asof is hot)."""
 
     def __post_init__(self) -> None:
+        """Check that every array has the bars' shape; derive and freeze the close times."""
         arrays = (self.open_T, self.high_T, self.low_T, self.close_T, self.volume_T, self.is_filled_T)
         if any(a.shape != self.open_us_T.shape for a in arrays):
             raise ValueError(f"{self.tf.value} bars: arrays differ in shape: {[a.shape for a in arrays]}")
@@ -95,6 +96,7 @@ class BarArrays:
         )
 
     def __len__(self) -> int:
+        """Return the number of bars."""
         return len(self.open_us_T)
 
 
@@ -108,7 +110,7 @@ def last_closed_index(bars: BarArrays, t_us_B: np.ndarray | int) -> np.ndarray:
 
 
 def window_index(bars: BarArrays, t_us_B: np.ndarray, length_W: int) -> np.ndarray:
-    """Indices [B, W] of the ``length_W`` last bars closed at each t, oldest first, -1 where none.
+    """Return the indices [B, W] of the ``length_W`` last bars closed at each t, oldest first, -1 where none.
 
     Row b ends with ``last_closed_index(bars, t_us_B[b])``; positions before the first bar are -1
     (mask them). Indices count stored bars: over an outage the window reaches further back in time.
@@ -182,7 +184,7 @@ def _running(fine: BarArrays, tf: Timeframe) -> _Running:
 
 
 def partial_bar(fine: BarArrays, tf: Timeframe, t_us_B: np.ndarray | int) -> PartialBar:
-    """The forming ``tf`` bar at each t (shape of ``t_us_B``, flattened), causally from ``fine`` bars.
+    """Build the forming ``tf`` bar at each t (shape of ``t_us_B``, flattened), causally from ``fine`` bars.
 
     Uses only the fine bars that opened inside the current period (``open_us >= t // tf.us * tf.us``)
     and closed by t (``close_us <= t``): a fine bar still forming at t is left out, so with 1s fine
@@ -240,18 +242,22 @@ class AlignedMarket:
 
     @classmethod
     def from_frames(cls, frames: Mapping[str, Mapping[Timeframe, pl.DataFrame]]) -> AlignedMarket:
+        """Wrap polars bar frames (symbol → timeframe → frame) as arrays."""
         return cls(
             {symbol: {tf: BarArrays.from_frame(df, tf) for tf, df in by_tf.items()} for symbol, by_tf in frames.items()}
         )
 
     @property
     def symbols(self) -> list[str]:
+        """The symbols held, in insertion order."""
         return list(self._bars)
 
     def timeframes(self, symbol: str) -> list[Timeframe]:
+        """Return the timeframes held for ``symbol``, finest first."""
         return sorted(self._by_tf(symbol), key=lambda tf: tf.us)
 
     def bars(self, symbol: str, tf: Timeframe) -> BarArrays:
+        """Return the ``tf`` bars of ``symbol``; KeyError naming what is held if absent."""
         by_tf = self._by_tf(symbol)
         if tf not in by_tf:
             held = ", ".join(t.value for t in self.timeframes(symbol))
@@ -265,7 +271,7 @@ class AlignedMarket:
     def partial(
         self, symbol: str, tf: Timeframe, t_us: np.ndarray | int, *, fine_tf: Timeframe | None = None
     ) -> PartialBar:
-        """The forming ``tf`` bar at each t (see ``partial_bar``), built from ``fine_tf`` bars.
+        """Build the forming ``tf`` bar at each t (see ``partial_bar``) from ``fine_tf`` bars.
 
         ``fine_tf`` defaults to the next finer timeframe held for ``symbol`` (1m for a 1h bar when
         1m bars are held): it usually spans the longest history, while the finest (1s) is the most

@@ -104,6 +104,7 @@ class Problem(enum.StrEnum):
 
     @property
     def text(self) -> str:
+        """The one-line description of this problem used in reports."""
         return _PROBLEM_TEXT[self]
 
 
@@ -175,6 +176,7 @@ class RowRef:
     line: int
 
     def __str__(self) -> str:
+        """Return ``file:line``."""
         return f"{self.file}:{self.line}"
 
 
@@ -193,6 +195,7 @@ class CleaningReport:
     examples: Mapping[Problem, tuple[RowRef, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        """Check that every input row is either kept or counted as dropped."""
         if self.rows_in != self.rows_out + self.n_dropped:
             raise RuntimeError(
                 f"cleaning bug: {self.rows_in} rows in != {self.rows_out} out + {self.n_dropped} counted drops"
@@ -200,6 +203,7 @@ class CleaningReport:
 
     @property
     def n_dropped(self) -> int:
+        """The number of rows dropped, over all dropping problems."""
         return sum(n for p, n in self.counts.items() if p.drops)
 
     @property
@@ -208,19 +212,19 @@ class CleaningReport:
         return not any(self.counts.values())
 
     def then(self, later: CleaningReport) -> CleaningReport:
-        """This report followed by a later stage applied to this stage's output."""
+        """Chain a later stage applied to this stage's output."""
         if later.rows_in != self.rows_out:
             raise RuntimeError(f"cleaning bug: stage has {later.rows_in} rows in, previous gave {self.rows_out}")
         return _sum_reports([self, later], self.sources, self.rows_in, later.rows_out)
 
     @staticmethod
     def merged(reports: Sequence[CleaningReport]) -> CleaningReport:
-        """Reports of separate inputs (several files) as one."""
+        """Merge the reports of separate inputs (several files) into one."""
         sources = tuple(s for r in reports for s in r.sources)
         return _sum_reports(reports, sources, sum(r.rows_in for r in reports), sum(r.rows_out for r in reports))
 
     def summary(self) -> str:
-        """A few lines of text: rows in/out, then one line per problem with examples."""
+        """Describe the report in a few lines of text: rows in/out, then one line per problem with examples."""
         src = self.sources[0] if len(self.sources) == 1 else f"{len(self.sources)} files"
         head = f"{src}: {self.rows_in:,} rows in, {self.rows_out:,} out, {self.n_dropped:,} dropped"
         if self.is_clean:
@@ -269,7 +273,7 @@ def fmt_time(value: int, unit: TimeUnit = "us") -> str:
 def detect_time_unit(
     values: pl.Series, lines: pl.Series, *, source: str, column: str, allowed: Sequence[TimeUnit] = ("ms", "us")
 ) -> TimeUnit:
-    """The unit of integer epoch ``values`` from their magnitude, among ``allowed``.
+    """Infer the unit of integer epoch ``values`` from their magnitude, among ``allowed``.
 
     ms epochs of 2001–2286 lie in [1e12, 1e13), µs in [1e15, 1e16), ns in [1e18, 2**63): a value outside
     every allowed range, or values of two units in one column, raise :class:`TimeUnitError` naming the line.

@@ -70,6 +70,7 @@ class RetryPolicy:
     """Injectable so tests can record the waits instead of sleeping."""
 
     def __post_init__(self) -> None:
+        """Check that retries and back-off bounds are non-negative and ordered."""
         if self.max_retries < 0 or self.backoff_s < 0 or self.max_backoff_s < self.backoff_s:
             raise ValueError(
                 f"RetryPolicy needs max_retries >= 0 and 0 <= backoff_s <= max_backoff_s; got "
@@ -127,7 +128,7 @@ def make_exchange(
     rate_limit_ms: int | None = None,
     timeout_ms: int = 10_000,
 ) -> Any:
-    """A sync ccxt exchange set up for public spot market data.
+    """Create a sync ccxt exchange set up for public spot market data.
 
     ``api_urls`` replaces entries of ``exchange.urls['api']`` (tests point them at a local server); an
     unknown key is an error, so a typo cannot silently send requests to the real exchange.
@@ -188,7 +189,7 @@ def _ceil_ms(us: int) -> int:
 
 
 def _retry_after_s(exchange: Any) -> float:
-    """The ``Retry-After`` of the last response in seconds (0 when absent or an HTTP date)."""
+    """Read the ``Retry-After`` of the last response in seconds (0 when absent or an HTTP date)."""
     headers = getattr(exchange, "last_response_headers", None) or {}
     try:
         return max(0.0, float(headers.get("Retry-After", 0)))
@@ -273,7 +274,7 @@ def _binance_klines_frame(rows: list[list[Any]]) -> pl.DataFrame:
 
 
 def _unified_ohlcv_frame(rows: list[list[Any]]) -> pl.DataFrame:
-    """ccxt unified ``[ms, o, h, l, c, v]`` rows → BAR_SCHEMA (extras null)."""
+    """Convert ccxt unified ``[ms, o, h, l, c, v]`` rows → BAR_SCHEMA (extras null)."""
     cols = list(zip(*rows, strict=True)) if rows else [()] * 6
     volume = pl.Series(cols[5], dtype=pl.Float64)
     frame = pl.DataFrame(
@@ -341,7 +342,7 @@ def _ohlcv_pages(
 
 
 def _trades_frame(exchange_id: str, trades: list[dict[str, Any]]) -> pl.DataFrame:
-    """ccxt unified trades → TRADE_SCHEMA; side is the taker's (+1 buy, -1 sell)."""
+    """Convert ccxt unified trades to TRADE_SCHEMA; side is the taker's (+1 buy, -1 sell)."""
     sides = {"buy": 1, "sell": -1}
     for t in trades:
         if t.get("side") not in sides:
@@ -499,7 +500,10 @@ def fetch_ohlcv(
     now_us: int | None = None,
     native: bool = True,
 ) -> pl.DataFrame:
-    """Closed ``tf`` bars of ``symbol`` opened in ``[start_us, end_us)``, in BAR_SCHEMA (see :func:`download`)."""
+    """Download the closed ``tf`` bars of ``symbol`` opened in ``[start_us, end_us)`` (see :func:`download`).
+
+    Returns one frame in BAR_SCHEMA.
+    """
     pages: list[pl.DataFrame] = []
     download(
         exchange,

@@ -28,7 +28,7 @@ import io
 import re
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, NamedTuple
@@ -78,6 +78,7 @@ class FileKind(enum.StrEnum):
 
     @property
     def data_kind(self) -> Kind:
+        """The kind of data (bars or trades) a file of this kind holds."""
         return Kind.BARS if self is FileKind.KLINES else Kind.TRADES
 
 
@@ -153,6 +154,7 @@ class ImportResult:
 
     @property
     def data_kind(self) -> Kind:
+        """The kind of data (bars or trades) the file holds."""
         return self.kind.data_kind
 
 
@@ -161,7 +163,7 @@ class ImportResult:
 
 
 def read_source(path: Path) -> tuple[bytes, str, str | None]:
-    """The CSV bytes of ``path`` (plain, gzip, or a zip of one file), a label for messages, the zip member."""
+    """Read the CSV bytes of ``path`` (plain, gzip, or a zip of one file), a label for messages, the zip member."""
     raw = path.read_bytes()
     if not raw:
         raise FileFormatError("file is empty (0 bytes)", file=str(path), hint="Re-download or regenerate it")
@@ -382,8 +384,20 @@ def _fits(row: Sequence[str], layout: Layout) -> bool:
     """Whether a headerless first row has the layout's field count and value types (empty cells fit)."""
     if len(row) != len(layout):
         return False
-    tests = {pl.Int64(): _is_int, pl.Float64(): _is_float, pl.Boolean(): lambda v: v.lower() in ("true", "false")}
-    return all(v == "" or tests.get(dt, lambda _: True)(v) for v, dt in zip(row, layout.values(), strict=True))
+    tests: dict[pl.DataType, Callable[[str], bool]] = {
+        pl.Int64(): _is_int,
+        pl.Float64(): _is_float,
+        pl.Boolean(): _is_bool,
+    }
+    return all(v == "" or tests.get(dt, _is_any)(v) for v, dt in zip(row, layout.values(), strict=True))
+
+
+def _is_bool(text: str) -> bool:
+    return text.lower() in ("true", "false")
+
+
+def _is_any(text: str) -> bool:
+    return True
 
 
 def _kind_from_name(info: NameInfo, source: str) -> FileKind | None:

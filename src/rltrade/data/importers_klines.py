@@ -66,7 +66,7 @@ def fmt_duration(us: int) -> str:
 
 
 def infer_timeframe(open_us: pl.Series, *, source: str, given: Timeframe | None, named: Timeframe | None) -> Timeframe:
-    """The bars' timeframe: the modal spacing of distinct open times, checked against ``given`` / ``named``.
+    """Infer the bars' timeframe: the modal spacing of distinct open times, checked against ``given`` / ``named``.
 
     ``given`` (the caller's) and ``named`` (from the file name) must agree with each other and with the
     modal spacing; without either, the modal spacing must be a supported timeframe. A single bar has no

@@ -35,7 +35,7 @@ class MarketFrames:
     """What a source knows beyond the data (the synthetic market's true regimes and planted signal)."""
 
     def until(self, t_us: int) -> MarketFrames:
-        """The market as known at ``t_us``: trades at or before it, bars closed by it. Extras are dropped."""
+        """Return the market as known at ``t_us``: trades at or before it, bars closed by it. Extras are dropped."""
         return MarketFrames(
             self.symbols,
             {role: df.filter(pl.col("ts_us") <= t_us) for role, df in self.trades.items()},
@@ -46,8 +46,11 @@ class MarketFrames:
         )
 
     def trade_stream(self, after_us: int) -> list[tuple[str, int, float, float, int]]:
-        """Both roles' trades after ``after_us`` as one time-ordered stream of ``(role, ts_us, price, qty, side)``,
-        the order a live feed delivers them in (ties keep each symbol's own order)."""
+        """Merge both roles' trades after ``after_us`` into one time-ordered stream.
+
+        Each item is ``(role, ts_us, price, qty, side)``, in the order a live feed delivers them (ties keep
+        each symbol's own order).
+        """
         parts = [
             df.filter(pl.col("ts_us") > after_us).with_columns(pl.lit(role).alias("role"))
             for role, df in self.trades.items()
@@ -71,7 +74,7 @@ class MarketFrames:
 
 
 def load_market(cfg: DataConfig, *, store: Store | None = None) -> MarketFrames:
-    """The market of ``cfg``: generated in memory (``source: synthetic``) or read from the store."""
+    """Load the market of ``cfg``: generated in memory (``source: synthetic``) or read from the store."""
     symbols = {"eth": cfg.symbol, "btc": cfg.reference}
     if cfg.source == "synthetic":
         from rltrade.data.synthetic import generate_market

@@ -167,14 +167,17 @@ class DatasetReport:
 
     @property
     def rows(self) -> int:
+        """The number of rows over all days."""
         return sum(d.rows for d in self.days)
 
     @property
     def gaps(self) -> int:
+        """The number of bars missing (gaps) over all days."""
         return sum(d.missing or 0 for d in self.days)
 
     @property
     def filled(self) -> int:
+        """The number of bars flagged ``is_filled`` (no trade in them) over all days."""
         return sum(d.filled or 0 for d in self.days)
 
 

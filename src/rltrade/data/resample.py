@@ -75,6 +75,7 @@ class ResampleReport:
     """Open times of the incomplete coarse bars, ascending (int64)."""
 
     def summary(self) -> str:
+        """Describe the resampling in one line: counts of source, output, incomplete, dropped and empty bars."""
         return (
             f"{self.src.value}→{self.dst.value}: {self.n_src} source bars → {self.n_out} bars; "
             f"{self.n_incomplete} incomplete ({self.n_src_missing} source bars missing), "

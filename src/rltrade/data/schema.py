@@ -66,10 +66,12 @@ class SchemaError(ValueError):
 
 
 def empty_trades() -> pl.DataFrame:
+    """Return an empty frame with the trade schema."""
     return pl.DataFrame(schema=TRADE_SCHEMA)
 
 
 def empty_bars() -> pl.DataFrame:
+    """Return an empty frame with the bar schema."""
     return pl.DataFrame(schema=BAR_SCHEMA)
 
 

@@ -36,20 +36,25 @@ class TimeRange:
     end_us: int
 
     def __post_init__(self) -> None:
+        """Check that the range is not empty."""
         if self.end_us <= self.start_us:
             raise SplitError(f"empty time range [{self.start_us}, {self.end_us}): end must be after start")
 
     @property
     def duration_us(self) -> int:
+        """The length of the range in µs."""
         return self.end_us - self.start_us
 
     def overlaps(self, other: TimeRange) -> bool:
+        """Return whether the two half-open ranges share any instant."""
         return self.start_us < other.end_us and other.start_us < self.end_us
 
     def contains(self, t_us: int) -> bool:
+        """Return whether ``t_us`` lies in ``[start_us, end_us)``."""
         return self.start_us <= t_us < self.end_us
 
     def to_dict(self) -> dict[str, int]:
+        """Return the range as ``{"start_us": ..., "end_us": ...}``."""
         return {"start_us": self.start_us, "end_us": self.end_us}
 
 
@@ -108,7 +113,7 @@ def walk_forward(
     validation_fraction: float = 0.0,
     step_us: int = 1,
 ) -> list[Fold]:
-    """Rolling (or expanding) walk-forward folds over ``span``.
+    """Cut rolling (or expanding) walk-forward folds over ``span``.
 
     The span is cut into ``n_folds + 1`` equal chunks. Fold ``k`` tests on chunk ``k + 1`` and trains
     on chunks ``0..k`` (expanding) or on chunk ``k`` alone (rolling). When ``validation_fraction > 0``

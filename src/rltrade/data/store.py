@@ -44,28 +44,34 @@ class DatasetKey:
     """Bar timeframe; None for trades."""
 
     def __post_init__(self) -> None:
+        """Check that bars have a timeframe and trades have none."""
         if (self.kind is Kind.BARS) != (self.timeframe is not None):
             raise ValueError("bars need a timeframe and trades must not have one")
 
     @property
     def time_col(self) -> str:
+        """The name of the time column (``open_us`` for bars, ``ts_us`` for trades)."""
         return "open_us" if self.kind is Kind.BARS else "ts_us"
 
     @property
     def key_col(self) -> str:
+        """The name of the column that identifies a row (deduplication key)."""
         return BAR_KEY if self.kind is Kind.BARS else TRADE_KEY
 
     @property
     def schema(self) -> dict[str, pl.DataType]:
+        """The polars schema of the dataset's rows."""
         return BAR_SCHEMA if self.kind is Kind.BARS else TRADE_SCHEMA
 
     def folder(self, root: Path) -> Path:
+        """Return the dataset's folder under ``root`` (hive-style partitions)."""
         tf = self.timeframe.value if self.timeframe is not None else TICK
         return (
             root / f"exchange={self.exchange}" / f"symbol={self.symbol}" / f"kind={self.kind.value}" / f"timeframe={tf}"
         )
 
     def __str__(self) -> str:
+        """Return ``exchange/symbol/kind/timeframe``."""
         tf = self.timeframe.value if self.timeframe is not None else TICK
         return f"{self.exchange}/{self.symbol}/{self.kind.value}/{tf}"
 
@@ -166,6 +172,7 @@ class Store:
         return out
 
     def days(self, key: DatasetKey) -> list[dt.date]:
+        """Return the dates that have a partition for ``key``, in order."""
         folder = key.folder(self.root)
         return sorted(dt.date.fromisoformat(p.name.split("=", 1)[1]) for p in folder.glob("date=*"))
 

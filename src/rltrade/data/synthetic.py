@@ -109,6 +109,7 @@ class SyntheticMarket:
     """None without a planted signal (``cfg.signal is None``) or without a tick period."""
 
     def __getitem__(self, symbol: str) -> SymbolMarket:
+        """Return the market of ``symbol``; KeyError naming the symbols held if absent."""
         try:
             return self.symbols[symbol]
         except KeyError:

@@ -95,6 +95,7 @@ class MarketShape:
     """Lot size decimals for (ETH, BTC)."""
 
     def __post_init__(self) -> None:
+        """Check each parameter's range; the error names the bound that failed."""
         checks = {
             "hawkes_branching must be in [0, 1) (a Hawkes process explodes at 1)": 0.0 <= self.hawkes_branching < 1.0,
             "fill_p must be in (0, 1]": 0.0 < self.fill_p <= 1.0,
@@ -153,7 +154,7 @@ class SecondShocks:
 
 
 def rng_stream(seed: int, stream: int) -> np.random.Generator:
-    """An independent PCG64 generator for one component (stream) of the market."""
+    """Create an independent PCG64 generator for one component (stream) of the market."""
     if seed < 0:
         raise ValueError(f"synthetic.seed must be >= 0 (got {seed}); pick any non-negative integer")
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(stream,))))
@@ -180,7 +181,8 @@ def ar1_filter(x_N: np.ndarray, phi: float, y0: float = 0.0, block: int = 256) -
     for b, last in enumerate(within_BK[:, -1].tolist()):
         carry_B[b] = c
         c = last + phi_block * c
-    return (within_BK + np.outer(carry_B, phi ** (j_K + 1))).ravel()[:n]
+    path: np.ndarray = (within_BK + np.outer(carry_B, phi ** (j_K + 1))).ravel()[:n]
+    return path
 
 
 def season(open_us_T: np.ndarray, shape: MarketShape) -> np.ndarray:
@@ -328,8 +330,10 @@ def bridge_extremes(
 
 @dataclass(frozen=True)
 class SymbolPath:
-    """One symbol's mid path as ``log(price / start_price)`` (so the first open is exactly the start
-    price); minute arrays cover the history, second arrays the tick period."""
+    """One symbol's mid path as ``log(price / start_price)``.
+
+    The first open is exactly the start price; minute arrays cover the history, second arrays the tick period.
+    """
 
     start_price: float
     close_T: np.ndarray

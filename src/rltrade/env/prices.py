@@ -164,7 +164,8 @@ def ewm_volatility(log_ret_T: F64, halflife_steps: float, floor: float) -> F64:
         return np.zeros(0)
     var = pl.Series(log_ret_T**2).ewm_mean(half_life=halflife_steps, adjust=True).to_numpy()
     vol = np.concatenate([[0.0], np.sqrt(var[:-1])])
-    return np.maximum(vol, floor)
+    floored: F64 = np.maximum(vol, floor)
+    return floored
 
 
 def _regimes(features: MarketFeatures, t_T: I64) -> npt.NDArray[np.int8]:

@@ -41,7 +41,7 @@ class LatencyHistogram:
             return None
         rank = max(1, math.ceil(q / 100.0 * self.n))
         k = int(np.searchsorted(np.cumsum(self.counts_N), rank))
-        return min(2.0 ** ((k + 1) / BUCKETS_PER_OCTAVE), self.max_us)
+        return min(float(2.0 ** ((k + 1) / BUCKETS_PER_OCTAVE)), self.max_us)
 
     def summary(self) -> dict[str, float | int | None]:
         return {"n": self.n, "p50_us": self.percentile(50), "p99_us": self.percentile(99), "max_us": self.max_us}

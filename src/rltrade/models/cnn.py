@@ -106,11 +106,12 @@ class TimeframeCnn(nn.Module):
         """Everything before ``hidden``: ``[B, W, C]`` → flattened conv features ``[B, C_last · L]``."""
         scale = self.get_buffer("input_scale_C")
         z = self.convs((x_BWC / scale).transpose(1, 2))
-        return self.dropout(z.flatten(1))
+        features: Tensor = self.dropout(z.flatten(1))
+        return features
 
     def outputs(self, hidden_BH: Tensor) -> Tensor:
         """The head: hidden features → ``out_B4`` (class logits with ``logit_offset_3``, distance)."""
-        out_B4 = self.head(hidden_BH)
+        out_B4: Tensor = self.head(hidden_BH)
         offset = self.get_buffer("logit_offset_3")
         return out_B4 + torch.cat([offset, offset.new_zeros(N_OUTPUTS - N_CLASS_LOGITS)])
 

@@ -145,4 +145,4 @@ def class_frequencies(classes: npt.ArrayLike) -> npt.NDArray[np.float64]:
     c = np.asarray(classes)
     c = c[c >= 0]
     counts = np.bincount(c.astype(np.int64), minlength=N_CLASSES)[:N_CLASSES].astype(np.float64)
-    return counts / max(counts.sum(), 1.0)
+    return counts / max(float(counts.sum()), 1.0)
