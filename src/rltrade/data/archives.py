@@ -45,6 +45,7 @@ class Market(enum.StrEnum):
 
     @property
     def url_part(self) -> str:
+        """The market's path segment in archive URLs (``spot`` or ``futures/um``)."""
         return "spot" if self is Market.SPOT else "futures/um"
 
     @property
@@ -63,6 +64,7 @@ class DataSpec:
     timeframe: Timeframe | None = None
 
     def __post_init__(self) -> None:
+        """Check the kind/timeframe pairing and that 1s klines are asked of spot only."""
         if self.kind is FileKind.RECORDED_TRADES:
             raise ArchiveError("Binance archives hold klines, trades or aggTrades, not recorded trades")
         if (self.kind is FileKind.KLINES) != (self.timeframe is not None):
@@ -92,10 +94,11 @@ class DataSpec:
         return self.timeframe.value if self.timeframe is not None else self.kind.value
 
     def key(self) -> DatasetKey:
-        """The store dataset the archives go to (trades and aggTrades both go to the trades dataset)."""
+        """Return the store dataset the archives go to (trades and aggTrades both go to the trades dataset)."""
         return DatasetKey(self.market.exchange, self.symbol, self.kind.data_kind, self.timeframe)
 
     def __str__(self) -> str:
+        """Return ``market symbol label``."""
         return f"{self.market} {self.symbol} {self.label}"
 
 
@@ -117,6 +120,7 @@ class Archive:
 
     @property
     def name(self) -> str:
+        """The archive's file name, as Binance publishes it."""
         when = self.first.strftime("%Y-%m") if self.monthly else self.first.isoformat()
         return f"{self.spec.symbol}-{self.spec.label}-{when}.zip"
 
@@ -132,6 +136,7 @@ class Archive:
 
     @property
     def start_us(self) -> int:
+        """Midnight UTC of the first day, in µs."""
         return day_us(self.first)
 
     @property
@@ -140,11 +145,12 @@ class Archive:
         return day_us(self.last) + US_PER_DAY
 
     def days(self) -> list[Archive]:
-        """The daily archives covering the same days (a monthly archive not published yet falls back to them)."""
+        """Split into the daily archives of the same days (a monthly archive not published yet falls back to them)."""
         n = (self.last - self.first).days + 1
         return [Archive(self.spec, self.first + dt.timedelta(days=i), monthly=False) for i in range(n)]
 
     def __str__(self) -> str:
+        """Return the archive's URL path."""
         return self.url_path
 
 
@@ -158,7 +164,7 @@ def _next_month(day: dt.date) -> dt.date:
 
 
 def plan_archives(spec: DataSpec, start: dt.date, end: dt.date, *, today: dt.date) -> list[Archive]:
-    """The archives covering days ``start <= day < end`` that can exist on ``today`` (UTC), oldest first.
+    """List the archives covering days ``start <= day < end`` that can exist on ``today`` (UTC), oldest first.
 
     A calendar month wholly inside the range and already over (``today`` is in a later month) is one
     monthly archive; every other day before ``today`` is a daily archive. Days from ``today`` on have no
@@ -181,7 +187,7 @@ def plan_archives(spec: DataSpec, start: dt.date, end: dt.date, *, today: dt.dat
 
 
 def parse_checksum(text: str, *, name: str, source: str) -> str:
-    """The SHA-256 hex of a ``.CHECKSUM`` file's text, which must name ``name``.
+    """Parse the SHA-256 hex of a ``.CHECKSUM`` file's text, which must name ``name``.
 
     The file is one line ``<64 hex digits><whitespace><file name>``; anything else, or another file's
     name, raises :class:`ArchiveError` (a checksum of the wrong file verifies nothing).

@@ -54,6 +54,7 @@ class Retry:
     """Injectable so tests do not wait."""
 
     def delay_s(self, attempt: int) -> float:
+        """Return the wait before retry ``attempt`` (from 0): ``backoff_s * 2**attempt``, at most ``max_backoff_s``."""
         return float(min(self.max_backoff_s, self.backoff_s * 2**attempt))
 
 
@@ -144,7 +145,7 @@ def _sha256_file(path: Path) -> str:
 
 
 def _cached(archive: Archive, zip_path: Path) -> Path | None:
-    """The cached zip when it and its checksum are present and agree (hashing is cheap beside downloading)."""
+    """Return the cached zip when it and its checksum are present and agree (hashing is cheap beside downloading)."""
     sums = zip_path.with_name(zip_path.name + ".CHECKSUM")
     if not (zip_path.is_file() and sums.is_file()):
         return None

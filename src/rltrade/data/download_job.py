@@ -53,14 +53,17 @@ class DownloadReport:
 
     @property
     def downloaded(self) -> int:
+        """The number of archives downloaded and verified (not taken from the cache)."""
         return sum(1 for f in self.fetched if f.outcome == "verified" and not f.cached)
 
     @property
     def from_cache(self) -> int:
+        """The number of archives taken from the cache."""
         return sum(1 for f in self.fetched if f.cached)
 
     @property
     def missing(self) -> list[Archive]:
+        """The archives not published (HTTP 404), in order."""
         return [f.archive for f in self.fetched if f.outcome == "missing"]
 
 
