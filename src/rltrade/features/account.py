@@ -1,5 +1,6 @@
-"""The account block and the per-step record: shared by the env (which fills them) and the agent
-(which stores and reads them), so neither has to import the other.
+"""The account block and the per-step record, shared by the env and the agent.
+
+The env fills them and the agent stores and reads them, so neither has to import the other.
 
 The observation the agent sees is ``concat(market state [layout.size], account [ACCOUNT_DIM])``.
 Account features (float32), in order:
@@ -30,7 +31,7 @@ TIME_IN_TRADE_SCALE: Final = float(np.log1p(3600.0))
 def account_vector(
     position: float, unrealised_return: float, steps_in_trade: int, episode_return: float, drawdown: float
 ) -> npt.NDArray[np.float32]:
-    """The account block ``float32 [ACCOUNT_DIM]`` from its parts (see the module docstring)."""
+    """Build the account block ``float32 [ACCOUNT_DIM]`` from its parts (see the module docstring)."""
     return np.array(
         [position, unrealised_return, np.log1p(steps_in_trade) / TIME_IN_TRADE_SCALE, episode_return, drawdown],
         dtype=np.float32,

@@ -96,6 +96,7 @@ class BarChannelSpec:
     """Channels 4-7 are clipped to ``[-clip, clip]``."""
 
     def __post_init__(self) -> None:
+        """Check that every window and period is >= 1 and that MACD's fast period is below its slow one."""
         for name in ("volume_window", "rsi_period", "macd_fast", "macd_slow", "macd_signal", "atr_period"):
             if getattr(self, name) < 1:
                 raise ValueError(f"BarChannelSpec.{name} must be >= 1, got {getattr(self, name)}")
@@ -134,6 +135,7 @@ class BarChannels:
 
     @property
     def n_bars(self) -> int:
+        """The number of bars the channels cover."""
         return int(self.valid_T.shape[0])
 
 

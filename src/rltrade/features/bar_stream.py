@@ -50,9 +50,11 @@ class GrowingBars:
         """Bars appended since creation (trimming does not reduce it)."""
 
     def __len__(self) -> int:
+        """Return the number of bars held."""
         return self._n
 
     def append(self, bar: ClosedBar) -> None:
+        """Append the next closed bar; its open time must be after the previous bar's (grows the arrays as needed)."""
         if self._n and bar.open_us <= self._open_us[self._n - 1]:
             raise ValueError(
                 f"{self.tf.value} bar at {bar.open_us} is not after the previous one ({self._open_us[self._n - 1]})"
@@ -83,16 +85,18 @@ class GrowingBars:
             self.append(ClosedBar(int(open_us[k]), o, h, lo, c, v, bool(filled[k])))
 
     def tail(self, n: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
-        """The newest ``n`` bars (fewer if not held): open_us, OHLCV [n, 5], is_filled."""
+        """Return the newest ``n`` bars (fewer if not held): open_us, OHLCV [n, 5], is_filled."""
         a = max(0, self._n - n)
         return self._open_us[a : self._n], self._ohlcv[a : self._n], self._filled[a : self._n]
 
     @property
     def last_open_us(self) -> int | None:
+        """The open time of the newest bar held, or None when empty."""
         return int(self._open_us[self._n - 1]) if self._n else None
 
     @property
     def last_close(self) -> float | None:
+        """The close price of the newest bar held, or None when empty."""
         return float(self._ohlcv[self._n - 1, 3]) if self._n else None
 
 

@@ -35,6 +35,7 @@ class DecisionClock:
         return cls(start, step_us, int(n))
 
     def time_of(self, t_idx: npt.ArrayLike) -> npt.NDArray[np.int64]:
+        """Return the time (µs) of each clock step index; IndexError outside ``[0, n_steps)``."""
         idx = np.asarray(t_idx, dtype=np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= self.n_steps):
             raise IndexError(f"step index out of range [0, {self.n_steps}): {idx.min()}..{idx.max()}")
@@ -42,6 +43,7 @@ class DecisionClock:
 
     @property
     def end_us(self) -> int:
+        """The exclusive end of the clock: the time one step after the last."""
         return self.start_us + self.n_steps * self.step_us
 
 
@@ -54,7 +56,9 @@ class ClockStateSource:
 
     @property
     def num_features(self) -> int:
+        """The width F of a state row."""
         return self.builder.size
 
     def gather(self, t_idx_B: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """Gather the market states ``float32 [B, F]`` at clock steps ``t_idx_B`` (each sees data up to its time)."""
         return self.builder.gather(self.clock.time_of(t_idx_B))

@@ -57,6 +57,7 @@ class CnnOutputs:
     """Walk-forward model (fold) that filled the row; :data:`NO_MODEL` where masked."""
 
     def __post_init__(self) -> None:
+        """Make the arrays contiguous, typed and read-only; check their shapes, finiteness and close-time order."""
         close = np.ascontiguousarray(self.close_us_T, dtype=np.int64)
         hidden = np.ascontiguousarray(self.hidden_TH, dtype=np.float32)
         preds = np.ascontiguousarray(self.preds_T4, dtype=np.float32)
@@ -84,6 +85,7 @@ class CnnOutputs:
 
     @classmethod
     def empty(cls, tf: Timeframe, hidden: int = CNN_HIDDEN) -> CnnOutputs:
+        """Return outputs with no rows (every query is masked)."""
         return cls(
             tf,
             np.empty(0, np.int64),
@@ -93,10 +95,12 @@ class CnnOutputs:
         )
 
     def __len__(self) -> int:
+        """Return the number of rows (closed bars with CNN outputs)."""
         return int(self.close_us_T.shape[0])
 
     @property
     def hidden_size(self) -> int:
+        """The width H of the hidden features."""
         return int(self.hidden_TH.shape[1])
 
     def row_index(self, t_us_B: npt.ArrayLike) -> npt.NDArray[np.int64]:
@@ -121,7 +125,7 @@ class CnnOutputs:
         return hidden_BH, preds_B4, has_B
 
     def model_ids(self, t_us_B: npt.ArrayLike) -> npt.NDArray[np.int32]:
-        """The model (fold) id behind each query's row, :data:`NO_MODEL` where masked."""
+        """Return the model (fold) id behind each query's row, :data:`NO_MODEL` where masked."""
         k_B = self.row_index(t_us_B)
         if not len(self):
             return np.full(k_B.shape[0], NO_MODEL, np.int32)
@@ -144,6 +148,7 @@ class CnnBlocks:
     hidden: int = CNN_HIDDEN
 
     def __post_init__(self) -> None:
+        """Check that each timeframe's outputs are filed under their own timeframe, at the configured width."""
         for tf, out in self.outputs.items():
             if out.tf is not tf:
                 raise CnnOutputsError(f"CNN outputs of {out.tf.value} filed under {tf.value}")
@@ -194,6 +199,7 @@ class CnnStream:
 
     @property
     def last_close_us(self) -> int | None:
+        """The close time of the newest row, or None when empty."""
         return self._close_us[-1] if self._close_us else None
 
     def append(self, close_us: int, hidden_H: npt.ArrayLike, preds_4: npt.ArrayLike, model_id: int) -> None:
@@ -230,6 +236,7 @@ class CnnStreams:
         self.streams = {tf: CnnStream(tf, hidden) for tf in CNN_TIMEFRAMES}
 
     def __getitem__(self, tf: Timeframe) -> CnnStream:
+        """Return the stream of timeframe ``tf``."""
         return self.streams[tf]
 
     def rows_at(self, t_us: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.bool_]]:

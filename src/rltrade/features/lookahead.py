@@ -90,7 +90,7 @@ def perturb_after(raw: MarketFrames, t_us: int, rng: np.random.Generator, *, sca
 
 
 def state_blocks(layout: StateLayout, cfg: FeaturesConfig, stats: FeatureStats = FeatureStats()) -> BlockFn:
-    """The standard blocks: build the market features from ``frames`` and gather every block at ``t``."""
+    """Return the standard block function: build the market features from ``frames``, gather each block at ``t``."""
 
     def compute(frames: MarketFrames, t_B: npt.NDArray[np.int64]) -> Mapping[str, npt.NDArray[np.floating]]:
         features = build_market_features(frames, layout, cfg, stats)
@@ -110,6 +110,7 @@ class BlockResult:
 
     @property
     def ok(self) -> bool:
+        """Whether no sampled time differed."""
         return self.differing == 0
 
 
@@ -122,9 +123,11 @@ class LookaheadReport:
 
     @property
     def ok(self) -> bool:
+        """Whether no block leaked."""
         return all(b.ok for b in self.blocks.values())
 
     def leaky(self) -> list[str]:
+        """Return the names of the blocks that leaked, in registration order."""
         return [name for name, b in self.blocks.items() if not b.ok]
 
 
@@ -189,8 +192,11 @@ def _max_diff(a: npt.NDArray[np.floating], b: npt.NDArray[np.floating]) -> float
 
 
 def _end_of(raw: MarketFrames) -> int:
-    """Where the data ends: the close of the last trade's second (1s bars are made up to there), or,
-    without trades, the close of the last stored bar."""
+    """Find where the data ends.
+
+    That is the close of the last trade's second (1s bars are made up to there), or, without trades, the
+    close of the last stored bar.
+    """
     ends = [(int(df.item(-1, "ts_us")) // 1_000_000 + 1) * 1_000_000 for df in raw.trades.values() if df.height]
     if ends:
         return max(ends)

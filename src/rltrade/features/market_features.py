@@ -53,6 +53,7 @@ class FeatureStats:
     empty: ``qty_scale`` at every time (unfitted, or a bundle written before the fit was causal)."""
 
     def to_dict(self) -> dict[str, object]:
+        """Return the statistics as a JSON-ready dict (the bundle's ``feature_stats``)."""
         return {
             "qty_scale": self.qty_scale,
             "qty_scale_fitted_on": None if self.qty_scale_fitted_on is None else self.qty_scale_fitted_on.to_dict(),
@@ -61,6 +62,7 @@ class FeatureStats:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, object]) -> FeatureStats:
+        """Rebuild the statistics from :meth:`to_dict`'s output."""
         fitted = raw.get("qty_scale_fitted_on")
         rng = TimeRange(**fitted) if isinstance(fitted, dict) else None
         steps = raw.get("qty_scale_steps") or []
@@ -69,6 +71,7 @@ class FeatureStats:
         return cls(float(raw["qty_scale"]), rng, tuple((int(s), float(v)) for s, v in steps))  # type: ignore[arg-type]
 
     def fitted_ranges(self) -> list[TimeRange]:
+        """Return the time ranges the statistics were fitted on (none when unfitted)."""
         return [r for r in (self.qty_scale_fitted_on,) if r is not None]
 
 
@@ -98,6 +101,7 @@ class FeatureSpec:
 
     @classmethod
     def from_config(cls, cfg: FeaturesConfig, layout: StateLayout, stats: FeatureStats) -> FeatureSpec:
+        """Build the spec of every feature family from the features config, the layout and the fitted statistics."""
         max_ticks = layout.block("eth_ticks").shape[0] if layout.has("eth_ticks") else 1
         return cls(
             bar=BarChannelSpec(
@@ -226,7 +230,7 @@ def build_market_features(
 
 
 def regime_inputs(frames: MarketFrames) -> tuple[BarArrays, np.ndarray]:
-    """The traded symbol's 1m bars and the reference's 1m close on the same grid.
+    """Join the traded symbol's 1m bars and the reference's 1m close on the same grid.
 
     A minute the reference lacks takes the reference's last earlier close (carried, causal); minutes
     before the reference's first bar take its first close (only affects the warm-up, which is masked).

@@ -59,6 +59,7 @@ class PivotArrays(NamedTuple):
 
     @classmethod
     def empty(cls) -> PivotArrays:
+        """Return arrays with no pivots."""
         return cls(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.int64))
 
 
@@ -81,9 +82,11 @@ class PivotSet:
 
     @property
     def levels(self) -> int:
+        """The number of levels."""
         return len(self.highs)
 
     def of(self, kind: PivotKind, level: int) -> PivotArrays:
+        """Return the confirmed pivots of ``kind`` at ``level``."""
         return (self.highs if kind is PivotKind.HIGH else self.lows)[level]
 
     def records(self, until_us: int | None = None) -> list[Pivot]:

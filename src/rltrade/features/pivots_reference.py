@@ -75,7 +75,7 @@ def _to_arrays(rows: list[_Row]) -> PivotArrays:
 def reference_pivots(
     high_T: ArrayLike, low_T: ArrayLike, open_us_T: ArrayLike, tf_us: int, *, n: int = 2, levels: int = 5
 ) -> PivotSet:
-    """Same result as :func:`compute_pivots`, by loops."""
+    """Compute the same result as :func:`compute_pivots`, by loops."""
     check_params(tf_us, n, levels)
     high, low, opens = check_bars(high_T, low_T, open_us_T, tf_us)
     open_list = opens.tolist()
@@ -104,7 +104,7 @@ def reference_pivots(
 def _level_row(
     t: int, p: float, tf: int, his: list[_Row], los: list[_Row], close: list[float], prov: tuple[bool, bool]
 ) -> list[float]:
-    """The 10 features of one level at t from its confirmed highs/lows (column order of the names)."""
+    """Compute the 10 features of one level at t from its confirmed highs/lows (column order of the names)."""
     (hi_i, hi_t, h1, _), (lo_i, lo_t, l1, _) = his[-1], los[-1]
     high_later = hi_i > lo_i if hi_i != lo_i else close[hi_i] >= (h1 + l1) / 2
     trend = 0.0
@@ -146,7 +146,7 @@ def reference_pivot_features(
     n: int = 2,
     levels: int = 5,
 ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
-    """Same result as :func:`pivot_features` with ``dtype=np.float64``, one query at a time by loops."""
+    """Compute the same result as :func:`pivot_features` with ``dtype=np.float64``, one query at a time by loops."""
     pivots = reference_pivots(high_T, low_T, open_us_T, tf_us, n=n, levels=levels)
     high, low, opens = check_bars(high_T, low_T, open_us_T, tf_us)
     close_arr = np.asarray(close_T, np.float64)

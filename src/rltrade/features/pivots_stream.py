@@ -105,6 +105,7 @@ class PivotTracker:
 
     @property
     def bars_seen(self) -> int:
+        """The number of bars fed in."""
         return self._bars
 
     @property
@@ -113,8 +114,10 @@ class PivotTracker:
         return None if self._last_open_us is None else self._last_open_us + self.tf_us
 
     def update(self, open_us: int, high: float, low: float, close: float) -> list[Pivot]:
-        """Feed the next closed bar; return the pivots it confirms (confirm_us = its close), lowest level
-        first. Bars must arrive in order, at least ``tf_us`` apart; prices finite with high >= low > 0."""
+        """Feed the next closed bar; return the pivots it confirms (confirm_us = its close), lowest level first.
+
+        Bars must arrive in order, at least ``tf_us`` apart; prices finite with high >= low > 0.
+        """
         open_us = int(open_us)
         high, low, close = float(high), float(low), float(close)
         where = f"bar #{self._bars} (open_us={open_us})"
@@ -165,7 +168,7 @@ class PivotTracker:
         return out.reshape(-1), state.available
 
     def _level_row(self, level: int, t: int) -> tuple[float | int | bool, ...]:
-        """The :class:`LevelState` fields of one level, as Python values in field order."""
+        """Return the :class:`LevelState` fields of one level, as Python values in field order."""
         his, los = self._highs.last2[level], self._lows.last2[level]
         placeholder = _Elem(0.0, 0, t - self.tf_us, 1.0, 0, 1.0)
         h1 = his[-1] if his else placeholder

@@ -95,6 +95,7 @@ class RegimeSpec:
     clip: float = 10.0
 
     def __post_init__(self) -> None:
+        """Check that every period, window and step is >= 2 and that the percentile lookback holds enough samples."""
         for name in ("adx_period", "trend_window", "vol_window", "pct_step", "corr_window", "range_window"):
             if getattr(self, name) < 2:
                 raise ValueError(f"RegimeSpec.{name} must be >= 2, got {getattr(self, name)}")

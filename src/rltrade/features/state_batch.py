@@ -59,6 +59,7 @@ class BatchStateBuilder:
 
     @property
     def size(self) -> int:
+        """The width of a state row (``layout.size``)."""
         return self.layout.size
 
     def gather(self, t_us_B: npt.ArrayLike) -> npt.NDArray[np.float32]:
@@ -157,7 +158,7 @@ def assemble_flags(
     stale_B: npt.ArrayLike,
     cnn_present_B: npt.ArrayLike,
 ) -> npt.NDArray[np.float32]:
-    """The flags block ``float32 [B, n_flags]`` from per-block availability and the extra flags.
+    """Build the flags block ``float32 [B, n_flags]`` from per-block availability and the extra flags.
 
     Both builders call this, so their flags agree by construction (see the module docstring).
     """

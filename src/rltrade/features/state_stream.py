@@ -187,7 +187,7 @@ class StreamingStateBuilder:
 
     # ------------------------------------------------------------------ reading
     def state_at(self, t_us: int) -> npt.NDArray[np.float32]:
-        """The flat state ``float32 [layout.size]`` at ``t_us`` (≥ the last trade fed)."""
+        """Return the flat state ``float32 [layout.size]`` at ``t_us`` (≥ the last trade fed)."""
         out = np.zeros(self.layout.size, np.float32)
         for name, values in self.blocks_at(t_us).items():
             out[self.layout.block(name).slice] = values.reshape(-1)
@@ -237,7 +237,7 @@ class StreamingStateBuilder:
     def bar_window(
         self, role: str, tf: Timeframe, window: int
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_], int | None]:
-        """The ``window`` bars of ``role`` and ``tf`` closed by the clock: ``(x_1WC, mask_1W, last close)``.
+        """Return the ``window`` bars of ``role`` and ``tf`` closed by the clock: ``(x_1WC, mask_1W, last close)``.
 
         The same values as the batch ``bar_windows`` at the last closed bar (within ``FLOAT_TOLERANCE``)
         while ``window`` is at most the layout's bar window; the last close is None before any bar.

@@ -96,6 +96,7 @@ class TickSpec:
     value)`` pairs in time order; empty means ``qty_scale`` at every time."""
 
     def __post_init__(self) -> None:
+        """Check the window, trade count and intensity bounds, and that every size scale is finite and positive."""
         if self.window_us < _US_PER_MS or self.max_trades < 1 or self.intensity_us < 1:
             raise ValueError(f"TickSpec: window_us >= 1 ms, max_trades >= 1, intensity_us >= 1; got {self}")
         values = [self.qty_scale, *(v for _, v in self.qty_scale_steps)]
@@ -106,8 +107,11 @@ class TickSpec:
             raise ValueError(f"TickSpec.qty_scale_steps must be in strictly increasing time order, got {starts}")
 
     def qty_scale_at(self, t_us_B: npt.ArrayLike) -> npt.NDArray[np.float64]:
-        """The normaliser at each query time: the last step at or before ``t`` (1.0 before the first
-        step), or ``qty_scale`` when there are no steps."""
+        """Return the normaliser at each query time.
+
+        That is the last step at or before ``t`` (1.0 before the first step), or ``qty_scale`` when there
+        are no steps.
+        """
         t = np.asarray(t_us_B, dtype=np.int64).reshape(-1)
         if not self.qty_scale_steps:
             return np.full(t.shape, self.qty_scale, dtype=np.float64)
@@ -134,8 +138,10 @@ FIRST_CHECKPOINT_US: Final = 60 * US_PER_SECOND
 
 
 def fit_qty_scale(ts_us_N: npt.ArrayLike, qty_N: npt.ArrayLike, fit_range: TimeRange) -> QtyScale:
-    """Median trade size of the trades with ``fit_range.start_us <= ts_us < fit_range.end_us``, with
-    the causal expanding steps inside the range (see the module docstring)."""
+    """Fit the median trade size of the trades with ``fit_range.start_us <= ts_us < fit_range.end_us``.
+
+    The result also holds the causal expanding steps inside the range (see the module docstring).
+    """
     ts = np.asarray(ts_us_N, dtype=np.int64)
     qty = check_series({"qty": qty_N}, what="fit_qty_scale", positive=("qty",))["qty"]
     if ts.shape != qty.shape:
@@ -271,7 +277,7 @@ def _window_features(
     qty_scale_B: npt.NDArray[np.float64],
     spec: TickSpec,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
-    """The 10 features from gathered rows (most recent first); shared by batch and stream."""
+    """Compute the 10 features from gathered rows (most recent first); shared by batch and stream."""
     w = valid_BM.astype(np.float64)
     qty = qty_BM * w
     signed = side_BM * qty
@@ -329,6 +335,7 @@ class TickStream:
 
     @property
     def n_seen(self) -> int:
+        """The number of trades fed in."""
         return self._n_seen
 
     def update(self, ts_us: int, price: float, qty: float, side: int) -> None:
@@ -365,7 +372,7 @@ class TickStream:
         self._last_logp = logp
 
     def features_at(self, t_us: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
-        """The block at ``t_us`` (``>=`` the last trade fed): ``float32 [max_trades, 10]`` and mask."""
+        """Return the block at ``t_us`` (``>=`` the last trade fed): ``float32 [max_trades, 10]`` and mask."""
         if self._last_ts is not None and t_us < self._last_ts:
             raise FeatureInputError(
                 f"TickStream.features_at({t_us}): a trade at {self._last_ts} was already fed; "
