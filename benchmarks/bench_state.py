@@ -110,7 +110,7 @@ def _only(layout: StateLayout, name: str) -> StateLayout:
     from dataclasses import replace
 
     block = replace(layout.block(name), start=0)
-    flags = replace(layout.block("flags"), start=block.stop)
+    flags = replace(layout.block("flags"), start=block.stop, shape=(len(layout.flag_names) - len(layout.blocks) + 2,))
     return replace(layout, blocks=(block, flags))
 
 

@@ -7,7 +7,9 @@ Two steps, so that the expensive part runs once per series and the per-state par
    ``0..i`` only (the TA-Lib indicators are recursive, so they depend on *all* earlier bars, never on
    later ones).
 2. :func:`bar_windows` gathers, for a batch of "last closed bar" indices, the ``W`` bars ending at that
-   bar (oldest first) as a ``float32 [B, W, 8]`` tensor plus a ``[B, W]`` mask.
+   bar (oldest first) as a ``float32 [B, W, 8]`` tensor plus a ``[B, W]`` mask; :func:`bar_windows_into`
+   writes the same values straight into rows of a state matrix (one compiled pass over the interleaved
+   per-bar arrays, :mod:`rltrade.features.gather_kernels`).
 
 The eight channels (:data:`BAR_CHANNEL_NAMES`, described in :data:`BAR_CHANNEL_DESCRIPTIONS`):
 
@@ -47,6 +49,8 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 import talib
+
+from rltrade.features import gather_kernels as kernels
 
 BAR_CHANNEL_NAMES: Final = (
     "log_open_rel",
@@ -266,21 +270,32 @@ def bar_windows(
     if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
         raise FeatureInputError(f"idx_B must be a 1-D integer array, got dtype {idx.dtype} shape {idx.shape}")
     idx = idx.astype(np.int64, copy=False)
-    n = channels.n_bars
-    bad = (idx < -1) | (idx >= n)
-    if bad.any():
-        b = int(np.flatnonzero(bad)[0])
-        raise FeatureInputError(f"idx_B[{b}] = {idx[b]} is outside [-1, {n - 1}] for a series of {n} bars")
-    x_BWC = np.zeros((idx.shape[0], window, N_BAR_CHANNELS), dtype=np.float32)
-    mask_BW = np.zeros((idx.shape[0], window), dtype=np.bool_)
-    if n == 0:
-        return x_BWC, mask_BW
-    rows_BW = idx[:, None] + np.arange(-(window - 1), 1, dtype=np.int64)[None, :]
-    exists_BW = rows_BW >= 0
-    safe_BW = np.where(exists_BW, rows_BW, 0)
-    log_cref_B = channels.log_ohlc_T4[np.maximum(idx, 0), 3]
-    x_BWC[..., :_N_PRICE] = channels.log_ohlc_T4[safe_BW] - log_cref_B[:, None, None]
-    x_BWC[..., _N_PRICE:] = channels.per_bar_T4[safe_BW]
-    x_BWC[~exists_BW] = 0.0
-    mask_BW[:] = exists_BW & channels.valid_T[safe_BW]
+    x_BWC = np.empty((idx.shape[0], window, N_BAR_CHANNELS), dtype=np.float32)
+    mask_BW = np.empty((idx.shape[0], window), dtype=np.bool_)
+    bar_windows_into(channels, idx, x_BWC.reshape(idx.shape[0], window * N_BAR_CHANNELS), mask_BW)
     return x_BWC, mask_BW
+
+
+def bar_windows_into(
+    channels: BarChannels, idx_B: npt.NDArray[np.int64], out_BX: npt.NDArray[np.float32], mask_BW: npt.NDArray[np.bool_]
+) -> None:
+    """:func:`bar_windows` written in place: ``out_BX`` ``float32 [B, W·8]`` (each row one window, row-major
+    ``[W, 8]``; it may be a column slice of a state matrix) and ``mask_BW`` ``bool [B, W]``.
+
+    One compiled pass per window (:func:`rltrade.features.gather_kernels.bar_windows_into`), reading the
+    interleaved per-bar arrays ``log_ohlc_T4`` and ``per_bar_T4``. ``idx_B`` is int64 in ``[-1, n_bars)``
+    (:func:`bar_windows` checks it); with no bars at all every row is 0 and masked.
+    """
+    b, w = mask_BW.shape
+    if out_BX.shape != (b, w * N_BAR_CHANNELS) or out_BX.dtype != np.float32 or idx_B.shape != (b,):
+        raise ValueError(f"bar_windows_into: out {out_BX.shape} {out_BX.dtype}, idx {idx_B.shape}, mask {(b, w)}")
+    n = channels.n_bars
+    bad = (idx_B < -1) | (idx_B >= n)
+    if bad.any():  # the kernel does not check bounds
+        i = int(np.flatnonzero(bad)[0])
+        raise FeatureInputError(f"idx_B[{i}] = {idx_B[i]} is outside [-1, {n - 1}] for a series of {n} bars")
+    if channels.n_bars == 0:
+        out_BX[:] = 0.0
+        mask_BW[:] = False
+        return
+    kernels.bar_windows_into(channels.log_ohlc_T4, channels.per_bar_T4, channels.valid_T, idx_B, out_BX, mask_BW)

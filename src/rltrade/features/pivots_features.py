@@ -236,15 +236,25 @@ def pivot_features(
     check_prices("close_T", close)
     opens = opens.astype(np.int64)
     check_opens(opens, pivots.tf_us)
-    query = query.astype(np.int64)
-    close_us = opens + np.int64(pivots.tf_us)
-    feats_BLK = np.empty((len(query), pivots.levels, FEATURES_PER_LEVEL), dtype=dtype)
-    mask_BL = np.empty((len(query), pivots.levels), dtype=np.bool_)
+    return pivot_features_checked(pivots, close, opens + np.int64(pivots.tf_us), query.astype(np.int64), dtype=dtype)
+
+
+def pivot_features_checked(
+    pivots: PivotSet, close_T: F64, close_us_T: I64, query_B: I64, *, dtype: DTypeLike = np.float32
+) -> tuple[NDArray[np.floating], BoolArr]:
+    """:func:`pivot_features` on bars already checked by it (float64 closes, int64 close times, int64 queries).
+
+    For callers that query the same bars many times (the batch state builder checks them once): the
+    per-call checks scan every bar of the series, which costs more than the features of a batch.
+    """
+    n = len(query_B)
+    feats_BLK = np.empty((n, pivots.levels, FEATURES_PER_LEVEL), dtype=dtype)
+    mask_BL = np.empty((n, pivots.levels), dtype=np.bool_)
     # chunks keep the ~40 temporaries per level cache-sized; one big pass is several times slower
-    for start in range(0, len(query), _CHUNK):
-        stop = min(start + _CHUNK, len(query))
-        _features_chunk(pivots, close, close_us, query[start:stop], feats_BLK[start:stop], mask_BL[start:stop])
-    return feats_BLK.reshape(len(query), pivots.levels * FEATURES_PER_LEVEL), mask_BL
+    for start in range(0, n, _CHUNK):
+        stop = min(start + _CHUNK, n)
+        _features_chunk(pivots, close_T, close_us_T, query_B[start:stop], feats_BLK[start:stop], mask_BL[start:stop])
+    return feats_BLK.reshape(n, pivots.levels * FEATURES_PER_LEVEL), mask_BL
 
 
 _CHUNK: Final = 1 << 13

@@ -34,13 +34,14 @@ import numpy as np
 import numpy.typing as npt
 
 from rltrade.data.align import last_closed_index
-from rltrade.features.bar_channels import bar_windows
+from rltrade.features.bar_channels import bar_windows_into
 from rltrade.features.cnn_blocks import CnnBlocks, cnn_flags
 from rltrade.features.layout import StateLayout
 from rltrade.features.market_features import MarketFeatures
-from rltrade.features.pivots import pivot_features
+from rltrade.features.pivots_batch import check_opens, check_prices
+from rltrade.features.pivots_features import pivot_features_checked
 from rltrade.features.regime import regime_features_at
-from rltrade.features.ticks import tick_windows
+from rltrade.features.ticks import tick_windows_into
 from rltrade.types import Timeframe
 
 RETURN_SCALE = 1000.0
@@ -51,11 +52,20 @@ BlockValues = dict[str, npt.NDArray[np.float32]]
 
 
 class BatchStateBuilder:
-    """Gathers states of ``layout`` at arbitrary query times from ``features`` (see the module docstring)."""
+    """Gathers states of ``layout`` at arbitrary query times from ``features`` (see the module docstring).
+
+    Each block is written straight into its columns of the state matrix: bar and tick windows by
+    compiled kernels over the interleaved per-bar (per-trade) arrays
+    (:mod:`rltrade.features.gather_kernels`), the small blocks by numpy.
+    """
 
     def __init__(self, layout: StateLayout, features: MarketFeatures) -> None:
         self.layout = layout
         self.features = features
+        edges = [e for b in sorted(layout.blocks, key=lambda b: b.start) for e in (b.start, b.stop)]
+        # Every column is written when the blocks tile [0, size) back to back; otherwise start from zeros.
+        self._tiled = edges[:1] == [0] and edges[-1:] == [layout.size] and edges[1:-1:2] == edges[2:-1:2]
+        self._pivot_bars: tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]] | None = None
 
     @property
     def size(self) -> int:
@@ -65,65 +75,86 @@ class BatchStateBuilder:
     def gather(self, t_us_B: npt.ArrayLike) -> npt.NDArray[np.float32]:
         """States ``float32 [B, layout.size]`` at query times ``t_us_B`` (µs, any order)."""
         t_B = np.asarray(t_us_B, dtype=np.int64).reshape(-1)
-        out_BF = np.zeros((t_B.shape[0], self.layout.size), dtype=np.float32)
-        for name, values in self.gather_blocks(t_B).items():
-            block = self.layout.block(name)
-            out_BF[:, block.slice] = values.reshape(t_B.shape[0], block.size)
+        alloc = np.empty if self._tiled else np.zeros
+        out_BF = alloc((t_B.shape[0], self.layout.size), dtype=np.float32)
+        self._fill(t_B, out_BF)
         return out_BF
 
     def gather_blocks(self, t_us_B: npt.ArrayLike) -> BlockValues:
         """Per block values ``[B, *shape]`` (float32), flags included."""
         t_B = np.asarray(t_us_B, dtype=np.int64).reshape(-1)
+        out_BF = self.gather(t_B)
+        return {b.name: out_BF[:, b.slice].reshape(t_B.shape[0], *b.shape) for b in self.layout.blocks}
+
+    def _fill(self, t_B: npt.NDArray[np.int64], out_BF: npt.NDArray[np.float32]) -> None:
+        """Write every block of the states at ``t_B`` into its columns of ``out_BF``."""
         n = t_B.shape[0]
         f = self.features
-        out: BlockValues = {}
         has: dict[str, npt.NDArray[np.bool_]] = {}
         warm: list[npt.NDArray[np.bool_]] = []
         cnn_rows: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.bool_]] | None = None
         cnn_has_B4 = np.zeros((n, 1), bool)
+        flags_block = None
         for block in self.layout.blocks:
+            cols = out_BF[:, block.slice]
             if block.kind == "bars":
                 assert block.symbol is not None and block.timeframe is not None
                 sf = f.series[(block.symbol, block.timeframe)]
                 idx_B = last_closed_index(sf.bars, t_B)
-                x, mask_BW = bar_windows(sf.channels, idx_B, block.shape[0])
-                out[block.name] = x
+                mask_BW = np.empty((n, block.shape[0]), dtype=np.bool_)
+                bar_windows_into(sf.channels, idx_B, cols, mask_BW)
                 has[block.name] = mask_BW[:, -1]
                 warm.append((idx_B >= 0) & ~mask_BW.all(axis=1))
             elif block.kind == "ticks":
                 if f.trades is None:
-                    out[block.name] = np.zeros((n, *block.shape), np.float32)
+                    cols[:] = 0.0
                     has[block.name] = np.zeros(n, bool)
                 else:
-                    x, mask_BM = tick_windows(f.trades, t_B)
-                    out[block.name] = x
+                    mask_BM = np.empty((n, block.shape[0]), dtype=np.bool_)
+                    tick_windows_into(f.trades, t_B, cols, mask_BM)
                     has[block.name] = mask_BM[:, 0]
             elif block.name == "pivots":
                 assert f.pivots is not None and f.pivot_bars is not None
-                x, mask_BL = pivot_features(f.pivots, f.pivot_bars.close_T, f.pivot_bars.open_us_T, t_B)
-                out[block.name] = x.reshape(n, *block.shape).astype(np.float32, copy=False)
+                close_T, close_us_T = self._checked_pivot_bars()
+                x, mask_BL = pivot_features_checked(f.pivots, close_T, close_us_T, t_B)
+                cols[:] = x.reshape(n, block.size)
                 has[block.name] = np.asarray(mask_BL.any(axis=1), dtype=bool)
             elif block.name == "regime":
                 assert f.regime is not None and f.regime_bars is not None
                 x, valid_B = regime_features_at(f.regime, last_closed_index(f.regime_bars, t_B))
-                out[block.name] = x
+                cols[:] = x.reshape(n, block.size)
                 has[block.name] = valid_B
                 warm.append(~valid_B)
             elif block.name in ("cnn_hidden", "cnn_predictions"):
                 if cnn_rows is None:
                     cnn_rows = (f.cnn if f.cnn is not None else CnnBlocks()).gather(t_B)
                 hidden_B4H, preds_B44, cnn_has_B4 = cnn_rows
-                out[block.name] = hidden_B4H if block.name == "cnn_hidden" else preds_B44
+                cols[:] = (hidden_B4H if block.name == "cnn_hidden" else preds_B44).reshape(n, block.size)
                 has[block.name] = cnn_flags(cnn_has_B4)[0]
             elif block.kind == "flat" and block.symbol is not None and block.timeframe is not None:
-                out[block.name], has[block.name] = self._returns(block.symbol, block.timeframe, block.shape[0], t_B)
+                ret, has[block.name] = self._returns(block.symbol, block.timeframe, block.shape[0], t_B)
+                cols[:] = ret
             elif block.kind == "flags":
-                continue
+                flags_block = block
             else:  # pragma: no cover - layouts are built by build_layout, which only makes the kinds above
                 raise ValueError(f"no gatherer for block {block.name!r} of kind {block.kind}")
         warm_B = np.any(np.stack(warm), axis=0) if warm else np.zeros(n, bool)
-        out["flags"] = assemble_flags(self.layout, has, warm_B, self._stale(t_B), cnn_flags(cnn_has_B4)[1])
-        return out
+        if flags_block is not None:
+            out_BF[:, flags_block.slice] = assemble_flags(
+                self.layout, has, warm_B, self._stale(t_B), cnn_flags(cnn_has_B4)[1]
+            )
+
+    def _checked_pivot_bars(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        """The pivot bars' closes and close times, checked once (on first use) instead of per batch."""
+        if self._pivot_bars is None:
+            f = self.features
+            assert f.pivots is not None and f.pivot_bars is not None
+            close = np.ascontiguousarray(f.pivot_bars.close_T, dtype=np.float64)
+            opens = np.asarray(f.pivot_bars.open_us_T).astype(np.int64)
+            check_prices("close_T", close)
+            check_opens(opens, f.pivots.tf_us)
+            self._pivot_bars = (close, opens + np.int64(f.pivots.tf_us))
+        return self._pivot_bars
 
     def _returns(
         self, role: str, tf: Timeframe, n_ret: int, t_B: npt.NDArray[np.int64]

@@ -40,9 +40,10 @@ then its end; 1.0 before the first), so a training state never depends on a late
 range's end on (validation, test, live) it is the median of the whole range
 (:meth:`TickSpec.qty_scale_at`).
 
-Two implementations that agree to float rounding (tested to 1e-6; the window arithmetic is shared
-code): :func:`tick_windows` for an array of query times over a whole trade series (vectorised with
-``searchsorted`` and a gather), and :class:`TickStream`, a ring buffer updated trade by trade with
+Two implementations that agree to float rounding (tested to 1e-6): :func:`tick_windows` for an array
+of query times over a whole trade series (``searchsorted``, then compiled kernels that write the
+finished rows, bit-for-bit the numpy arithmetic of :func:`_window_features`), and :class:`TickStream`,
+a ring buffer updated trade by trade with
 :meth:`TickStream.features_at` for live use. A stream fed from the series' first trade agrees at every
 ``t``; one started later (first trade at ``ts_0``) agrees from ``t >= ts_0 + window_us + intensity_us``
 on, once no window trade needs a trade the stream never saw (features 4, 5 and 8).
@@ -53,6 +54,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import pairwise
 from typing import Final
 
@@ -60,6 +62,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rltrade.data.splits import TimeRange
+from rltrade.features import gather_kernels as kernels
 from rltrade.features.bar_channels import FeatureInputError, check_series
 from rltrade.types import US_PER_SECOND
 
@@ -176,6 +179,16 @@ class TradeSeries:
     spec: TickSpec
     """The spec the per-trade features were computed with; :func:`tick_windows` uses it too."""
 
+    @cached_property
+    def price_N(self) -> npt.NDArray[np.float64]:
+        """``exp(logp_N)``, the price the VWAP weighs (computed once, on first use)."""
+        return np.exp(self.logp_N)
+
+    @cached_property
+    def signed_size_N(self) -> npt.NDArray[np.float64]:
+        """Feature 1 per trade, ``side · log1p(qty / qty_scale)``, when the normaliser has no steps."""
+        return self.side_N * np.log1p(self.qty_N / self.spec.qty_scale)
+
 
 def prepare_trades(
     ts_us_N: npt.ArrayLike,
@@ -239,28 +252,65 @@ def tick_windows(trades: TradeSeries, t_us_B: npt.ArrayLike) -> tuple[npt.NDArra
     if t.ndim != 1 or not np.issubdtype(t.dtype, np.integer):
         raise FeatureInputError(f"t_us_B must be a 1-D integer array (µs), got {t.dtype} {t.shape}")
     t = t.astype(np.int64, copy=False)
+    m = trades.spec.max_trades
+    x_BX = np.empty((t.size, m * N_TICK_FEATURES), dtype=np.float32)
+    mask_BM = np.empty((t.size, m), dtype=np.bool_)
+    tick_windows_into(trades, t, x_BX, mask_BM)
+    return x_BX.reshape(t.size, m, N_TICK_FEATURES), mask_BM
+
+
+def tick_windows_into(
+    trades: TradeSeries, t_B: npt.NDArray[np.int64], out_BX: npt.NDArray[np.float32], mask_BM: npt.NDArray[np.bool_]
+) -> None:
+    """:func:`tick_windows` written in place: ``out_BX`` ``float32 [B, max_trades·10]`` (each row one block,
+    row-major ``[max_trades, 10]``; it may be a column slice of a state matrix) and ``mask_BM``.
+
+    Two compiled passes (:mod:`rltrade.features.gather_kernels`): the window sums, then the features.
+    The VWAP's log and the signed sizes' ``log1p`` are numpy's (per trade when the normaliser is one
+    number, per window row when it has steps). The values are bit-for-bit those of
+    :func:`_window_features` on the gathered rows (the reference the streaming block uses).
+    """
     spec = trades.spec
     m = spec.max_trades
+    b = t_B.shape[0]
+    if out_BX.shape != (b, m * N_TICK_FEATURES) or out_BX.dtype != np.float32 or mask_BM.shape != (b, m):
+        raise ValueError(f"tick_windows_into: out {out_BX.shape} {out_BX.dtype}, mask {mask_BM.shape}, B={b}, m={m}")
     if trades.ts_us_N.size == 0:
-        return np.zeros((t.size, m, N_TICK_FEATURES), dtype=np.float32), np.zeros((t.size, m), dtype=np.bool_)
-    hi_B = np.searchsorted(trades.ts_us_N, t, side="right")
-    lo_B = np.searchsorted(trades.ts_us_N, t - spec.window_us, side="right")
+        out_BX[:] = 0.0
+        mask_BM[:] = False
+        return
+    hi_B = np.searchsorted(trades.ts_us_N, t_B, side="right")
+    lo_B = np.searchsorted(trades.ts_us_N, t_B - spec.window_us, side="right")
     n_B = np.minimum(hi_B - lo_B, m)
-    k_BM = hi_B[:, None] - 1 - np.arange(m)[None, :]
-    valid_BM = np.arange(m)[None, :] < n_B[:, None]
-    k_BM = np.where(valid_BM, k_BM, 0)
-    return _window_features(
-        t,
-        valid_BM,
-        trades.ts_us_N[k_BM],
-        trades.logp_N[k_BM],
-        trades.qty_N[k_BM],
-        trades.side_N[k_BM],
-        trades.interarrival_N[k_BM],
-        trades.tick_return_N[k_BM],
-        trades.intensity_N[k_BM],
-        spec.qty_scale_at(t),
-        spec,
+    total_B, pq_B, high_B, low_B = kernels.tick_window_sums(hi_B, n_B, m, trades.logp_N, trades.qty_N, trades.price_N)
+    safe_total_B = np.where(total_B > 0, total_B, 1.0)
+    log_vwap_B = np.log(np.where(total_B > 0, pq_B / safe_total_B, 1.0))
+    if spec.qty_scale_steps:  # the normaliser depends on t: signed sizes per window row
+        k_BM = np.maximum(hi_B[:, None] - 1 - np.arange(m)[None, :], 0)
+        scale_B = spec.qty_scale_at(t_B)
+        signed_size = trades.side_N[k_BM] * np.log1p(trades.qty_N[k_BM] / scale_B[:, None])
+    else:  # one normaliser: per trade, computed once
+        signed_size = trades.signed_size_N[None, :]
+    kernels.tick_windows_into(
+        t_B,
+        hi_B,
+        n_B,
+        float(spec.window_us),
+        trades.ts_us_N,
+        trades.logp_N,
+        trades.qty_N,
+        trades.side_N,
+        signed_size,
+        not spec.qty_scale_steps,
+        trades.interarrival_N,
+        trades.tick_return_N,
+        trades.intensity_N,
+        total_B,
+        log_vwap_B,
+        high_B,
+        low_B,
+        out_BX,
+        mask_BM,
     )
 
 

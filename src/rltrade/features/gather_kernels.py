@@ -1,0 +1,246 @@
+"""Compiled (numba) kernels of the batch state gather: bar and tick windows written straight into the state rows.
+
+The batch builder (:mod:`rltrade.features.state_batch`) spends almost all of its time copying windows:
+five 300-bar windows and one 300-trade window per state. Written with numpy, each window is a fancy
+index, a few temporaries and a strided copy into the state matrix (``benchmarks/bench_state.py``
+measured the whole gather at 0.048 of a plain numpy copy of the same bytes). These kernels read each
+series' interleaved per-bar (per-trade) arrays once and write the finished float32 values into the
+caller's state rows in a single pass, so a bar window costs about what copying it costs.
+
+Exactness: every value is computed with the same float64 operations, in the same order, as the numpy
+reference (:func:`rltrade.features.bar_channels.bar_windows`,
+:func:`rltrade.features.ticks.tick_windows`) and rounded to float32 once at the end, so the states are
+bit-for-bit those of the reference (tests compare them with ``np.array_equal``). That is why the price
+channels stay float64 per bar: a window's prices are relative to the close of its *last* bar, and
+subtracting two float32 log prices near ``log(3000) ≈ 8`` keeps ~1e-6 absolute precision, about 1 % of
+a typical 1-second move. The sums of a tick window follow numpy's pairwise summation
+(:func:`pairwise_sum`), which is what ``ndarray.sum`` does on a contiguous row.
+
+Transcendental functions (``exp``, ``log``, ``log1p``) are never evaluated here: numpy's SIMD versions
+and the C library's may differ in the last bit, so the callers evaluate them with numpy, per trade
+(query-independent) or per window, and pass the results in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+
+_JIT: dict[str, Any] = {"nogil": True, "cache": True, "boundscheck": False}
+_PW_BLOCKSIZE = 128  # numpy's pairwise-summation block (numpy/_core/src/umath/loops_utils.h.src)
+
+
+@numba.njit(**_JIT)
+def _block_sum(a: np.ndarray, lo: int, n: int) -> float:  # pragma: no cover - compiled
+    """numpy's pairwise sum of ``a[lo:lo+n]`` for ``n <= 128``: 8 running sums, then the tail in order."""
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += a[lo + i]
+        return res
+    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+    stop = n - (n % 8)
+    i = 8
+    while i < stop:
+        j = lo + i
+        r0 += a[j]
+        r1 += a[j + 1]
+        r2 += a[j + 2]
+        r3 += a[j + 3]
+        r4 += a[j + 4]
+        r5 += a[j + 5]
+        r6 += a[j + 6]
+        r7 += a[j + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[lo + i]
+        i += 1
+    return res
+
+
+@numba.njit(**_JIT)
+def pairwise_sum(a: np.ndarray, lo: int, n: int, stack_3S: np.ndarray, val_S: np.ndarray) -> float:  # pragma: no cover
+    """``a[lo:lo+n].sum()`` exactly as numpy's float64 pairwise summation computes it (same association).
+
+    numpy sums blocks of at most 128 with :func:`_block_sum` and splits longer runs at
+    ``n2 = n // 2 - (n // 2) % 8``, recursively; the recursion is unrolled here into an explicit stack
+    (numba's cache cannot hold a self-recursive function): ``stack_3S`` int64 ``[3, 64]`` and ``val_S``
+    float64 ``[64]`` are scratch space (64 levels cover any length).
+    """
+    if n <= _PW_BLOCKSIZE:
+        return _block_sum(a, lo, n)
+    sp, vp = 1, 0
+    stack_3S[0, 0], stack_3S[1, 0], stack_3S[2, 0] = lo, n, 0  # start, length, phase
+    while sp > 0:
+        top = sp - 1
+        k = stack_3S[1, top]
+        if k <= _PW_BLOCKSIZE:
+            val_S[vp] = _block_sum(a, stack_3S[0, top], k)
+            vp += 1
+            sp -= 1
+            continue
+        n2 = k // 2
+        n2 -= n2 % 8
+        phase = stack_3S[2, top]
+        if phase == 2:  # both halves done: left + right
+            val_S[vp - 2] = val_S[vp - 2] + val_S[vp - 1]
+            vp -= 1
+            sp -= 1
+            continue
+        stack_3S[2, top] = phase + 1  # phase 0 pushes the left half, phase 1 the right one
+        stack_3S[0, sp] = stack_3S[0, top] + (n2 if phase == 1 else 0)
+        stack_3S[1, sp] = k - n2 if phase == 1 else n2
+        stack_3S[2, sp] = 0
+        sp += 1
+    return val_S[0]
+
+
+@numba.njit(**_JIT)
+def bar_windows_into(
+    log_ohlc_T4: np.ndarray,
+    per_bar_T4: np.ndarray,
+    valid_T: np.ndarray,
+    idx_B: np.ndarray,
+    out_BX: np.ndarray,
+    mask_BW: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """Write the ``W``-bar windows ending at bars ``idx_B`` into ``out_BX`` (``float32 [B, W·8]``, rows may
+    be strided views of the state matrix) and their mask into ``mask_BW``; ``W = mask_BW.shape[1]``.
+
+    Row ``j`` of window ``b`` is bar ``idx_B[b] - (W-1) + j``; channels 0-3 are
+    ``float32(log_ohlc[r] - log_close[idx_B[b]])``, channels 4-7 the per-bar channels; rows before bar 0
+    (every row when ``idx_B[b] == -1``) are 0 and masked. ``idx_B`` must lie in ``[-1, T)``.
+    """
+    n_b, w = mask_BW.shape
+    for b in range(n_b):
+        e = idx_B[b]
+        cref = log_ohlc_T4[max(e, 0), 3]
+        first = e - (w - 1)
+        for j in range(w):
+            r = first + j
+            o = j * 8
+            if r < 0:
+                for c in range(8):
+                    out_BX[b, o + c] = 0.0
+                mask_BW[b, j] = False
+            else:
+                for c in range(4):
+                    out_BX[b, o + c] = np.float32(log_ohlc_T4[r, c] - cref)
+                for c in range(4):
+                    out_BX[b, o + 4 + c] = per_bar_T4[r, c]
+                mask_BW[b, j] = valid_T[r]
+
+
+@numba.njit(**_JIT)
+def tick_window_sums(
+    hi_B: np.ndarray,
+    n_B: np.ndarray,
+    m: int,
+    logp_N: np.ndarray,
+    qty_N: np.ndarray,
+    price_N: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """Per window: total quantity, Σ price·qty, highest and lowest log price (``±inf`` when empty).
+
+    Window ``b`` holds trades ``hi_B[b]-1, hi_B[b]-2, …`` (newest first), its first ``n_B[b]`` rows
+    valid and the rest zero up to ``m`` rows, summed in that row order as numpy sums the ``[B, m]`` rows.
+    """
+    n_b = hi_B.shape[0]
+    total = np.empty(n_b)
+    pq = np.empty(n_b)
+    high = np.empty(n_b)
+    low = np.empty(n_b)
+    row_q = np.zeros(m)
+    row_pq = np.zeros(m)
+    stack_3S = np.empty((3, 64), np.int64)
+    val_S = np.empty(64)
+    for b in range(n_b):
+        n = n_B[b]
+        k0 = hi_B[b] - 1
+        h = -np.inf
+        lw = np.inf
+        for i in range(n):
+            k = k0 - i
+            row_q[i] = qty_N[k]
+            row_pq[i] = price_N[k] * qty_N[k]
+            h = max(h, logp_N[k])
+            lw = min(lw, logp_N[k])
+        for i in range(n, m):
+            row_q[i] = 0.0
+            row_pq[i] = 0.0
+        total[b] = pairwise_sum(row_q, 0, m, stack_3S, val_S)
+        pq[b] = pairwise_sum(row_pq, 0, m, stack_3S, val_S)
+        high[b] = h
+        low[b] = lw
+    return total, pq, high, low
+
+
+@numba.njit(**_JIT)
+def tick_windows_into(
+    t_B: np.ndarray,
+    hi_B: np.ndarray,
+    n_B: np.ndarray,
+    window_us: float,
+    ts_N: np.ndarray,
+    logp_N: np.ndarray,
+    qty_N: np.ndarray,
+    side_N: np.ndarray,
+    signed_size_XY: np.ndarray,
+    per_trade: bool,
+    interarrival_N: np.ndarray,
+    tick_return_N: np.ndarray,
+    intensity_N: np.ndarray,
+    total_B: np.ndarray,
+    log_vwap_B: np.ndarray,
+    high_B: np.ndarray,
+    low_B: np.ndarray,
+    out_BX: np.ndarray,
+    mask_BM: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """Write the ten tick features of each window into ``out_BX`` (``float32 [B, m·10]``) and the mask.
+
+    Feature 1, ``side · log1p(qty / qty_scale)``, and the per-window ``log_vwap_B`` come from numpy (see
+    the module docstring): ``signed_size_XY`` is ``[1, N]`` per trade when ``per_trade``, else ``[B, m]``
+    per window row. Every other value is the float64 arithmetic of
+    :func:`rltrade.features.ticks._window_features`, rows newest first, invalid rows 0.
+    """
+    n_b, m = mask_BM.shape
+    for b in range(n_b):
+        n = n_B[b]
+        k0 = hi_B[b] - 1
+        row = out_BX[b]
+        total = total_B[b]
+        safe_total = total if total > 0 else 1.0
+        span = high_B[b] - low_B[b]
+        has_range = np.isfinite(span) and span > 0
+        scale = span if has_range else 1.0
+        low, log_vwap, t, logp_last = low_B[b], log_vwap_B[b], t_B[b], logp_N[max(k0, 0)]
+        # The reference's reversed cumsum runs from the oldest row (m-1) to the newest. Rows past n are
+        # invalid: they read trade 0 with weight 0, i.e. add a signed zero, and are written as 0.
+        zero = side_N[0] * (qty_N[0] * 0.0)
+        cum = 0.0
+        for i in range(m - 1, n - 1, -1):
+            cum = zero if i == m - 1 else cum + zero
+            row[i * 10 : i * 10 + 10] = 0.0
+            mask_BM[b, i] = False
+        for i in range(n - 1, -1, -1):
+            k = k0 - i
+            signed = side_N[k] * qty_N[k]
+            cum = signed if i == m - 1 else cum + signed
+            lp = logp_N[k]
+            o = i * 10
+            row[o] = np.float32(lp - logp_last)
+            row[o + 1] = np.float32(signed_size_XY[0, k] if per_trade else signed_size_XY[b, i])
+            row[o + 2] = np.float32(side_N[k])
+            row[o + 3] = np.float32(np.float64(t - ts_N[k]) / window_us)
+            row[o + 4] = np.float32(interarrival_N[k])
+            row[o + 5] = np.float32(tick_return_N[k])
+            row[o + 6] = np.float32(cum / safe_total)
+            row[o + 7] = np.float32(lp - log_vwap)
+            row[o + 8] = np.float32(intensity_N[k])
+            row[o + 9] = np.float32(2.0 * (lp - low) / scale - 1.0) if has_range else np.float32(0.0)
+            mask_BM[b, i] = True
