@@ -102,7 +102,10 @@ def synth(config: ConfigOpt = None, store: StoreOpt = None) -> None:
 
 @data_app.command("import")
 def import_(
-    files: Annotated[list[Path], typer.Argument(help="Dump files of one symbol/kind/timeframe (csv, gz, zip).")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="Dump files of one symbol/kind/timeframe (csv, gz, zip), or freqtrade files/folders."),
+    ],
     symbol: Annotated[str | None, typer.Option(help="Symbol, when the file names do not say.")] = None,
     timeframe: Annotated[str | None, typer.Option(help="Klines timeframe (1s/1m/1h/1d), when not inferable.")] = None,
     exchange: Annotated[str, typer.Option(help="Exchange folder in the store.")] = "binance",
@@ -110,13 +113,57 @@ def import_(
     config: ConfigOpt = None,
     store: StoreOpt = None,
 ) -> None:
-    """Import Binance klines, trades, aggTrades or recorded-trades files into the store."""
+    """Import Binance klines, trades, aggTrades or recorded-trades files, or freqtrade files and folders.
+
+    freqtrade files (``ETH_USDT-1m.feather``, ``futures/ETH_USDT_USDT-1h-futures.feather``, ``ETH_USDT-trades.json``,
+    …) and folders of them are recognised by name; symbol, market and timeframe come from the names.
+    """
+    from rltrade.data.freqtrade import parse_name
+
+    freqtrade = [p.is_dir() or parse_name(p) is not None for p in files]
+    if any(freqtrade):
+        if not all(freqtrade):
+            dumps = [str(p) for p, ft in zip(files, freqtrade, strict=True) if not ft]
+            raise UsageError(f"import freqtrade files and Binance dump files separately; dump files: {dumps}")
+        if symbol is not None or timeframe is not None:
+            raise UsageError("freqtrade file names give the symbol and timeframe; drop --symbol / --timeframe")
+        _import_freqtrade(files, config=config, store=store, exchange=exchange, strict=strict)
+        return
     tf = Timeframe.parse(timeframe) if timeframe else None
     summary, cleaning = import_to_store(
         files, _store(config, store), exchange=exchange, symbol=symbol, timeframe=tf, strict=strict
     )
     print_summary(summary)
     console.print(f"cleaning: {cleaning}")
+
+
+def _import_freqtrade(
+    paths: list[Path], *, config: Path | None, store: Path | None, exchange: str, strict: bool
+) -> None:
+    from rltrade.data.freqtrade_job import import_freqtrade
+
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise UsageError(f"not found: {', '.join(missing)}")
+    cfg = load(config)
+    target = _store(config, store)
+    with progress_bar() as bar:
+        task = bar.add_task("freqtrade", total=None)
+
+        def report(done: int, total: int, what: str) -> None:
+            bar.update(task, completed=done, total=total, description=what)
+
+        result = import_freqtrade(
+            paths, target, exchange=exchange, timeframes=cfg.data.timeframes, strict=strict, progress=report
+        )
+    print_summary(result.summary)
+    for rep in result.cleaning:
+        console.print(f"cleaning: {rep.summary()}")
+    for note in result.notes:
+        console.print(note)
+    for why, skipped in result.skipped.items():
+        shown = ", ".join(p.name for p in skipped[:4]) + (" …" if len(skipped) > 4 else "")
+        console.print(f"skipped {len(skipped)} file(s): {why}: {shown}")
 
 
 def _parse_time(value: str, what: str) -> int:

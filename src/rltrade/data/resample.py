@@ -31,7 +31,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, Protocol
 
 import numpy as np
 import polars as pl
@@ -40,6 +40,16 @@ from rltrade.data.schema import BAR_SCHEMA, TRADE_SCHEMA, SchemaError, conform
 from rltrade.types import Timeframe
 
 _log = logging.getLogger(__name__)
+
+
+class BarGrid(Protocol):
+    """A source bar spacing: every :class:`~rltrade.types.Timeframe`, or another one (freqtrade's 5m, 4h …)."""
+
+    @property
+    def us(self) -> int: ...
+
+    @property
+    def value(self) -> str: ...
 
 
 class ResampleError(ValueError):
@@ -55,7 +65,7 @@ class ResampleReport:
     source bar at all are neither emitted nor counted as incomplete; they are counted in ``n_empty``.
     """
 
-    src: Timeframe
+    src: BarGrid
     dst: Timeframe
     n_src: int
     """Source bars read."""
@@ -356,7 +366,7 @@ def resample_bars(bars: pl.DataFrame, src: Timeframe, dst: Timeframe, *, complet
 
 
 def resample_bars_with_report(
-    bars: pl.DataFrame, src: Timeframe, dst: Timeframe, *, complete_only: bool = True
+    bars: pl.DataFrame, src: BarGrid, dst: Timeframe, *, complete_only: bool = True
 ) -> tuple[pl.DataFrame, ResampleReport]:
     """Aggregate ``src`` bars (BAR_SCHEMA, sorted, unique, on the ``src`` grid) into ``dst`` bars.
 
@@ -435,7 +445,7 @@ def _reduce_runs(bars: pl.DataFrame, starts: np.ndarray, n_T: np.ndarray) -> pl.
     return pl.DataFrame([series.alias(name) for name, series in out.items()])
 
 
-def _check_bars(bars: pl.DataFrame, tf: Timeframe) -> None:
+def _check_bars(bars: pl.DataFrame, tf: BarGrid) -> None:
     """Reject bars that are unsorted, duplicated, off the ``tf`` grid, or with null prices/flags."""
     for name in ("open_us", "open", "high", "low", "close", "is_filled"):
         if bars[name].null_count():
