@@ -60,7 +60,7 @@ class Spacing:
 
     @property
     def timeframe(self) -> Timeframe | None:
-        """The rltrade timeframe of the same length, if there is one."""
+        """Return the rltrade timeframe of the same length, if there is one."""
         return next((tf for tf in Timeframe if tf.us == self.us), None)
 
 
@@ -81,7 +81,7 @@ class FreqtradeFile:
 
 
 def parse_name(path: Path) -> FreqtradeFile | None:
-    """The freqtrade file ``path`` names, or None when the name is not freqtrade's."""
+    """Tell what the freqtrade file ``path`` holds from its name; None when the name is not freqtrade's."""
     m = _NAME.match(path.name)
     if m is None:
         return None
@@ -106,7 +106,7 @@ def parse_name(path: Path) -> FreqtradeFile | None:
 
 
 def find_files(paths: list[Path]) -> tuple[list[FreqtradeFile], list[Path]]:
-    """freqtrade files among ``paths`` (folders searched recursively), and the other files found in folders."""
+    """Find freqtrade files among ``paths`` (folders searched recursively), and the other files found there."""
     found: list[FreqtradeFile] = []
     other: list[Path] = []
     for path in paths:
@@ -162,7 +162,7 @@ def _ms_to_us(frame: pl.DataFrame, column: str) -> pl.Expr:
 
 
 def read_candles(info: FreqtradeFile) -> pl.DataFrame:
-    """A candles file as ``BAR_SCHEMA`` columns (µs open times; extras null; zero volume → filled), unsorted."""
+    """Read a candles file as ``BAR_SCHEMA`` columns (µs open times; extras null; zero volume → filled)."""
     frame = _read_table(info, ("date", *_OHLCV))
     _require(frame, ("date", *_OHLCV), info.path)
     return frame.select(
@@ -176,7 +176,7 @@ def read_candles(info: FreqtradeFile) -> pl.DataFrame:
 
 
 def read_trades(info: FreqtradeFile) -> pl.DataFrame:
-    """A trades file as ``TRADE_SCHEMA`` (taker side ±1, ``is_agg``), unsorted and not yet cleaned."""
+    """Read a trades file as ``TRADE_SCHEMA`` (taker side ±1, ``is_agg``), unsorted and not yet cleaned."""
     frame = _read_table(info, _TRADE_COLS)
     _require(frame, ("timestamp", "id", "side", "price", "amount"), info.path)
     ids = frame["id"].cast(pl.Int64, strict=False)
@@ -205,7 +205,7 @@ def read_trades(info: FreqtradeFile) -> pl.DataFrame:
 
 
 def read_funding_rates(info: FreqtradeFile) -> pl.DataFrame:
-    """A ``-funding_rate`` file as ``ts_us, funding_rate`` (freqtrade keeps the rate in ``open``), sorted."""
+    """Read a ``-funding_rate`` file as ``ts_us, funding_rate`` (freqtrade keeps the rate in ``open``), sorted."""
     candles = read_candles(info)
     return candles.select(pl.col("open_us").alias("ts_us"), pl.col("open").alias("funding_rate")).sort("ts_us")
 

@@ -49,15 +49,17 @@ class FreqtradeReport:
     funding_files: list[Path] = field(default_factory=list)
 
     def skip(self, why: str, path: Path) -> None:
+        """Count ``path`` as skipped for ``why``."""
         self.skipped.setdefault(why, []).append(path)
 
 
 def futures_exchange(exchange: str) -> str:
-    """The store folder of ``exchange``'s USDⓈ-M futures: ccxt's id (``binance`` → ``binanceusdm``)."""
+    """Name the store folder of ``exchange``'s USDⓈ-M futures: ccxt's id (``binance`` → ``binanceusdm``)."""
     return f"{exchange}usdm"
 
 
 def funding_path(store: Store, exchange: str, symbol: str) -> Path:
+    """Locate the funding file of ``symbol`` on ``exchange`` in ``store``."""
     return store.root / FUNDING_DIR / f"exchange={exchange}" / f"{symbol}.csv"
 
 

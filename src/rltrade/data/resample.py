@@ -46,10 +46,14 @@ class BarGrid(Protocol):
     """A source bar spacing: every :class:`~rltrade.types.Timeframe`, or another one (freqtrade's 5m, 4h …)."""
 
     @property
-    def us(self) -> int: ...
+    def us(self) -> int:
+        """Bar length in µs."""
+        ...
 
     @property
-    def value(self) -> str: ...
+    def value(self) -> str:
+        """Name, e.g. ``5m``."""
+        ...
 
 
 class ResampleError(ValueError):
