@@ -107,7 +107,11 @@ def optimal_block_length(x_T: npt.ArrayLike) -> float:
     g = float(acv[0] + 2.0 * np.sum(lam * acv[1 : m + 1]))
     if g <= 0.0:
         return 1.0
-    b = (big_g**2 / g**2) ** (1.0 / 3.0) * n ** (1.0 / 3.0)
+    # A near-constant series has g so small that g² underflows to 0: then use the equal |G / g|^(2/3).
+    ratio = big_g**2 / g**2 if g * g > 0.0 else abs(big_g / g) ** 2.0
+    if not math.isfinite(ratio):
+        return float(b_max)
+    b = ratio ** (1.0 / 3.0) * n ** (1.0 / 3.0)
     return float(min(max(b, 1.0), b_max))
 
 
