@@ -59,7 +59,7 @@ def cnn_blocks_from_frames(
 def cnn_block_fn(
     models: Mapping[Timeframe, tuple[TrainedCnn, int]], features: FeaturesConfig, *, embargo_us: int
 ) -> BlockFn:
-    """The CNN blocks (and their presence flags) at query times, computed from the frames handed in."""
+    """Return the block function: the CNN blocks (and their presence flags) at query times, from the frames given."""
 
     def compute(frames: MarketFrames, t_B: npt.NDArray[np.int64]) -> Mapping[str, npt.NDArray[np.floating]]:
         blocks = cnn_blocks_from_frames(frames, models, features, embargo_us=embargo_us, t_us_B=t_B)

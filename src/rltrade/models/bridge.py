@@ -53,12 +53,14 @@ class HiddenTap:
         self.output = output.detach()
 
     def __enter__(self) -> HiddenTap:
+        """Install the hook; the tap then keeps ``model.hidden``'s latest output."""
         self._handle = self.module.register_forward_hook(self._hook)
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        """Remove the hook."""
         if self._handle is not None:
             self._handle.remove()
             self._handle = None

@@ -51,9 +51,11 @@ class CnnShape:
 
     @classmethod
     def of(cls, cfg: CnnConfig, in_channels: int) -> CnnShape:
+        """Return the shape of the CNN that ``cfg`` describes over ``in_channels`` input channels."""
         return cls(in_channels, cfg.window, tuple(cfg.conv_channels), cfg.kernel_size, cfg.hidden, cfg.dropout)
 
     def to_dict(self) -> dict[str, object]:
+        """Return the shape as a JSON-ready dict (stored beside the weights)."""
         return {
             "in_channels": self.in_channels,
             "window": self.window,
@@ -65,6 +67,7 @@ class CnnShape:
 
     @classmethod
     def from_dict(cls, raw: dict[str, object]) -> CnnShape:
+        """Rebuild the shape from :meth:`to_dict`'s output."""
         conv = raw["conv_channels"]
         assert isinstance(conv, list)
         return cls(
@@ -110,7 +113,7 @@ class TimeframeCnn(nn.Module):
         return features
 
     def outputs(self, hidden_BH: Tensor) -> Tensor:
-        """The head: hidden features → ``out_B4`` (class logits with ``logit_offset_3``, distance)."""
+        """Apply the head: hidden features → ``out_B4`` (class logits with ``logit_offset_3``, distance)."""
         out_B4: Tensor = self.head(hidden_BH)
         offset = self.get_buffer("logit_offset_3")
         return out_B4 + torch.cat([offset, offset.new_zeros(N_OUTPUTS - N_CLASS_LOGITS)])
@@ -126,7 +129,7 @@ class TimeframeCnn(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator) -> None:
-        """torch's default Conv1d / Linear initialisation (Kaiming-uniform, a=√5), drawn from ``generator``."""
+        """Apply torch's default Conv1d / Linear initialisation (Kaiming-uniform, a=√5), drawn from ``generator``."""
         for module in self.modules():
             if isinstance(module, nn.Conv1d | nn.Linear):
                 nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
@@ -139,7 +142,7 @@ class TimeframeCnn(nn.Module):
 
 
 def build_cnn(shape: CnnShape, generator: torch.Generator) -> TimeframeCnn:
-    """A CNN with parameters drawn from ``generator`` only (built on the meta device, then materialised)."""
+    """Build a CNN with parameters drawn from ``generator`` only (built on the meta device, then materialised)."""
     with torch.device("meta"):
         model = TimeframeCnn(shape)
     model = model.to_empty(device="cpu")

@@ -43,7 +43,7 @@ class CnnDataError(ValueError):
 
 
 def bar_spec(cfg: FeaturesConfig) -> BarChannelSpec:
-    """The bar-channel parameters of the state (so CNN inputs are exactly the state's windows)."""
+    """Return the bar-channel parameters of the state (so CNN inputs are exactly the state's windows)."""
     return FeatureSpec.from_config(cfg, build_layout(cfg.layout), FeatureStats()).bar
 
 
@@ -64,14 +64,17 @@ class TimeframeData:
 
     @property
     def n_bars(self) -> int:
+        """The number of bars of the traded symbol."""
         return len(self.eth)
 
     @property
     def close_us_T(self) -> npt.NDArray[np.int64]:
+        """The close time of each bar of the traded symbol."""
         return self.eth.close_us_T
 
     @property
     def n_channels(self) -> int:
+        """The number of input channels: the traded symbol's bar channels, and the reference's when present."""
         return N_BAR_CHANNELS * (2 if self.btc_channels is not None else 1)
 
     @property

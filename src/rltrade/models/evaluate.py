@@ -59,6 +59,7 @@ class TimeframeEval:
 
     @property
     def leak_suspect(self) -> bool:
+        """Whether the model's direction accuracy is high enough to suspect a look-ahead leak."""
         return bool(self.model.direction_accuracy > LEAK_SUSPECT_DIRECTION)
 
 

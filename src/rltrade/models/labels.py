@@ -54,6 +54,7 @@ class Labels:
     """That pivot's confirmation time (:data:`END_NEVER` where none)."""
 
     def __len__(self) -> int:
+        """Return the number of windows."""
         return int(self.fwd_ret_T.shape[0])
 
     def classes(self, band: float) -> npt.NDArray[np.int8]:
@@ -122,7 +123,7 @@ def make_labels(
 
 
 def classify(fwd_ret: npt.ArrayLike, band: float) -> npt.NDArray[np.int8]:
-    """down 0 / flat 1 / up 2 for ``r < -band`` / ``|r| <= band`` / ``r > band``; -1 where ``r`` is NaN."""
+    """Classify: down 0 / flat 1 / up 2 for ``r < -band`` / ``|r| <= band`` / ``r > band``; -1 where ``r`` is NaN."""
     r = np.asarray(fwd_ret, dtype=np.float64)
     out = np.full(r.shape, FLAT, np.int8)
     out[r < -band] = DOWN
@@ -132,7 +133,7 @@ def classify(fwd_ret: npt.ArrayLike, band: float) -> npt.NDArray[np.int8]:
 
 
 def fit_flat_band(fwd_ret: npt.ArrayLike, quantile: float) -> float:
-    """The band putting a ``quantile`` share of ``fwd_ret`` (training labels only) in the flat class."""
+    """Find the band putting a ``quantile`` share of ``fwd_ret`` (training labels only) in the flat class."""
     r = np.abs(np.asarray(fwd_ret, dtype=np.float64))
     r = r[np.isfinite(r)]
     if r.size == 0:

@@ -33,6 +33,7 @@ class ClassMetrics:
     n_directional: int
 
     def to_dict(self) -> dict[str, float | int]:
+        """Return the metrics as a JSON-ready dict."""
         return {
             "n": self.n,
             "accuracy": self.accuracy,

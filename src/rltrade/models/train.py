@@ -75,6 +75,7 @@ class FitInfo:
     val_metrics: dict[str, float | int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """Return the fit record as a JSON-ready dict (stored beside the weights)."""
         return {
             "tf": self.tf.value,
             "train": self.train.to_dict(),
@@ -96,6 +97,7 @@ class FitInfo:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> FitInfo:
+        """Rebuild the fit record from :meth:`to_dict`'s output."""
         val = raw["validation"]
         freq_val = raw["class_freq_validation"]
         return cls(
@@ -129,6 +131,7 @@ class TrainedCnn:
 
     @property
     def tf(self) -> Timeframe:
+        """The timeframe the model was trained on."""
         return self.info.tf
 
     def may_serve(self, t_us: npt.ArrayLike, embargo_us: int) -> npt.NDArray[np.bool_]:

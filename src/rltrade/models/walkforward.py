@@ -62,7 +62,7 @@ class FoldResult:
 
 
 def fold_seed(seed: int, index: int) -> int:
-    """A fold's own seed, derived from the run seed (independent streams per fold)."""
+    """Derive a fold's own seed derived from the run seed (independent streams per fold)."""
     return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0] >> 1)
 
 
