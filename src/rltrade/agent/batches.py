@@ -72,13 +72,16 @@ class ArrayStateSource:
 
     @property
     def num_steps(self) -> int:
+        """The number of clock steps held (T)."""
         return int(self._states_TF.shape[0])
 
     @property
     def num_features(self) -> int:
+        """The width of a state row (F)."""
         return int(self._states_TF.shape[1])
 
     def gather(self, t_idx_B: np.ndarray) -> np.ndarray:
+        """Return the states ``[B, F]`` at time indices ``t_idx_B`` (1-D integers in ``[0, num_steps)``)."""
         idx = np.asarray(t_idx_B)
         if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
             raise TypeError(f"gather: need 1-D integer time indices, got {idx.dtype} shape {idx.shape}")

@@ -38,9 +38,11 @@ class CheckpointError(RuntimeError):
 class Stateful(Protocol):
     """Anything with torch-style ``state_dict`` / ``load_state_dict`` (tensors and plain values)."""
 
-    def state_dict(self) -> dict[str, Any]: ...
+    def state_dict(self) -> dict[str, Any]:
+        """Return the object's state: tensors and plain values."""
 
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the state :meth:`state_dict` returned."""
 
 
 def save_checkpoint(
@@ -103,7 +105,7 @@ def load_checkpoint(
 
 
 def _read(path: Path, device: torch.device) -> dict[str, Any]:
-    """The payload of an rltrade checkpoint (weights-only unpickling), or a CheckpointError saying why not."""
+    """Read the payload of an rltrade checkpoint (weights-only unpickling), or a CheckpointError saying why not."""
     path = Path(path)
     if path.exists() and not zipfile.is_zipfile(path):
         # torch.save writes a zip archive; anything else is truncated or foreign (and a legacy pickle
@@ -127,8 +129,10 @@ def _read(path: Path, device: torch.device) -> dict[str, Any]:
 
 
 def load_learner_state(path: Path, learner: DQNLearner) -> None:
-    """Restore only the learner (networks, optimiser, generators) from a checkpoint: for evaluation,
-    where the replay, the episodes in flight and the run's generators are not needed."""
+    """Restore only the learner (networks, optimiser, generators) from a checkpoint.
+
+    This is for evaluation, where the replay, the episodes in flight and the run's generators are not needed.
+    """
     payload = _read(Path(path), learner.device)
     try:
         learner.load_state_dict(payload["learner"])

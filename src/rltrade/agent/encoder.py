@@ -51,6 +51,7 @@ class BlockSpec:
     kind: BlockKind
 
     def __post_init__(self) -> None:
+        """Check the kind, that ``0 <= start < stop``, that the shape fills the slice, and that windows are 2-D."""
         size = 1
         for s in self.shape:
             size *= s
@@ -68,6 +69,7 @@ class BlockSpec:
 
     @property
     def size(self) -> int:
+        """The number of state columns the block spans."""
         return self.stop - self.start
 
 
@@ -78,11 +80,16 @@ class PatchStack(nn.Module):
     product of the patches): patches then never straddle two windows, and the input can be a strided
     view of the state batch, read in place instead of copied.
 
-    Args:
-        rows: W, the window length.
-        in_channels: C.
-        channels: output channels of each stage.
-        patches: patch length (= kernel = stride) of each stage.
+    Parameters
+    ----------
+    rows : int
+        W, the window length.
+    in_channels : int
+        C.
+    channels : Sequence[int]
+        Output channels of each stage.
+    patches : Sequence[int]
+        Patch length (= kernel = stride) of each stage.
     """
 
     def __init__(self, rows: int, in_channels: int, channels: Sequence[int], patches: Sequence[int]) -> None:
@@ -110,6 +117,7 @@ class PatchStack(nn.Module):
         """True when windows can be passed back to back (no stage pads)."""
 
     def forward(self, x_NRC: Tensor) -> Tensor:
+        """Map windows ``[N, G·W, C]`` (G back-to-back windows of W rows) to features ``[N, G·out_dim]``."""
         n, r = x_NRC.shape[0], x_NRC.shape[1]
         windows = r // self.rows
         if r != self.rows and not (self.stackable and r == windows * self.rows):
@@ -142,11 +150,16 @@ class _WindowGroup:
 class StructuredEncoder(nn.Module):
     """State [B, state_dim] and account [B, K] → features [B, out_dim] by block.
 
-    Args:
-        blocks: the state's layout; blocks may not overlap and must lie inside ``state_dim``.
-        state_dim: width F of the market state.
-        account_dim: width K of the account vector (passed through).
-        channels, patches: the ``PatchStack`` stages used for every window shape.
+    Parameters
+    ----------
+    blocks : Sequence[BlockSpec]
+        The state's layout; blocks may not overlap and must lie inside ``state_dim``.
+    state_dim : int
+        Width F of the market state.
+    account_dim : int
+        Width K of the account vector (passed through).
+    channels, patches : Sequence[int]
+        The ``PatchStack`` stages used for every window shape.
     """
 
     def __init__(
@@ -202,6 +215,10 @@ class StructuredEncoder(nn.Module):
         self.out_dim = out_dim + account_dim
 
     def forward(self, state_BF: Tensor, account_BK: Tensor) -> Tensor:
+        """Encode the state block by block and append the account: ``[B, out_dim]``.
+
+        Each window group goes through its ``PatchStack``; the columns outside any block pass through.
+        """
         if state_BF.shape[-1] != self.state_dim or account_BK.shape[-1] != self.account_dim:
             raise ValueError(
                 f"encoder expects states of width {self.state_dim} and accounts of width {self.account_dim}, "
@@ -237,6 +254,7 @@ class StructuredBody(nn.Module):
         self.linear = nn.Linear(encoder.out_dim, width)
 
     def forward(self, state_BF: Tensor, account_BK: Tensor) -> Tensor:
+        """Return the ReLU of the linear layer over the encoded state and account."""
         return F.relu(self.linear(self.encoder(state_BF, account_BK)), inplace=True)
 
 
@@ -258,7 +276,7 @@ def structured_q_network(
     v_max: float = 10.0,
     device: torch.device | str = "cpu",
 ) -> QNetwork:
-    """Encoder → Linear(hidden[0]) → ReLU as the body, then a ``QHead`` with ``hidden[1:]``."""
+    """Build a network with encoder → Linear(hidden[0]) → ReLU as the body, then a ``QHead`` with ``hidden[1:]``."""
     if len(hidden) < 1:
         raise ValueError("the structured network needs at least one hidden layer after the encoder")
 
@@ -281,9 +299,11 @@ def structured_q_network(
 
 
 def full_layout_blocks(flags: int = 16) -> tuple[BlockSpec, ...]:
-    """A representative copy of SPEC §2.4's default layout (for benchmarks and tests): ticks 300×10,
-    ETH 1s/1m/1h/1d and BTC 1s bars 300×8, CNN hidden 4×128, CNN predictions 4×4, pivots 5×10,
-    regime 10, and ``flags`` flag values — 15,588 + ``flags`` values."""
+    """Return a representative copy of SPEC §2.4's default layout (for benchmarks and tests).
+
+    Ticks 300×10, ETH 1s/1m/1h/1d and BTC 1s bars 300×8, CNN hidden 4×128, CNN predictions 4×4,
+    pivots 5×10, regime 10, and ``flags`` flag values: 15,588 + ``flags`` values.
+    """
     specs: list[tuple[str, tuple[int, ...], BlockKind]] = [
         ("eth_ticks", (300, 10), "ticks"),
         ("eth_1s", (300, 8), "bars"),

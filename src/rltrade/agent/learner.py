@@ -60,6 +60,7 @@ class UpdateResult(NamedTuple):
 
     @property
     def metrics(self) -> dict[str, float]:
+        """The update's statistics by name (for logging)."""
         return {
             "loss": self.loss,
             "q_mean": self.q_mean,
@@ -76,7 +77,7 @@ def build_q_network(
     blocks: Sequence[BlockSpec] | None = None,
     device: torch.device | str = "cpu",
 ) -> QNetwork:
-    """The network ``config`` describes for states of width F and accounts of width K, drawn from ``generator``."""
+    """Build the network ``config`` describes for states of width F and accounts of width K, from ``generator``."""
     n_atoms = config.n_atoms if config.distributional else 1
     noisy = config.exploration == "noisy"
     if config.network == "flat":
@@ -156,12 +157,18 @@ def _derived_seeds(seed: int, n: int) -> list[int]:
 class DQNLearner:
     """Online and target Q-networks, their optimiser and the update rule.
 
-    Args:
-        config: the agent configuration.
-        state_dim: width F of the market state (what ``StateSource.gather`` returns).
-        account_dim: width K of the account vector (what the replay stores).
-        blocks: the state layout, required by ``network='structured'``.
-        device: torch device of the networks.
+    Parameters
+    ----------
+    config : LearnerConfig
+        The agent configuration.
+    state_dim : int
+        Width F of the market state (what ``StateSource.gather`` returns).
+    account_dim : int
+        Width K of the account vector (what the replay stores).
+    blocks : Sequence[BlockSpec] | None
+        The state layout, required by ``network='structured'``.
+    device : torch.device | str
+        Torch device of the networks.
     """
 
     def __init__(
@@ -310,8 +317,10 @@ class DQNLearner:
                 target_p.copy_(online_p)
 
     def _gather(self, sample: ReplaySample, state_source: StateSource) -> tuple[Tensor, Tensor]:
-        """States and accounts of s (first B rows) and s' (last B rows); states gathered in one call and
-        used in place (never copied into a [2B, F + K] observation)."""
+        """Gather the states and accounts of s (first B rows) and s' (last B rows).
+
+        The states are gathered in one call and used in place (never copied into a [2B, F + K] observation).
+        """
         t_idx = np.concatenate([sample.t_idx_B, sample.next_t_idx_B])
         states_2BF = np.asarray(state_source.gather(t_idx), dtype=np.float32)
         account_2BK = np.concatenate([sample.account_BK, sample.next_account_BK]).astype(np.float32, copy=False)

@@ -37,7 +37,7 @@ from rltrade.agent.noisy import NoisyLinear
 
 @torch.no_grad()
 def init_linear(layer: nn.Linear, generator: torch.Generator) -> None:
-    """torch's default ``nn.Linear`` initialisation (Kaiming-uniform, a=√5), drawn from ``generator``."""
+    """Apply torch's default ``nn.Linear`` initialisation (Kaiming-uniform, a=√5), drawn from ``generator``."""
     nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
     if layer.bias is not None:
         bound = 1.0 / math.sqrt(layer.in_features)
@@ -47,14 +47,22 @@ def init_linear(layer: nn.Linear, generator: torch.Generator) -> None:
 class QHead(nn.Module):
     """Features [B, D] → hidden ReLU layers → Q values (scalar or C51, dueling or not).
 
-    Args:
-        in_dim: width D of the features.
-        hidden: widths of the hidden layers (may be empty).
-        n_actions: A.
-        dueling: separate value and advantage streams, combined as V + A − mean(A).
-        noisy: use ``NoisyLinear`` for every layer of the head.
-        sigma0: initial noise scale of the noisy layers.
-        n_atoms: 1 for a scalar Q head, N > 1 for a C51 head.
+    Parameters
+    ----------
+    in_dim : int
+        Width D of the features.
+    hidden : Sequence[int]
+        Widths of the hidden layers (may be empty).
+    n_actions : int
+        A.
+    dueling : bool
+        Separate value and advantage streams, combined as V + A − mean(A).
+    noisy : bool
+        Use ``NoisyLinear`` for every layer of the head.
+    sigma0 : float
+        Initial noise scale of the noisy layers.
+    n_atoms : int
+        1 for a scalar Q head, N > 1 for a C51 head.
     """
 
     def __init__(
@@ -102,11 +110,16 @@ class QHead(nn.Module):
 class QNetwork(nn.Module):
     """A body ((state, account) → features) and a ``QHead``; scalar or C51 output.
 
-    Args:
-        body: module mapping state [B, F] and account [B, K] to features [B, D].
-        body_dim: D.
-        hidden, n_actions, dueling, noisy, sigma0, n_atoms: see ``QHead``.
-        v_min, v_max: the C51 support's bounds (ignored for n_atoms = 1).
+    Parameters
+    ----------
+    body : nn.Module
+        Module mapping state [B, F] and account [B, K] to features [B, D].
+    body_dim : int
+        D.
+    hidden, n_actions, dueling, noisy, sigma0, n_atoms
+        See ``QHead``.
+    v_min, v_max : float
+        The C51 support's bounds (ignored for n_atoms = 1).
     """
 
     support_N: Tensor
@@ -138,6 +151,7 @@ class QNetwork(nn.Module):
 
     @property
     def distributional(self) -> bool:
+        """Whether the head is C51 (a distribution over atoms per action)."""
         return self.n_atoms > 1
 
     def forward(self, state_BF: Tensor, account_BK: Tensor) -> Tensor:
@@ -154,6 +168,7 @@ class QNetwork(nn.Module):
         return (out.exp() * self.support_N).sum(dim=-1)
 
     def q_values(self, state_BF: Tensor, account_BK: Tensor) -> Tensor:
+        """Return the Q values ``[B, A]`` at (state, account): the expectation over atoms for C51."""
         return self.q_from_output(self(state_BF, account_BK))
 
     @torch.no_grad()
@@ -178,6 +193,7 @@ class QNetwork(nn.Module):
 
     @property
     def has_noise(self) -> bool:
+        """Whether any layer is a noisy linear layer."""
         return any(isinstance(m, NoisyLinear) for m in self.modules())
 
 
@@ -234,6 +250,7 @@ class ReusedGradLinear(nn.Linear):
     _grad_bias: Tensor | None = None
 
     def forward(self, *parts_BI: Tensor) -> Tensor:
+        """Return ``[x_1 | x_2 | …] Wᵀ + b`` of the column blocks ``parts_BI`` (``[B, I_k]`` each)."""
         if sum(p.shape[-1] for p in parts_BI) != self.in_features or any(p.ndim != 2 for p in parts_BI):
             shapes = [tuple(p.shape) for p in parts_BI]
             raise ValueError(f"ReusedGradLinear expects 2-D inputs of {self.in_features} columns in all, got {shapes}")
@@ -281,6 +298,7 @@ class FlatBody(nn.Module):
         self.linear = ReusedGradLinear(state_dim + account_dim, width)
 
     def forward(self, state_BF: Tensor, account_BK: Tensor) -> Tensor:
+        """Return the ReLU of the linear layer over the concatenated (state, account), computed block by block."""
         parts = (state_BF, account_BK) if self.account_dim else (state_BF,)
         return F.relu(self.linear(*parts), inplace=True)
 
@@ -288,8 +306,10 @@ class FlatBody(nn.Module):
 def build_on(
     factory: Callable[[], QNetwork], generator: torch.Generator, device: torch.device | str = "cpu"
 ) -> QNetwork:
-    """Build ``factory()`` on the meta device, materialise it on ``device`` and initialise it from
-    ``generator``; torch's global RNG is never used and no throw-away initialisation is paid."""
+    """Build ``factory()`` on the meta device, materialise it on ``device`` and initialise it from ``generator``.
+
+    torch's global RNG is never used and no throw-away initialisation is paid.
+    """
     with torch.device("meta"):
         net = factory()
     net = net.to_empty(device=device)
@@ -312,7 +332,7 @@ def flat_q_network(
     v_max: float = 10.0,
     device: torch.device | str = "cpu",
 ) -> QNetwork:
-    """The flat MLP of the original design: obs → 1024 → 512 → (value, advantage) heads by default.
+    """Build the flat MLP of the original design: obs → 1024 → 512 → (value, advantage) heads by default.
 
     ``hidden[0]`` is the body's width, ``hidden[1:]`` the head's hidden layers.
     """
@@ -337,4 +357,5 @@ def flat_q_network(
 
 
 def parameter_count(module: nn.Module) -> int:
+    """Return the number of scalar parameters of ``module``."""
     return sum(p.numel() for p in module.parameters())

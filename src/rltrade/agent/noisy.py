@@ -25,10 +25,14 @@ from torch import Tensor, nn
 class NoisyLinear(nn.Module):
     """Linear layer with factorised Gaussian parameter noise.
 
-    Args:
-        in_features: p, the input width.
-        out_features: q, the output width.
-        sigma0: initial noise scale; ``σ`` starts at ``sigma0 / √p`` (the paper's 0.5).
+    Parameters
+    ----------
+    in_features : int
+        ``p``, the input width.
+    out_features : int
+        ``q``, the output width.
+    sigma0 : float
+        Initial noise scale; ``σ`` starts at ``sigma0 / √p`` (the paper's 0.5).
     """
 
     weight_mu: nn.Parameter
@@ -74,6 +78,7 @@ class NoisyLinear(nn.Module):
         self.eps_out.copy_(eps_out.sign() * eps_out.abs().sqrt())
 
     def forward(self, x_BP: Tensor) -> Tensor:
+        """Apply the mean weights, plus the factorised noise in training mode."""
         mean_BQ = F.linear(x_BP, self.weight_mu, self.bias_mu)
         if not self.training:
             return mean_BQ
@@ -81,9 +86,10 @@ class NoisyLinear(nn.Module):
         return mean_BQ + noise_BQ + self.bias_sigma * self.eps_out
 
     def effective_weight(self) -> tuple[Tensor, Tensor]:
-        """The weight and bias the layer applies in training mode (materialised; for tests and inspection)."""
+        """Return the weight and bias the layer applies in training mode (materialised; for tests and inspection)."""
         weight = self.weight_mu + self.weight_sigma * torch.outer(self.eps_out, self.eps_in)
         return weight, self.bias_mu + self.bias_sigma * self.eps_out
 
     def extra_repr(self) -> str:
+        """Describe the layer's sizes and initial noise scale in its repr."""
         return f"in_features={self.in_features}, out_features={self.out_features}, sigma0={self.sigma0}"

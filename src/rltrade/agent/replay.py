@@ -47,7 +47,7 @@ class ReplayStateError(ValueError):
 
 
 def record_dtype(account_dim: int) -> np.dtype[Any]:
-    """The packed per-transition record (no padding: its itemsize is the bytes per transition).
+    """Describe the packed per-transition record (no padding: its itemsize is the bytes per transition).
 
     Dtypes, on purpose:
     - time indices int32: rows of the base clock; 2^31 one-second steps are 68 years (a month is 2.6 M).
@@ -115,10 +115,12 @@ class PrioritizedReplay:
 
     # ----------------------------------------------------------------------------------- queries
     def __len__(self) -> int:
+        """Return the number of transitions stored."""
         return self._size
 
     @property
     def alpha(self) -> float:
+        """The priority exponent α."""
         return self._alpha
 
     def nbytes(self) -> int:
@@ -131,7 +133,7 @@ class PrioritizedReplay:
         return self.nbytes() / self.capacity
 
     def priorities(self) -> np.ndarray:
-        """Current priorities ``(|δ|+ε)^α`` of the stored transitions, by slot (float64 ``[len]``)."""
+        """Return the current priorities ``(|δ|+ε)^α`` of the stored transitions, by slot (float64 ``[len]``)."""
         if self._tree is None:
             return np.ones(self._size)
         return self._tree.get(np.arange(self._size))
@@ -344,7 +346,7 @@ class PrioritizedReplay:
 
 
 def generator_state(rng: np.random.Generator) -> str:
-    """The generator's bit-generator state as a JSON string (exact for 128-bit ints and arrays)."""
+    """Encode the generator's bit-generator state as a JSON string (exact for 128-bit ints and arrays)."""
 
     def encode(obj: Any) -> Any:
         if isinstance(obj, np.ndarray):

@@ -37,6 +37,7 @@ class SumTree:
 
     @property
     def capacity(self) -> int:
+        """The number of leaves (priorities) the tree can hold."""
         return self._capacity
 
     @property
