@@ -12,14 +12,13 @@ from rich.table import Table
 from rltrade.cli.app import ConfigOpt, app, console, load, progress_bar
 from rltrade.cli.errors import UsageError
 from rltrade.data.pipeline import (
-    DatasetReport,
     StoreSummary,
     data_report,
     import_to_store,
     resample_in_store,
     synthesize_to_store,
 )
-from rltrade.data.store import DatasetKey, Store
+from rltrade.data.store import DatasetCoverage, DatasetKey, Store, StoreError
 from rltrade.types import Kind, Timeframe
 
 data_app = typer.Typer(help="Market data: synthesise, import, fetch, resample, inspect.", no_args_is_help=True)
@@ -37,7 +36,7 @@ def _store(config: Path | None, store: Path | None) -> Store:
 
 def print_summary(summary: StoreSummary) -> None:
     table = Table(title="appended to the store")
-    for col in ("dataset", "rows in", "new", "duplicates", "days written"):
+    for col in ("dataset", "rows in", "new", "duplicates", "files written"):
         table.add_column(col, justify="left" if col == "dataset" else "right")
     for name, res in summary.appended.items():
         table.add_row(name, f"{res.rows_in:,}", f"{res.rows_new:,}", f"{res.rows_duplicate:,}", str(res.days_written))
@@ -50,38 +49,58 @@ def _fmt_us(us: int) -> str:
     return dt.datetime.fromtimestamp(us / 1e6, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def print_report(reports: list[DatasetReport], *, per_day: bool = False) -> None:
-    """The data report: one row per dataset (and per day with ``per_day``)."""
+def _fmt_span(us: int) -> str:
+    days, rest = divmod(us, 86_400_000_000)
+    hours, rest = divmod(rest, 3_600_000_000)
+    minutes = rest // 60_000_000
+    return f"{days}d {hours}h" if days else f"{hours}h {minutes}m" if hours else f"{minutes}m {rest // 10**6 % 60}s"
+
+
+def print_report(reports: list[DatasetCoverage], *, per_partition: bool = False) -> None:
+    """The data report: one row per dataset (and per partition file with ``per_partition``).
+
+    ``missing`` counts absent bars between the first and the last stored bar, inside files and between
+    them (a month never imported is missing bars too); ``holes`` counts the runs of them (for trades:
+    silences over an hour). Below the table, each dataset with holes names its longest one.
+    """
     if not reports:
         console.print("the store is empty")
         return
     table = Table(title="store coverage")
-    for col in ("dataset", "days", "rows", "first", "last", "gaps", "filled"):
+    for col in ("dataset", "files", "rows", "first", "last", "missing", "holes", "filled"):
         table.add_column(col, justify="left" if col in ("dataset", "first", "last") else "right")
     for rep in reports:
-        first, last = rep.days[0].first_us, rep.days[-1].last_us
         is_bars = rep.key.kind is Kind.BARS
         table.add_row(
             str(rep.key),
-            str(len(rep.days)),
+            str(len(rep.partitions)),
             f"{rep.rows:,}",
-            _fmt_us(first),
-            _fmt_us(last),
-            f"{rep.gaps:,}" if is_bars else "-",
+            _fmt_us(rep.first_us),
+            _fmt_us(rep.last_us),
+            f"{rep.missing:,}" if is_bars else "-",
+            f"{rep.holes:,}",
             f"{rep.filled:,}" if is_bars else "-",
         )
-        if per_day:
-            for d in rep.days:
+        if per_partition:
+            for label, e in rep.partitions:
                 table.add_row(
-                    f"  {d.day.isoformat()}",
+                    f"  {label}",
                     "",
-                    f"{d.rows:,}",
-                    _fmt_us(d.first_us),
-                    _fmt_us(d.last_us),
-                    "-" if d.missing is None else f"{d.missing:,}",
-                    "-" if d.filled is None else f"{d.filled:,}",
+                    f"{e.rows:,}",
+                    _fmt_us(e.first_us),
+                    _fmt_us(e.last_us),
+                    f"{e.missing:,}" if is_bars else "-",
+                    f"{e.holes:,}",
+                    f"{e.filled:,}" if is_bars else "-",
                 )
     console.print(table)
+    for rep in reports:
+        if rep.longest is not None:
+            a, b = rep.longest.after_us, rep.longest.before_us
+            console.print(
+                f"{rep.key}: {rep.holes:,} hole(s); the longest has nothing between {_fmt_us(a)} and {_fmt_us(b)} "
+                f"({_fmt_span(b - a)})"
+            )
 
 
 @data_app.command("synth")
@@ -253,12 +272,14 @@ def resample(
 
 @data_app.command("info")
 def info(
-    per_day: Annotated[bool, typer.Option("--per-day", help="One row per stored day.")] = False,
+    per_partition: Annotated[
+        bool, typer.Option("--per-partition", "--per-day", help="One row per stored file (day, month or year).")
+    ] = False,
     config: ConfigOpt = None,
     store: StoreOpt = None,
 ) -> None:
-    """Coverage, gaps and filled bars per dataset (and per day)."""
-    print_report(data_report(_store(config, store)), per_day=per_day)
+    """Coverage per dataset: rows, missing bars and holes (inside and between files), filled bars."""
+    print_report(data_report(_store(config, store)), per_partition=per_partition)
 
 
 @data_app.command("download")
@@ -367,3 +388,40 @@ def _api_urls(items: list[str] | None) -> dict[str, str] | None:
             raise UsageError(f"--api-url must be KEY=URL, got {item!r}")
         urls[name] = url
     return urls or None
+
+
+@data_app.command("check")
+def check(
+    drop_bad: Annotated[bool, typer.Option(help="Take damaged files out of the store (one transaction).")] = False,
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Read every stored file whole and list the damaged ones (exit 3 if any and not dropped)."""
+    target = _store(config, store)
+    bad = target.drop_bad() if drop_bad else target.check()
+    for key, label, why in bad:
+        console.print(f"{key} {label}: {why}")
+    if not bad:
+        console.print(f"{target.root}: every stored file reads back whole")
+    elif drop_bad:
+        console.print(f"took {len(bad)} damaged file(s) out of the store; re-import those ranges")
+    else:
+        raise StoreError(
+            f"{len(bad)} damaged file(s) in {target.root}; run `rltrade data check --drop-bad` to take them out, "
+            "then re-import those ranges"
+        )
+
+
+@data_app.command("migrate")
+def migrate_(config: ConfigOpt = None, store: StoreOpt = None) -> None:
+    """Convert a store in the old layout (one file per day) to partitions sized to the timeframe."""
+    from rltrade.data.store_legacy import migrate
+
+    target = _store(config, store)
+    done = migrate(target)
+    if not done:
+        console.print(f"{target.root}: nothing to migrate")
+    for key, rows in done.items():
+        console.print(f"{key}: {rows:,} rows migrated")
+    if done:
+        print_report(data_report(target))

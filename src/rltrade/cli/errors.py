@@ -9,7 +9,7 @@ from rltrade.data.fetch import FetchError
 from rltrade.data.resample import ResampleError
 from rltrade.data.schema import SchemaError
 from rltrade.data.splits import SplitError
-from rltrade.data.store import StoreError
+from rltrade.data.store import StoreConflictError, StoreError
 from rltrade.features.bar_channels import FeatureInputError
 from rltrade.features.cnn_blocks import CnnOutputsError
 from rltrade.live.state import LiveStateError
@@ -27,6 +27,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     UsageError,
     ConfigError,
     SchemaError,
+    StoreConflictError,
     SplitError,
     DataImportError,
     FetchError,

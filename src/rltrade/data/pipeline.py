@@ -17,7 +17,7 @@ import polars as pl
 from rltrade.config import DataConfig
 from rltrade.data.importers import import_files
 from rltrade.data.resample import resample_bars_with_report, trades_to_bars
-from rltrade.data.store import AppendResult, DatasetKey, DayCoverage, Store
+from rltrade.data.store import AppendResult, DatasetCoverage, DatasetKey, Store
 from rltrade.data.synthetic import SyntheticMarket, generate_market
 from rltrade.types import Kind, Timeframe
 
@@ -41,14 +41,7 @@ class StoreSummary:
     def add(self, key: DatasetKey, result: AppendResult) -> None:
         """Record an append; several appends to one dataset (pages of a download) add up."""
         old = self.appended.get(str(key))
-        if old is not None:
-            result = AppendResult(
-                old.rows_in + result.rows_in,
-                old.rows_new + result.rows_new,
-                old.rows_duplicate + result.rows_duplicate,
-                old.days_written + result.days_written,
-            )
-        self.appended[str(key)] = result
+        self.appended[str(key)] = result if old is None else old + result
 
 
 def synthesize_to_store(cfg: DataConfig, store: Store, *, progress: Progress = _noop) -> StoreSummary:
@@ -66,9 +59,10 @@ def synthesize_to_store(cfg: DataConfig, store: Store, *, progress: Progress = _
         for tf, bars in data.bars.items():
             if tf in cfg.timeframes:
                 jobs.append((DatasetKey(cfg.exchange, symbol, Kind.BARS, tf), bars))
-    for i, (key, frame) in enumerate(jobs):
-        progress(i, len(jobs), f"store {key}")
-        summary.add(key, store.append(key, frame))
+    with store.transaction() as tx:  # every dataset or none
+        for i, (key, frame) in enumerate(jobs):
+            progress(i, len(jobs), f"store {key}")
+            summary.add(key, tx.append(key, frame))
     progress(len(jobs), len(jobs), "truth")
     write_truth(market, store.root / TRUTH_DIR / cfg.exchange)
     summary.notes.append(
@@ -158,32 +152,9 @@ def resample_in_store(
     return summary, note
 
 
-@dataclass(frozen=True)
-class DatasetReport:
-    """Coverage of one dataset: totals and the per-day rows."""
-
-    key: DatasetKey
-    days: list[DayCoverage]
-
-    @property
-    def rows(self) -> int:
-        """The number of rows over all days."""
-        return sum(d.rows for d in self.days)
-
-    @property
-    def gaps(self) -> int:
-        """The number of bars missing (gaps) over all days."""
-        return sum(d.missing or 0 for d in self.days)
-
-    @property
-    def filled(self) -> int:
-        """The number of bars flagged ``is_filled`` (no trade in them) over all days."""
-        return sum(d.filled or 0 for d in self.days)
-
-
-def data_report(store: Store) -> list[DatasetReport]:
-    """Coverage, gaps and filled bars of every dataset in the store."""
-    return [DatasetReport(key, store.coverage(key)) for key in store.datasets()]
+def data_report(store: Store) -> list[DatasetCoverage]:
+    """Coverage, missing bars, holes (within and between partitions) and filled bars of every dataset."""
+    return [store.coverage(key) for key in store.datasets()]
 
 
 @dataclass(frozen=True)

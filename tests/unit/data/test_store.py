@@ -1,4 +1,4 @@
-"""Parquet store: idempotent atomic appends, conflicts, range reads, coverage."""
+"""Parquet store: idempotent appends, conflicts, range reads, coverage, partition sizing, lock, damage."""
 
 from __future__ import annotations
 
@@ -10,8 +10,16 @@ import polars as pl
 import pytest
 
 from rltrade.data.schema import BAR_SCHEMA, TRADE_SCHEMA
-from rltrade.data.store import DatasetKey, Store, StoreError
-from rltrade.types import US_PER_DAY, US_PER_MINUTE, Kind, Timeframe
+from rltrade.data.store import (
+    DatasetKey,
+    LegacyLayoutError,
+    Store,
+    StoreConflictError,
+    StoreCorruptError,
+    StoreLockedError,
+)
+from rltrade.data.store_legacy import migrate
+from rltrade.types import US_PER_DAY, US_PER_HOUR, US_PER_MINUTE, Kind, Timeframe
 
 DAY0 = 19_700 * US_PER_DAY  # 2023-12-09 00:00 UTC
 M1 = DatasetKey("binance", "ETHUSDT", Kind.BARS, Timeframe.M1)
@@ -60,9 +68,14 @@ def test_conflicting_rows_raise_and_leave_store_untouched(tmp_path: Path) -> Non
     store.append(M1, minute_bars(DAY0, 10))
     before = store.read(M1)
     bad = minute_bars(DAY0, 10).with_columns(pl.col("close") + 1)
-    with pytest.raises(StoreError, match="different values"):
+    files = sorted(tmp_path.rglob("*"))
+    with pytest.raises(StoreConflictError) as err:
         store.append(M1, bad)
+    msg = str(err.value)
+    assert "open_us 2023-12-09T00:00:00Z" in msg and "column 'close' is 100.0 in the store and 101.0" in msg
+    assert "Nothing was written" in msg and str(DAY0) not in msg  # ISO times, not raw µs
     assert store.read(M1).equals(before)
+    assert sorted(tmp_path.rglob("*")) == files
 
 
 def test_range_read_is_half_open_and_only_touches_needed_days(tmp_path: Path) -> None:
@@ -74,9 +87,11 @@ def test_range_read_is_half_open_and_only_touches_needed_days(tmp_path: Path) ->
     assert got.get_column("open_us").min() == start
     assert got.get_column("open_us").max() == end - US_PER_MINUTE
     # Remove the other days' files: a range read of the middle day must not need them.
-    for day in store.days(M1):
-        if day != store.days(M1)[1]:
-            os.remove(M1.folder(tmp_path) / f"date={day.isoformat()}" / "part.parquet")
+    parts = store.partitions(M1)
+    assert [label for label, _ in parts] == ["2023-12-09", "2023-12-10", "2023-12-11"]
+    for label, entry in parts:
+        if label != "2023-12-10":
+            os.remove(M1.folder(tmp_path) / entry.file)
     assert store.read(M1, start, end).height == 10
 
 
@@ -88,8 +103,10 @@ def test_last_time_and_coverage_report_gaps(tmp_path: Path) -> None:
     )
     store.append(M1, bars)
     assert store.last_time(M1) == DAY0 + 119 * US_PER_MINUTE
-    (cov,) = store.coverage(M1)
-    assert (cov.rows, cov.expected, cov.missing, cov.filled) == (118, 1440, 2, 0)
+    cov = store.coverage(M1)
+    assert (cov.rows, cov.missing, cov.holes, cov.filled) == (118, 2, 1, 0)
+    assert cov.longest is not None
+    assert (cov.longest.after_us, cov.longest.before_us) == (DAY0 + 9 * US_PER_MINUTE, DAY0 + 12 * US_PER_MINUTE)
 
 
 def test_trades_dedup_by_trade_id(tmp_path: Path) -> None:
@@ -117,18 +134,111 @@ def test_missing_column_is_a_clear_error(tmp_path: Path) -> None:
         Store(tmp_path).append(M1, minute_bars(DAY0, 3).drop("close"))
 
 
-def test_crash_during_write_leaves_previous_day_intact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def hour_bars(start_us: int, n: int) -> pl.DataFrame:
+    return minute_bars(0, n).with_columns(open_us=start_us + pl.int_range(0, n, dtype=pl.Int64) * US_PER_HOUR)
+
+
+def test_partitions_are_sized_to_the_timeframe(tmp_path: Path) -> None:
     store = Store(tmp_path)
-    store.append(M1, minute_bars(DAY0, 10))
-    before = store.read(M1)
+    h1 = DatasetKey("binance", "ETHUSDT", Kind.BARS, Timeframe.H1)
+    d1 = DatasetKey("binance", "ETHUSDT", Kind.BARS, Timeframe.D1)
+    store.append(h1, hour_bars(DAY0, 24 * 60))  # 2023-12-09 .. 2024-02-06: three months
+    d1_bars = minute_bars(0, 400).with_columns(open_us=DAY0 + pl.int_range(0, 400, dtype=pl.Int64) * US_PER_DAY)
+    res = store.append(d1, d1_bars)
+    assert [label for label, _ in store.partitions(h1)] == ["2023-12", "2024-01", "2024-02"]
+    assert [label for label, _ in store.partitions(d1)] == ["2023", "2024", "2025"]
+    assert res.days_written == 3
+    assert len(list(h1.folder(tmp_path).glob("*.parquet"))) == 3
+    assert store.read(d1).equals(store.read(d1, DAY0, DAY0 + 400 * US_PER_DAY))
+    assert store.days(h1)[0].isoformat() == "2023-12-09" and len(store.days(h1)) == 60
 
-    def boom(*args: object, **kwargs: object) -> None:
-        raise OSError("disk full")
 
-    monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError, match="disk full"):
-        store.append(M1, minute_bars(DAY0 + 10 * US_PER_MINUTE, 10))
-    monkeypatch.undo()
-    assert store.read(M1).equals(before)
-    leftovers = list(M1.folder(tmp_path).rglob("*.tmp"))
-    assert leftovers == []
+def test_a_nine_month_hole_between_imports_is_reported(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    h1 = DatasetKey("binance", "ETHUSDT", Kind.BARS, Timeframe.H1)
+    store.append(h1, hour_bars(DAY0, 24 * 30))
+    later = DAY0 + 300 * US_PER_DAY
+    store.append(h1, hour_bars(later, 24 * 30))
+    cov = store.coverage(h1)
+    assert cov.holes == 1
+    assert cov.missing == (later - DAY0) // US_PER_HOUR - 24 * 30
+    assert cov.longest is not None and cov.longest.before_us == later
+    assert cov.longest.after_us == DAY0 + (24 * 30 - 1) * US_PER_HOUR
+
+
+def test_trade_silences_over_an_hour_are_holes(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    ts = [DAY0 + 1, DAY0 + 2 * US_PER_HOUR, DAY0 + 3 * US_PER_DAY]
+    trades = pl.DataFrame(
+        {"ts_us": ts, "trade_id": [1, 2, 3], "price": [1.0, 1.0, 1.0], "qty": [1.0] * 3, "side": [1, 1, 1]},
+        schema_overrides={"side": pl.Int8},
+    )
+    store.append(TRADES, trades)
+    cov = store.coverage(TRADES)
+    assert (cov.holes, cov.missing) == (2, 0)
+    assert cov.longest is not None and (cov.longest.after_us, cov.longest.before_us) == (ts[1], ts[2])
+
+
+def test_truncated_file_is_a_store_error_naming_it(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.append(M1, minute_bars(DAY0, 3 * 24 * 60))
+    (label, entry), *_ = store.partitions(M1)
+    path = M1.folder(tmp_path) / entry.file
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(StoreCorruptError, match=rf"{path}: damaged store file.*data check --store"):
+        store.read(M1)
+    assert store.read(M1, DAY0 + US_PER_DAY).height == 2 * 24 * 60  # the other days still read
+    with pytest.raises(StoreCorruptError, match=str(path)):
+        store.append(M1, minute_bars(DAY0 + 5 * US_PER_MINUTE, 3))
+    assert [(k, lab) for k, lab, _ in store.check()] == [(M1, label)]
+    # Same size, damaged footer: the size check passes, parquet's own check names the file.
+    store.drop_bad()
+    assert store.check() == [] and store.read(M1).height == 2 * 24 * 60
+    (_, entry), *_ = store.partitions(M1)
+    path = M1.folder(tmp_path) / entry.file
+    raw = bytearray(path.read_bytes())
+    raw[-4:] = b"XXXX"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(StoreCorruptError, match=str(path)):
+        store.read(M1)
+
+
+def test_second_writer_times_out_with_a_clear_message(tmp_path: Path) -> None:
+    import filelock
+
+    holder = filelock.FileLock(tmp_path / ".rltrade-store.lock")
+    with holder, pytest.raises(StoreLockedError, match="another rltrade process is writing"):
+        Store(tmp_path, lock_timeout_s=0.05).append(M1, minute_bars(DAY0, 3))
+    assert Store(tmp_path).append(M1, minute_bars(DAY0, 3)).rows_new == 3  # released: the next one proceeds
+
+
+def write_legacy(root: Path, key: DatasetKey, frame: pl.DataFrame) -> None:
+    """Layout 1: one ``date=YYYY-MM-DD/part.parquet`` per UTC day."""
+    day = pl.col(key.time_col) // US_PER_DAY
+    for (d,), part in frame.with_columns(day.alias("_d")).group_by(["_d"]):
+        date = (np.datetime64("1970-01-01") + np.timedelta64(int(d), "D")).astype(str)
+        folder = key.folder(root) / f"date={date}"
+        folder.mkdir(parents=True)
+        part.drop("_d").write_parquet(folder / "part.parquet")
+
+
+def test_old_layout_is_refused_then_migrated(tmp_path: Path) -> None:
+    h1 = DatasetKey("binance", "ETHUSDT", Kind.BARS, Timeframe.H1)
+    bars = pl.concat([hour_bars(DAY0, 24 * 40), hour_bars(DAY0 + 100 * US_PER_DAY, 24)])
+    write_legacy(tmp_path, h1, Store(tmp_path / "x").read(h1).vstack(_conform(bars)))
+    store = Store(tmp_path)
+    with pytest.raises(LegacyLayoutError, match="rltrade data migrate"):
+        store.read(h1)
+    with pytest.raises(LegacyLayoutError):
+        store.append(h1, bars.head(1))
+    assert migrate(store) == {h1: bars.height}
+    assert store.read(h1).equals(_conform(bars))
+    assert [label for label, _ in store.partitions(h1)] == ["2023-12", "2024-01", "2024-03"]
+    assert not list(tmp_path.rglob("date=*"))
+    assert migrate(store) == {}
+
+
+def _conform(frame: pl.DataFrame) -> pl.DataFrame:
+    from rltrade.data.schema import conform
+
+    return conform(frame, BAR_SCHEMA, what="test")
