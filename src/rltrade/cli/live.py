@@ -99,6 +99,7 @@ def live_cmd(
         stats=model.stats,
         settings=settings,
         cnn=load_live_cnn(run, cfg),
+        seed=_kline_seed(frames, url),
     )
     if saved is not None:
         engine.load_state_dict(saved)
@@ -137,6 +138,21 @@ def live_cmd(
             report = write_report(folder, engine, summary)
             journal.event("stop", reason="end", decisions=engine.next_idx)
     _print_report(report, folder)
+
+
+def _kline_seed(frames: Any, url: str) -> Any:
+    """Where a bar that formed across the start gets its real value: the store, then Binance's klines."""
+    from rltrade.features.state_stream import seed_from_frames
+
+    stored = seed_from_frames(frames)
+    if url != DEFAULT_URL:
+        return stored
+    import ccxt
+
+    from rltrade.live.backfill import ccxt_kline_seed, chain_seeds
+
+    exchange = ccxt.binance({"enableRateLimit": True, "timeout": 5_000})
+    return chain_seeds(stored, ccxt_kline_seed(exchange, dict(frames.symbols)))
 
 
 def _warm_start_us(frames: Any, start: str | None) -> int:

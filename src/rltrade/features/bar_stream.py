@@ -8,12 +8,18 @@ builds the same bars the batch resampler builds from the same trades:
   the next bar;
 * a bar without a trade is explicit: OHLC = previous close, volume 0, ``is_filled``;
 * a coarser bar takes open/high/low from its *traded* source bars only and its close from the last
-  source bar; it is filled only if every source bar is.
+  source bar; it is filled only if every source bar is;
+* a bar is *incomplete* (``complete=False``) when the source data cannot cover its whole interval: a
+  stream started inside the interval, with no finer history back to the interval's open (the 1m bar of
+  a stream started 40 s after the first stored trade holds 20 s of 1s bars). A coarser bar built from an
+  incomplete bar is incomplete too. The state builder replaces such a bar by the exchange's own
+  (:data:`BarSeed`) or masks the blocks that see it.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +39,14 @@ class ClosedBar:
     close: float
     volume: float
     is_filled: bool
+    complete: bool = True
+    """False when the bar's source data did not cover its whole interval (module docstring)."""
+
+
+BarSeed = Callable[[str, Timeframe, int], "ClosedBar | None"]
+"""``(role, timeframe, open_us) -> the closed bar from an authoritative source (the exchange's klines), or None``.
+
+Asked once per incomplete bar, when it closes; its answer replaces the bar the stream built."""
 
 
 class GrowingBars:
@@ -110,6 +124,7 @@ class _Partial:
     volume: float = 0.0
     traded: bool = False
     n_src: int = 0
+    complete: bool = True
 
 
 @dataclass
@@ -142,13 +157,19 @@ class Aggregator:
         cur.volume += qty
 
     def close_until(self, t_us: int) -> list[ClosedBar]:
-        """Close every trade-built bar ending at or before ``t_us``, empty ones included (as filled bars)."""
+        """Close every trade-built bar ending at or before ``t_us``, empty ones included (as filled bars).
+
+        Before the first trade, with no earlier close to carry, empty intervals yield no bar."""
         closed: list[ClosedBar] = []
         if self.current is None:
             return closed
         while self.current.open_us + self.dst.us <= t_us:
-            closed.append(self._finish(self.current))
-            self._start(self.current.open_us + self.dst.us)
+            cur = self.current
+            if cur.traded or self.last_close is not None:
+                closed.append(self._finish(cur))
+            # else: no trade yet and nothing to carry (a stream started before its first trade): no bar,
+            # as the batch resampler starts the series at the first trade.
+            self._start(cur.open_us + self.dst.us)
         return closed
 
     def add_bar(self, bar: ClosedBar, src: Timeframe) -> list[ClosedBar]:
@@ -157,6 +178,8 @@ class Aggregator:
         cur = self.current
         if cur is None or cur.open_us != open_us:
             cur = self._start(open_us)
+        if not bar.complete:
+            cur.complete = False
         if not bar.is_filled:
             if not cur.traded:
                 cur.open = bar.open
@@ -174,11 +197,11 @@ class Aggregator:
 
     def _finish(self, cur: _Partial) -> ClosedBar:
         if cur.traded:
-            bar = ClosedBar(cur.open_us, cur.open, cur.high, cur.low, cur.close, cur.volume, False)
+            bar = ClosedBar(cur.open_us, cur.open, cur.high, cur.low, cur.close, cur.volume, False, cur.complete)
         else:
             carried = cur.close if not math.isnan(cur.close) else self.last_close
             if carried is None or math.isnan(carried):
                 raise ValueError(f"{self.dst.value} bar at {cur.open_us} has no trade and no earlier close to carry")
-            bar = ClosedBar(cur.open_us, carried, carried, carried, carried, cur.volume, True)
+            bar = ClosedBar(cur.open_us, carried, carried, carried, carried, cur.volume, True, cur.complete)
         self.last_close = bar.close
         return bar

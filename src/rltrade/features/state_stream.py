@@ -15,10 +15,22 @@ CNN blocks: the builder reads the newest row of each timeframe from :attr:`Strea
 (:class:`~rltrade.features.cnn_blocks.CnnStreams`), which the live CNN bridge (:mod:`rltrade.models`)
 appends to once per bar close, reading its input windows with :meth:`StreamingStateBuilder.bar_window`.
 Without rows the CNN blocks are zero and flagged off, as in the batch builder.
+
+Starting at any moment: the bars forming at ``t0`` are primed from the finer stored bars of their
+period. When those do not reach back to the period's open (the stored 1s bars start 40 s into the minute
+holding ``t0``, say), the bar is *incomplete* (:mod:`rltrade.features.bar_stream`). At its close the
+builder asks ``seed`` (the exchange's klines) for the real bar and uses it; without a seed, or if it has
+no answer, the bar is kept but every block that reads it (its bars block, its returns block, the regime
+for 1m, the pivots for the pivot timeframe, the CNN rows via :meth:`StreamingStateBuilder.bar_window`)
+is *masked*: zero, its ``has_`` flag off and the ``warmup`` flag on, for as long as the bar is among the
+newest bars those kernels read (the ``keep`` tail). :attr:`StreamingStateBuilder.partial_bars` counts
+both outcomes. After the mask lifts, the blocks again equal the batch builder's (the pivots up to any
+pivot the incomplete bar's high or low confirmed, which a tracker keeps for its levels).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 
@@ -29,7 +41,7 @@ import polars as pl
 from rltrade.config import FeaturesConfig
 from rltrade.data.market import MarketFrames
 from rltrade.features.bar_channels import BarChannels, bar_windows, compute_bar_channels
-from rltrade.features.bar_stream import Aggregator, ClosedBar, GrowingBars
+from rltrade.features.bar_stream import Aggregator, BarSeed, ClosedBar, GrowingBars, _Partial
 from rltrade.features.cnn_blocks import CnnStreams, cnn_flags
 from rltrade.features.layout import StateLayout
 from rltrade.features.market_features import FeatureSpec, FeatureStats, required_series
@@ -64,12 +76,19 @@ class StreamingStateBuilder:
         history: MarketFrames,
         t0_us: int,
         stats: FeatureStats = FeatureStats(),
+        *,
+        seed: BarSeed | None = None,
     ) -> None:
         self.layout = layout
         self.spec = FeatureSpec.from_config(cfg, layout, stats)
         self.t_us = t0_us
         hist = history.until(t0_us)
         self._keep = self._keep_bars()
+        self._seed = seed
+        self.partial_bars = {"seeded": 0, "masked": 0}
+        """Incomplete bars closed so far: replaced by the seed's bar, or kept and masked (module docstring)."""
+        self._tainted: dict[tuple[str, Timeframe], int] = {}
+        """(role, tf) → ``n_total`` index of its newest kept incomplete bar."""
         self._roles = {role: self._init_role(hist, role, t0_us) for role in ("eth", "btc")}
         self._dirty: set[tuple[str, Timeframe]] = set(self._roles_tfs())
         self._channels: dict[tuple[str, Timeframe], BarChannels] = {}
@@ -142,6 +161,10 @@ class StreamingStateBuilder:
             for k in np.flatnonzero(open_us >= period_open):
                 o, h, lo, c, v = (float(x) for x in ohlcv[k])
                 agg.add_bar(ClosedBar(int(open_us[k]), o, h, lo, c, v, bool(filled[k])), src)
+            if not _covers(by_tf.get(src), src, period_open, t0_us):
+                if agg.current is None:
+                    agg.current = _Partial(open_us=period_open)
+                agg.current.complete = False
             bar_aggs[dst] = agg
         last_trade = int(trades.item(-1, "ts_us")) if trades is not None and trades.height else None
         return _RoleState(bars, trade_agg, bar_aggs, last_trade)
@@ -158,6 +181,14 @@ class StreamingStateBuilder:
 
     def _push(self, role: str, tf: Timeframe, bar: ClosedBar) -> None:
         st = self._roles[role]
+        if not bar.complete:
+            seeded = self._seed(role, tf, bar.open_us) if self._seed is not None else None
+            if seeded is not None and seeded.open_us == bar.open_us:
+                bar = dataclasses.replace(seeded, complete=True)
+                self.partial_bars["seeded"] += 1
+            else:
+                self.partial_bars["masked"] += 1
+                self._tainted[(role, tf)] = st.bars[tf].n_total
         st.bars[tf].append(bar)
         self._dirty.add((role, tf))
         if role == "eth" and tf is Timeframe.M1:
@@ -193,14 +224,42 @@ class StreamingStateBuilder:
             out[self.layout.block(name).slice] = values.reshape(-1)
         return out
 
+    def tainted(self, role: str, tf: Timeframe) -> bool:
+        """Whether an incomplete ``tf`` bar of ``role`` is still among the newest bars the kernels read."""
+        at = self._tainted.get((role, tf))
+        if at is None:
+            return False
+        if self._roles[role].bars[tf].n_total - at <= self._keep[tf]:
+            return True
+        del self._tainted[(role, tf)]
+        return False
+
+    def _masked(self, block_name: str, symbol: str | None, tf: Timeframe | None) -> bool:
+        """Whether the block reads an incomplete bar (the CNN blocks are masked through :meth:`bar_window`)."""
+        if not self._tainted or block_name in ("flags", "cnn_hidden", "cnn_predictions", "eth_ticks"):
+            return False
+        if block_name == "regime":
+            return self.tainted("eth", Timeframe.M1) or self.tainted("btc", Timeframe.M1)
+        if block_name == "pivots":
+            return self.tainted("eth", self.spec.pivot_tf)
+        return symbol is not None and tf is not None and self.tainted(symbol, tf)
+
     def blocks_at(self, t_us: int) -> BlockValues:
-        """Per-block values at ``t_us``, shaped like the batch builder's ``gather_blocks`` rows ``[1, ...]``."""
+        """Per-block values at ``t_us``, shaped like the batch builder's ``gather_blocks`` rows ``[1, ...]``.
+
+        A block reading an incomplete bar is masked: zeros, ``has_`` off, ``warmup`` on (module docstring).
+        """
         self.advance_to(t_us)
         out: BlockValues = {}
         has: dict[str, bool] = {}
         warm: list[bool] = []
         cnn_has_4 = np.zeros(1, bool)
         for block in self.layout.blocks:
+            if self._masked(block.name, block.symbol, block.timeframe):
+                out[block.name] = np.zeros((1, *block.shape), np.float32)
+                has[block.name] = False
+                warm.append(True)
+                continue
             if block.kind == "bars":
                 assert block.symbol is not None and block.timeframe is not None
                 ch = self._channels_of(block.symbol, block.timeframe)
@@ -244,6 +303,9 @@ class StreamingStateBuilder:
         """
         ch = self._channels_of(role, tf)
         x, mask = bar_windows(ch, np.array([ch.n_bars - 1], np.int64), window)
+        if self.tainted(role, tf):
+            # An incomplete bar is in the window: nothing may be served from it (module docstring).
+            mask = np.zeros_like(mask)
         return x, mask, self.last_close_us(role, tf)
 
     def last_close_us(self, role: str, tf: Timeframe) -> int | None:
@@ -287,3 +349,52 @@ class StreamingStateBuilder:
             r = np.diff(np.log(closes)) * RETURN_SCALE
             ret[n_ret - len(r) :] = r
         return np.clip(ret, -RETURN_CLIP, RETURN_CLIP).astype(np.float32)[None], len(closes) == n_ret + 1
+
+
+def _covers(src_bars: pl.DataFrame | None, src: Timeframe, period_open: int, t0_us: int) -> bool:
+    """Whether the stored ``src`` bars cover ``[period_open, t0)``: the bar forming at ``t0`` is complete.
+
+    True when ``t0``'s ``src`` bar opens the period (nothing before it to cover), or when the stored bars
+    start at or before the period's open and reach the ``src`` bar before ``t0``'s. Holes inside the stored
+    series are the exchange's outages (no trades), not missing data.
+    """
+    src_now = t0_us // src.us * src.us
+    if src_now <= period_open:
+        return True
+    if src_bars is None or src_bars.height == 0:
+        return False
+    first, last = int(src_bars.item(0, "open_us")), int(src_bars.item(-1, "open_us"))
+    return first <= period_open and last >= src_now - src.us
+
+
+def seed_from_frames(frames: MarketFrames) -> BarSeed:
+    """A :data:`BarSeed` reading the stored bars of ``frames`` (the exchange's klines as imported).
+
+    Asked at an incomplete bar's close, it returns the stored bar opening then, or None when the store does
+    not hold it (a live session past the store's end): causal, since the bar has closed when it is asked.
+    """
+    index: dict[tuple[str, Timeframe], tuple[npt.NDArray[np.int64], pl.DataFrame]] = {}
+
+    def seed(role: str, tf: Timeframe, open_us: int) -> ClosedBar | None:
+        key = (role, tf)
+        if key not in index:
+            df = frames.bars.get(role, {}).get(tf)
+            if df is None or df.height == 0:
+                return None
+            index[key] = (df["open_us"].to_numpy(), df)
+        opens, df = index[key]
+        k = int(np.searchsorted(opens, open_us))
+        if k >= len(opens) or int(opens[k]) != open_us:
+            return None
+        row = df.row(k, named=True)
+        return ClosedBar(
+            open_us,
+            float(row["open"]),
+            float(row["high"]),
+            float(row["low"]),
+            float(row["close"]),
+            float(row["volume"]),
+            bool(row["is_filled"]),
+        )
+
+    return seed

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from rltrade.features.bar_stream import BarSeed, ClosedBar
 from rltrade.live.events import TradeEvent
 from rltrade.live.feed import Backfill
 
-__all__ = ["BackfillError", "ccxt_backfill"]
+__all__ = ["BackfillError", "ccxt_backfill", "ccxt_kline_seed", "chain_seeds"]
 
 
 class BackfillError(RuntimeError):
@@ -75,3 +76,48 @@ def _usdt_unified(symbol: str) -> str:
     if not symbol.endswith("USDT") or len(symbol) <= 4:
         raise ValueError(f"cannot derive the ccxt symbol of {symbol!r}: pass unified={{{symbol!r}: 'BASE/QUOTE'}}")
     return f"{symbol[:-4]}/USDT"
+
+
+def ccxt_kline_seed(
+    exchange: Any,
+    symbols: Mapping[str, str],
+    *,
+    unified: Mapping[str, str] | None = None,
+    on_error: Callable[[str], None] | None = None,
+) -> BarSeed:
+    """A :data:`~rltrade.features.bar_stream.BarSeed` over a sync ccxt ``exchange``: the closed kline.
+
+    ``symbols`` maps a role to its Binance id (``{"eth": "ETHUSDT"}``). Asked at most once per timeframe and
+    role, when the bar that formed across the session's start closes: ``fetch_ohlcv(symbol, tf, since=open,
+    limit=1)``, called in the engine's thread (a short pause, once). Any failure, or a kline that does not
+    open at ``open_us``, answers None (the builder then masks the bar) and is reported to ``on_error``.
+    """
+    names = dict(unified) if unified is not None else {s: _usdt_unified(s) for s in symbols.values()}
+
+    def seed(role: str, tf: Any, open_us: int) -> ClosedBar | None:
+        symbol = symbols[role]
+        try:
+            rows = exchange.fetch_ohlcv(names[symbol], tf.value, open_us // 1000, 1)
+            ms, o, h, lo, c, v = rows[0][:6]
+            if int(ms) * 1000 != open_us:
+                raise ValueError(f"kline opens at {int(ms)} ms, asked {open_us // 1000} ms")
+        except Exception as exc:  # a seed never stops the session: the bar is masked instead
+            if on_error is not None:
+                on_error(f"no {tf.value} kline of {symbol} at {open_us} µs: {type(exc).__name__}: {exc}")
+            return None
+        return ClosedBar(open_us, float(o), float(h), float(lo), float(c), float(v), float(v) == 0.0)
+
+    return seed
+
+
+def chain_seeds(*seeds: BarSeed) -> BarSeed:
+    """The first answer of ``seeds`` in order (None when none answers)."""
+
+    def seed(role: str, tf: Any, open_us: int) -> ClosedBar | None:
+        for s in seeds:
+            bar = s(role, tf, open_us)
+            if bar is not None:
+                return bar
+        return None
+
+    return seed

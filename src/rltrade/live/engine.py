@@ -48,6 +48,7 @@ from rltrade.config import FeaturesConfig
 from rltrade.data.market import MarketFrames
 from rltrade.env.settings import EnvConfig
 from rltrade.env.trading_env import ACTION_POSITIONS
+from rltrade.features.bar_stream import BarSeed
 from rltrade.features.layout import StateLayout
 from rltrade.features.market_features import FeatureStats
 from rltrade.features.state_stream import StreamingStateBuilder
@@ -116,7 +117,9 @@ class LiveEngine:
     """Consumes live events in order, decides on the clock, trades on paper (module docstring).
 
     ``history`` is the stored market, cut at ``t0_us`` by the builder (``history.until(t0_us)``); it must be
-    at least as long as every warm-up. The clock starts at the first step at or after ``t0_us``.
+    at least as long as every warm-up. The clock starts at the first step at or after ``t0_us``. ``seed``
+    supplies the real bar for a bar that formed across ``t0_us`` without finer history back to its open
+    (the exchange's klines); without it such a bar is masked (:mod:`rltrade.features.state_stream`).
     """
 
     def __init__(
@@ -132,11 +135,12 @@ class LiveEngine:
         settings: EngineSettings = EngineSettings(),
         funding: pl.DataFrame | None = None,
         cnn: StreamingCnnBridge | None = None,
+        seed: BarSeed | None = None,
     ) -> None:
         self.layout, self.env_cfg, self.settings, self.policy = layout, env_cfg, settings, policy
         self.cnn = cnn
         self.step_us = env_cfg.step.us
-        self.builder = StreamingStateBuilder(layout, features_cfg, history, t0_us, stats)
+        self.builder = StreamingStateBuilder(layout, features_cfg, history, t0_us, stats, seed=seed)
         self.broker = PaperBroker(env_cfg, initial_equity=settings.initial_equity, funding=funding)
         self.account = LiveAccount(env_cfg, funding)
         self.marks = MarkTracker.from_history(history, "eth", t0_us, self.step_us)

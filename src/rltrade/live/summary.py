@@ -1,6 +1,7 @@
 """The report of a live session, written at shutdown: ``report.json`` and the trades and steps as Parquet.
 
-``report.json``: session times, uptime, the decision clock, the engine's counters, latency p50/p99 per
+``report.json``: session times, uptime, the decision clock, the engine's counters, the incomplete bars
+formed across the start (``partial_bars``: seeded from klines or masked), latency p50/p99 per
 stage, the feed's counters (when given), the position and equity, and the performance metrics of the
 filled decisions by :func:`rltrade.training.backtest.backtest_actions` (the backtest's own code: PnL
 after every cost, the open position closed at the last fill). ``trades.parquet`` / ``steps.parquet``:
@@ -41,6 +42,7 @@ def session_summary(
             "next_time_us": engine.next_time_us,
         },
         "counters": dataclasses.asdict(engine.counters),
+        "partial_bars": dict(engine.builder.partial_bars),
         "latency_us": engine.latency.summary(),
         "feed": dict(feed_stats) if feed_stats is not None else None,
         "position": b.position,

@@ -141,6 +141,8 @@ class StreamingCnnBridge:
             if trained.config.use_reference:
                 x_btc, _, _ = builder.bar_window("btc", tf, trained.model.shape.window)
                 x = np.concatenate([x_eth, x_btc], axis=2)
+                if builder.tainted("btc", tf):  # an incomplete BTC bar is in the window: serve nothing
+                    mask = np.zeros_like(mask)
             hidden, preds = run_cnn(trained.model, x)
             self.runs[tf] += 1
             if close_us != stream.last_close_us:
