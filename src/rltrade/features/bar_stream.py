@@ -159,7 +159,8 @@ class Aggregator:
     def close_until(self, t_us: int) -> list[ClosedBar]:
         """Close every trade-built bar ending at or before ``t_us``, empty ones included (as filled bars).
 
-        Before the first trade, with no earlier close to carry, empty intervals yield no bar."""
+        Before the first trade, with no earlier close to carry, empty intervals yield no bar.
+        """
         closed: list[ClosedBar] = []
         if self.current is None:
             return closed

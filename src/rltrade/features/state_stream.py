@@ -368,7 +368,7 @@ def _covers(src_bars: pl.DataFrame | None, src: Timeframe, period_open: int, t0_
 
 
 def seed_from_frames(frames: MarketFrames) -> BarSeed:
-    """A :data:`BarSeed` reading the stored bars of ``frames`` (the exchange's klines as imported).
+    """Make a :data:`BarSeed` reading the stored bars of ``frames`` (the exchange's klines as imported).
 
     Asked at an incomplete bar's close, it returns the stored bar opening then, or None when the store does
     not hold it (a live session past the store's end): causal, since the bar has closed when it is asked.
