@@ -20,6 +20,8 @@ blank line                                      drop, ``blank_line``            
 timestamps neither ms nor µs, or ms and µs      error :class:`TimeUnitError`          error
 mixed in one file, or a frame not in µs
 empty cell in a required column                 drop, ``missing_value``               error
+time later than now + 5 minutes (trade time     drop, ``future_time``                 error
+or bar open; a clock or unit error upstream)
 NaN / ±inf price (any of OHLC)                  drop, ``non_finite_price``            error
 zero or negative price                          drop, ``non_positive_price``          error
 NaN / ±inf trade quantity                       drop, ``non_finite_qty``              error
@@ -76,6 +78,8 @@ _UNIT_RANGE: Final[dict[str, tuple[int, int]]] = {
     "ns": (10**18, 2**63 - 1),
 }
 _UNIT_TO_US: Final[dict[str, tuple[int, int]]] = {"ms": (1000, 1), "us": (1, 1), "ns": (1, 1000)}
+FUTURE_TOLERANCE_US: Final = 5 * 60 * 1_000_000
+"""A time up to this far past the cleaning clock is accepted (clock skew); later ones are ``future_time``."""
 _REPAIR_HINT: Final = "Fix the file, or import with policy='repair' to drop or reorder such rows (counted)"
 
 
@@ -85,6 +89,7 @@ class Problem(enum.StrEnum):
     TRUNCATED_LAST_LINE = "truncated_last_line"
     BLANK_LINE = "blank_line"
     MISSING_VALUE = "missing_value"
+    FUTURE_TIME = "future_time"
     NON_FINITE_PRICE = "non_finite_price"
     NON_POSITIVE_PRICE = "non_positive_price"
     NON_FINITE_QTY = "non_finite_qty"
@@ -112,6 +117,7 @@ _PROBLEM_TEXT: Final[dict[Problem, str]] = {
     Problem.TRUNCATED_LAST_LINE: "last line is cut short (fewer fields and no final newline)",
     Problem.BLANK_LINE: "blank line",
     Problem.MISSING_VALUE: "empty cell in a required column",
+    Problem.FUTURE_TIME: "time is later than now (plus 5 minutes)",
     Problem.NON_FINITE_PRICE: "price is NaN or infinite",
     Problem.NON_POSITIVE_PRICE: "price is zero or negative",
     Problem.NON_FINITE_QTY: "quantity is NaN or infinite",
@@ -347,9 +353,18 @@ def _missing_checks(df: pl.DataFrame, required: Sequence[str], optional: Sequenc
     return [_Check(Problem.MISSING_VALUE, c, pl.col(c).is_null()) for c in cols]
 
 
-def _trade_checks(df: pl.DataFrame) -> list[_Check]:
+def _now_us(now_us: int | None) -> int:
+    return now_us if now_us is not None else int(datetime.now(UTC).timestamp() * 1_000_000)
+
+
+def _future_check(col: str, now_us: int) -> _Check:
+    return _Check(Problem.FUTURE_TIME, col, (pl.col(col) > now_us + FUTURE_TOLERANCE_US).fill_null(False))
+
+
+def _trade_checks(df: pl.DataFrame, now_us: int) -> list[_Check]:
     checks = _missing_checks(df, ["ts_us", "trade_id", "price", "qty", "side"], [])
     checks += [
+        _future_check("ts_us", now_us),
         _Check(Problem.NON_FINITE_PRICE, "price", _not_finite("price")),
         _Check(Problem.NON_POSITIVE_PRICE, "price", (pl.col("price") <= 0).fill_null(False)),
         _Check(Problem.NON_FINITE_QTY, "qty", _not_finite("qty")),
@@ -363,8 +378,9 @@ _PRICES: Final = ("open", "high", "low", "close")
 _VOLUMES: Final = ("volume", "quote_volume", "taker_buy_volume")
 
 
-def _bar_checks(df: pl.DataFrame) -> list[_Check]:
+def _bar_checks(df: pl.DataFrame, now_us: int) -> list[_Check]:
     checks = _missing_checks(df, ["open_us", *_PRICES, "volume"], ["quote_volume", "trade_count", "taker_buy_volume"])
+    checks.append(_future_check("open_us", now_us))
     checks += [_Check(Problem.NON_FINITE_PRICE, c, _not_finite(c)) for c in _PRICES]
     checks += [_Check(Problem.NON_POSITIVE_PRICE, c, (pl.col(c) <= 0).fill_null(False)) for c in _PRICES]
     checks += [
@@ -530,16 +546,19 @@ def _finish(parts: Sequence[CleaningReport], frame: pl.DataFrame, keep_meta: boo
     return Cleaned(frame if keep_meta else frame.drop(LINE, FILE), report)
 
 
-def clean_trades(df: pl.DataFrame, *, policy: Policy = "repair", sources: Sequence[str] = ("<frame>",)) -> Cleaned:
+def clean_trades(
+    df: pl.DataFrame, *, policy: Policy = "repair", sources: Sequence[str] = ("<frame>",), now_us: int | None = None
+) -> Cleaned:
     """Validate and clean a trades frame (``TRADE_SCHEMA`` columns, times in µs); see the module table.
 
-    Returns rows sorted by ``(ts_us, trade_id)``, one per trade id, every value valid.
+    Returns rows sorted by ``(ts_us, trade_id)``, one per trade id, every value valid. ``now_us`` is the
+    clock for ``future_time`` (default: the wall clock when called).
     """
     keep_meta = LINE in df.columns
     df = _prepare(df, TRADE_SCHEMA, sources, "trades")
     if df.height:
         _check_us(df, "ts_us", sources)
-    a = _row_checks(df, _trade_checks(df), policy, sources)
+    a = _row_checks(df, _trade_checks(df, _now_us(now_us)), policy, sources)
     b = _deduplicate(a.frame, TRADE_KEY, list(TRADE_SCHEMA), policy, sources)
     c = _order(b.frame, ["ts_us", TRADE_KEY], policy, sources)
     return _finish([a.report, b.report, c.report], c.frame, keep_meta)
@@ -551,17 +570,19 @@ def clean_bars(
     policy: Policy = "repair",
     timeframe: Timeframe | None = None,
     sources: Sequence[str] = ("<frame>",),
+    now_us: int | None = None,
 ) -> Cleaned:
     """Validate and clean a bars frame (``BAR_SCHEMA`` columns, times in µs); see the module table.
 
     With ``timeframe``, every open time must lie on its grid (a multiple of ``timeframe.us``).
-    Returns rows sorted by ``open_us``, one per open time, every value valid.
+    Returns rows sorted by ``open_us``, one per open time, every value valid. ``now_us`` is the clock
+    for ``future_time`` (default: the wall clock when called).
     """
     keep_meta = LINE in df.columns
     df = _prepare(df, BAR_SCHEMA, sources, "bars")
     if df.height:
         _check_us(df, "open_us", sources)
-    a = _row_checks(df, _bar_checks(df), policy, sources)
+    a = _row_checks(df, _bar_checks(df, _now_us(now_us)), policy, sources)
     b = _deduplicate(a.frame, BAR_KEY, list(BAR_SCHEMA), policy, sources)
     c = _order(b.frame, [BAR_KEY], policy, sources)
     if timeframe is not None:

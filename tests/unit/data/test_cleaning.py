@@ -431,3 +431,29 @@ def test_report_arithmetic() -> None:
         CleaningReport(("a",), 10, 9)
     with pytest.raises(RuntimeError, match="stage has 5 rows in"):
         a.then(b)
+
+
+# --- times in the future ----------------------------------------------------------------------------------
+
+
+def test_bar_dated_2100_is_a_counted_bad_row_or_refused(tmp_path: Path) -> None:
+    far = str(4_102_444_800_000)  # 2100-01-01 00:00 UTC, in ms
+    path = klines_file(tmp_path, line6=f"open_time={far};close_time={int(far) + MINUTE_MS - 1}")
+    res = import_file(path)
+    assert res.report.counts == {Problem.FUTURE_TIME: 1}
+    assert res.report.examples[Problem.FUTURE_TIME] == (RowRef(str(path), 6),)
+    assert res.frame.height == 5
+    err = strict_error(path)
+    assert (err.line, err.column) == (6, "open_us") and "later than now" in str(err)
+
+
+def test_future_time_uses_the_given_clock_with_a_small_tolerance() -> None:
+    frame = trade_frame(4).with_columns(ts_us=T0_MS * 1000 + pl.int_range(4) * 3_600_000_000)  # hourly
+    t = frame["ts_us"].to_list()
+    within = clean_trades(frame, now_us=t[3] - 60_000_000)  # one minute behind the last trade: clock skew
+    assert within.report.counts == {}
+    past = clean_trades(frame, now_us=t[1] - 10 * 60_000_000)  # ten minutes before trade 2
+    assert past.report.counts == {Problem.FUTURE_TIME: 3}
+    assert past.frame.height == 1
+    with pytest.raises(BadRowError, match="later than now"):
+        clean_trades(frame, now_us=t[1], policy="strict")
