@@ -279,8 +279,9 @@ def bar_windows(
 def bar_windows_into(
     channels: BarChannels, idx_B: npt.NDArray[np.int64], out_BX: npt.NDArray[np.float32], mask_BW: npt.NDArray[np.bool_]
 ) -> None:
-    """:func:`bar_windows` written in place: ``out_BX`` ``float32 [B, W·8]`` (each row one window, row-major
-    ``[W, 8]``; it may be a column slice of a state matrix) and ``mask_BW`` ``bool [B, W]``.
+    """Write :func:`bar_windows` in place, into ``out_BX`` ``float32 [B, W·8]`` and ``mask_BW`` ``bool [B, W]``.
+
+    Each row of ``out_BX`` is one window, row-major ``[W, 8]``; it may be a column slice of a state matrix.
 
     One compiled pass per window (:func:`rltrade.features.gather_kernels.bar_windows_into`), reading the
     interleaved per-bar arrays ``log_ohlc_T4`` and ``per_bar_T4``. ``idx_B`` is int64 in ``[-1, n_bars)``

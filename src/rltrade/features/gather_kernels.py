@@ -23,18 +23,25 @@ and the C library's may differ in the last bit, so the callers evaluate them wit
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import numba
 import numpy as np
 
 _JIT: dict[str, Any] = {"nogil": True, "cache": True, "boundscheck": False}
 _PW_BLOCKSIZE = 128  # numpy's pairwise-summation block (numpy/_core/src/umath/loops_utils.h.src)
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
-@numba.njit(**_JIT)
+def _compiled(fn: _F) -> _F:
+    """Compile ``fn`` with numba (``_JIT`` options); typed so that mypy keeps checking ``fn``'s signature."""
+    return cast(_F, numba.njit(**_JIT)(fn))
+
+
+@_compiled
 def _block_sum(a: np.ndarray, lo: int, n: int) -> float:  # pragma: no cover - compiled
-    """numpy's pairwise sum of ``a[lo:lo+n]`` for ``n <= 128``: 8 running sums, then the tail in order."""
+    """Sum ``a[lo:lo+n]`` as numpy's pairwise sum does for ``n <= 128``: 8 running sums, then the tail in order."""
     if n < 8:
         res = 0.0
         for i in range(n):
@@ -59,10 +66,10 @@ def _block_sum(a: np.ndarray, lo: int, n: int) -> float:  # pragma: no cover - c
     while i < n:
         res += a[lo + i]
         i += 1
-    return res
+    return float(res)
 
 
-@numba.njit(**_JIT)
+@_compiled
 def pairwise_sum(a: np.ndarray, lo: int, n: int, stack_3S: np.ndarray, val_S: np.ndarray) -> float:  # pragma: no cover
     """``a[lo:lo+n].sum()`` exactly as numpy's float64 pairwise summation computes it (same association).
 
@@ -96,10 +103,10 @@ def pairwise_sum(a: np.ndarray, lo: int, n: int, stack_3S: np.ndarray, val_S: np
         stack_3S[1, sp] = k - n2 if phase == 1 else n2
         stack_3S[2, sp] = 0
         sp += 1
-    return val_S[0]
+    return float(val_S[0])
 
 
-@numba.njit(**_JIT)
+@_compiled
 def bar_windows_into(
     log_ohlc_T4: np.ndarray,
     per_bar_T4: np.ndarray,
@@ -108,8 +115,9 @@ def bar_windows_into(
     out_BX: np.ndarray,
     mask_BW: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
-    """Write the ``W``-bar windows ending at bars ``idx_B`` into ``out_BX`` (``float32 [B, W·8]``, rows may
-    be strided views of the state matrix) and their mask into ``mask_BW``; ``W = mask_BW.shape[1]``.
+    """Write the ``W``-bar windows ending at bars ``idx_B`` into ``out_BX`` and their mask into ``mask_BW``.
+
+    ``out_BX`` is ``float32 [B, W·8]`` (rows may be strided views of the state matrix); ``W = mask_BW.shape[1]``.
 
     Row ``j`` of window ``b`` is bar ``idx_B[b] - (W-1) + j``; channels 0-3 are
     ``float32(log_ohlc[r] - log_close[idx_B[b]])``, channels 4-7 the per-bar channels; rows before bar 0
@@ -135,7 +143,7 @@ def bar_windows_into(
                 mask_BW[b, j] = valid_T[r]
 
 
-@numba.njit(**_JIT)
+@_compiled
 def tick_window_sums(
     hi_B: np.ndarray,
     n_B: np.ndarray,
@@ -179,7 +187,7 @@ def tick_window_sums(
     return total, pq, high, low
 
 
-@numba.njit(**_JIT)
+@_compiled
 def tick_windows_into(
     t_B: np.ndarray,
     hi_B: np.ndarray,

@@ -145,7 +145,7 @@ class BatchStateBuilder:
             )
 
     def _checked_pivot_bars(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
-        """The pivot bars' closes and close times, checked once (on first use) instead of per batch."""
+        """Return the pivot bars' closes and close times, checked once (on first use) instead of per batch."""
         if self._pivot_bars is None:
             f = self.features
             assert f.pivots is not None and f.pivot_bars is not None

@@ -262,8 +262,10 @@ def tick_windows(trades: TradeSeries, t_us_B: npt.ArrayLike) -> tuple[npt.NDArra
 def tick_windows_into(
     trades: TradeSeries, t_B: npt.NDArray[np.int64], out_BX: npt.NDArray[np.float32], mask_BM: npt.NDArray[np.bool_]
 ) -> None:
-    """:func:`tick_windows` written in place: ``out_BX`` ``float32 [B, max_trades·10]`` (each row one block,
-    row-major ``[max_trades, 10]``; it may be a column slice of a state matrix) and ``mask_BM``.
+    """Write :func:`tick_windows` in place, into ``out_BX`` ``float32 [B, max_trades·10]`` and ``mask_BM``.
+
+    Each row of ``out_BX`` is one block, row-major ``[max_trades, 10]``; it may be a column slice of a state
+    matrix.
 
     Two compiled passes (:mod:`rltrade.features.gather_kernels`): the window sums, then the features.
     The VWAP's log and the signed sizes' ``log1p`` are numpy's (per trade when the normaliser is one
