@@ -42,6 +42,7 @@ class Timeframe(enum.StrEnum):
 
     @property
     def seconds(self) -> int:
+        """The bar length in whole seconds."""
         return self.us // US_PER_SECOND
 
     @classmethod
@@ -54,7 +55,7 @@ class Timeframe(enum.StrEnum):
             raise TimeframeError(f"unknown timeframe {value!r}; use one of: {allowed}") from None
 
     def parent(self) -> Timeframe | None:
-        """The next coarser timeframe (``1s → 1m → 1h → 1d``), or None for 1d."""
+        """Return the next coarser timeframe (``1s → 1m → 1h → 1d``), or None for 1d."""
         order = list(Timeframe)
         i = order.index(self)
         return order[i + 1] if i + 1 < len(order) else None

@@ -57,6 +57,7 @@ class MarkTracker:
         return cls(int(bars.item(-1, "open_us")), close, close)
 
     def on_trade(self, ts_us: int, price: float) -> None:
+        """Feed the next trade's time and price (in time order); the previous price moves on only when the time does."""
         if ts_us > self.last_us:
             self.prev_price = self.last_price
             self.last_us = ts_us
@@ -79,7 +80,7 @@ class LiveAccount:
         """Decision not yet applied: ``(t_idx, position, mark, carry)``."""
 
     def vector(self, t_idx: int, mark: float) -> npt.NDArray[np.float32]:
-        """The account block ``float32 [1, ACCOUNT_DIM]`` at step ``t_idx`` whose mark is ``mark``."""
+        """Return the account block ``float32 [1, ACCOUNT_DIM]`` at step ``t_idx`` whose mark is ``mark``."""
         if self.pending is not None:
             i, p, m0, carry = self.pending
             mark_change, cost = position_log_return(
@@ -96,10 +97,12 @@ class LiveAccount:
         self.pending = (t_idx, position, mark, float(short_carry(t, self.env_cfg, self.funding)[0]))
 
     def state_dict(self) -> dict[str, Any]:
+        """Return the book and the pending fill as JSON-ready values."""
         book = {name: np.asarray(getattr(self.book, name)).tolist() for name in _BOOK_FIELDS}
         return {"book": book, "pending": None if self.pending is None else list(self.pending)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the state :meth:`state_dict` returned."""
         for name in _BOOK_FIELDS:
             cur = getattr(self.book, name)
             setattr(self.book, name, np.asarray(state["book"][name], dtype=cur.dtype))

@@ -32,7 +32,7 @@ class BackfillError(RuntimeError):
 def ccxt_backfill(
     exchange: Any, symbols: Mapping[str, str], *, unified: Mapping[str, str] | None = None, page_limit: int = 1000
 ) -> Backfill:
-    """A :data:`~rltrade.live.feed.Backfill` over a sync ccxt ``exchange`` (e.g. ``ccxt.binance({...})``).
+    """Make a :data:`~rltrade.live.feed.Backfill` over a sync ccxt ``exchange`` (e.g. ``ccxt.binance({...})``).
 
     ``symbols`` is the feed's role -> Binance id map (``{"eth": "ETHUSDT"}``); ``unified`` maps each id to its
     ccxt symbol (default: ``"ETHUSDT"`` -> ``"ETH/USDT"`` for USDT-quoted ids). Pages of ``page_limit``
@@ -85,7 +85,7 @@ def ccxt_kline_seed(
     unified: Mapping[str, str] | None = None,
     on_error: Callable[[str], None] | None = None,
 ) -> BarSeed:
-    """A :data:`~rltrade.features.bar_stream.BarSeed` over a sync ccxt ``exchange``: the closed kline.
+    """Make a :data:`~rltrade.features.bar_stream.BarSeed` over a sync ccxt ``exchange``: the closed kline.
 
     ``symbols`` maps a role to its Binance id (``{"eth": "ETHUSDT"}``). Asked at most once per timeframe and
     role, when the bar that formed across the session's start closes: ``fetch_ohlcv(symbol, tf, since=open,
@@ -111,7 +111,7 @@ def ccxt_kline_seed(
 
 
 def chain_seeds(*seeds: BarSeed) -> BarSeed:
-    """The first answer of ``seeds`` in order (None when none answers)."""
+    """Chain bar seeds: the first answer of ``seeds`` in order (None when none answers)."""
 
     def seed(role: str, tf: Any, open_us: int) -> ClosedBar | None:
         for s in seeds:

@@ -90,10 +90,12 @@ class PaperBroker:
     # ------------------------------------------------------------------ orders and fills
     @property
     def n_decisions(self) -> int:
+        """The number of decisions submitted."""
         return len(self.target)
 
     @property
     def n_filled(self) -> int:
+        """The number of decisions filled."""
         return len(self.fill_price)
 
     @property
@@ -102,6 +104,7 @@ class PaperBroker:
         return self.target[self.n_filled - 1] if self.n_filled else 0
 
     def time_of(self, t_idx: int) -> int:
+        """Return the clock time (µs) of decision ``t_idx``; the session must have started."""
         assert self.start_us is not None
         return self.start_us + t_idx * self.step_us
 
@@ -122,7 +125,7 @@ class PaperBroker:
         self.mark.append(float(mark))
 
     def on_trade(self, ts_us: int, price: float) -> list[Fill]:
-        """A trade of the traded symbol (in time order): fill every pending order it satisfies."""
+        """Feed a trade of the traded symbol (in time order): fill every pending order it satisfies."""
         fills: list[Fill] = []
         while self.n_filled < self.n_decisions:
             i = self.n_filled
@@ -164,7 +167,7 @@ class PaperBroker:
         return self.initial_equity * float(np.exp(log_e))
 
     def session_period(self, n_steps: int | None = None) -> PeriodData | None:
-        """The session's filled decisions as a :class:`PeriodData` (price fields only; None before 2 fills).
+        """Return the session's filled decisions as a :class:`PeriodData` (price fields only; None before 2 fills).
 
         ``n_steps`` decisions (default: every decision whose next fill is known), closed at ``P_{n_steps}``.
         Regime and pivot fields are unknown (-1): the report does not read them.
@@ -216,6 +219,7 @@ class PaperBroker:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the state :meth:`state_dict` returned."""
         self.start_us = None if state["start_us"] is None else int(state["start_us"])
         self.target = [int(x) for x in state["target"]]
         self.mark = [float(x) for x in state["mark"]]

@@ -65,12 +65,14 @@ ROLES = ("eth", "btc")
 
 
 def wall_us() -> int:
-    """The wall clock in µs since the epoch (the clock ``recv_us`` is read on)."""
+    """Read the wall clock in µs since the epoch (the clock ``recv_us`` is read on)."""
     return time.time_ns() // 1000
 
 
 @dataclass(frozen=True)
 class EngineSettings:
+    """Knobs of the live engine: staleness grace, what a stale decision does, the starting equity."""
+
     grace_s: float | None = 1.0
     """Wall seconds to wait for the slower role once the other has passed a clock time; None waits forever."""
     on_stale: Literal["hold", "flat"] = "hold"
@@ -80,6 +82,8 @@ class EngineSettings:
 
 @dataclass
 class EngineCounters:
+    """Counters of what the live engine received, dropped and decided."""
+
     trades_received: int = 0
     trades_processed: int = 0
     known_dropped: int = 0
@@ -100,6 +104,8 @@ class EngineCounters:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
+    """One decision of the live engine: the action, the target sent to the broker and the observation behind it."""
+
     t_idx: int
     time_us: int
     action: int
@@ -176,6 +182,7 @@ class LiveEngine:
 
     @property
     def degraded(self) -> bool:
+        """Whether a role is stale or the connection is down."""
         return bool(self.stale) or not self.connected
 
     # ------------------------------------------------------------------ events

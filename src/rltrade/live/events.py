@@ -45,6 +45,8 @@ class BookEvent:
 
 
 class StreamHealth(StrEnum):
+    """Health of the exchange stream, as the feed reports it."""
+
     CONNECTED = "connected"
     DISCONNECTED = "disconnected"
     GAP = "gap"

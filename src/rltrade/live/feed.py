@@ -170,6 +170,7 @@ class FeedStats:
     queue_high_water: int = 0
 
     def copy(self) -> FeedStats:
+        """Return a copy whose ``malformed`` counter is not shared."""
         return dataclasses.replace(self, malformed=Counter(self.malformed))
 
 
@@ -205,12 +206,14 @@ class LiveFeed:
         return f"{self.config.url}/stream?streams={'/'.join(self._parser.streams)}"
 
     async def __aenter__(self) -> LiveFeed:
+        """Start the feed; the context closes it on exit."""
         self.start()
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        """Close the feed (:meth:`aclose`)."""
         await self.aclose()
 
     def start(self) -> None:
@@ -383,7 +386,7 @@ class LiveFeed:
             await self._emit_trade(trade)
 
     async def _fetch_gap(self, role: str, symbol: str, gap: Gap) -> tuple[list[TradeEvent] | None, str]:
-        """The gap's trades in id order, or ``None`` and why not. A backfill is used whole or not at all."""
+        """Backfill a gap: its trades in id order, or ``None`` and why not. A backfill is used whole or not at all."""
         if self._backfill is None:
             return None, "no backfill configured"
         if gap.size > self.config.max_backfill:

@@ -79,6 +79,7 @@ class Journal:
         )
 
     def fill(self, f: Fill) -> None:
+        """Record a fill as a ``fill`` event."""
         self.event(
             "fill",
             t_idx=f.t_idx,
@@ -92,13 +93,16 @@ class Journal:
         )
 
     def close(self) -> None:
+        """Close the event log and the CSV file."""
         self._log.close()
         self._csv_file.close()
 
     def __enter__(self) -> Journal:
+        """Return the journal; the context closes it on exit."""
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        """Close the journal."""
         self.close()

@@ -44,6 +44,7 @@ class LatencyHistogram:
         return min(float(2.0 ** ((k + 1) / BUCKETS_PER_OCTAVE)), self.max_us)
 
     def summary(self) -> dict[str, float | int | None]:
+        """Return ``{n, p50_us, p99_us, max_us}`` of the samples so far."""
         return {"n": self.n, "p50_us": self.percentile(50), "p99_us": self.percentile(99), "max_us": self.max_us}
 
 
@@ -54,6 +55,7 @@ class StageLatencies:
         self.stages: dict[str, LatencyHistogram] = {name: LatencyHistogram() for name in stages}
 
     def add(self, stage: str, us: float) -> None:
+        """Record one sample of ``us`` microseconds for ``stage``."""
         self.stages[stage].add(us)
 
     def summary(self) -> dict[str, dict[str, float | int | None]]:
@@ -61,4 +63,5 @@ class StageLatencies:
         return {name: h.summary() for name, h in self.stages.items()}
 
     def counts(self) -> dict[str, npt.NDArray[np.int64]]:
+        """Return the bucket counts of every stage."""
         return {name: h.counts_N for name, h in self.stages.items()}

@@ -37,8 +37,10 @@ class TradeMerger:
         self.last_us[trade.role] = trade.time_us
 
     def watermark(self, ignore: Collection[str] = ()) -> int | None:
-        """``min`` of ``last_us`` over the roles not in ``ignore``; None while one of them has no trade yet
-        or every role is ignored."""
+        """Return the ``min`` of ``last_us`` over the roles not in ``ignore``.
+
+        None while one of them has no trade yet, or when every role is ignored.
+        """
         times = [self.last_us[r] for r in self.roles if r not in ignore]
         if not times or any(t is None for t in times):
             return None

@@ -31,6 +31,8 @@ _US_PER_MS: Final = 1_000
 
 
 class MalformedReason(StrEnum):
+    """Why a message was skipped as malformed."""
+
     BAD_JSON = "bad_json"
     """Not UTF-8, not JSON, or not a JSON object."""
     NOT_STREAM = "not_stream"
@@ -76,7 +78,7 @@ class MessageParser:
         return tuple(self._routes)
 
     def parse(self, raw: str | bytes, recv_us: int) -> TradeEvent | BookEvent:
-        """The event in ``raw``, stamped with ``recv_us``; raises :class:`MalformedMessage`."""
+        """Parse the event in ``raw``, stamped with ``recv_us``; raises :class:`MalformedMessage`."""
         try:
             msg = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError

@@ -56,9 +56,11 @@ def load_live_model(run_dir: Path, *, which: str = "best") -> LiveModel:
 
 
 def load_live_cnn(run_dir: Path, cfg: Config) -> StreamingCnnBridge | None:
-    """The run's CNNs for live use (None without a CNN stage): per timeframe its *last* walk-forward fold, the
-    one serving the test range and everything after it (:mod:`rltrade.training.cnn_stage`), with its fold
-    index as ``model_id``, as the batch rows have it."""
+    """Load the run's CNNs for live use (None without a CNN stage).
+
+    Per timeframe this is its *last* walk-forward fold, the one serving the test range and everything after
+    it (:mod:`rltrade.training.cnn_stage`), with its fold index as ``model_id``, as the batch rows have it.
+    """
     layout = build_layout(cfg.features.layout)
     if not needs_cnn(layout, cfg):
         return None

@@ -43,6 +43,7 @@ class Gap:
 
     @property
     def size(self) -> int:
+        """The number of trade ids missing."""
         return self.last - self.first + 1
 
 
@@ -115,7 +116,7 @@ class Sequencer(Generic[T]):
         return out
 
     def deadline(self) -> float | None:
-        """The ``now_s`` at which :meth:`expire` will next have something to do (``None``: nothing held)."""
+        """Return the ``now_s`` at which :meth:`expire` will next have something to do (``None``: nothing held)."""
         self._skip_released()
         return self._arrivals[0][0] + self.hold_s if self._arrivals else None
 

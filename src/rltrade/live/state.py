@@ -39,7 +39,7 @@ def save_state(path: Path, engine_state: dict[str, Any], *, run_dir: Path) -> No
 
 
 def load_state(path: Path, *, run_dir: Path) -> dict[str, Any] | None:
-    """The engine state saved at ``path`` for ``run_dir`` (None when there is none); refuses a foreign file."""
+    """Load the engine state saved at ``path`` for ``run_dir`` (None when there is none); refuses a foreign file."""
     if not path.exists():
         return None
     try:

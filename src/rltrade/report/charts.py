@@ -51,7 +51,7 @@ def _times(us: npt.ArrayLike) -> npt.NDArray[np.datetime64]:
 
 
 def _x_range(start_us: int, end_us: int) -> list[str]:
-    """An explicit time range, so plotly adds no padding beyond the period."""
+    """Return an explicit time range, so plotly adds no padding beyond the period."""
     return [str(t) for t in _times([start_us, end_us])]
 
 

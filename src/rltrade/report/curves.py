@@ -1,5 +1,7 @@
-"""Line data of the report: equity, drawdown and position of the agent beside buy-and-hold, the agent's
-trades, and the training curves of the run's TensorBoard logs, each cut to a point budget.
+"""Line data of the report, each line cut to a point budget.
+
+The lines are the equity, drawdown and position of the agent beside buy-and-hold, the agent's trades, and
+the training curves of the run's TensorBoard logs.
 
 Every line keeps at most its budget of points with :func:`rltrade.report.decimate.minmax_indices`, so
 peaks, troughs and the final value survive. Drawdown is computed on the full curve before decimation:
@@ -23,8 +25,10 @@ I64 = npt.NDArray[np.int64]
 
 @dataclass(frozen=True, eq=False)
 class Line:
-    """One drawable line: ``x`` is a time in µs (int64) or a training step; ``n_source`` its length before
-    decimation."""
+    """One drawable line.
+
+    ``x`` is a time in µs (int64) or a training step; ``n_source`` is its length before decimation.
+    """
 
     name: str
     x: I64
@@ -95,7 +99,7 @@ class TradeMarks:
 
 
 def trade_marks(trades: pl.DataFrame, *, max_trades: int) -> TradeMarks:
-    """The ``agent_trades`` table's trades, at most ``max_trades`` of them (largest |PnL| first)."""
+    """Read the ``agent_trades`` table's trades, at most ``max_trades`` of them (largest |PnL| first)."""
     keep = largest_abs_indices(trades["pnl"].to_numpy(), max_trades)
 
     def col(name: str) -> npt.NDArray[np.generic]:
@@ -145,7 +149,7 @@ def read_scalars(log_dir: Path) -> dict[str, tuple[I64, F64]]:
 
 
 def training_curves(log_dir: Path, *, max_points: int) -> TrainingCurves:
-    """The run's training curves; the drawn tags share ``max_points`` equally."""
+    """Read the run's training curves; the drawn tags share ``max_points`` equally."""
     scalars = read_scalars(log_dir)
     zero = tuple(tag for tag, (_, v) in scalars.items() if v.size and not np.any(v))
     drawn = [tag for tag, (_, v) in scalars.items() if v.size and tag not in zero]

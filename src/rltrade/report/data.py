@@ -67,6 +67,7 @@ class Limits:
     max_trades: int = 1_000
 
     def __post_init__(self) -> None:
+        """Check that every limit is positive and that the price chart's points fit ``max_points``."""
         if min(self.max_points, self.max_candles, self.max_trades) < 1:
             raise ValueError(f"Limits must be positive, got {self}")
         # The price chart draws the candles, the two-row regime strip (2 cells a candle), the pivots (at
@@ -116,13 +117,14 @@ def utc(us: int) -> str:
 
 
 def span(r: TimeRange) -> str:
+    """Format a time range as ``start → end (length)``, the length in hours below 48 h, else in days."""
     hours = (r.end_us - r.start_us) / 3.6e9
     length = f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} d"
     return f"{utc(r.start_us)} → {utc(r.end_us)} ({length})"
 
 
 def quote_of(symbol: str) -> str:
-    """The quote currency of an exchange symbol like ``ETHUSDT`` (``"quote"`` when not recognised)."""
+    """Guess the quote currency of an exchange symbol like ``ETHUSDT`` (``"quote"`` when not recognised)."""
     return next((q for q in _QUOTES if symbol.upper().endswith(q) and len(symbol) > len(q)), "quote")
 
 
@@ -209,7 +211,7 @@ def _market_panels(
     warnings: list[str],
     loaded: Callable[[], None],
 ) -> tuple[PriceView | None, npt.NDArray[np.float64] | None]:
-    """The price panel and buy-and-hold's equity, or None with a warning appended saying why not."""
+    """Build the price panel and buy-and-hold's equity, or None with a warning appended saying why not."""
     cfg = bundle.config
     try:
         frames = load_market(cfg.data)

@@ -79,7 +79,7 @@ def minmax_indices(y_T: npt.ArrayLike, max_points: int) -> I64:
 
 
 def choose_bar_us(span_us: int, base_us: int, max_bars: int) -> int:
-    """The smallest ladder size (a multiple of ``base_us``) giving at most ``max_bars`` bars over ``span_us``.
+    """Find the smallest ladder size (a multiple of ``base_us``) giving at most ``max_bars`` bars over ``span_us``.
 
     Beyond the ladder, whole days: ``ceil(span / max_bars)`` rounded up to a day.
     """
@@ -139,7 +139,7 @@ def resample_ohlc(
 
 
 def largest_abs_indices(values_N: npt.ArrayLike, k: int) -> I64:
-    """Indices of the ``k`` values largest in absolute value (all when there are at most ``k``), sorted."""
+    """Return the indices of the ``k`` values largest in absolute value (all when there are at most ``k``), sorted."""
     v = np.abs(np.asarray(values_N, dtype=np.float64))
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")

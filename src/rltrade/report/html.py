@@ -63,7 +63,7 @@ def _e(text: object) -> str:
 
 
 def table_html(table: Table, *, show_title: bool = True, css_class: str = "") -> str:
-    """A table as HTML; numeric columns right-aligned."""
+    """Render a table as HTML; numeric columns right-aligned."""
 
     def cls(j: int) -> str:
         return ' class="num"' if table.numeric[j] else ""
@@ -90,7 +90,7 @@ def _section_table(section: TableSection) -> str:
 
 
 def figure_html(fig: go.Figure, div_id: str) -> str:
-    """A figure as a ``div`` and its inline plotting script (plotly.js itself is in the page head)."""
+    """Render a figure as a ``div`` and its inline plotting script (plotly.js itself is in the page head)."""
     inner = fig.to_html(
         full_html=False, include_plotlyjs=False, include_mathjax=False, div_id=div_id, config=CHART_CONFIG
     )
@@ -103,7 +103,7 @@ def _summary(data: ReportData) -> str:
 
 
 def render(data: ReportData) -> str:
-    """The whole page as a string (module docstring)."""
+    """Render the whole page as a string (module docstring)."""
     sections: list[tuple[str, str, str]] = []  # (anchor, heading, body)
     sections.append(("summary", "Run", _summary(data)))
     sections.append(("metrics", "Agent vs baselines", table_html(data.metrics, show_title=False, css_class="metrics")))

@@ -63,7 +63,7 @@ class PriceView:
 
 
 def _source_bars(frames: MarketFrames, period: TimeRange) -> tuple[Timeframe, pl.DataFrame]:
-    """The finest of the traded symbol's bar series whose first bar opens by the period start."""
+    """Pick the finest of the traded symbol's bar series whose first bar opens by the period start."""
     for tf in sorted(frames.bars["eth"], key=lambda t: t.us):
         df = frames.bars["eth"][tf]
         if df.height and int(df.item(0, "open_us")) <= period.start_us:
@@ -95,7 +95,7 @@ def _pivot_levels(candles: Ohlc, bar_us: int, n: int, levels: int) -> tuple[Pivo
 
 
 def classified_regimes(frames: MarketFrames, features: MarketFeatures, t_K: npt.NDArray[np.int64]) -> I8:
-    """The classifier's label of the last 1m bar closed at each ``t_K`` (-1 before one has closed).
+    """Return the classifier's label of the last 1m bar closed at each ``t_K`` (-1 before one has closed).
 
     Uses the features' regime rows when the layout has them, else computes them with the same spec.
     """
@@ -114,7 +114,7 @@ def classified_regimes(frames: MarketFrames, features: MarketFeatures, t_K: npt.
 
 
 def true_regimes(frames: MarketFrames, t_K: npt.NDArray[np.int64]) -> I8 | None:
-    """The synthetic market's true regime of the minute holding each ``t_K``; None on other markets."""
+    """Return the synthetic market's true regime of the minute holding each ``t_K``; None on other markets."""
     regimes = frames.extras.get("regimes")
     if not isinstance(regimes, Mapping) or Timeframe.M1 not in regimes:
         return None

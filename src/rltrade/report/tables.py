@@ -106,7 +106,7 @@ def _is_numeric(cells: Sequence[Any]) -> bool:
 
 
 def table_from_json(raw: Any, *, title: str, where: str) -> Table:
-    """A :class:`Table` from any shape of the module docstring; ``where`` names the source in errors."""
+    """Read a :class:`Table` from any shape of the module docstring; ``where`` names the source in errors."""
     note = ""
     columns: list[str] | None = None
     if isinstance(raw, Mapping) and "rows" in raw:
@@ -178,8 +178,11 @@ METRIC_COLUMNS: Final = (
 
 
 def _metric_value(m: Mapping[str, Any], key: str) -> Any:
-    """The metric with its confidence interval when the file has one (``key`` as an estimate object,
-    ``key_ci_low`` / ``key_ci_high``, ``key_ci`` as ``[lo, hi]``, or ``m["ci"][key]``)."""
+    """Read the metric with its confidence interval when the file has one.
+
+    The interval is read from ``key`` as an estimate object, ``key_ci_low`` / ``key_ci_high``, ``key_ci`` as
+    ``[lo, hi]``, or ``m["ci"][key]``.
+    """
     value = m.get(key)
     ci = m.get(f"{key}_ci")
     if ci is None and f"{key}_ci_low" in m and f"{key}_ci_high" in m:
@@ -192,7 +195,7 @@ def _metric_value(m: Mapping[str, Any], key: str) -> Any:
 
 
 def metrics_table(raw: Mapping[str, Any], *, quote: str, where: str) -> Table:
-    """The agent and every baseline of ``eval/metrics.json`` (``{"period": ..., "metrics": {name: {...}}}``)."""
+    """Read the agent and every baseline of ``eval/metrics.json`` (``{"period": ..., "metrics": {name: {...}}}``)."""
     metrics = raw.get("metrics")
     if not isinstance(metrics, Mapping) or not all(isinstance(v, Mapping) for v in metrics.values()):
         raise TableFormatError(f"{where}: expected {{'metrics': {{policy: {{metric: value}}}}}}")
