@@ -39,7 +39,7 @@ ConfigOpt = Annotated[
 
 
 def load(config: Path | None) -> Config:
-    """The config from ``config``, or the defaults."""
+    """Load the config from ``config``, or return the defaults."""
     return load_config(config) if config is not None else Config()
 
 
@@ -62,7 +62,7 @@ def config_show(config: ConfigOpt = None) -> None:
 
 
 def progress_bar(*extra: ProgressColumn, transient: bool = True) -> Progress:
-    """The progress bar every long command shows: description, bar, done/total, elapsed, then ``extra``."""
+    """Make the progress bar every long command shows: description, bar, done/total, elapsed, then ``extra``."""
     return Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),

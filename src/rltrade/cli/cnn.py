@@ -43,8 +43,10 @@ ThreadsOpt = Annotated[int, typer.Option(help="torch CPU threads (the machines a
 def load_cnn_config(
     path: Path | None, *, epochs: int | None = None, max_windows: int | None = None, base: CnnConfig | None = None
 ) -> CnnConfig:
-    """The CNN config from ``path`` (a mapping of CnnConfig fields, or one with a ``cnn:`` section), else the
-    main config's ``cnn`` section (``base``)."""
+    """Load the CNN config from ``path``, else take the main config's ``cnn`` section (``base``).
+
+    ``path`` holds a mapping of CnnConfig fields, or one with a ``cnn:`` section.
+    """
     raw: dict[str, object] = base.model_dump(mode="json") if base is not None and path is None else {}
     if path is not None:
         loaded = read_yaml_mapping(path, "CNN config")

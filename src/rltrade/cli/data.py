@@ -35,6 +35,7 @@ def _store(config: Path | None, store: Path | None) -> Store:
 
 
 def print_summary(summary: StoreSummary) -> None:
+    """Print what an import appended (rows in, new, duplicates, files written per dataset), then its notes."""
     table = Table(title="appended to the store")
     for col in ("dataset", "rows in", "new", "duplicates", "files written"):
         table.add_column(col, justify="left" if col == "dataset" else "right")
@@ -57,7 +58,7 @@ def _fmt_span(us: int) -> str:
 
 
 def print_report(reports: list[DatasetCoverage], *, per_partition: bool = False) -> None:
-    """The data report: one row per dataset (and per partition file with ``per_partition``).
+    """Build the data report: one row per dataset (and per partition file with ``per_partition``).
 
     ``missing`` counts absent bars between the first and the last stored bar, inside files and between
     them (a month never imported is missing bars too); ``holes`` counts the runs of them (for trades:

@@ -26,7 +26,7 @@ RealOpt = Annotated[Path, typer.Option("--real-data", help="Real-data folder of 
 
 
 def load_cfg(config: Path | None, preset: str | None, steps: int | None) -> Config:
-    """The config of ``config`` over ``preset``, with ``--steps`` on top."""
+    """Load the config of ``config`` over ``preset``, with ``--steps`` on top."""
     from rltrade.training.presets import load_with_preset
 
     overrides: dict[str, Any] = {"train": {"total_steps": steps}} if steps is not None else {}

@@ -1,5 +1,6 @@
-"""Fills, costs and the account: what a position change costs, what holding a short costs, and the
-per-episode account the observation shows.
+"""Fills, costs and the account.
+
+What a position change costs, what holding a short costs, and the per-episode account the observation shows.
 
 Position model. A position is ``s = position_fraction · p`` with ``p ∈ {-1, 0, +1}`` (short, flat, long).
 Held from the fill price ``P_i`` of decision ``i`` to the fill price ``P_{i+1}`` of the next decision, it
@@ -55,6 +56,7 @@ class CostModel:
 
     @classmethod
     def from_config(cls, cfg: EnvConfig) -> CostModel:
+        """Return the cost model of the env config (fee, half spread, impact, position fraction)."""
         return cls(cfg.taker_fee, cfg.half_spread_bps, cfg.impact_bps, cfg.position_fraction)
 
     def cost_fraction(self, delta_units: npt.ArrayLike) -> F64:
@@ -137,6 +139,7 @@ class AccountBook:
 
     @classmethod
     def zeros(cls, n: int) -> AccountBook:
+        """Return the books of ``n`` episodes at their start: flat, equity 1, nothing paid."""
         f = np.zeros(n, np.float64)
         return cls(np.zeros(n, np.int8), f.copy(), f.copy(), f.copy(), f.copy(), np.zeros(n, np.int64), f.copy())
 

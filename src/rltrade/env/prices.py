@@ -54,8 +54,10 @@ class PeriodError(ValueError):
 
 @dataclass(frozen=True, eq=False)
 class PeriodData:
-    """The per-step arrays of one period (module docstring); ``T`` arrays hold ``n_steps`` values, the
-    price and time arrays ``n_steps + 1``."""
+    """The per-step arrays of one period (module docstring).
+
+    ``T`` arrays hold ``n_steps`` values, the price and time arrays ``n_steps + 1``.
+    """
 
     clock: DecisionClock
     n_steps: int
@@ -84,7 +86,7 @@ def build_period(
     *,
     funding: pl.DataFrame | None = None,
 ) -> PeriodData:
-    """The per-step arrays of ``period`` on ``env_cfg``'s clock, from the traded symbol's bars in ``features``.
+    """Build the per-step arrays of ``period`` on ``env_cfg``'s clock, from the traded symbol's bars in ``features``.
 
     ``funding`` (a ``read_funding`` frame; read from ``env_cfg.funding_file`` when not given and the file is
     set) replaces the constant borrow rate by real funding.

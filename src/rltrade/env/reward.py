@@ -65,6 +65,7 @@ class RewardParts(NamedTuple):
     """Fraction of equity paid in trading costs this step (fee, spread, impact; not a reward factor)."""
 
     def factors(self) -> dict[str, F64]:
+        """Return the reward factors by name, in ``FACTOR_NAMES`` order."""
         return {name: getattr(self, name) for name in FACTOR_NAMES}
 
 

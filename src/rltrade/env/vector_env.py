@@ -74,6 +74,7 @@ class VectorTradingEnv(gym.vector.VectorEnv[F32, npt.NDArray[np.int64], npt.NDAr
     def step(
         self, actions: npt.ArrayLike
     ) -> tuple[F32, npt.NDArray[np.float64], npt.NDArray[np.bool_], npt.NDArray[np.bool_], dict[str, Any]]:
+        """Step every sub-env with its action; one that ends restarts at once (gymnasium's same-step autoreset)."""
         prev_account = self.core.accounts()
         out = self.core.advance(actions)
         infos = self.core.infos(out.parts)
