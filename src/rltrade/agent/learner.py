@@ -18,6 +18,12 @@ Glossary of one ``update`` (Rainbow's learner, Hessel et al. 2018, without its l
 caller hands to ``PrioritizedReplay.update_priorities``. All randomness (initialisation, noise,
 exploration) comes from ``torch.Generator``s derived from ``LearnerConfig.seed``; torch's global RNG is
 never used, and every op runs under ``torch.use_deterministic_algorithms(True)``.
+
+Device (:func:`resolve_device`): the networks live on ``device``; on a GPU each batch of states goes
+through one pinned host buffer and a non-blocking copy, so the transfer overlaps the next kernel
+launches. ``mixed_precision`` runs the forward passes under ``torch.autocast`` in bfloat16 (the
+parameters, optimiser state, loss and TD errors stay float32; bfloat16 keeps float32's exponent
+range, so no loss scaling is needed). Off by default: results then match bit for bit across runs.
 """
 
 from __future__ import annotations
@@ -179,6 +185,7 @@ class DQNLearner:
         *,
         blocks: Sequence[BlockSpec] | None = None,
         device: torch.device | str = "cpu",
+        mixed_precision: bool = False,
     ) -> None:
         if state_dim < 1 or account_dim < 0:
             raise ValueError(f"need state_dim ≥ 1 and account_dim ≥ 0, got {state_dim} and {account_dim}")
@@ -187,6 +194,9 @@ class DQNLearner:
         self.obs_dim = state_dim + account_dim
         """Observation width F + K, as ``act`` takes it."""
         self.device = torch.device(device)
+        self.mixed_precision = bool(mixed_precision)
+        """Forward passes under ``torch.autocast`` in bfloat16 (see the module docstring)."""
+        self._staging: Tensor | None = None  # pinned host buffer of the state batch (GPU only)
         init_seed, learn_seed, act_seed = _derived_seeds(config.seed, 3)
         init_gen = torch.Generator(self.device).manual_seed(init_seed)
         self.learn_generator = torch.Generator(self.device).manual_seed(learn_seed)
@@ -236,12 +246,14 @@ class DQNLearner:
             was_training = self.online.training
             self.online.eval()
             try:
-                return self.online.q_values(state_BF, account_BK).argmax(dim=1).cpu().numpy()
+                with self._autocast():
+                    return self.online.q_values(state_BF, account_BK).argmax(dim=1).cpu().numpy()
             finally:
                 self.online.train(was_training)
         if self.noisy:
             self.online.reset_noise(gen)
-        actions_B = self.online.q_values(state_BF, account_BK).argmax(dim=1)
+        with self._autocast():
+            actions_B = self.online.q_values(state_BF, account_BK).argmax(dim=1)
         if self.config.exploration == "epsilon":
             b = obs.shape[0]
             explore_B = torch.rand(b, generator=gen, device=self.device) < self.epsilon(step)
@@ -264,15 +276,16 @@ class DQNLearner:
             self.online.reset_noise(self.learn_generator)
             self.target.reset_noise(self.learn_generator)
 
-        with torch.no_grad():
-            next_target_out = self.target(next_state_BF, next_account_BK)
+        with torch.no_grad(), self._autocast():
+            next_target_out = self.target(next_state_BF, next_account_BK).float()
             next_target_q_BA = self.target.q_from_output(next_target_out)
             if self.config.double:
                 next_action_B = self.online.q_values(next_state_BF, next_account_BK).argmax(dim=1)
             else:
                 next_action_B = next_target_q_BA.argmax(dim=1)
 
-        out = self.online(state_BF, account_BK)
+        with self._autocast():
+            out = self.online(state_BF, account_BK).float()
         rows_B = torch.arange(b, device=self.device)
         if self.online.distributional:
             with torch.no_grad():
@@ -330,7 +343,28 @@ class DQNLearner:
                 f"account values, but the learner was built for state_dim={self.state_dim} and "
                 f"account_dim={self.account_dim}"
             )
-        return torch.from_numpy(states_2BF).to(self.device), torch.from_numpy(account_2BK).to(self.device)
+        return self._to_device(states_2BF), torch.from_numpy(account_2BK).to(self.device)
+
+    def _to_device(self, states_NF: npt.NDArray[np.float32]) -> Tensor:
+        """The state batch on the learner's device: as is on a CPU; on a GPU copied once into a pinned
+        host buffer (grown when needed) and sent with a non-blocking copy.
+
+        Reusing the buffer is safe because every ``update`` ends by reading its loss back to the host,
+        which waits for the copy that read the buffer.
+        """
+        host = torch.from_numpy(states_NF)
+        if self.device.type != "cuda":
+            return host.to(self.device)
+        n, f = host.shape
+        if self._staging is None or self._staging.shape[0] < n or self._staging.shape[1] != f:
+            self._staging = torch.empty((n, f), dtype=torch.float32).pin_memory()
+        staging = self._staging[:n]
+        staging.copy_(host)
+        return staging.to(self.device, non_blocking=True)
+
+    def _autocast(self) -> torch.autocast:
+        """bfloat16 autocast on the learner's device when ``mixed_precision`` is on, a no-op otherwise."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.mixed_precision)
 
     def _as_obs(self, obs_BF: npt.ArrayLike | Tensor) -> Tensor:
         obs = obs_BF if isinstance(obs_BF, Tensor) else torch.from_numpy(np.asarray(obs_BF, dtype=np.float32))
@@ -373,6 +407,22 @@ class DQNLearner:
         self.learn_generator.set_state(state["learn_generator"])
         self.act_generator.set_state(state["act_generator"])
         self.updates = int(state["updates"])
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"``: the first CUDA GPU when torch sees one, else the CPU; ``"cpu"``; ``"cuda"`` or ``"cuda:N"``
+    (refused with a clear message when torch sees no GPU)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"train.device is {name!r} but torch sees no CUDA GPU (torch {torch.__version__}); "
+            "use 'auto' or 'cpu', or install a CUDA build of torch on a machine with a GPU"
+        )
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"train.device must be 'auto', 'cpu' or 'cuda', got {name!r}")
+    return device
 
 
 def _fused_supported(device: torch.device) -> bool:

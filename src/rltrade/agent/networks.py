@@ -256,6 +256,9 @@ class ReusedGradLinear(nn.Linear):
             raise ValueError(f"ReusedGradLinear expects 2-D inputs of {self.in_features} columns in all, got {shapes}")
         if self.bias is None:
             raise ValueError("ReusedGradLinear needs a bias")
+        if torch.is_autocast_enabled(parts_BI[0].device.type):
+            # Mixed precision: autocast's own linear (the kept float32 buffers cannot take its gradients).
+            return F.linear(torch.cat(parts_BI, dim=1) if len(parts_BI) > 1 else parts_BI[0], self.weight, self.bias)
         if not (torch.is_grad_enabled() and self.weight.requires_grad):
             return _linear_parts(self.weight, self.bias, parts_BI)
         # torch leaves Function.apply unannotated (it forwards to the subclass's forward()).

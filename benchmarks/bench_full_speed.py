@@ -1,0 +1,167 @@
+"""Training speed of the full 15,588-feature system: samples per second of the training loop, before vs after.
+
+    python -m benchmarks.bench_full_speed            # full layout, design batch 128, 16 envs
+    python -m benchmarks.bench_full_speed --quick    # fewer steps per repeat, shorter history
+
+What is timed is the training loop's body exactly as ``rltrade train`` runs it (``training.loop``): act on
+the ``n_envs`` observations, step the vector env (one batched state gather), n-step transitions into the
+prioritized replay, then one update per step: sample 128, gather the 256 states of s and s' from the
+batch builder, double-DQN loss, Adam step, new priorities. Samples/s = batch × updates/s.
+
+Contenders, on the same prepared market (the ``full`` preset's layout and synthetic market; the CNN
+stage is switched off here because it runs once before training and its rows cost the same to gather):
+
+* **before**: the original design's flat network (obs → 1024 → 512 → heads, 16.5 M parameters), the
+  network of the ``full`` preset before issue 13 (now the ``full-flat`` preset);
+* **after**: the structured encoder (per-block patch convolutions over the windows) of the new
+  ``full`` preset.
+
+Both use the same (new) gather, so the ratio is the network's share only; the old numpy gather cost a
+further ~70 ms per update (two batches of 128 at 0.046 of a memory copy, ``bench_state``). Timings
+alternate between contenders within each repeat (the machine is shared) and report medians.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks._util import quick_parser, time_interleaved
+from rltrade.agent.learner import DQNLearner
+from rltrade.agent.networks import parameter_count
+from rltrade.agent.nstep import NStepAccumulator
+from rltrade.agent.replay import PrioritizedReplay
+from rltrade.agent.schedules import beta_schedule
+from rltrade.config import Config
+from rltrade.env.vector_env import VectorTradingEnv
+from rltrade.features.account import ACCOUNT_DIM
+from rltrade.features.clock import ClockStateSource
+from rltrade.training.loop import Prepared, block_specs, prepare
+from rltrade.training.presets import deep_merge, load_with_preset
+
+BATCH = 128
+
+
+@dataclass
+class Runner:
+    """One contender's loop state: learner, replay, n-step accumulator, env and its observations."""
+
+    name: str
+    cfg: Config
+    learner: DQNLearner
+    replay: PrioritizedReplay
+    nstep: NStepAccumulator
+    venv: VectorTradingEnv
+    source: ClockStateSource
+    obs: np.ndarray
+    step: int = 0
+
+    def run(self, steps: int, *, learn: bool = True) -> None:
+        """``steps`` iterations of the training loop's body (see the module docstring)."""
+        a = self.cfg.agent
+        for _ in range(steps):
+            actions = self.learner.act(self.obs, self.step)
+            self.obs, reward, term, trunc, info = self.venv.step(actions)
+            tr = self.nstep.step(
+                info["prev_t_idx"],
+                info["prev_account"],
+                actions,
+                reward.astype(np.float32),
+                term,
+                trunc,
+                info["next_t_idx"],
+                info["next_account"],
+            )
+            if len(tr.action_B):
+                self.replay.add(tr)
+            self.step += 1
+            if learn:
+                beta = beta_schedule(self.learner.updates, duration=a.beta_steps, start=a.beta_start)
+                sample = self.replay.sample(a.batch_size, beta)
+                res = self.learner.update(sample, self.source)
+                self.replay.update_priorities(sample.tree_idx_B, res.td_abs_B)
+
+
+def make_runner(name: str, cfg: Config, prep: Prepared) -> Runner:
+    a, t = cfg.agent.model_copy(update={"seed": cfg.seed}), cfg.train
+    venv = VectorTradingEnv(prep.builder, prep.train_period, t.n_envs, cfg.env, cfg.reward)
+    learner = DQNLearner(a, prep.layout.size, ACCOUNT_DIM, blocks=block_specs(prep.layout))
+    replay = PrioritizedReplay(a.buffer_size, ACCOUNT_DIM, alpha=a.alpha, rng=np.random.default_rng(0))
+    obs, _ = venv.reset(seed=cfg.seed)
+    source = ClockStateSource(prep.builder, prep.train_period.clock)
+    runner = Runner(name, cfg, learner, replay, NStepAccumulator(a.n_step, a.gamma, t.n_envs), venv, source, obs)
+    # Fill the replay past one batch without learning (the loop's learning_starts), untimed.
+    runner.run(max(2, -(-2 * BATCH // t.n_envs)), learn=False)
+    return runner
+
+
+def configs(quick: bool) -> dict[str, Config]:
+    data: dict[str, Any] = {"synthetic": {"history_days": 330 if quick else 400, "tick_days": 0.5 if quick else 1.0}}
+    common: dict[str, Any] = {"data": data, "cnn": {"enabled": False}, "agent": {"batch_size": BATCH}}
+    before = load_with_preset(None, "full", deep_merge(common, {"agent": {"network": "flat"}}))
+    after = load_with_preset(None, "full", deep_merge(common, {"agent": {"network": "structured"}}))
+    return {"before (flat network)": before, "after (structured encoder)": after}
+
+
+def main() -> None:
+    parser = quick_parser(__doc__ or "")
+    args = parser.parse_args()
+    cfgs = configs(args.quick)
+    first = next(iter(cfgs.values()))
+    torch.set_num_threads(first.train.torch_threads)
+    t0 = time.perf_counter()
+    prep = prepare(first)
+    print(f"prepared the full layout ({prep.layout.size:,} features) in {time.perf_counter() - t0:.0f} s")
+    runners = {name: make_runner(name, cfg, prep) for name, cfg in cfgs.items()}
+    steps = 3 if args.quick else 10
+    timings, _ = time_interleaved(
+        {name: (lambda r=r: r.run(steps)) for name, r in runners.items()}, repeats=args.repeats, warmup=1
+    )
+    n_envs = first.train.n_envs
+    print(f"training loop, full layout, batch {BATCH}, {n_envs} envs, 1 update per step, {steps} steps per repeat")
+    rates: dict[str, float] = {}
+    for tm in timings:
+        r = runners[tm.name]
+        updates_s = steps / tm.median_s
+        rates[tm.name] = updates_s * BATCH
+        print(
+            f"  {tm.name:<28} {parameter_count(r.learner.online) / 1e6:6.2f} M params  "
+            f"{updates_s:7.2f} updates/s  {rates[tm.name]:9,.0f} samples/s  "
+            f"({tm.median_s / steps * 1e3:7.1f} ms per step, median of {len(tm.seconds)})"
+        )
+    before, after = rates.values()
+    print(f"  samples/s after / before: {after / before:.2f}x (target 10x)")
+    _profile(runners["after (structured encoder)"], steps)
+
+
+def _profile(r: Runner, steps: int) -> None:
+    """Where one step of the fast contender goes: gather, env step, update without the gather."""
+    a = r.cfg.agent
+    t_idx = r.replay.sample(a.batch_size, 1.0)
+    idx = np.concatenate([t_idx.t_idx_B, t_idx.next_t_idx_B])
+    k = max(steps, 3)
+    g = time.perf_counter()
+    for _ in range(k):
+        r.source.gather(idx)
+    gather_ms = (time.perf_counter() - g) / k * 1e3
+    g = time.perf_counter()
+    r.run(k, learn=False)
+    env_ms = (time.perf_counter() - g) / k * 1e3
+    g = time.perf_counter()
+    r.run(k)
+    all_ms = (time.perf_counter() - g) / k * 1e3
+    print(
+        f"  profile of 'after', per step: {all_ms:.1f} ms = gather of 2x{a.batch_size} states {gather_ms:.1f} ms"
+        f" + act and env step ({r.cfg.train.n_envs} states) {env_ms:.1f} ms"
+        f" + network update and replay {all_ms - gather_ms - env_ms:.1f} ms"
+    )
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, ".")
+    main()
