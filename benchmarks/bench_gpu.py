@@ -79,14 +79,11 @@ def main() -> None:
         def run(learner: DQNLearner, n: int) -> None:
             for i in range(n):
                 learner.update(samples[i % len(samples)], source)
+            torch.cuda.synchronize(device)
 
+        contenders = {"cpu float32": (cpu, max(2, k // 10)), "gpu float32": (gpu, k), "gpu bf16": (bf16, k)}
         timings, _ = time_interleaved(
-            {
-                "cpu float32": lambda: run(cpu, max(2, k // 10)),
-                "gpu float32": lambda: run(gpu, k),
-                "gpu bf16": lambda: run(bf16, k),
-            },
-            repeats=args.repeats,
+            {name: (lambda lr=lr, n=n: run(lr, n)) for name, (lr, n) in contenders.items()}, repeats=args.repeats
         )
         per_update = {t.name: t.median_s / (max(2, k // 10) if t.name.startswith("cpu") else k) for t in timings}
         base = per_update["cpu float32"]

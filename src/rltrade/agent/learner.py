@@ -346,11 +346,11 @@ class DQNLearner:
         return self._to_device(states_2BF), torch.from_numpy(account_2BK).to(self.device)
 
     def _to_device(self, states_NF: npt.NDArray[np.float32]) -> Tensor:
-        """The state batch on the learner's device: as is on a CPU; on a GPU copied once into a pinned
-        host buffer (grown when needed) and sent with a non-blocking copy.
+        """Move a state batch to the learner's device.
 
-        Reusing the buffer is safe because every ``update`` ends by reading its loss back to the host,
-        which waits for the copy that read the buffer.
+        As is on a CPU; on a GPU copied once into a pinned host buffer (grown when needed) and sent with
+        a non-blocking copy. Reusing the buffer is safe because every ``update`` ends by reading its loss
+        back to the host, which waits for the copy that read the buffer.
         """
         host = torch.from_numpy(states_NF)
         if self.device.type != "cuda":
@@ -410,8 +410,11 @@ class DQNLearner:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``"auto"``: the first CUDA GPU when torch sees one, else the CPU; ``"cpu"``; ``"cuda"`` or ``"cuda:N"``
-    (refused with a clear message when torch sees no GPU)."""
+    """Resolve a ``train.device`` name to a torch device.
+
+    ``"auto"``: the first CUDA GPU when torch sees one, else the CPU; ``"cpu"``; ``"cuda"`` or ``"cuda:N"``
+    (refused with a clear message when torch sees no GPU).
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
