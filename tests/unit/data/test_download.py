@@ -330,3 +330,22 @@ def test_agg_trades_with_spot_header_names_and_microseconds(server: ArchiveServe
     assert trades["ts_us"].to_list() == [t0 + i * 1_500_000 for i in range(5)]
     assert trades["side"].to_list() == [-1, 1, -1, 1, -1] and trades["is_agg"].all()
     assert trades["qty"].to_list() == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])
+
+
+@pytest.mark.parametrize(
+    ("spec", "why"),
+    [
+        (DataSpec("ETHUSDT", Market.SPOT, FileKind.TRADES), "raw trade ids"),
+        (DataSpec("ETHUSDT", Market.UM, FileKind.KLINES, Timeframe.M1), "spot markets only"),
+    ],
+)
+def test_what_ccxt_cannot_top_up_is_reported(server: ArchiveServer, tmp_path: Path, spec: DataSpec, why: str) -> None:
+    now_us = day_us(D0) + 5 * 3_600_000_000
+    unused_exchange = object()  # never called: these datasets cannot be topped up through ccxt
+    report = _job(server, Store(tmp_path / "s"), tmp_path, [spec], D0 - dt.timedelta(days=1), D0, now_us=lambda: now_us)
+    assert report.missing and not report.summary.appended
+    report = _job(
+        server, Store(tmp_path / "s"), tmp_path, [spec], D0 - dt.timedelta(days=1), D0 + dt.timedelta(days=1),
+        exchange=unused_exchange, now_us=lambda: now_us,
+    )  # fmt: skip
+    assert any(why in n and "2024-08-07 00:00 → 2024-08-08 05:00" in n for n in report.notes), report.notes

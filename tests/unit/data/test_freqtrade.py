@@ -185,3 +185,24 @@ def test_real_json_and_futures_feather_read_every_row(tmp_path: Path) -> None:
     assert (spot_bars.height, fut_bars.height) == (43_199, 64_066)
     assert spot_bars.item(0, "open_us") == 1_590_021_240_000_000 and spot_bars.item(0, "open") == 211.1
     assert_frame_equal(import_candles(spot, ALL_TF).bars[Timeframe.M1], spot_bars.sort("open_us"))
+
+
+@pytest.mark.slow
+def test_real_freqtrade_folder_imports_every_file(tmp_path: Path) -> None:
+    real = require_real() / "freqtrade"
+    store = Store(tmp_path / "store")
+    report = import_freqtrade([real], store, exchange="binance", timeframes=ALL_TF)
+
+    assert not report.skipped and not report.cleaning
+    expected: dict[DatasetKey, int] = {}
+    for path in sorted(real.rglob("*-1m*")):
+        info = parse_name(path)
+        assert info is not None
+        key = DatasetKey("binanceusdm" if info.futures else "binance", info.symbol, Kind.BARS, Timeframe.M1)
+        expected[key] = expected.get(key, 0) + read_candles(info).height
+    for key, rows in expected.items():
+        assert store.read(key).height == rows, key
+    assert expected[DatasetKey("binanceusdm", "ETHUSDT", Kind.BARS, Timeframe.M1)] == 64_066
+    for symbol in ("ETHUSDT", "BTCUSDT"):  # the 2024 5m files: whole hours and days only, no 1m
+        assert store.read(DatasetKey("binance", symbol, Kind.BARS, Timeframe.H1)).height == 182 * 24
+        assert store.read(DatasetKey("binance", symbol, Kind.BARS, Timeframe.D1)).height == 182
