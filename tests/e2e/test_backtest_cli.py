@@ -15,6 +15,7 @@ from rltrade.data.splits import SplitError, TimeRange
 from rltrade.training.bundle import BundleError, open_bundle
 from rltrade.training.evaluate import EvaluationPeriodError, evaluate_bundle, evaluate_run
 from rltrade.training.loop import train
+from rltrade.training.scorecard import score_run
 from tests.support.tiny_config import tiny
 
 SMALL = {
@@ -117,3 +118,44 @@ def test_cli_period_errors_exit_2(runs: tuple[Path, Path], capsys: pytest.Captur
     assert main(["backtest", "--run", str(demo), "--period", "2026-01-02..2026-01-01"]) == 2
     assert main(["backtest", "--run", str(demo), "--period", "yesterday..today"]) == 2
     assert "not a date/time" in capsys.readouterr().err
+
+
+def test_scorecard_from_the_run_folder(
+    runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    demo, basic = runs
+    run = tmp_path / "run"
+    shutil.copytree(demo, run)
+    shutil.rmtree(run / "eval", ignore_errors=True)
+    # No evaluation saved: the scorecard backtests the best checkpoint first and says so.
+    card = score_run(run, basic_run=basic)
+    assert "run now" in card.evaluation and (run / "eval" / "feature_coverage.parquet").is_file()
+    saved = json.loads((run / "scorecard.json").read_text())
+    names = [m["name"] for m in saved["metrics"]]
+    assert names == ["coverage", "convergence", "accuracy", "regimes", "uptime"]
+    assert saved["layout"] == "demo" and saved["market"] == "synthetic"
+    by = {m.name: m for m in card.metrics}
+    # The CNN stage is off: its blocks stay masked, so coverage cannot reach 95 %.
+    assert by["coverage"].status == "FAIL"
+    cnn_blocks = {b["block"]: b for b in by["coverage"].details["blocks"]}
+    assert cnn_blocks["cnn_predictions"]["masked"] == cnn_blocks["cnn_predictions"]["features"]
+    target = by["convergence"].details["target"]
+    assert target == pytest.approx(
+        0.5
+        * json.loads((run / "eval" / "metrics.json").read_text())["targets"]["validation_expected_move_oracle_return"]
+    )
+    assert by["convergence"].status == "NOT MEASURED" and "sb3_dqn" in by["convergence"].figure
+    assert "basic" in by["convergence"].details["learners"]
+    assert by["uptime"].status == "NOT MEASURED"
+    assert by["accuracy"].status in ("PASS", "FAIL") and by["regimes"].status in ("PASS", "FAIL")
+    # With the comparison learners recorded, convergence gets a verdict.
+    never = {"wall_s": None, "env_steps": None, "budget_env_steps": 96}
+    (run / "convergence.json").write_text(json.dumps({"learners": {"basic": never, "sb3_dqn": never}}))
+    again = {m.name: m for m in score_run(run).metrics}
+    assert "saved evaluation" in score_run(run).evaluation
+    reached = again["convergence"].details["agent"]["wall_s"] is not None
+    assert again["convergence"].status == ("PASS" if reached else "FAIL")
+    assert main(["scorecard", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "scorecard · demo layout" in out and "coverage" in out and "NOT MEASURED" in out
+    assert main(["scorecard", str(tmp_path)]) == 3  # not a run folder

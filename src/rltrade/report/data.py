@@ -7,6 +7,7 @@ Read from the run folder (``rltrade.training.bundle``)::
     eval/agent_steps.parquet         required: the agent's equity and position per decision step
     eval/agent_trades.parquet        required: the agent's trades
     eval/regimes.json                optional: results per market regime (a table, see rltrade.report.tables)
+    scorecard.json                   optional: the five success metrics (rltrade.training.scorecard)
     eval/ablation.json               optional: the ablation table (same shape)
     cnn/metrics.json                 optional: CNN out-of-sample accuracy (same shape)
     tensorboard/                     optional: training curves
@@ -42,7 +43,7 @@ from rltrade.features.layout import build_layout
 from rltrade.features.market_features import build_market_features
 from rltrade.report.curves import EquityView, TradeMarks, TrainingCurves, equity_view, trade_marks, training_curves
 from rltrade.report.market import PriceView, ReportDataError, price_view
-from rltrade.report.tables import Table, TableFormatError, cnn_table, load_table, metrics_table
+from rltrade.report.tables import Table, TableFormatError, cnn_table, load_table, metrics_table, scorecard_table
 from rltrade.training.backtest import backtest_actions
 from rltrade.training.baselines import buy_and_hold_actions
 from rltrade.training.bundle import RunBundle, data_fingerprints, open_bundle
@@ -55,6 +56,7 @@ BACKTEST_HINT: Final = "rltrade backtest --run {run}"
 REGIMES_HINT: Final = "rltrade backtest --run {run}"
 ABLATION_HINT: Final = "rltrade ablation --config {run}/config.yaml --out {run}"
 CNN_HINT: Final = "rltrade train"
+SCORECARD_HINT: Final = "rltrade scorecard {run}"
 _QUOTES: Final = ("USDT", "USDC", "FDUSD", "BUSD", "USD", "EUR", "BTC", "ETH")
 
 
@@ -109,6 +111,7 @@ class ReportData:
     ablation: TableSection
     cnn: TableSection
     limits: Limits
+    scorecard: TableSection = TableSection(None, "Not computed.")
 
 
 def utc(us: int) -> str:
@@ -154,6 +157,15 @@ def _cnn_section(path: Path) -> TableSection:
         )
     try:
         return TableSection(cnn_table(json.loads(path.read_text()), where=str(path)))
+    except (TableFormatError, json.JSONDecodeError) as exc:
+        return TableSection(None, f"Could not read {path.name}: {exc}")
+
+
+def _scorecard_section(path: Path, run: Path) -> TableSection:
+    if not path.exists():
+        return TableSection(None, f"Not computed — run `{SCORECARD_HINT.format(run=run)}`.")
+    try:
+        return TableSection(scorecard_table(json.loads(path.read_text()), where=str(path)))
     except (TableFormatError, json.JSONDecodeError) as exc:
         return TableSection(None, f"Could not read {path.name}: {exc}")
 
@@ -294,6 +306,7 @@ def collect(run_dir: Path, *, limits: Limits = Limits(), progress: Progress | No
         ),
         cnn=_cnn_section(run_dir / "cnn" / "metrics.json"),
         limits=limits,
+        scorecard=_scorecard_section(run_dir / "scorecard.json", run_dir),
     )
     tick(5, "collected")
     return data

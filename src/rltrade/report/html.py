@@ -2,7 +2,8 @@
 
 The page holds plotly.js once, inline in ``<head>`` (no CDN, nothing fetched: it opens offline and
 in a mail attachment), then the sections in reading order: warnings, run summary, metrics of the agent
-and the baselines, the price chart, equity, results per regime, ablation, training curves, CNN accuracy.
+and the baselines, the scorecard of the five success metrics, the price chart, equity, results per regime,
+ablation, training curves, CNN accuracy.
 Every chart is a ``<div>`` plus a small inline script calling ``Plotly.newPlot``; tables are plain HTML
 with escaped cells. The file is written atomically (:func:`rltrade.data.atomic.atomic_write`).
 """
@@ -107,6 +108,7 @@ def render(data: ReportData) -> str:
     sections: list[tuple[str, str, str]] = []  # (anchor, heading, body)
     sections.append(("summary", "Run", _summary(data)))
     sections.append(("metrics", "Agent vs baselines", table_html(data.metrics, show_title=False, css_class="metrics")))
+    sections.append(("scorecard", "Success metrics (scorecard)", _section_table(data.scorecard)))
     if data.price is not None:
         p = data.price
         agree = ""

@@ -276,3 +276,27 @@ def cnn_table(raw: Any, *, where: str) -> Table:
         numeric=(False, False, *(True for _ in CNN_COLUMNS)),
         note=note,
     )
+
+
+def scorecard_table(raw: Mapping[str, Any], *, where: str) -> Table:
+    """The five success metrics of ``scorecard.json`` (:mod:`rltrade.training.scorecard`): one row each."""
+    rows = raw.get("metrics")
+    keys = ("name", "status", "figure", "target", "definition")
+    if not isinstance(rows, list) or not all(isinstance(r, Mapping) and all(k in r for k in keys) for r in rows):
+        raise TableFormatError(f"{where}: expected {{'metrics': [{{{', '.join(map(repr, keys))}: ...}}, ...]}}")
+    cells = tuple(
+        (
+            str(r["name"]),
+            str(r["status"]),
+            str(r["figure"]) + (f" — {r['alarm']}" if r.get("alarm") else ""),
+            str(r["target"]),
+            f"{r['definition']} (from {r.get('source', '?')})",
+        )
+        for r in rows
+    )
+    note = (
+        f"Scored against the run's own layout ({raw.get('layout', '?')}, {raw.get('layout_size', 0):,} features), "
+        f"{raw.get('market', '?')} market; evaluation: {raw.get('evaluation', '?')}."
+    )
+    columns = ("metric", "verdict", "figure", "design target", "definition")
+    return Table("Success metrics (scorecard)", columns, cells, (False,) * 5, note)

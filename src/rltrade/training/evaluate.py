@@ -18,8 +18,11 @@ Per regime (:mod:`rltrade.training.regimes`): rows for the classifier's labels a
 regimes the synthetic generator recorded when the market has them.
 
 Written to ``<run>/eval/``: ``metrics.json`` (period, per-policy metrics with their intervals,
-``diff_vs_best_baseline``, bootstrap settings), ``regimes.json`` (a list of per-regime rows), and the agent's
-``agent_steps.parquet`` / ``agent_trades.parquet``.
+``diff_vs_best_baseline``, bootstrap settings, and ``targets``: on a synthetic market with a planted signal,
+the expected-move oracle's return on the validation range the training loop backtests, the scorecard's
+convergence target), ``regimes.json`` (a list of per-regime rows), the agent's ``agent_steps.parquet`` /
+``agent_trades.parquet``, and ``feature_coverage.parquet`` (:mod:`rltrade.training.coverage`, on the
+evaluated period).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from rltrade.training.baselines import (
 from rltrade.training.bootstrap import sharpe_ci, sharpe_diff_ci
 from rltrade.training.bundle import BundleError, RunBundle, open_bundle, write_json_atomic
 from rltrade.training.cnn_stage import METRICS_FILE
+from rltrade.training.coverage import feature_coverage, write_coverage
 from rltrade.training.loop import Prepared, bundle_splits, decision_span, evaluate, load_learner, prepare
 from rltrade.training.metrics import simple_returns
 from rltrade.training.oracle import expected_move_oracle_actions, oracle_actions
@@ -113,10 +117,12 @@ def evaluate_bundle(
         results[f"random_{s}"] = backtest_actions(per, random_actions(per, np.random.default_rng(s)), cfg.env)
     results["oracle"] = backtest_actions(per, oracle_actions(per, cfg.env), cfg.env)
     truth = prep.frames.extras.get("signal_truth")
+    targets: dict[str, Any] = {}
     if isinstance(truth, SignalTruth):
         results["expected_move_oracle"] = backtest_actions(
             per, expected_move_oracle_actions(per, truth, cfg.env), cfg.env
         )
+        targets = _validation_targets(prep, cfg, truth)
 
     metrics, comparison = _with_intervals(results, n_resamples=n_resamples, level=ci_level, seed=seed)
     true_regimes = prep.frames.extras.get("regimes")
@@ -125,6 +131,7 @@ def evaluate_bundle(
     out_dir.mkdir(exist_ok=True)
     results["agent"].trades.write_parquet(out_dir / "agent_trades.parquet")
     results["agent"].steps.write_parquet(out_dir / "agent_steps.parquet")
+    write_coverage(feature_coverage(prep.builder, per), out_dir)
     bootstrap = {"method": "stationary (Politis-Romano), Politis-White block length, percentile", "seed": seed}
     write_json_atomic(
         out_dir / "metrics.json",
@@ -133,6 +140,7 @@ def evaluate_bundle(
             "metrics": metrics,
             "diff_vs_best_baseline": comparison,
             "bootstrap": {**bootstrap, "n_resamples": n_resamples, "ci_level": ci_level},
+            "targets": targets,
         },
     )
     write_json_atomic(out_dir / "regimes.json", rows)
@@ -211,6 +219,23 @@ def _with_intervals(
     comparison = {"policy": "agent", "baseline": base, **diff.to_dict()}
     comparison["sharpe_diff"] = comparison.pop("estimate")
     return metrics, comparison
+
+
+def _validation_targets(prep: Prepared, cfg: Config, truth: SignalTruth) -> dict[str, Any]:
+    """The expected-move oracle's return on the validation range as the training loop backtests it (its
+    first ``train.eval_max_steps`` steps): the convergence target of the scorecard is half of it."""
+    if prep.validation_period is None:
+        return {}
+    val = prep.validation_period
+    if val.n_steps > cfg.train.eval_max_steps:
+        start = int(val.clock.time_of(0))
+        capped = TimeRange(start, start + cfg.train.eval_max_steps * cfg.env.step.us)
+        val = build_period(prep.builder.features, capped, cfg.env, cfg.reward)
+    oracle = backtest_actions(val, expected_move_oracle_actions(val, truth, cfg.env), cfg.env)
+    return {
+        "validation_expected_move_oracle_return": float(oracle.metrics["total_return"]),
+        "validation_steps": val.n_steps,
+    }
 
 
 def _period(prep: Prepared, cfg: Config, target: TimeRange) -> PeriodData:

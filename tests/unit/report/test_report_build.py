@@ -101,6 +101,7 @@ def test_missing_inputs_are_reported_not_drawn(run: Path, tmp_path: Path) -> Non
     assert data.ablation.table is None and "Could not read ablation.json" in data.ablation.message
     assert data.cnn.table is None and "No CNNs were trained in this run" in data.cnn.message
     assert data.training is None
+    assert data.scorecard.table is None and f"rltrade scorecard {copy}" in data.scorecard.message
     page = render(data)
     assert "Not computed — run" in page and "No TensorBoard scalars" in page
     assert 'class="warning"' in page and page.count('class="plotly-graph-div"') == 1  # equity only

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from rltrade.report.tables import TableFormatError, cnn_table, format_cell, load_table, metrics_table, table_from_json
+from rltrade.report.tables import (
+    TableFormatError,
+    cnn_table,
+    format_cell,
+    load_table,
+    metrics_table,
+    scorecard_table,
+    table_from_json,
+)
 
 
 def test_the_three_generic_shapes_give_the_same_table() -> None:
@@ -106,3 +114,26 @@ def test_cnn_table_reads_the_cnn_stage_file() -> None:
     assert "1s: not enough bars" in t.note
     with pytest.raises(TableFormatError, match=r"cnn/metrics\.json"):
         cnn_table({"folds": []}, where="cnn/metrics.json")
+
+
+def test_scorecard_table_shows_each_metric_with_its_verdict_and_alarm() -> None:
+    metric = {
+        "name": "accuracy",
+        "status": "PASS",
+        "figure": "70.0%",
+        "target": "> 65%",
+        "definition": "d",
+        "source": "s",
+    }
+    raw = {
+        "layout": "demo",
+        "layout_size": 1234,
+        "market": "real",
+        "evaluation": "saved",
+        "metrics": [metric | {"alarm": "leak alarm"}, metric | {"name": "uptime", "status": "NOT MEASURED"}],
+    }
+    t = scorecard_table(raw, where="scorecard.json")
+    assert t.rows[0][:3] == ("accuracy", "PASS", "70.0% — leak alarm") and t.rows[1][1] == "NOT MEASURED"
+    assert t.rows[0][4] == "d (from s)" and "demo, 1,234 features" in t.note
+    with pytest.raises(TableFormatError, match=r"scorecard\.json"):
+        scorecard_table({"metrics": [{"name": "x"}]}, where="scorecard.json")

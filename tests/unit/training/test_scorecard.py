@@ -1,0 +1,124 @@
+"""Scorecard metrics on hand-made artefacts: coverage, accuracy, regimes, uptime (convergence: tests/e2e)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+
+from rltrade.training.scorecard import (
+    FAIL,
+    NOT_MEASURED,
+    PASS,
+    accuracy_score,
+    coverage_score,
+    regimes_score,
+    uptime_score,
+)
+
+
+def coverage_table(blocks: dict[str, list[tuple[float, float, float]]]) -> pl.DataFrame:
+    rows = [
+        {"block": b, "feature": i, "unmasked_share": u, "mean": m, "std": s, "n_steps": 100}
+        for b, feats in blocks.items()
+        for i, (u, m, s) in enumerate(feats)
+    ]
+    return pl.DataFrame(rows)
+
+
+def test_coverage_counts_masked_and_constant_features_per_block() -> None:
+    moving = (1.0, 0.0, 0.5)
+    table = coverage_table(
+        {
+            "eth_1s": [moving] * 96,
+            "eth_1d": [(1.0, 3.0, 0.0), (1.0, 3000.0, 1.0), (1.0, 3000.0, 4.0)],  # constant; tiny relative std; moving
+            "cnn_predictions": [(0.94, 0.0, 0.5)],  # unmasked on too few steps
+        }
+    )
+    score = coverage_score(table)
+    assert score.details["features"] == 100 and score.details["share"] == pytest.approx(0.97)
+    assert score.status == PASS and "97.0% of 100" in score.figure
+    blocks = {b["block"]: b for b in score.details["blocks"]}
+    assert blocks["eth_1d"]["covered"] == 1 and blocks["eth_1d"]["constant"] == 2
+    assert blocks["cnn_predictions"]["masked"] == 1 and blocks["cnn_predictions"]["covered"] == 0
+    # 95 % exactly is not above 95 %.
+    assert coverage_score(coverage_table({"a": [moving] * 95 + [(0.0, 0.0, 0.0)] * 5})).status == FAIL
+
+
+def steps_frame(position: list[int], prices: list[float]) -> pl.DataFrame:
+    return pl.DataFrame({"position": [*position, 0], "fill_price": prices})
+
+
+def test_accuracy_from_saved_steps_with_base_rate_time_in_market_and_cnns(tmp_path: Path) -> None:
+    # Moves: up, up, down, flat, down, up; positions long, long, long, long, short, flat.
+    prices = [100.0, 101.0, 102.0, 101.0, 101.0, 100.0, 101.0]
+    steps = steps_frame([1, 1, 1, 1, -1, 0], prices)
+    cnn = tmp_path / "cnn"
+    cnn.mkdir()
+    (cnn / "metrics.json").write_text(
+        json.dumps({"timeframes": {"1m": {"pooled": {"model": {"direction_accuracy": 0.55}}}}})
+    )
+    score = accuracy_score({}, steps, cnn, real=False)
+    # Scored: steps 0, 1, 2, 4 (in the market, move ≠ 0): right on 0, 1, 4.
+    assert score.details["direction_accuracy"] == pytest.approx(0.75) and score.details["direction_steps"] == 4
+    assert score.details["base_rate_up"] == pytest.approx(3 / 5)
+    assert score.details["time_in_market"] == pytest.approx(5 / 6)
+    assert score.details["cnn_direction_accuracy"] == {"1m": 0.55}
+    assert score.details["ci_low"] <= 0.75 <= score.details["ci_high"]
+    assert score.status == PASS and score.alarm is None
+    real = accuracy_score({}, steps, cnn, real=True)
+    assert real.status == PASS and real.alarm is not None and "leak alarm" in real.alarm
+    never = accuracy_score({}, steps_frame([0] * 6, prices), cnn, real=False)
+    assert never.status == FAIL and "never in the market" in never.figure
+
+
+def regime_rows(sharpes: dict[str, tuple[float, float, float]], source: str = "true") -> list[dict[str, Any]]:
+    """``regime → (share, agent Sharpe, buy-and-hold Sharpe)``."""
+    rows = []
+    for regime, (share, agent, hold) in sharpes.items():
+        rows.append({"source": source, "regime": regime, "policy": "agent", "share_of_steps": share, "sharpe": agent})
+        rows.append(
+            {"source": source, "regime": regime, "policy": "buy_and_hold", "share_of_steps": share, "sharpe": hold}
+        )
+    return rows
+
+
+def test_regimes_need_three_big_regimes_and_the_agent_at_least_buy_and_hold_in_each() -> None:
+    good = {"TREND_UP": (0.4, 2.0, 1.0), "RANGE": (0.3, 0.5, 0.5), "VOLATILE": (0.25, 1.0, -1.0)}
+    tiny = {"TREND_DOWN": (0.05, -9.0, 5.0)}  # under 10 %: does not count either way
+    score = regimes_score(regime_rows(good | tiny) + regime_rows({"RANGE": (1.0, 0.0, 0.0)}, "classifier"))
+    assert score.status == PASS and score.details["labels"] == "true"
+    assert set(score.details["regimes"]) == {"TREND_UP", "RANGE", "VOLATILE"}
+    worse = regimes_score(regime_rows(good | {"VOLATILE": (0.25, -2.0, -1.0)}))
+    assert worse.status == FAIL and "in 2" in worse.figure
+    two = regimes_score(regime_rows({"TREND_UP": (0.6, 2.0, 1.0), "RANGE": (0.4, 2.0, 1.0)}, "classifier"))
+    assert two.status == FAIL and two.details["labels"] == "classifier" and "2 regimes" in two.figure
+
+
+def test_uptime_from_a_soak_or_a_session_with_cnns_on_only(tmp_path: Path) -> None:
+    live = tmp_path / "live"
+    assert uptime_score(live, cnn_served=True).status == NOT_MEASURED
+    live.mkdir()
+    (live / "report.json").write_text(json.dumps({"uptime": 0.999, "alive_s": 3600.0}))
+    assert uptime_score(live, cnn_served=True).status == PASS
+    off = uptime_score(live, cnn_served=False)
+    assert off.status == NOT_MEASURED and "CNNs off" in off.figure
+    # A soak summary wins over the session report, and says itself whether the CNNs were on.
+    (live / "soak_summary.json").write_text(json.dumps({"uptime": 0.99, "cnn_enabled": True, "alive_s": 7200.0}))
+    soak = uptime_score(live, cnn_served=False)
+    assert soak.status == FAIL and soak.source == "live/soak_summary.json"
+    (live / "soak_summary.json").write_text(json.dumps({"cnn_enabled": True}))
+    assert uptime_score(live, cnn_served=True).status == NOT_MEASURED
+
+
+def test_the_bootstrap_interval_is_seeded() -> None:
+    rng = np.random.default_rng(1)
+    prices = list(100.0 * np.exp(np.cumsum(np.concatenate([[0.0], rng.normal(0, 1e-3, 300)]))))
+    steps = steps_frame(list(rng.choice([-1, 0, 1], 300)), prices)
+    a = accuracy_score({}, steps, Path("/nonexistent"), real=False)
+    b = accuracy_score({}, steps, Path("/nonexistent"), real=False)
+    assert a.details == b.details and a.details["ci_low"] < a.details["direction_accuracy"] < a.details["ci_high"]
