@@ -32,7 +32,13 @@ def scorecard_cmd(
 
 
 def print_scorecard(card: Scorecard) -> None:
-    """The scorecard as a table: metric, verdict, figure, target; then each definition."""
+    """Print the scorecard as a table (metric, verdict, figure, target), then each metric's definition.
+
+    Parameters
+    ----------
+    card
+        The scored run (:func:`rltrade.training.scorecard.score_run`).
+    """
     table = Table(
         title=f"scorecard · {card.layout} layout ({card.layout_size:,} features) · {card.market} market",
         caption=f"evaluation: {card.evaluation}",

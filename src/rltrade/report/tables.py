@@ -279,7 +279,25 @@ def cnn_table(raw: Any, *, where: str) -> Table:
 
 
 def scorecard_table(raw: Mapping[str, Any], *, where: str) -> Table:
-    """The five success metrics of ``scorecard.json`` (:mod:`rltrade.training.scorecard`): one row each."""
+    """Build the table of the five success metrics of ``scorecard.json``, one row each.
+
+    Parameters
+    ----------
+    raw
+        The parsed ``scorecard.json`` (:mod:`rltrade.training.scorecard`).
+    where
+        The file's path, named in errors.
+
+    Returns
+    -------
+    Table
+        Metric, verdict, figure (with any alarm), design target and definition.
+
+    Raises
+    ------
+    TableFormatError
+        When ``raw`` has no ``metrics`` list of rows with those fields.
+    """
     rows = raw.get("metrics")
     keys = ("name", "status", "figure", "target", "definition")
     if not isinstance(rows, list) or not all(isinstance(r, Mapping) and all(k in r for k in keys) for r in rows):
