@@ -203,6 +203,7 @@ class _Text(NamedTuple):
     n_lines: int  # data lines (blank ones included)
     ends_newline: bool  # whether the last line is complete
     first_row: tuple[str, ...]  # fields of the first data line (for layout sniffing)
+    line0: int = 0  # file lines before ``data`` (a later chunk of a streamed file)
 
     @property
     def skip(self) -> int:
@@ -211,7 +212,7 @@ class _Text(NamedTuple):
     @property
     def first_line(self) -> int:
         """File line number of the first data line."""
-        return self.skip + 1
+        return self.line0 + self.skip + 1
 
 
 def _is_int(text: str) -> bool:
@@ -282,7 +283,7 @@ def _csv(data: bytes, skip: int, schema: Layout) -> pl.DataFrame:
     return pl.read_csv(data, has_header=False, skip_lines=skip, schema=schema, quote_char=None)
 
 
-def _raise_bad_cell(data: bytes, skip: int, layout: Layout, source: str, err: Exception) -> None:
+def _raise_bad_cell(data: bytes, skip: int, layout: Layout, source: str, err: Exception, line0: int = 0) -> None:
     """Find the first cell polars could not parse and raise a FileFormatError naming line, column, value."""
     strings = _csv(data, skip, dict.fromkeys(layout, pl.String()))
     found: list[tuple[int, str, str, pl.DataType]] = []
@@ -307,19 +308,19 @@ def _raise_bad_cell(data: bytes, skip: int, layout: Layout, source: str, err: Ex
     raise FileFormatError(
         f"cannot read {value!r} as {kind}",
         file=source,
-        line=skip + 1 + i,
+        line=line0 + skip + 1 + i,
         column=col,
         hint="The cell is damaged or the file is not this layout; fix or re-download it",
     ) from err
 
 
-def _read_body(data: bytes, skip: int, n_rows: int, layout: Layout, source: str) -> pl.DataFrame:
+def _read_body(data: bytes, skip: int, n_rows: int, layout: Layout, source: str, line0: int = 0) -> pl.DataFrame:
     if n_rows == 0:
         return pl.DataFrame(schema=layout)
     try:
         return _csv(data, skip, layout)
     except ComputeError as e:
-        _raise_bad_cell(data, skip, layout, source, e)
+        _raise_bad_cell(data, skip, layout, source, e, line0)
         raise  # unreachable: _raise_bad_cell always raises
 
 
@@ -342,7 +343,7 @@ def _parse(text: _Text, layout: Layout, source: str, policy: Policy) -> tuple[pl
     n_rows = text.n_lines - (truncated is not None)
     if frame is None:
         data = text.data if truncated is None else text.data[: text.data.rfind(b"\n") + 1]
-        frame = _read_body(data, text.skip, n_rows, layout, source)
+        frame = _read_body(data, text.skip, n_rows, layout, source, text.line0)
     elif truncated is not None:
         frame = frame.head(n_rows)
     if frame.height != n_rows:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import polars as pl
 
 from rltrade.config import DataConfig
-from rltrade.data.importers import import_files
+from rltrade.data.cleaning import CleaningReport, FileFormatError, Policy
+from rltrade.data.importers import FileKind, import_files
+from rltrade.data.importers_stream import CHUNK_BYTES, iter_trade_chunks, sniff_kind
 from rltrade.data.resample import resample_bars_with_report, trades_to_bars
 from rltrade.data.store import AppendResult, DatasetCoverage, DatasetKey, Store
 from rltrade.data.synthetic import SyntheticMarket, generate_market
@@ -110,13 +112,52 @@ def import_to_store(
     symbol: str | None = None,
     timeframe: Timeframe | None = None,
     strict: bool = False,
+    chunk_bytes: int = CHUNK_BYTES,
 ) -> tuple[StoreSummary, str]:
-    """Import dump files of one symbol/kind/timeframe into ``store``; returns the summary and the cleaning report."""
-    result = import_files(list(paths), symbol=symbol, timeframe=timeframe, policy="strict" if strict else "repair")
+    """Import dump files of one symbol/kind/timeframe into ``store``; returns the summary and the cleaning report.
+
+    All or nothing: one store transaction. Trade files are streamed in chunks of ``chunk_bytes`` (see
+    ``importers_stream``), so a month of trades needs memory for a few chunks, not for the month.
+    """
+    policy: Policy = "strict" if strict else "repair"
+    kinds = {sniff_kind(p) for p in paths}
+    if FileKind.KLINES not in kinds:
+        return _stream_trades(paths, store, exchange=exchange, symbol=symbol, policy=policy, chunk_bytes=chunk_bytes)
+    result = import_files(list(paths), symbol=symbol, timeframe=timeframe, policy=policy)
     key = DatasetKey(exchange, result.symbol, result.data_kind, result.timeframe)
     summary = StoreSummary()
     summary.add(key, store.append(key, result.frame))
     return summary, result.report.summary()
+
+
+def _stream_trades(
+    paths: Sequence[Path], store: Store, *, exchange: str, symbol: str | None, policy: Policy, chunk_bytes: int
+) -> tuple[StoreSummary, str]:
+    summary = StoreSummary()
+    reports: list[CleaningReport] = []
+    seen: dict[str, str] = {}  # symbol / kind of the first file → its name, to name a disagreeing one
+    with store.transaction() as tx:
+        for path in paths:
+            parts: list[CleaningReport] = []
+            for chunk in iter_trade_chunks(path, symbol=symbol, policy=policy, chunk_bytes=chunk_bytes):
+                for what, value in (("symbol", chunk.symbol), ("kind", chunk.kind.value)):
+                    first = seen.setdefault(what, value)
+                    if first != value:
+                        raise FileFormatError(
+                            f"files disagree on {what}: {value} here, {first} in the files before",
+                            file=str(path),
+                            hint=f"Import each {what} separately",
+                        )
+                key = DatasetKey(exchange, chunk.symbol, Kind.TRADES)
+                summary.add(key, tx.append(key, chunk.frame))
+                parts.append(chunk.report)
+            reports.append(replace(CleaningReport.merged(parts), sources=parts[0].sources))
+        report = CleaningReport.merged(reports)
+        if report.rows_out == 0:
+            raise FileFormatError(
+                f"no valid rows left ({report.summary()})", file=", ".join(report.sources), hint="Check the file"
+            )
+    return summary, report.summary()
 
 
 def resample_in_store(
@@ -133,12 +174,9 @@ def resample_in_store(
     From trades every ``dst`` bar between the first and the last trade is written, empty ones as
     explicit filled bars. From bars, incomplete coarse bars are dropped (``complete_only``) and counted.
     """
+    dst_key = DatasetKey(exchange, symbol, Kind.BARS, dst)
     if src is None:
-        trades = store.read(DatasetKey(exchange, symbol, Kind.TRADES))
-        if trades.height == 0:
-            raise FileNotFoundError(f"no trades stored for {exchange}/{symbol}; import or synthesise some first")
-        bars = trades_to_bars(trades, dst)
-        note = f"{trades.height:,} trades → {bars.height:,} {dst.value} bars ({int(bars['is_filled'].sum()):,} filled)"
+        return _resample_trades(store, DatasetKey(exchange, symbol, Kind.TRADES), dst_key)
     else:
         source = store.read(DatasetKey(exchange, symbol, Kind.BARS, src))
         if source.height == 0:
@@ -146,10 +184,31 @@ def resample_in_store(
         bars, report = resample_bars_with_report(source, src, dst, complete_only=complete_only)
         note = report.summary()
     summary = StoreSummary()
-    summary.add(
-        DatasetKey(exchange, symbol, Kind.BARS, dst), store.append(DatasetKey(exchange, symbol, Kind.BARS, dst), bars)
-    )
+    summary.add(dst_key, store.append(dst_key, bars))
     return summary, note
+
+
+def _resample_trades(store: Store, src: DatasetKey, dst: DatasetKey) -> tuple[StoreSummary, str]:
+    """Trades → bars one stored partition (a day) at a time, in one transaction; bounded memory.
+
+    Equal to ``trades_to_bars`` over all the trades at once: each day's bars start where the previous
+    day's ended, carrying its close into empty bars, so the empty bars between days are written too.
+    """
+    assert dst.timeframe is not None
+    summary = StoreSummary()
+    n_trades = n_bars = n_filled = 0
+    end_us: int | None = None
+    close: float | None = None
+    with store.transaction() as tx:
+        for trades in store.iter_partitions(src):
+            bars = trades_to_bars(trades, dst.timeframe, start_us=end_us, prev_close=close)
+            summary.add(dst, tx.append(dst, bars))
+            n_trades, n_bars = n_trades + trades.height, n_bars + bars.height
+            n_filled += int(bars["is_filled"].sum())
+            end_us, close = int(bars["open_us"][-1]) + dst.timeframe.us, float(bars["close"][-1])
+    if n_trades == 0:
+        raise FileNotFoundError(f"no trades stored for {src}; import or synthesise some first")
+    return summary, f"{n_trades:,} trades → {n_bars:,} {dst.timeframe.value} bars ({n_filled:,} filled)"
 
 
 def data_report(store: Store) -> list[DatasetCoverage]:
