@@ -661,6 +661,8 @@ def _describe(key: DatasetKey, row: dict[str, object], col: str, a: object, b: o
 
 
 def _unique_or_raise(key: DatasetKey, part: pl.DataFrame) -> pl.DataFrame:
+    if part.get_column(key.key_col).n_unique() == part.height:  # the usual case: no repeated key at all
+        return part
     new = part.unique(maintain_order=True)
     if new.get_column(key.key_col).n_unique() == new.height:
         return new
