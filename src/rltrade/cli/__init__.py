@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 
-from rich.console import Console
 from rich.text import Text
 
 from rltrade.cli import cnn as _cnn  # noqa: F401  (registers `rltrade cnn`)
@@ -21,10 +20,7 @@ from rltrade.cli import run as _run  # noqa: F401  (registers `rltrade run`)
 from rltrade.cli import scorecard as _scorecard  # noqa: F401  (registers `rltrade scorecard`)
 from rltrade.cli import train as _train  # noqa: F401  (registers `rltrade train`)
 from rltrade.cli import walkforward as _walkforward  # noqa: F401  (registers `rltrade walkforward`, `rltrade ablation`)
-from rltrade.cli.app import app
-
-# Errors are never wrapped: a path or a hint must stay copy-pasteable.
-err_console = Console(stderr=True, soft_wrap=True)
+from rltrade.cli.app import app, err_console
 
 
 def exit_code_for(exc: BaseException) -> int:

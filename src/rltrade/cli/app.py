@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -32,6 +34,62 @@ app.add_typer(config_app, name="config")
 
 # A pipe or a CI log is not a terminal: give tables room instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 140, soft_wrap=not sys.stdout.isatty())
+# Errors and log records go to stderr, never wrapped: a path or a hint must stay copy-pasteable.
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+LOG_HANDLER_NAME = "rltrade-cli"
+
+
+class _StderrLines(logging.Handler):
+    """One line per record on ``sys.stderr`` as it is at each record (like rich's console, and test captures)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write the formatted record and a newline."""
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
+
+
+def configure_logging(level: int, *, terminal: bool | None = None) -> None:
+    """Send the ``rltrade`` loggers' records at ``level`` and above to stderr.
+
+    The library logs with module loggers (``logging.getLogger(__name__)``) and configures nothing; this is
+    the one place that does. On a terminal (``terminal``, default: whether stderr is one) records go
+    through rich's ``RichHandler``; into a pipe or a file, one plain line per record, so that a long
+    message (a path, a hint) is neither wrapped nor padded. Calling it again replaces the handler it
+    installed, so the level follows the latest call. Records still propagate to the root logger (where
+    pytest's ``caplog`` listens).
+    """
+    package = logging.getLogger("rltrade")
+    for old in [h for h in package.handlers if h.get_name() == LOG_HANDLER_NAME]:
+        package.removeHandler(old)
+    if terminal if terminal is not None else sys.stderr.isatty():
+        handler: logging.Handler = RichHandler(console=err_console, show_path=False, markup=False)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    else:
+        handler = _StderrLines()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.set_name(LOG_HANDLER_NAME)
+    handler.setLevel(level)
+    package.addHandler(handler)
+    # Only a lower level than the default (WARNING, the root's) is set on the logger itself.
+    package.setLevel(level if level < logging.WARNING else logging.NOTSET)
+
+
+@app.callback()
+def global_options(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also log progress details (INFO records) to stderr.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log errors only (no warnings).")] = False,
+) -> None:
+    """Causal, reproducible RL trading for ETH/USDT with BTC/USDT as reference."""
+    if verbose and quiet:
+        raise UsageError("--verbose and --quiet exclude each other; pass at most one")
+    configure_logging(logging.INFO if verbose else logging.ERROR if quiet else logging.WARNING)
+
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config file (defaults are used when omitted).")

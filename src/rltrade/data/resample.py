@@ -39,7 +39,7 @@ import polars as pl
 from rltrade.data.schema import BAR_SCHEMA, TRADE_SCHEMA, SchemaError, conform
 from rltrade.types import Timeframe
 
-_log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 class BarGrid(Protocol):
@@ -365,7 +365,7 @@ def resample_bars(bars: pl.DataFrame, src: Timeframe, dst: Timeframe, *, complet
     """``resample_bars_with_report`` without the report, which is logged (WARNING when bars were dropped)."""
     out, report = resample_bars_with_report(bars, src, dst, complete_only=complete_only)
     level = logging.WARNING if report.n_dropped else logging.INFO
-    _log.log(level, "resample %s", report.summary())
+    logger.log(level, "resample %s", report.summary())
     return out
 
 

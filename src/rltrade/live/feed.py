@@ -76,7 +76,7 @@ from rltrade.live.sequencer import Arrival, Gap, Sequencer
 
 __all__ = ["Backfill", "FeedGaveUp", "FeedStats", "LiveFeed", "LiveFeedConfig"]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 Backfill = Callable[[str, int, int], Awaitable[Sequence[TradeEvent]]]
 """``await backfill(symbol, first_id, last_id)``: the trades ``first_id..last_id`` (inclusive) of ``symbol``
@@ -276,7 +276,7 @@ class LiveFeed:
                 if self._stats.connects and self._got_data:
                     await self._emit(StreamStatus(StreamHealth.DISCONNECTED, None, reason, _now_us()))
             failures = 0 if self._got_data else failures + 1
-            log.warning("live feed connection lost or refused (%s); %d consecutive failures", reason, failures)
+            logger.warning("live feed connection lost or refused (%s); %d consecutive failures", reason, failures)
             if cfg.max_connect_failures is not None and failures >= cfg.max_connect_failures:
                 raise FeedGaveUp(
                     f"{failures} consecutive connections to {self.stream_url} failed or stayed silent "
@@ -323,7 +323,7 @@ class LiveFeed:
             event = self._parser.parse(raw, _now_us())
         except MalformedMessage as e:
             stats.malformed[e.reason.value] += 1
-            log.warning("live feed: malformed message skipped: %s", e)
+            logger.warning("live feed: malformed message skipped: %s", e)
             return
         self._got_data = True
         self._last_data_s = now_s
@@ -376,7 +376,7 @@ class LiveFeed:
         trades, failure = await self._fetch_gap(role, symbol, gap)
         if trades is None:
             stats.backfill_failures += self._backfill is not None
-            log.warning("live feed: %s lost: %s", where, failure)
+            logger.warning("live feed: %s lost: %s", where, failure)
             self._stale.add(role)
             await self._emit(StreamStatus(StreamHealth.STALE, role, f"{where} lost: {failure}", _now_us(), **gap_ids))
             return

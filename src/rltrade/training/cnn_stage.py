@@ -58,7 +58,7 @@ from rltrade.models.walkforward import FoldPlan, FoldResult, fold_seed, plan_fol
 from rltrade.training.bundle import write_json_atomic
 from rltrade.types import Timeframe
 
-_log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 METRICS_FILE: Final = "metrics.json"
 PREDICTORS: Final = ("model", "majority", "persistence")
@@ -176,7 +176,7 @@ def fit_cnn_blocks(
                 outputs[tf], models[tf] = out, tuple(r.trained for r in results)
                 per_tf[tf.value] = _scores(data, results, ccfg.horizon(tf))
                 continue
-        _log.info("%s CNN skipped, its state rows stay masked: %s", tf.value, planned)
+        logger.info("%s CNN skipped, its state rows stay masked: %s", tf.value, planned)
         skipped[tf.value] = planned
     metrics = {
         "test_start_us": splits.test.start_us,
@@ -231,7 +231,7 @@ def _plan_timeframe(
     # Fold ranges shorter than a bar would coincide: at most one fold per bar before the test start.
     folds = min(n_folds, max(1, (test_start - start) // tf.us))
     if start > splits.train.start_us:
-        _log.info(
+        logger.info(
             "%s CNN rows start at %s, after the agent's training start: its first fit needs the history before",
             tf.value,
             fmt_time(start),
