@@ -48,8 +48,9 @@ class Retry:
     max_retries: int = 5
     backoff_s: float = 1.0
     max_backoff_s: float = 30.0
-    timeout_s: float = 300.0
-    """Total time one request may take (a month of trades is hundreds of MB)."""
+    timeout_s: float = 60.0
+    """Seconds a request may wait for its connection or for the next bytes before it is retried (a stall,
+    not a total: a month of trades is hundreds of MB)."""
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
     """Injectable so tests do not wait."""
 
@@ -223,7 +224,7 @@ async def _fetch_all(
     on_done: Callable[[Fetched], object],
 ) -> list[Fetched]:
     sem = asyncio.Semaphore(concurrency)
-    timeout = aiohttp.ClientTimeout(total=retry.timeout_s)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=retry.timeout_s, sock_read=retry.timeout_s)
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector, raise_for_status=False) as session:
 

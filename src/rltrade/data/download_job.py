@@ -212,6 +212,11 @@ def _top_up(
 ) -> None:
     """Fill the days the archives lack at the end of the range through ccxt (closed bars only)."""
     fetched = [f for f in report.fetched if f.archive.spec == spec]
+    if fetched and all(f.outcome == "missing" for f in fetched):
+        report.notes.append(
+            f"{spec}: none of the {len(fetched)} archive(s) asked for exists on the server: check the symbol, "
+            "--market and the dates (a symbol has no archives before its listing)"
+        )
     tail = _tail_start(fetched, min(end, today))
     missing_inside = [f.archive.name for f in fetched if f.outcome == "missing" and f.archive.first < tail]
     if missing_inside:

@@ -344,6 +344,7 @@ def test_what_ccxt_cannot_top_up_is_reported(server: ArchiveServer, tmp_path: Pa
     unused_exchange = object()  # never called: these datasets cannot be topped up through ccxt
     report = _job(server, Store(tmp_path / "s"), tmp_path, [spec], D0 - dt.timedelta(days=1), D0, now_us=lambda: now_us)
     assert report.missing and not report.summary.appended
+    assert any("none of the 1 archive(s) asked for exists" in n for n in report.notes)
     report = _job(
         server, Store(tmp_path / "s"), tmp_path, [spec], D0 - dt.timedelta(days=1), D0 + dt.timedelta(days=1),
         exchange=unused_exchange, now_us=lambda: now_us,
