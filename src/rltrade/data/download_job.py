@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,10 @@ from typing import Any
 import polars as pl
 
 from rltrade.data.archives import Archive, ArchiveError, DataSpec, Market, day_us, plan_archives
-from rltrade.data.cleaning import CleaningReport
+from rltrade.data.cleaning import CleaningReport, Policy
 from rltrade.data.download import Fetched, Retry, fetch_archives
 from rltrade.data.fetch import download
-from rltrade.data.importers import FileKind, import_file
+from rltrade.data.importers import FileKind, ImportResult, import_file
 from rltrade.data.pipeline import Progress, StoreSummary
 from rltrade.data.store import DatasetKey, Store
 from rltrade.types import US_PER_HOUR, Kind
@@ -184,22 +185,27 @@ def download_to_store(
     verified = sorted(
         (f for f in report.fetched if f.outcome == "verified"), key=lambda f: (str(f.archive.spec), f.archive.first)
     )
-    for i, f in enumerate(verified):
+    policy: Policy = "strict" if strict else "repair"
+
+    def parse(f: Fetched) -> ImportResult:
         spec = f.archive.spec
-        progress(i, len(verified), f"import {f.archive.name}")
         assert f.path is not None
-        result = import_file(
-            f.path,
-            kind=spec.kind,
-            symbol=spec.symbol,
-            timeframe=spec.timeframe,
-            policy="strict" if strict else "repair",
-        )
-        time_col = spec.key().time_col
-        frame = result.frame.filter((pl.col(time_col) >= start_us) & (pl.col(time_col) < end_us))
-        report.summary.add(spec.key(), store.append(spec.key(), frame))
-        if not result.report.is_clean:
-            report.cleaning.append(result.report)
+        return import_file(f.path, kind=spec.kind, symbol=spec.symbol, timeframe=spec.timeframe, policy=policy)
+
+    # Parse the next archive while the store writes this one (parsing and fsync both release the GIL);
+    # at most two archives' rows are in memory.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ahead: Future[ImportResult] | None = pool.submit(parse, verified[0]) if verified else None
+        for i, f in enumerate(verified):
+            progress(i, len(verified), f"import {f.archive.name}")
+            assert ahead is not None
+            result = ahead.result()
+            ahead = pool.submit(parse, verified[i + 1]) if i + 1 < len(verified) else None
+            key = f.archive.spec.key()
+            frame = result.frame.filter((pl.col(key.time_col) >= start_us) & (pl.col(key.time_col) < end_us))
+            report.summary.add(key, store.append(key, frame))
+            if not result.report.is_clean:
+                report.cleaning.append(result.report)
     progress(len(verified), len(verified), "imported")
 
     for spec in specs:
