@@ -179,7 +179,7 @@ def download_to_store(
             f"so a re-run downloads only what is missing):\n{listing}"
         )
     for f in report.fetched:
-        if f.note:
+        if f.note and f.outcome == "verified":  # missing archives are summarised per dataset below
             report.notes.append(f"{f.archive.name}: {f.note}")
 
     verified = sorted(
