@@ -1,8 +1,8 @@
 """``rltrade data import`` of freqtrade files and folders: bars and trades to the store, funding beside it.
 
 Every freqtrade file found (see :mod:`rltrade.data.freqtrade`) is imported through the store's public
-``append``, one file at a time: candles as bars (resampled when their spacing is not an rltrade timeframe),
-trades as trades. Spot files go to the ``exchange`` folder of the store, futures files to
+``append`` / ``transaction``, one file at a time and each file all or nothing: candles as bars
+(resampled when their spacing is not an rltrade timeframe), trades as trades. Spot files go to the ``exchange`` folder of the store, futures files to
 ``<exchange>usdm`` (``binanceusdm`` for Binance, ccxt's id; ``rltrade data download --market um`` uses
 the same), so spot and perpetual prices never mix.
 
@@ -147,9 +147,10 @@ def _import_one(
                 info.path,
             )
             return
-        for tf, bars in result.bars.items():
-            key = DatasetKey(ex, info.symbol, Kind.BARS, tf)
-            report.summary.add(key, store.append(key, bars))
+        with store.transaction() as tx:  # every timeframe made from this file, or none
+            for tf, bars in result.bars.items():
+                key = DatasetKey(ex, info.symbol, Kind.BARS, tf)
+                report.summary.add(key, tx.append(key, bars))
         for rep in result.resampled:
             report.notes.append(f"{info.path.name}: resampled {rep.summary()}")
         if not result.cleaning.is_clean:
