@@ -2,9 +2,9 @@
 
 Every freqtrade file found (see :mod:`rltrade.data.freqtrade`) is imported through the store's public
 ``append`` / ``transaction``, one file at a time and each file all or nothing: candles as bars
-(resampled when their spacing is not an rltrade timeframe), trades as trades. Spot files go to the ``exchange`` folder of the store, futures files to
-``<exchange>usdm`` (``binanceusdm`` for Binance, ccxt's id; ``rltrade data download --market um`` uses
-the same), so spot and perpetual prices never mix.
+(resampled when their spacing is not an rltrade timeframe), trades as trades. Spot files go to the
+``exchange`` folder of the store, futures files to ``<exchange>usdm`` (``binanceusdm`` for Binance,
+ccxt's id; ``rltrade data download --market um`` uses the same), so spot and perpetual prices never mix.
 
 Funding rates are not a store dataset: rltrade reads funding from a file (``env.funding_file``, read by
 :func:`rltrade.data.importers.read_funding`). They are merged into
