@@ -6,6 +6,7 @@ validation problem with its dotted field path and the file it came from.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -80,12 +81,38 @@ class DataConfig(_Frozen):
     """Bar timeframes kept in the store and used by the state."""
     synthetic: SyntheticConfig = SyntheticConfig()
     """The embedded synthetic market (used when ``source`` is ``synthetic``)."""
+    start: dt.datetime | None = None
+    """UTC start of the range to run on (``2024-01-01`` or ``2024-01-01T12:00``; a zone, if given, is
+    honoured): the decision clock and the splits stay in ``[start, end)``. Bars before ``start`` are still
+    read as history for the windows and indicators. None: from the first stored bar. ``--from`` overrides."""
+    end: dt.datetime | None = None
+    """UTC end of that range (exclusive); nothing at or after it is read. None: to the last stored bar.
+    ``--to`` overrides."""
 
     @model_validator(mode="after")
     def _symbols_differ(self) -> DataConfig:
         if self.symbol == self.reference:
             raise ValueError(f"symbol and reference must differ (both {self.symbol!r})")
         return self
+
+    @model_validator(mode="after")
+    def _range_order(self) -> DataConfig:
+        start, end = self.range_us
+        if start is not None and end is not None and end <= start:
+            raise ValueError(f"data.end ({self.end}) must be after data.start ({self.start})")
+        return self
+
+    @property
+    def range_us(self) -> tuple[int | None, int | None]:
+        """``(start, end)`` in µs since the epoch (naive times are UTC); None where open."""
+
+        def us(when: dt.datetime | None) -> int | None:
+            if when is None:
+                return None
+            aware = when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+            return int(aware.timestamp()) * 1_000_000 + aware.microsecond
+
+        return us(self.start), us(self.end)
 
 
 class SplitConfig(_Frozen):

@@ -33,6 +33,9 @@ class MarketFrames:
     """Role → timeframe → BAR_SCHEMA frame."""
     extras: Mapping[str, object] = field(default_factory=dict)
     """What a source knows beyond the data (the synthetic market's true regimes and planted signal)."""
+    clock_range: tuple[int | None, int | None] = (None, None)
+    """``data.start`` / ``data.end`` in µs: the spans (and so the decision clock) stay inside; bars before
+    the start are history for windows and indicators only."""
 
     def until(self, t_us: int) -> MarketFrames:
         """Return the market as known at ``t_us``: trades at or before it, bars closed by it. Extras are dropped."""
@@ -43,7 +46,12 @@ class MarketFrames:
                 role: {tf: df.filter(pl.col("open_us") + tf.us <= t_us) for tf, df in by_tf.items()}
                 for role, by_tf in self.bars.items()
             },
+            clock_range=self.clock_range,
         )
+
+    def _clamp(self, lo: int, hi: int) -> tuple[int, int]:
+        start, end = self.clock_range
+        return (lo if start is None else max(lo, start)), (hi if end is None else min(hi, end))
 
     def trade_stream(self, after_us: int) -> list[tuple[str, int, float, float, int]]:
         """Merge both roles' trades after ``after_us`` into one time-ordered stream.
@@ -59,23 +67,42 @@ class MarketFrames:
         return merged.select("role", "ts_us", "price", "qty", "side").rows()
 
     def span_us(self, role: str = "eth", tf: Timeframe = Timeframe.M1) -> tuple[int, int]:
-        """First bar open and last bar close of ``role``'s ``tf`` bars."""
+        """First bar open and last bar close of ``role``'s ``tf`` bars, inside ``clock_range``."""
         df = self.bars[role][tf]
         if df.height == 0:
             raise ValueError(f"no {tf.value} bars for {self.symbols[role]}")
-        return int(df.item(0, "open_us")), int(df.item(-1, "open_us")) + tf.us
+        return self._clamp(int(df.item(0, "open_us")), int(df.item(-1, "open_us")) + tf.us)
 
     def tick_span_us(self, role: str = "eth") -> tuple[int, int] | None:
-        """First and last trade time of ``role``, or None without trades."""
+        """First and last trade time of ``role`` inside ``clock_range``, or None without trades there."""
         df = self.trades[role]
+        start, end = self.clock_range
+        if start is not None:
+            df = df.filter(pl.col("ts_us") >= start)
+        if end is not None:
+            df = df.filter(pl.col("ts_us") < end)
         if df.height == 0:
             return None
         return int(df.item(0, "ts_us")), int(df.item(-1, "ts_us"))
 
 
+HISTORY_BARS = 5_000
+"""Bars per timeframe read before ``data.start``: history for the windows and indicators (a 300-bar window
+plus the 300-bar volume median and every warm-up fit with room to spare). ``rltrade train`` says so when the
+store holds fewer than a block needs (:mod:`rltrade.features.history`)."""
+TRADE_HISTORY_US = 3_600_000_000
+"""Trades read before ``data.start``: an hour, more than any tick window."""
+
+
 def load_market(cfg: DataConfig, *, store: Store | None = None) -> MarketFrames:
-    """Load the market of ``cfg``: generated in memory (``source: synthetic``) or read from the store."""
+    """Load the market of ``cfg``: generated in memory (``source: synthetic``) or read from the store.
+
+    With ``data.start`` / ``data.end``, the store is read in ``[start - history, end)`` (``HISTORY_BARS``
+    bars per timeframe, ``TRADE_HISTORY_US`` of trades) and the frames' ``clock_range`` keeps the decision
+    clock inside ``[start, end)``; nothing at or after ``end`` is read, so nothing there can leak in.
+    """
     symbols = {"eth": cfg.symbol, "btc": cfg.reference}
+    start, end = cfg.range_us
     if cfg.source == "synthetic":
         from rltrade.data.synthetic import generate_market
 
@@ -92,20 +119,25 @@ def load_market(cfg: DataConfig, *, store: Store | None = None) -> MarketFrames:
                 "signal_truth": market.signal_truth,
                 "quotes_1s": {role: market[sym].quotes_1s for role, sym in symbols.items()},
             },
+            clock_range=(start, end),
         )
     store = store if store is not None else Store(cfg.store)
     trades: dict[str, pl.DataFrame] = {}
     bars: dict[str, dict[Timeframe, pl.DataFrame]] = {}
     for role, sym in symbols.items():
-        trades[role] = store.read(DatasetKey(cfg.exchange, sym, Kind.TRADES))
+        first = None if start is None else start - TRADE_HISTORY_US
+        trades[role] = store.read(DatasetKey(cfg.exchange, sym, Kind.TRADES), first, end)
         bars[role] = {}
         for tf in cfg.timeframes:
-            df = store.read(DatasetKey(cfg.exchange, sym, Kind.BARS, tf))
+            first = None if start is None else start - HISTORY_BARS * tf.us
+            df = store.read(DatasetKey(cfg.exchange, sym, Kind.BARS, tf), first, end)
             if df.height:
                 bars[role][tf] = df
         if not bars[role]:
+            where = "" if start is None and end is None else f" in [{cfg.start}, {cfg.end})"
             raise FileNotFoundError(
-                f"the store {store.root} holds no bars for {cfg.exchange}/{sym}; run `rltrade data import` "
-                "or `rltrade data fetch` first (or use data.source: synthetic)"
+                f"the store {store.root} holds no bars for {cfg.exchange}/{sym}{where}; run `rltrade data import` "
+                "or `rltrade data fetch` first, check the range with `rltrade data info` (or use data.source: "
+                "synthetic)"
             )
-    return MarketFrames(symbols, trades, bars)
+    return MarketFrames(symbols, trades, bars, clock_range=(start, end))
