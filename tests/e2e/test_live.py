@@ -112,3 +112,37 @@ def test_live_orders_are_refused_with_a_clear_error(
     err = capsys.readouterr().err
     assert "only paper trading" in err and "secret-value" not in err
     assert main(["live", "--run", str(run_dir), "--no-paper"]) == 2
+
+
+def _refusing_url() -> str:
+    """A ws:// URL on a free port of 127.0.0.1 nothing listens on (connections are refused)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"ws://127.0.0.1:{port}"
+
+
+def test_live_without_a_server_exits_2_saying_connection_refused(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = _refusing_url()
+    code = main(["live", "--run", str(run_dir), "--url", url, "--retries", "2", "--out", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"cannot connect to {url}: connection refused (2 attempts)" in " ".join(err.split())
+    assert "--wait" in err
+
+
+def test_live_wait_keeps_retrying_and_says_so(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = _refusing_url()
+    args = ["live", "--run", str(run_dir), "--url", url, "--wait", "--duration", "4", "--out", str(tmp_path / "s")]
+    assert main(args) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"waiting for {url}: connection refused (attempt 1); retrying" in out
+    assert "attempt 2" in out
+    log = (tmp_path / "s" / "log.jsonl").read_text()
+    assert '"health": "waiting"' in log

@@ -58,12 +58,12 @@ MALFORMED_SAMPLES: tuple[tuple[str, str], ...] = (
     (
         "non_positive",
         '{"stream": "btcusdt@trade", "data": {"e": "trade", "E": 1, "s": "BTCUSDT", "t": 5, "p": "-1", '
-        '"q": "0.1", "T": 1, "m": true, "M": true}}',
+        '"q": "0.1", "T": 1723161255307, "m": true, "M": true}}',
     ),
     (
         "bad_field",
         '{"stream": "btcusdt@trade", "data": {"e": "trade", "E": 1, "s": "BTCUSDT", "t": "5", "p": "1", '
-        '"q": "0.1", "T": 1, "m": true, "M": true}}',
+        '"q": "0.1", "T": 1723161255307, "m": true, "M": true}}',
     ),
 )
 

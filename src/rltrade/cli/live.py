@@ -26,6 +26,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from rltrade.cli.app import app, console
@@ -65,6 +66,12 @@ def live_cmd(
     on_stale: Annotated[str, typer.Option(help="hold (no new positions) or flat, while data is stale.")] = "hold",
     checkpoint_every: Annotated[float, typer.Option(help="Seconds between checkpoints.")] = 10.0,
     which: Annotated[str, typer.Option(help="Agent checkpoint: best or last.")] = "best",
+    retries: Annotated[
+        int, typer.Option(min=1, help="Failed connection attempts before giving up (exit 2), until data flows.")
+    ] = 5,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Keep retrying a URL that refuses or stays silent, saying so each time.")
+    ] = False,
 ) -> None:
     """Paper-trade the run's agent on the live trade stream (see `rltrade live --help`)."""
     refuse_live_orders(live_orders, paper)
@@ -76,6 +83,7 @@ def live_cmd(
 
     from rltrade.data.market import load_market
     from rltrade.live.engine import EngineSettings, LiveEngine, wall_us
+    from rltrade.live.feed import FeedGaveUp
     from rltrade.live.journal import Journal
     from rltrade.live.policy import load_live_cnn, load_live_model
     from rltrade.live.state import load_state, save_state
@@ -124,9 +132,17 @@ def live_cmd(
         engine.on_fill.append(journal.fill)
         feed_stats: dict[str, Any] | None = None
         try:
-            feed_stats = asyncio.run(_session(engine, journal, url, dict(frames.symbols), duration))
+            feed_stats = asyncio.run(
+                _session(engine, journal, url, dict(frames.symbols), duration, retries=None if wait else retries)
+            )
         except KeyboardInterrupt:
             journal.event("stop", reason="interrupted")
+        except FeedGaveUp as exc:
+            journal.event("error", error=f"{type(exc).__name__}: {exc}")
+            raise UsageError(
+                f"cannot connect to {exc.url}: {exc.reason} ({exc.attempts} attempts); check --url and that "
+                "the server is up, or pass --wait to keep retrying"
+            ) from exc
         except Exception as exc:
             journal.event("error", error=f"{type(exc).__name__}: {exc}")
             raise
@@ -165,17 +181,23 @@ def _warm_start_us(frames: Any, start: str | None) -> int:
 
 
 async def _session(
-    engine: Any, journal: Any, url: str, symbols: dict[str, str], duration: float | None
+    engine: Any, journal: Any, url: str, symbols: dict[str, str], duration: float | None, *, retries: int | None
 ) -> dict[str, Any]:
-    """Run the feed into the engine (with the console) until ``duration`` passes or the feed ends."""
+    """Run the feed into the engine (with the console) until ``duration`` passes or the feed ends.
+
+    Before any data arrives, ``retries`` failed connections make the feed give up (``FeedGaveUp``); with
+    ``retries=None`` (``--wait``) it keeps trying and every failed attempt is printed and journaled.
+    """
     import dataclasses
 
     from rltrade.live.events import StreamStatus
     from rltrade.live.feed import LiveFeed, LiveFeedConfig
 
     backfill = _backfill(symbols) if url == DEFAULT_URL else None
-    feed = LiveFeed(LiveFeedConfig.model_validate({"url": url, "symbols": symbols}), backfill=backfill)
+    cfg = {"url": url, "symbols": symbols, "max_initial_failures": retries}
+    feed = LiveFeed(LiveFeedConfig.model_validate(cfg), backfill=backfill)
     started = time.monotonic()
+    reported_failures = 0
 
     async def logged() -> AsyncIterator[Any]:
         async for ev in feed.events():
@@ -190,6 +212,12 @@ async def _session(
                 if duration is not None and time.monotonic() - started >= duration:
                     break
                 await asyncio.wait({task}, timeout=0.25)
+                st = feed.stats
+                if not st.ever_connected and st.connect_failures > reported_failures:
+                    reported_failures = st.connect_failures
+                    line = f"waiting for {url}: {st.last_error} (attempt {st.connect_failures}); retrying"
+                    console.print(escape(line), highlight=False)
+                    journal.event("status", health="waiting", role=None, detail=line)
                 view.update(_view(engine, feed.stats, started))
         await feed.aclose()
         if not task.done():
@@ -230,10 +258,16 @@ def _view(engine: Any, feed_stats: Any, started: float) -> Table:
     )
     table.add_row("trades", f"{c.trades_processed:,} processed, {c.known_dropped} repeats, {c.late_dropped} late")
     health = "stale: " + ", ".join(sorted(engine.stale)) if engine.stale else "ok"
+    if feed_stats.connects == 0 or (feed_stats.connect_failures and not feed_stats.ever_connected):
+        link = f"NOT CONNECTED ({feed_stats.last_error or 'connecting'}, {feed_stats.connect_failures} failed)"
+    else:
+        link = "connected" if engine.connected else "DISCONNECTED"
     table.add_row(
         "stream",
-        f"{health}; {'connected' if engine.connected else 'DISCONNECTED'}; msgs {feed_stats.messages:,}, "
-        f"gaps {feed_stats.gaps}, reconnects {feed_stats.reconnects}, dups {feed_stats.duplicates}",
+        escape(
+            f"{health}; {link}; msgs {feed_stats.messages:,}, "
+            f"gaps {feed_stats.gaps}, reconnects {feed_stats.reconnects}, dups {feed_stats.duplicates}"
+        ),
     )
     for stage, s in engine.latency.summary().items():
         if s["n"]:

@@ -34,8 +34,10 @@ reconnect.
 Faults and policies
     - Disconnect / refused connect: reconnect after ``min(cap, base·2^n)·U(0.5, 1)`` seconds (``n``
       consecutive failures, ``U`` from a generator seeded by ``config.seed``); ``n`` resets once a
-      connection delivers a valid message. After ``max_connect_failures`` consecutive failures (if set)
-      :meth:`LiveFeed.events` raises :class:`FeedGaveUp`.
+      connection delivers a valid message. After ``max_connect_failures`` consecutive failures (if set), or
+      ``max_initial_failures`` before any connection delivered data (a wrong URL, nothing listening),
+      :meth:`LiveFeed.events` raises :class:`FeedGaveUp` saying why (``connection refused``...).
+      ``FeedStats.connect_failures`` / ``last_error`` show the current streak meanwhile.
     - Duplicates, reordering, late messages: the per-symbol :class:`~rltrade.live.sequencer.Sequencer`
       holds trades that arrive ahead of a missing id (at most ``reorder_window`` of them, at most
       ``reorder_hold_s`` seconds); a hole still open then is a gap. An id already delivered is a duplicate,
@@ -74,7 +76,7 @@ from rltrade.live.events import BookEvent, LiveEvent, StreamHealth, StreamStatus
 from rltrade.live.messages import MalformedMessage, MessageParser
 from rltrade.live.sequencer import Arrival, Gap, Sequencer
 
-__all__ = ["Backfill", "FeedGaveUp", "FeedStats", "LiveFeed", "LiveFeedConfig"]
+__all__ = ["Backfill", "FeedGaveUp", "FeedStats", "LiveFeed", "LiveFeedConfig", "describe_connect_error"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +86,32 @@ Backfill = Callable[[str, int, int], Awaitable[Sequence[TradeEvent]]]
 
 
 class FeedGaveUp(ConnectionError):
-    """``max_connect_failures`` consecutive connections failed or delivered nothing; the feed stopped."""
+    """Too many consecutive connections failed or delivered nothing; the feed stopped.
+
+    ``url``: the endpoint; ``attempts``: consecutive failed attempts; ``reason``: the last failure in words
+    (``"connection refused"``); ``ever_connected``: whether any connection delivered data before.
+    """
+
+    def __init__(self, message: str, *, url: str, attempts: int, reason: str, ever_connected: bool) -> None:
+        super().__init__(message)
+        self.url, self.attempts, self.reason, self.ever_connected = url, attempts, reason, ever_connected
+
+
+def describe_connect_error(e: BaseException) -> str:
+    """Say in words why a connection failed: ``connection refused``, ``name not resolved``, ``timed out``..."""
+    import socket
+
+    if isinstance(e, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(e, socket.gaierror):
+        return f"host name not resolved ({e.strerror or e})"
+    if isinstance(e, TimeoutError):
+        return "timed out"
+    if isinstance(e, websockets.InvalidStatus):
+        return f"the server answered HTTP {e.response.status_code}, not a websocket"
+    if isinstance(e, ConnectionResetError):
+        return "connection reset"
+    return f"{type(e).__name__}: {e}"
 
 
 class LiveFeedConfig(BaseModel):
@@ -104,6 +131,9 @@ class LiveFeedConfig(BaseModel):
     backoff_cap_s: float = Field(30.0, gt=0)
     max_connect_failures: int | None = Field(None, ge=1)
     """Give up (``FeedGaveUp``) after this many consecutive useless connections; ``None``: never."""
+    max_initial_failures: int | None = Field(None, ge=1)
+    """Give up after this many consecutive failures *before any connection delivered data* (a wrong URL,
+    nothing listening); once data has flowed only ``max_connect_failures`` applies. ``None``: never."""
     open_timeout_s: float = Field(10.0, gt=0)
     """Websocket opening handshake timeout."""
     reorder_window: int = Field(256, ge=1)
@@ -168,6 +198,12 @@ class FeedStats:
     queue_full_waits: int = 0
     """Times the feed found the output queue full and waited for the consumer."""
     queue_high_water: int = 0
+    connect_failures: int = 0
+    """Consecutive failed or useless connection attempts (0 once a connection delivers data)."""
+    last_error: str | None = None
+    """Why the last connection attempt failed or ended, in words (None before any failure)."""
+    ever_connected: bool = False
+    """Whether any connection delivered data."""
 
     def copy(self) -> FeedStats:
         """Return a copy whose ``malformed`` counter is not shared."""
@@ -272,15 +308,25 @@ class LiveFeed:
                     reason = await self._read(ws)
                 await self._emit(StreamStatus(StreamHealth.DISCONNECTED, None, reason, _now_us()))
             except (OSError, TimeoutError, websockets.WebSocketException) as e:
-                reason = f"{type(e).__name__}: {e}"
+                reason = describe_connect_error(e)
                 if self._stats.connects and self._got_data:
                     await self._emit(StreamStatus(StreamHealth.DISCONNECTED, None, reason, _now_us()))
             failures = 0 if self._got_data else failures + 1
-            logger.warning("live feed connection lost or refused (%s); %d consecutive failures", reason, failures)
-            if cfg.max_connect_failures is not None and failures >= cfg.max_connect_failures:
+            st = self._stats
+            st.ever_connected = st.ever_connected or self._got_data
+            st.connect_failures, st.last_error = failures, reason
+            logger.warning("live feed: %s: %s; %d consecutive failures", cfg.url, reason, failures)
+            limit = cfg.max_connect_failures
+            if not st.ever_connected and cfg.max_initial_failures is not None:
+                limit = cfg.max_initial_failures if limit is None else min(limit, cfg.max_initial_failures)
+            if limit is not None and failures >= limit:
                 raise FeedGaveUp(
-                    f"{failures} consecutive connections to {self.stream_url} failed or stayed silent "
-                    f"(last: {reason}); check the URL and the network, or raise max_connect_failures"
+                    f"cannot connect to {cfg.url}: {reason} ({failures} consecutive attempts failed or stayed "
+                    f"silent); check the URL and that the server is up",
+                    url=cfg.url,
+                    attempts=failures,
+                    reason=reason,
+                    ever_connected=st.ever_connected,
                 )
             last = self._last_data_s
             if last is None or loop.time() - last >= cfg.heartbeat_timeout_s:

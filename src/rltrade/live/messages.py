@@ -8,10 +8,13 @@ A combined-stream message is ``{"stream": "<symbol>@<kind>", "data": {...}}``. T
 ``<sym>@bookTicker``
     ``{"u": update id, "s": "ETHUSDT", "b": "bid", "B": "bid qty", "a": "ask", "A": "ask qty"}``.
 
-Decimals may be JSON strings (as Binance sends them) or numbers; they must be finite and positive. Ids and
-times must be JSON integers (``true`` is not one). A trade's ``s`` must match its stream's symbol; a book
-with ``bid > ask`` is rejected. Anything else raises :class:`MalformedMessage` whose ``reason`` (a
-:class:`MalformedReason`) the feed counts and whose message says which stream and field was wrong.
+Decimals may be JSON strings (as Binance sends them) or numbers; they must be finite, positive and at most
+``MAX_DECIMAL`` (1e15: a price of 1e308 would overflow every sum it enters). Ids and times must be JSON
+integers (``true`` is not one); ids fit the store's int64 (below 2**63) and trade times lie in
+``[2009-01-03, 2100-01-01)`` UTC. Values outside those ranges are ``out_of_range``. A trade's ``s`` must
+match its stream's symbol; a book with ``bid > ask`` is rejected. Anything else raises
+:class:`MalformedMessage` whose ``reason`` (a :class:`MalformedReason`) the feed counts and whose message
+says which stream and field was wrong.
 Parsing is pure: no clock is read (the receive time is passed in) and nothing is logged here.
 """
 
@@ -28,6 +31,14 @@ from rltrade.live.events import BookEvent, TradeEvent
 __all__ = ["MalformedMessage", "MalformedReason", "MessageParser"]
 
 _US_PER_MS: Final = 1_000
+MAX_ID: Final = 2**63 - 1
+"""Largest id: the store keeps ids as int64."""
+MIN_TIME_MS: Final = 1_230_940_800_000
+"""2009-01-03 UTC: no exchange trade is older."""
+MAX_TIME_MS: Final = 4_102_444_800_000
+"""2100-01-01 UTC (excluded): a later trade time is a corrupt field, not a trade."""
+MAX_DECIMAL: Final = 1e15
+"""Largest price or quantity accepted: products and sums of such values stay finite."""
 
 
 class MalformedReason(StrEnum):
@@ -44,6 +55,8 @@ class MalformedReason(StrEnum):
     """Wrong JSON type, unparseable or non-finite number, or an unexpected event type ``e``."""
     NON_POSITIVE = "non_positive"
     """A price or quantity ``<= 0``, or a negative id/time."""
+    OUT_OF_RANGE = "out_of_range"
+    """An id at or above 2**63, a trade time outside 2009..2099, a price or quantity above ``MAX_DECIMAL``."""
     SYMBOL_MISMATCH = "symbol_mismatch"
     CROSSED_BOOK = "crossed_book"
 
@@ -106,7 +119,7 @@ class MessageParser:
                 role=role,
                 symbol=symbol,
                 trade_id=_int(data, "t", stream, minimum=0),
-                time_us=_int(data, "T", stream, minimum=1) * _US_PER_MS,
+                time_us=_time_ms(data, "T", stream) * _US_PER_MS,
                 price=_positive(data, "p", stream),
                 qty=_positive(data, "q", stream),
                 side=-1 if buyer_maker else 1,
@@ -147,6 +160,18 @@ def _int(data: dict[str, Any], key: str, stream: str, *, minimum: int) -> int:
         raise MalformedMessage(MalformedReason.BAD_FIELD, f"{stream}: field {key!r} = {value!r}, not an integer")
     if value < minimum:
         raise MalformedMessage(MalformedReason.NON_POSITIVE, f"{stream}: field {key!r} = {value} < {minimum}")
+    if value > MAX_ID:
+        raise MalformedMessage(MalformedReason.OUT_OF_RANGE, f"{stream}: field {key!r} = {value} is above 2**63 - 1")
+    return value
+
+
+def _time_ms(data: dict[str, Any], key: str, stream: str) -> int:
+    value = _int(data, key, stream, minimum=1)
+    if not MIN_TIME_MS <= value < MAX_TIME_MS:
+        raise MalformedMessage(
+            MalformedReason.OUT_OF_RANGE,
+            f"{stream}: field {key!r} = {value} ms is outside 2009-01-03..2100-01-01 UTC",
+        )
     return value
 
 
@@ -163,4 +188,6 @@ def _positive(data: dict[str, Any], key: str, stream: str) -> float:
         raise MalformedMessage(MalformedReason.BAD_FIELD, f"{stream}: field {key!r} = {value!r} is not finite")
     if x <= 0.0:
         raise MalformedMessage(MalformedReason.NON_POSITIVE, f"{stream}: field {key!r} = {value!r} is not > 0")
+    if x > MAX_DECIMAL:
+        raise MalformedMessage(MalformedReason.OUT_OF_RANGE, f"{stream}: field {key!r} = {value!r} is above 1e15")
     return x

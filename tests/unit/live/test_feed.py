@@ -274,7 +274,8 @@ def test_gives_up_after_max_connect_failures() -> None:
         async with replay(trade_messages(synthetic_trades(5, seed=0))) as server:
             url = server.url
         feed = LiveFeed(_config(url, max_connect_failures=3))  # the server is gone: connections are refused
-        with pytest.raises(FeedGaveUp, match="3 consecutive"):
+        refused = r"cannot connect to ws://127\.0\.0\.1:\d+: connection refused \(3 consecutive"
+        with pytest.raises(FeedGaveUp, match=refused):
             async with feed, asyncio.timeout(TIMEOUT_S):
                 async for _ in feed.events():
                     pass
@@ -282,6 +283,26 @@ def test_gives_up_after_max_connect_failures() -> None:
 
     feed = asyncio.run(main())
     assert (feed.stats.connects, feed.stats.reconnects) == (0, 2)
+    assert (feed.stats.connect_failures, feed.stats.last_error, feed.stats.ever_connected) == (
+        3,
+        "connection refused",
+        False,
+    )
+
+
+def test_initial_limit_gives_up_before_any_data_only() -> None:
+    async def main() -> FeedGaveUp:
+        async with replay(trade_messages(synthetic_trades(5, seed=0))) as server:
+            url = server.url
+        feed = LiveFeed(_config(url, max_initial_failures=2))
+        with pytest.raises(FeedGaveUp) as info:
+            async with feed, asyncio.timeout(TIMEOUT_S):
+                async for _ in feed.events():
+                    pass
+        return info.value
+
+    err = asyncio.run(main())
+    assert (err.attempts, err.reason, err.ever_connected) == (2, "connection refused", False)
 
 
 def test_aclose_ends_the_iteration_cleanly(trades: list[TradeEvent]) -> None:

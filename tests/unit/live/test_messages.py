@@ -74,6 +74,14 @@ def test_streams_follow_symbols_and_book_flag() -> None:
         (_msg("ethusdt@bookTicker", {**BOOK, "b": "2700"}), MalformedReason.CROSSED_BOOK, "bid 2700"),
         (_msg("ethusdt@bookTicker", {**BOOK, "A": "0"}), MalformedReason.NON_POSITIVE, "'A'"),
         (_msg("ethusdt@bookTicker", {**BOOK, "u": 1.5}), MalformedReason.BAD_FIELD, "'u'"),
+        # Out of range (the audit's hostile fields): a trade in 2100, an id of 2**70, a price of 1e308.
+        (_msg("ethusdt@trade", {**TRADE, "T": 4_102_444_800_000}), MalformedReason.OUT_OF_RANGE, "'T'"),
+        (_msg("ethusdt@trade", {**TRADE, "T": 1_000_000_000_000}), MalformedReason.OUT_OF_RANGE, "'T'"),
+        (_msg("ethusdt@trade", {**TRADE, "t": 2**70}), MalformedReason.OUT_OF_RANGE, "'t'"),
+        (_msg("ethusdt@trade", {**TRADE, "t": 2**63}), MalformedReason.OUT_OF_RANGE, "'t'"),
+        (_msg("ethusdt@trade", {**TRADE, "p": "1e308"}), MalformedReason.OUT_OF_RANGE, "'p'"),
+        (_msg("ethusdt@trade", {**TRADE, "q": 1e16}), MalformedReason.OUT_OF_RANGE, "'q'"),
+        (_msg("ethusdt@bookTicker", {**BOOK, "u": 2**64}), MalformedReason.OUT_OF_RANGE, "'u'"),
     ],
 )
 def test_malformed_reason_and_location(raw: str | bytes, reason: MalformedReason, where: str) -> None:
@@ -127,3 +135,11 @@ def test_real_capture_lines_parse_to_the_recorded_trades() -> None:
     assert [t.price for t in trades] == csv["price"].to_list()
     assert [t.qty for t in trades] == csv["qty"].to_list()
     assert [t.side for t in trades] == [-1 if m else 1 for m in csv["is_buyer_maker"].to_list()]
+
+
+def test_range_limits_are_inclusive_where_real_values_live() -> None:
+    parser = MessageParser(SYMBOLS)
+    last_ms = 4_102_444_800_000 - 1
+    ev = parser.parse(_msg("ethusdt@trade", {**TRADE, "T": last_ms, "t": 2**63 - 1, "p": "1e15"}), 0)
+    assert isinstance(ev, TradeEvent)
+    assert (ev.time_us, ev.trade_id, ev.price) == (last_ms * 1000, 2**63 - 1, 1e15)
