@@ -7,6 +7,7 @@ validation problem with its dotted field path and the file it came from.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -554,6 +555,12 @@ def validation_error(where: object, exc: ValidationError) -> ConfigError:
     lines = [f"{where}: {exc.error_count()} problem(s):"]
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        value = err.get("input")
+        if isinstance(value, float) and not math.isfinite(value):
+            lines.append(
+                f"  {loc}: {value} is not finite; give a number"
+            )  # not "should be <= ...": NaN fails every bound
+            continue
         lines.append(f"  {loc}: {err['msg']}")
     return ConfigError("\n".join(lines))
 

@@ -47,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         code = exit_code_for(exc)
         if code == 1:
             err_console.print_exception(show_locals=False)
-        err_console.print(Text.assemble(("error: ", "bold red"), str(exc)), highlight=False)
+        from rltrade.cli.errors import cli_message
+
+        err_console.print(Text.assemble(("error: ", "bold red"), cli_message(exc)), highlight=False)
         return code
     return 0
 

@@ -33,7 +33,9 @@ config_app = typer.Typer(help="Configuration files.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
 # A pipe or a CI log is not a terminal: give tables room instead of rich's 80-column default.
-console = Console(width=None if sys.stdout.isatty() else 140, soft_wrap=not sys.stdout.isatty())
+# Markup is off: messages carry paths, ranges like "[low, high]" and user input, which rich would eat as
+# tags. Styled output passes rich Text (or markup=True on a literal).
+console = Console(width=None if sys.stdout.isatty() else 140, soft_wrap=not sys.stdout.isatty(), markup=False)
 # Errors and log records go to stderr, never wrapped: a path or a hint must stay copy-pasteable.
 err_console = Console(stderr=True, soft_wrap=True)
 

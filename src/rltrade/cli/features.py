@@ -7,6 +7,7 @@ from typing import Annotated
 import numpy as np
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from rltrade.cli.app import ConfigOpt, app, console, load, progress_bar
 from rltrade.cli.errors import UsageError
@@ -65,10 +66,10 @@ def lookahead_cmd(
     for col in ("block", "checks", "differing", "max |diff|", "verdict"):
         table.add_column(col, justify="left" if col in ("block", "verdict") else "right")
     for name, res in report.blocks.items():
-        verdict = "[green]causal[/]" if res.ok else "[bold red]LEAK[/]"
+        verdict = Text("causal", style="green") if res.ok else Text("LEAK", style="bold red")
         table.add_row(name, str(res.checked), str(res.differing), f"{res.max_abs_diff:.3g}", verdict)
     console.print(table)
     if not report.ok:
-        console.print(f"[bold red]look-ahead leak in: {', '.join(report.leaky())}")
+        console.print(Text(f"look-ahead leak in: {', '.join(report.leaky())}", style="bold red"))
         raise typer.Exit(4)
-    console.print("[green]zero differences: every block is causal")
+    console.print(Text("zero differences: every block is causal", style="green"))

@@ -26,7 +26,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.live import Live
-from rich.markup import escape
 from rich.table import Table
 
 from rltrade.cli.app import app, console
@@ -216,7 +215,7 @@ async def _session(
                 if not st.ever_connected and st.connect_failures > reported_failures:
                     reported_failures = st.connect_failures
                     line = f"waiting for {url}: {st.last_error} (attempt {st.connect_failures}); retrying"
-                    console.print(escape(line), highlight=False)
+                    console.print(line, highlight=False)
                     journal.event("status", health="waiting", role=None, detail=line)
                 view.update(_view(engine, feed.stats, started))
         await feed.aclose()
@@ -264,10 +263,8 @@ def _view(engine: Any, feed_stats: Any, started: float) -> Table:
         link = "connected" if engine.connected else "DISCONNECTED"
     table.add_row(
         "stream",
-        escape(
-            f"{health}; {link}; msgs {feed_stats.messages:,}, "
-            f"gaps {feed_stats.gaps}, reconnects {feed_stats.reconnects}, dups {feed_stats.duplicates}"
-        ),
+        f"{health}; {link}; msgs {feed_stats.messages:,}, "
+        f"gaps {feed_stats.gaps}, reconnects {feed_stats.reconnects}, dups {feed_stats.duplicates}",
     )
     for stage, s in engine.latency.summary().items():
         if s["n"]:

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from rltrade.cli.app import app, console, progress_bar
-from rltrade.cli.errors import UsageError
 
 
 @app.command("report")
@@ -18,8 +17,6 @@ def report_cmd(
 ) -> None:
     """Write one self-contained HTML file: candles with pivots, trades, equity, regimes, training curves, tables."""
     from rltrade.report.html import write_report
-    from rltrade.report.market import ReportDataError
-    from rltrade.training.bundle import BundleError
 
     with progress_bar() as bar:
         task = bar.add_task("report", total=7)
@@ -27,9 +24,7 @@ def report_cmd(
         def report(done: int, total: int, what: str) -> None:
             bar.update(task, completed=done, total=total, description=what)
 
-        try:
-            path = write_report(run_dir, out, progress=report)
-        except (BundleError, ReportDataError) as exc:
-            raise UsageError(str(exc)) from None
+        # A folder that is not a run (BundleError) or lacks what the report needs (ReportDataError): exit 3.
+        path = write_report(run_dir, out, progress=report)
     size_mb = path.stat().st_size / 1e6
     console.print(f"wrote {path} ({size_mb:.1f} MB, self-contained: open it in any browser, no network needed)")

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from rltrade.cli.app import ConfigOpt, app, console, progress_bar
 from rltrade.cli.data import print_report, print_summary
@@ -30,14 +31,14 @@ def run(
     if fresh and cfg.data.store.exists():
         shutil.rmtree(cfg.data.store)
     store = Store(cfg.data.store)
-    console.rule("[bold]1 · market data")
+    console.rule(Text("1 · market data", style="bold"))
     with progress_bar() as bar:
         task = bar.add_task("synthesising", total=None)
         summary = synthesize_to_store(
             cfg.data, store, progress=lambda d, t, w: bar.update(task, completed=d, total=t, description=w)
         )
     print_summary(summary)
-    console.rule("[bold]2 · resampling check (stored bars vs bars rebuilt from finer data)")
+    console.rule(Text("2 · resampling check (stored bars vs bars rebuilt from finer data)", style="bold"))
     table = Table()
     for col in ("symbol", "from", "to", "bars compared", "mismatched"):
         table.add_column(col, justify="right" if col in ("bars compared", "mismatched") else "left")
@@ -45,7 +46,7 @@ def run(
         for check in verify_resampling(store, exchange=cfg.data.exchange, symbol=symbol):
             table.add_row(symbol, check.src, check.dst.value, f"{check.compared:,}", str(check.mismatched))
     console.print(table)
-    console.rule("[bold]3 · data report")
+    console.rule(Text("3 · data report", style="bold"))
     print_report(data_report(store))
     console.print(f"store: {store.root.resolve()}")
     if not train:
@@ -54,7 +55,7 @@ def run(
     from rltrade.report.html import write_report
     from rltrade.training.evaluate import evaluate_bundle
 
-    console.rule("[bold]4 · training (demo preset: structured encoder, demo layout)")
+    console.rule(Text("4 · training (demo preset: structured encoder, demo layout)", style="bold"))
     if run_dir.exists():
         # Replace a previous demo run, but never delete a folder that is not a run folder.
         if not (run_dir / "manifest.json").exists() and any(run_dir.iterdir()):
@@ -63,9 +64,9 @@ def run(
             raise UsageError(f"{run_dir} exists and is not a run folder; pass another --run-dir")
         shutil.rmtree(run_dir)
     train_cmd(config=config, preset="demo", run_dir=run_dir, resume=None, steps=None)
-    console.rule("[bold]5 · backtest on the held-out test range, beside the baselines")
+    console.rule(Text("5 · backtest on the held-out test range, beside the baselines", style="bold"))
     print_evaluation(run_dir, evaluate_bundle(run_dir), "test range, PnL after costs")
-    console.rule("[bold]6 · report")
+    console.rule(Text("6 · report", style="bold"))
     with progress_bar() as bar:
         task = bar.add_task("report", total=None)
         report = write_report(run_dir, progress=lambda d, t, w: bar.update(task, completed=d, total=t, description=w))

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from rltrade.cli.app import ConfigOpt, app, console, progress_bar
 from rltrade.cli.errors import UsageError
@@ -81,7 +82,7 @@ def _run_with_bar(title: str, run: Any) -> Any:
 
 def _print_failures(failed: list[dict[str, Any]]) -> None:
     for f in failed:
-        console.print(f"[red]job {f['name']} failed:[/] {f['error']}", highlight=False)
+        console.print(Text.assemble((f"job {f['name']} failed:", "red"), f" {f['error']}"), highlight=False)
     if failed:
         raise typer.Exit(1)
 

@@ -243,7 +243,7 @@ def _split_header(data: bytes, source: str) -> _Text:
     header = tuple(f.lower().replace(" ", "_") for f in first)
     if n_total < 2:
         raise FileFormatError(
-            f"header {list(header)} and no data rows", file=source, hint="Re-download or regenerate the file"
+            f"header {_show(header)} and no data rows", file=source, hint="Re-download or regenerate the file"
         )
     end = data.find(b"\n", nl + 1)
     row = _fields(data[nl + 1 : end if end >= 0 else len(data)])
@@ -442,7 +442,7 @@ def _choose_layout(text: _Text, kind: FileKind | None, info: NameInfo, source: s
         matches = [(k, layout) for k, layout in _LAYOUTS if tuple(layout) == names]
         if not matches:
             raise FileFormatError(
-                f"header {list(text.header)} is not a known layout (wrong, missing or extra columns)",
+                f"header {_show(text.header)} is not a known layout (wrong, missing or extra columns)",
                 file=source,
                 line=1,
                 hint=f"Expected one of: {_layout_names(want)}",
@@ -462,7 +462,7 @@ def _choose_layout(text: _Text, kind: FileKind | None, info: NameInfo, source: s
         return fitting[0]
     if not fitting:
         raise FileFormatError(
-            f"the first line {list(text.first_row)} fits no headerless {want or 'known'} layout",
+            f"the first line {_show(text.first_row)} fits no headerless {want or 'known'} layout",
             file=source,
             line=1,
             hint=f"Expected one of: {_layout_names(want)}; or pass kind=",
@@ -473,6 +473,15 @@ def _choose_layout(text: _Text, kind: FileKind | None, info: NameInfo, source: s
         line=1,
         hint="Pass kind= explicitly",
     )
+
+
+def _show(values: Sequence[str], limit: int = 120) -> str:
+    """Show header or row cells in a message: at most ``limit`` characters; a binary file says so."""
+    text = repr(list(values))
+    printable = sum(ch.isprintable() and ch != "\ufffd" for ch in "".join(values))
+    if values and printable < 0.9 * max(1, len("".join(values))):
+        return f"of {len(''.join(values)):,} unreadable characters (a binary or compressed file, not text CSV?)"
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text):,} characters)"
 
 
 def _resolve_symbol(given: str | None, named: str | None, source: str) -> str:
@@ -536,6 +545,13 @@ def _import_one(
         bars, tf = bars_from_klines(raw, source=source, timeframe=timeframe, named=named)
         cleaned = clean_bars(bars, policy=policy, timeframe=tf, sources=(source,))
     else:
+        if timeframe is not None:
+            raise FileFormatError(
+                f"this is a {file_kind.value} file, which has no timeframe, but timeframe={timeframe.value!r} "
+                "was given",
+                file=source,
+                hint="Drop timeframe= for a trades file; bars are resampled from the stored trades",
+            )
         cleaned = clean_trades(trades_from_raw(raw, source=source), policy=policy, sources=(source,))
     return ImportResult(cleaned.frame, file_kind, sym, tf, pre.then(cleaned.report))
 
@@ -612,7 +628,7 @@ def _read_table(path: Path, layouts: Sequence[Layout], what: str) -> tuple[pl.Da
     if not matches:
         expected = "; ".join(",".join(layout) for layout in layouts)
         raise FileFormatError(
-            f"not a {what} file (header {list(text.header) if text.header else 'missing'})",
+            f"not a {what} file (header {_show(text.header) if text.header else 'missing'})",
             file=source,
             line=1,
             hint=f"Expected a header row, one of: {expected}",

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rltrade.config import SplitConfig
+from rltrade.data.store import iso
 
 
 class SplitError(ValueError):
@@ -149,7 +150,7 @@ def ensure_disjoint(evaluated: TimeRange, fitted: list[TimeRange], *, what: str)
     for f in fitted:
         if evaluated.overlaps(f):
             raise SplitError(
-                f"{what}: evaluation range [{evaluated.start_us}, {evaluated.end_us}) overlaps the fitted "
-                f"range [{f.start_us}, {f.end_us}). Results there would be a leak; "
+                f"{what}: evaluation range [{iso(evaluated.start_us)}, {iso(evaluated.end_us)}) overlaps the "
+                f"fitted range [{iso(f.start_us)}, {iso(f.end_us)}). Results there would be a leak; "
                 "evaluate on a later period."
             )

@@ -167,4 +167,4 @@ def test_cli_writes_the_report_and_maps_errors(run: Path, tmp_path: Path) -> Non
     out = tmp_path / "cli.html"
     assert main(["report", str(run), "--out", str(out)]) == 0
     assert out.stat().st_size > 1_000_000
-    assert main(["report", str(tmp_path / "nothing")]) == 2
+    assert main(["report", str(tmp_path / "nothing")]) == 3  # not a run folder: inconsistent, as elsewhere
