@@ -122,6 +122,13 @@ def import_to_store(
     policy: Policy = "strict" if strict else "repair"
     kinds = {sniff_kind(p) for p in paths}
     if FileKind.KLINES not in kinds:
+        if timeframe is not None:
+            raise FileFormatError(
+                f"this is a {'/'.join(sorted(k.value for k in kinds))} file, which has no timeframe, but "
+                f"timeframe={timeframe.value!r} was given",
+                file=", ".join(str(p) for p in paths),
+                hint="Drop timeframe= for a trades file; bars are resampled from the stored trades",
+            )
         return _stream_trades(paths, store, exchange=exchange, symbol=symbol, policy=policy, chunk_bytes=chunk_bytes)
     result = import_files(list(paths), symbol=symbol, timeframe=timeframe, policy=policy)
     key = DatasetKey(exchange, result.symbol, result.data_kind, result.timeframe)
