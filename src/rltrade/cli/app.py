@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import os
 import sys
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -15,6 +18,8 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     ProgressColumn,
+    Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -121,9 +126,79 @@ def config_show(config: ConfigOpt = None) -> None:
     console.print(render_commented_yaml(load(config)), markup=False, highlight=False)
 
 
-def progress_bar(*extra: ProgressColumn, transient: bool = True) -> Progress:
-    """Make the progress bar every long command shows: description, bar, done/total, elapsed, then ``extra``."""
-    return Progress(
+PLAIN_PROGRESS_EVERY_S = 30.0
+"""Seconds between plain progress lines when stdout is not a terminal (``RLTRADE_PROGRESS_EVERY_S`` overrides)."""
+
+
+class PlainLinesProgress(Progress):
+    """A rich progress bar that also prints plain lines when its console is not a terminal.
+
+    Into a pipe, a log file or CI, it prints one line per task every ``every_s`` seconds and when a task
+    completes. A line reads ``training: 1,200/15,000 (8.0 %) · 41.3/s · ETA 0:05:34 · elapsed 0:00:29 · <fields>``,
+    where the fields are the task's extra fields (e.g. the last validation the training reports). On a
+    terminal nothing changes: the bar redraws in place.
+    """
+
+    def __init__(self, *columns: ProgressColumn | str, every_s: float | None = None, **kwargs: Any) -> None:
+        """Make the bar; ``every_s`` defaults to ``RLTRADE_PROGRESS_EVERY_S`` or :data:`PLAIN_PROGRESS_EVERY_S`."""
+        super().__init__(*columns, **kwargs)
+        env = os.environ.get("RLTRADE_PROGRESS_EVERY_S")
+        self.every_s = every_s if every_s is not None else float(env) if env else PLAIN_PROGRESS_EVERY_S
+        self._plain = not self.console.is_terminal
+        self._last_line: dict[TaskID, float] = {}
+        self._done: set[TaskID] = set()
+
+    def update(self, task_id: TaskID, **kwargs: Any) -> None:
+        """Update the task as rich does; print a plain line when due."""
+        super().update(task_id, **kwargs)
+        self._maybe_line(task_id)
+
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
+        """Advance the task as rich does; print a plain line when due."""
+        super().advance(task_id, advance)
+        self._maybe_line(task_id)
+
+    def _maybe_line(self, task_id: TaskID) -> None:
+        if not self._plain or task_id in self._done:
+            return
+        with self._lock:
+            task = self._tasks[task_id]
+        now = time.monotonic()
+        last = self._last_line.setdefault(task_id, now)
+        finished = task.total is not None and task.completed >= task.total
+        if not finished and now - last < self.every_s:
+            return
+        self._last_line[task_id] = now
+        if finished:
+            self._done.add(task_id)
+        self.console.print(plain_progress_line(task), markup=False, highlight=False, soft_wrap=True)
+
+
+def plain_progress_line(task: Task) -> str:
+    """Say a rich task in plain text: ``description: done/total (pct) · rate/s · ETA · elapsed · fields``."""
+    parts = [f"{task.description}: {task.completed:,.0f}" + (f"/{task.total:,.0f}" if task.total else "")]
+    if task.total:
+        parts[0] += f" ({100 * task.completed / task.total:.1f} %)"
+    speed = task.finished_speed or task.speed
+    if speed:
+        parts.append(f"{speed:,.1f}/s")
+    remaining = task.time_remaining
+    if remaining is not None and not task.finished:
+        parts.append(f"ETA {dt.timedelta(seconds=round(remaining))}")
+    elapsed = task.finished_time if task.finished else task.elapsed
+    if elapsed is not None:
+        parts.append(f"elapsed {dt.timedelta(seconds=round(elapsed))}")
+    parts += [str(v) for v in task.fields.values() if str(v)]
+    return " · ".join(parts)
+
+
+def progress_bar(*extra: ProgressColumn, transient: bool = True, every_s: float | None = None) -> Progress:
+    """Make the progress bar every long command shows: description, bar, done/total, elapsed, then ``extra``.
+
+    When stdout is not a terminal it also prints a plain progress line every ``every_s`` seconds
+    (:class:`PlainLinesProgress`): a long run piped into a log is never silent until its end.
+    """
+    return PlainLinesProgress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -131,4 +206,5 @@ def progress_bar(*extra: ProgressColumn, transient: bool = True) -> Progress:
         *extra,
         console=console,
         transient=transient,
+        every_s=every_s,
     )
