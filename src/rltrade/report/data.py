@@ -148,6 +148,16 @@ def _optional_table(path: Path, title: str, hint: str, *, absent: str = "Not com
         return TableSection(None, f"Could not read {path.name}: {exc}")
 
 
+def _in_run(path: Path) -> str:
+    """``path`` as the report shows it: relative to the run folder (``cnn/metrics.json``), never absolute."""
+    return f"{path.parent.name}/{path.name}"
+
+
+def shown_run(run_dir: Path) -> str:
+    """Name the run folder in the report's hints: as given when relative, else ``RUN_DIR``."""
+    return str(run_dir) if not run_dir.is_absolute() else "RUN_DIR"
+
+
 def _cnn_section(path: Path) -> TableSection:
     if not path.exists():
         return TableSection(
@@ -156,7 +166,7 @@ def _cnn_section(path: Path) -> TableSection:
             f"were off. `{CNN_HINT}` trains per-timeframe CNNs when the layout has CNN blocks.",
         )
     try:
-        return TableSection(cnn_table(json.loads(path.read_text()), where=str(path)))
+        return TableSection(cnn_table(json.loads(path.read_text()), where=_in_run(path)))
     except (TableFormatError, json.JSONDecodeError) as exc:
         return TableSection(None, f"Could not read {path.name}: {exc}")
 
@@ -165,7 +175,7 @@ def _scorecard_section(path: Path, run: Path) -> TableSection:
     if not path.exists():
         return TableSection(None, f"Not computed — run `{SCORECARD_HINT.format(run=run)}`.")
     try:
-        return TableSection(scorecard_table(json.loads(path.read_text()), where=str(path)))
+        return TableSection(scorecard_table(json.loads(path.read_text()), where=_in_run(path)))
     except (TableFormatError, json.JSONDecodeError) as exc:
         return TableSection(None, f"Could not read {path.name}: {exc}")
 
@@ -173,7 +183,7 @@ def _scorecard_section(path: Path, run: Path) -> TableSection:
 def _summary(bundle: RunBundle, period: TimeRange, n_steps: int) -> tuple[tuple[str, str], ...]:
     m, cfg = bundle.manifest, bundle.config
     rows = [
-        ("run folder", str(bundle.root.resolve())),
+        ("run folder", bundle.root.resolve().name),  # a name, not a local path: the report is shared
         ("created", str(m.get("created", "?"))),
         ("git commit", str(m.get("git_commit", "unknown"))[:12]),
         ("rltrade", str(m.get("packages", {}).get("rltrade", "?"))),
@@ -251,7 +261,7 @@ def _market_panels(
     if not np.array_equal(per.time_us_T, steps["time_us"].to_numpy()):
         warnings.append(
             "eval/agent_steps.parquet does not match the evaluation period's decision clock; "
-            f"buy-and-hold is left out (rerun `{BACKTEST_HINT.format(run=bundle.root)}`)."
+            f"buy-and-hold is left out (rerun `{BACKTEST_HINT.format(run=shown_run(bundle.root))}`)."
         )
         return price, None
     return price, backtest_actions(per, buy_and_hold_actions(per), cfg.env, initial_equity=initial).equity_T
@@ -291,22 +301,24 @@ def collect(run_dir: Path, *, limits: Limits = Limits(), progress: Progress | No
         warnings=tuple(warnings),
         period=period,
         quote=quote,
-        metrics=metrics_table(raw_metrics, quote=quote, where=str(metrics_path)),
+        metrics=metrics_table(raw_metrics, quote=quote, where=_in_run(metrics_path)),
         equity=equity_view(steps, hold, max_points=limits.max_points, initial_equity=initial),
         trades=trade_marks(trades, max_trades=limits.max_trades),
         price=price,
         training=training,
         regimes=_optional_table(
-            run_dir / "eval" / "regimes.json", "Results per market regime", REGIMES_HINT.format(run=run_dir)
+            run_dir / "eval" / "regimes.json",
+            "Results per market regime",
+            REGIMES_HINT.format(run=shown_run(run_dir)),
         ),
         ablation=_optional_table(
             run_dir / "eval" / "ablation.json",
             "Ablation: one state block masked at a time",
-            ABLATION_HINT.format(run=run_dir),
+            ABLATION_HINT.format(run=shown_run(run_dir)),
         ),
         cnn=_cnn_section(run_dir / "cnn" / "metrics.json"),
         limits=limits,
-        scorecard=_scorecard_section(run_dir / "scorecard.json", run_dir),
+        scorecard=_scorecard_section(run_dir / "scorecard.json", Path(shown_run(run_dir))),
     )
     tick(5, "collected")
     return data

@@ -143,11 +143,12 @@ def table_from_json(raw: Any, *, title: str, where: str) -> Table:
 
 def load_table(path: Path, *, title: str) -> Table:
     """Read a table file (module docstring); :class:`TableFormatError` names the file when it is not one."""
+    where = f"{path.parent.name}/{path.name}"  # relative to the run folder: messages end up in a shared report
     try:
         raw = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise TableFormatError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    return table_from_json(raw, title=title, where=str(path))
+        raise TableFormatError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    return table_from_json(raw, title=title, where=where)
 
 
 def _pct(x: float) -> str:

@@ -97,12 +97,14 @@ def test_missing_inputs_are_reported_not_drawn(run: Path, tmp_path: Path) -> Non
     data = collect(copy, limits=SMALL)
     assert data.price is None and data.equity.hold_equity is None
     assert len(data.warnings) == 1 and "differs from what the run was trained on (eth/1m)" in data.warnings[0]
-    assert data.regimes.table is None and f"rltrade backtest --run {copy}" in data.regimes.message
+    # Hints name the run folder as given when relative; an absolute path is not written into a shared report.
+    assert data.regimes.table is None and "rltrade backtest --run RUN_DIR" in data.regimes.message
     assert data.ablation.table is None and "Could not read ablation.json" in data.ablation.message
     assert data.cnn.table is None and "No CNNs were trained in this run" in data.cnn.message
     assert data.training is None
-    assert data.scorecard.table is None and f"rltrade scorecard {copy}" in data.scorecard.message
+    assert data.scorecard.table is None and "rltrade scorecard RUN_DIR" in data.scorecard.message
     page = render(data)
+    assert str(tmp_path) not in page, "the report embeds a local path"
     assert "Not computed — run" in page and "No TensorBoard scalars" in page
     assert 'class="warning"' in page and page.count('class="plotly-graph-div"') == 1  # equity only
     (copy / "eval" / "agent_steps.parquet").unlink()
@@ -151,6 +153,8 @@ def test_the_page_is_self_contained_and_written_atomically(run: Path, tmp_path: 
     rest = page.replace(plotly_js[0], "")
     assert not re.search(r"https?://", rest), re.findall(r".{40}https?://.{40}", rest)[:3]
     assert len(re.findall(r'class="plotly-graph-div"', page)) == 3
+    # Shared as one file: no local path of the run (absolute or its temporary parents) is embedded.
+    assert str(run.resolve().parent) not in rest and str(tmp_path) not in rest
 
 
 def test_a_folder_that_is_not_a_run_is_refused(tmp_path: Path) -> None:
