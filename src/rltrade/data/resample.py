@@ -17,11 +17,11 @@ Missing source bars (exchange outages, a series starting mid-hour) are never tre
 ``resample_bars_with_report`` counts every incomplete output bar and every source bar it drops, and
 ``resample_bars`` logs that count.
 
-How: rows are sorted, so every bar is one contiguous run of rows, and ``np.ufunc.reduceat`` reduces all
-runs in one call, with no group-by hashing and no per-row Python. ``trades_to_bars`` works on chunks of
-about 65k rows cut between bars (each chunk and its temporaries fit a core's cache) and spreads them
-over a few threads, since numpy releases the GIL inside its loops; a bar never spans two chunks, so the
-result is the same bit for bit whatever the thread count.
+How: ``trades_to_bars`` makes one compiled pass over the trades (``resample_kernel.reduce_trades``,
+numba), checking each trade and updating its bar's every column, on chunks of about 65k rows cut
+between bars and spread over a few threads (the kernel runs without the GIL); a bar never spans two
+chunks, so the result is the same bit for bit whatever the thread count. ``resample_bars`` uses
+``np.ufunc.reduceat`` over the contiguous runs of sorted source bars.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from typing import Final, NamedTuple, Protocol
 import numpy as np
 import polars as pl
 
+from rltrade.data.resample_kernel import reduce_trades
 from rltrade.data.schema import BAR_SCHEMA, TRADE_SCHEMA, SchemaError, conform
 from rltrade.types import Timeframe
 
@@ -151,17 +152,10 @@ def trades_to_bars(
     out = _BarColumns.empty(n_bars)
 
     def task(a: int, b: int) -> None:
-        ok = _rows_look_valid(cols, a, b)
-        if ok and lo <= a and b <= hi:
-            ok = _aggregate_rows(cols, a, b, tf_us, first_bar, out)
-        elif ok:
-            price = cols.price_N[a:b]
-            ok = bool(price.min() > 0 and price.max() < np.inf and cols.qty_N[a:b].max() < np.inf)
-        if not ok:
+        if reduce_trades(*cols, a, b, tf_us, first_bar, *out):
             _raise_first_bad_row(cols, a, b)
 
-    # lo, hi and the chunk cuts assume sorted rows; every row is checked before its chunk is used,
-    # and a chunk that a broken order would place outside the range is not written (see _aggregate_rows).
+    # The chunk cuts assume sorted rows; every row is checked, and a bar outside the range is never written.
     if n_threads is not None and n_threads < 1:
         raise ValueError(f"n_threads must be >= 1, got {n_threads}")
     _map_chunks(task, _chunks(cols.ts_N, lo, hi, tf_us), n_threads or _workers(n))
@@ -253,7 +247,7 @@ def _chunks(ts_N: np.ndarray, lo: int, hi: int, tf_us: int) -> list[tuple[int, i
 
 
 def _map_chunks(task: Callable[[int, int], None], chunks: list[tuple[int, int]], workers: int) -> None:
-    """Run ``task(a, b)`` on each chunk; numpy releases the GIL inside its loops, so threads overlap.
+    """Run ``task(a, b)`` on each chunk; the compiled kernel releases the GIL, so threads overlap.
 
     Exceptions surface in chunk order, so the first bad row is the one reported.
     """
@@ -264,26 +258,6 @@ def _map_chunks(task: Callable[[int, int], None], chunks: list[tuple[int, int]],
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for _ in pool.map(task, *zip(*chunks, strict=True)):
             pass
-
-
-def _rows_look_valid(cols: _TradeArrays, a: int, b: int) -> bool:
-    """Cheap whole-chunk test of rows [a, b) (row a also against a-1): sorted, side ±1, qty > 0.
-
-    Price finiteness and positivity are read off the bars' high/low (see ``_aggregate_rows``), which
-    saves two passes over the prices. False only means "look closer": see ``_raise_first_bad_row``.
-    """
-    a0 = max(a - 1, 0)
-    ts, ids, side = cols.ts_N[a0:b], cols.id_N[a0:b], cols.side_N[a:b]
-    return bool(
-        cols.qty_N[a:b].min() > 0  # NaN fails too
-        and side.min() >= -1
-        and side.max() <= 1
-        and np.count_nonzero(side) == len(side)
-        and np.all(ts[1:] >= ts[:-1])
-        # time-sorted with increasing ids is sorted by (ts_us, trade_id) without duplicates; ids that
-        # are not increasing are fine as long as each timestamp's ids are, which the slow path checks
-        and (np.all(ids[1:] > ids[:-1]) or _first_out_of_order(ts, ids) < 0)
-    )
 
 
 def _first_out_of_order(ts: np.ndarray, ids: np.ndarray) -> int:
@@ -320,45 +294,6 @@ def _raise_first_bad_row(cols: _TradeArrays, a: int, b: int) -> None:
         raise ResampleError(f"trades: row {row} has side={int(side[row - a])}; side must be +1 (buy) or -1 (sell)")
     value = float((price if rule == "price" else qty)[row - a])
     raise ResampleError(f"trades: row {row} has {rule}={value!r}; it must be finite and > 0")
-
-
-def _aggregate_rows(cols: _TradeArrays, a: int, b: int, tf_us: int, first_bar: int, out: _BarColumns) -> bool:
-    """Reduce the trades in rows [a, b), which hold whole bars, into their bars of ``out``.
-
-    Returns whether every price was finite and > 0 and every qty finite (read off the bars).
-    """
-    ts, price, qty = cols.ts_N[a:b], cols.price_N[a:b], cols.qty_N[a:b]
-    bar0, bar1 = int(ts[0]) // tf_us, int(ts[-1]) // tf_us
-    if bar0 < first_bar or bar1 - first_bar >= len(out.count_T):
-        return True  # only reachable with unsorted rows, which another chunk's check reports
-    # Sorted trades: each bar is one contiguous run, found by searching the bar edges (no group-by,
-    # no per-trade division); reduceat then reduces every run in one call.
-    edges = np.empty(bar1 - bar0 + 1, dtype=np.int64)
-    edges[0] = 0
-    edges[1:] = np.searchsorted(ts, np.arange(bar0 + 1, bar1 + 1) * tf_us, side="left")
-    counts = np.diff(edges, append=len(ts))
-    bars: slice | np.ndarray = slice(bar0 - first_bar, bar1 - first_bar + 1)
-    st = edges
-    if not counts.all():  # some bars without trades: address the others one by one
-        has = np.flatnonzero(counts)
-        st, counts, bars = edges[has], counts[has], has + (bar0 - first_bar)
-    out.open_T[bars] = price.take(st)
-    out.close_T[bars] = price.take(st + counts - 1)
-    # Positive finite doubles order like their IEEE-754 bit patterns read as int64, and the integer
-    # max/min loops are ~1.7x faster than the float ones (no NaN handling). Any NaN, inf, zero or
-    # negative price still lands in high or low as a non-finite or non-positive value: checked below.
-    bits = price.view(np.int64)
-    high = out.high_T[bars] = np.maximum.reduceat(bits, st).view(np.float64)
-    low = out.low_T[bars] = np.minimum.reduceat(bits, st).view(np.float64)
-    volume = out.volume_T[bars] = np.add.reduceat(qty, st)
-    with np.errstate(invalid="ignore", over="ignore"):  # bad values are reported from the result below
-        tmp = price * qty
-        out.quote_T[bars] = np.add.reduceat(tmp, st)
-        np.multiply(qty, cols.side_N[a:b] > 0, out=tmp)
-        out.taker_T[bars] = np.add.reduceat(tmp, st)
-    out.count_T[bars] = counts
-    # a non-finite qty makes its bar's volume non-finite
-    return bool(np.isfinite(high).all() and low.min() > 0 and np.isfinite(volume).all())
 
 
 def resample_bars(bars: pl.DataFrame, src: Timeframe, dst: Timeframe, *, complete_only: bool = True) -> pl.DataFrame:
