@@ -18,7 +18,7 @@ from rltrade.config import Config
 from rltrade.data.splits import SplitError, TimeRange
 from rltrade.training.bundle import open_bundle
 from rltrade.training.evaluate import evaluate_run
-from rltrade.training.loop import train
+from rltrade.training.loop import TrainResult, train
 from rltrade.training.presets import load_with_preset
 
 TINY: dict[str, Any] = {
@@ -45,20 +45,23 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_same_seed_same_run(tmp_path: Path) -> None:
-    cfg = tiny()
-    r1 = train(cfg, tmp_path / "a", log=lambda _: None)
-    r2 = train(cfg, tmp_path / "b", log=lambda _: None)
-    assert r1.updates == r2.updates > 0
-    assert r1.best_validation == r2.best_validation
-    assert _same(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
-    train(tiny(seed=1), tmp_path / "c", log=lambda _: None)
-    assert not _same(_weights(tmp_path / "a"), _weights(tmp_path / "c"))
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
+    """One uninterrupted run of :func:`tiny`, shared by the same-seed and kill -9 tests (read-only to them)."""
+    return train(tiny(), tmp_path_factory.mktemp("reference") / "run", log=lambda _: None)
 
 
-def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+def test_same_seed_same_run(tmp_path: Path, reference: TrainResult) -> None:
+    again = train(tiny(), tmp_path / "again", log=lambda _: None)
+    assert reference.updates == again.updates > 0
+    assert reference.best_validation == again.best_validation
+    assert _same(_weights(reference.run_dir), _weights(tmp_path / "again"))
+    train(tiny(seed=1), tmp_path / "other", log=lambda _: None)
+    assert not _same(_weights(reference.run_dir), _weights(tmp_path / "other"))
+
+
+def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path: Path, reference: TrainResult) -> None:
     cfg = tiny()
-    reference = train(cfg, tmp_path / "ref", log=lambda _: None)
     cfg_path = tmp_path / "cfg.json"
     cfg_path.write_text(cfg.model_dump_json())
     run = tmp_path / "crash"
@@ -82,7 +85,7 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     assert 80 <= killed_at < 240
     resumed = train(cfg, run, resume=True, log=lambda _: None)
     assert resumed.steps == reference.steps and resumed.updates == reference.updates
-    assert _same(_weights(run), _weights(tmp_path / "ref"))
+    assert _same(_weights(run), _weights(reference.run_dir))
     best = json.loads((run / "best_validation.json").read_text())
     assert best["total_return"] == reference.best_validation["total_return"]  # type: ignore[index]
 
