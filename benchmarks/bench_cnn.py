@@ -22,7 +22,7 @@ import polars as pl
 import torch
 
 from benchmarks._util import quick_parser, report_ratio, time_median
-from rltrade.config import DataConfig, FeaturesConfig, LayoutConfig, SyntheticConfig
+from rltrade.config import CnnConfig, DataConfig, FeaturesConfig, LayoutConfig, SyntheticConfig
 from rltrade.data.market import load_market
 from rltrade.data.splits import TimeRange
 from rltrade.features.layout import CNN_TIMEFRAMES, build_layout
@@ -30,7 +30,6 @@ from rltrade.features.state_stream import StreamingStateBuilder
 from rltrade.models.bridge import StreamingCnnBridge, compute_rows, run_cnn
 from rltrade.models.cnn import CnnShape, build_cnn
 from rltrade.models.dataset import build_timeframe_data
-from rltrade.models.settings import CnnConfig
 from rltrade.models.train import FitInfo, TrainedCnn
 from rltrade.types import US_PER_DAY, Timeframe
 

@@ -17,11 +17,10 @@ import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from benchmarks._util import quick_parser, report_ratio, time_interleaved
-from rltrade.config import DataConfig, FeaturesConfig, LayoutConfig, SyntheticConfig
+from rltrade.config import DataConfig, EnvConfig, FeaturesConfig, LayoutConfig, SyntheticConfig
 from rltrade.data.market import load_market
 from rltrade.data.splits import TimeRange
 from rltrade.env.prices import build_period
-from rltrade.env.settings import EnvConfig
 from rltrade.env.trading_env import TradingEnv
 from rltrade.env.vector_env import VectorTradingEnv
 from rltrade.features.layout import build_layout

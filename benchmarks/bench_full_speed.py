@@ -41,7 +41,7 @@ from rltrade.config import Config
 from rltrade.env.vector_env import VectorTradingEnv
 from rltrade.features.account import ACCOUNT_DIM
 from rltrade.features.clock import ClockStateSource
-from rltrade.training.loop import Prepared, block_specs, prepare
+from rltrade.training.pipeline import Prepared, block_specs, prepare
 from rltrade.training.presets import deep_merge, load_with_preset
 
 BATCH = 128

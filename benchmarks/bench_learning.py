@@ -41,8 +41,11 @@ from rltrade.config import Config
 from rltrade.data.synthetic import SignalTruth
 from rltrade.training.backtest import backtest_actions, backtest_policy
 from rltrade.training.baselines import buy_and_hold_actions, flat_actions, momentum_actions
-from rltrade.training.loop import Prepared, evaluate, load_learner, train
+from rltrade.training.bundle import load_learner
+from rltrade.training.evaluate import backtest_learner
+from rltrade.training.loop import train
 from rltrade.training.oracle import expected_move_oracle_actions
+from rltrade.training.pipeline import Prepared
 from rltrade.training.presets import deep_merge, load_with_preset
 
 
@@ -94,7 +97,7 @@ def run_agent(
 
     def on_eval(step: int, learner: DQNLearner, prep: Prepared) -> None:
         e0 = time.perf_counter()
-        ret = float(evaluate(learner, prep, prep.test_period, cfg).metrics["total_return"])
+        ret = float(backtest_learner(learner, prep, prep.test_period).metrics["total_return"])
         # The benchmark's own test backtests are not training time: the curve's clock leaves them out.
         curve.points.append((e0 - t0 - seen["eval_s"], step * cfg.train.n_envs, ret))
         seen["eval_s"] += time.perf_counter() - e0
@@ -104,7 +107,7 @@ def run_agent(
     train(cfg, run_dir, log=lambda _: None, on_eval=on_eval)
     prep: Prepared = seen["prep"]
     learner = load_learner(run_dir, prep.layout, cfg, which="best")
-    test = evaluate(learner, prep, prep.test_period, cfg).metrics
+    test = backtest_learner(learner, prep, prep.test_period).metrics
     return (
         {"total_return": float(test["total_return"]), "n_trades": float(test["n_trades"])},
         curve,
@@ -118,7 +121,7 @@ def run_sb3(cfg: Config, agent_run: Path, wall_cap_s: float, eval_every: int) ->
     from stable_baselines3.common.callbacks import BaseCallback
 
     from rltrade.env.trading_env import TradingEnv
-    from rltrade.training.loop import prepare
+    from rltrade.training.pipeline import prepare
 
     prep = prepare(cfg, cnn_dir=agent_run / "cnn")  # the agent run's CNNs: the same state
     env = TradingEnv(prep.builder, prep.train_period, cfg.env, cfg.reward)

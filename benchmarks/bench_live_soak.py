@@ -44,6 +44,7 @@ import numpy as np
 import psutil
 import torch
 
+from rltrade.data.atomic import write_json_atomic
 from rltrade.data.market import MarketFrames, load_market
 from rltrade.features.layout import build_layout
 from rltrade.features.market_features import build_market_features
@@ -52,7 +53,6 @@ from rltrade.features.state_stream import seed_from_frames
 from rltrade.live.engine import Decision, EngineSettings, LiveEngine, wall_us
 from rltrade.live.feed import LiveFeed, LiveFeedConfig
 from rltrade.live.latency import LatencyHistogram
-from rltrade.training.bundle import write_json_atomic
 from tests.support.live_market import trade_events
 from tests.support.ws_replay_server import (
     MALFORMED_SAMPLES,
@@ -205,7 +205,8 @@ def _synthetic(quick: bool) -> tuple[Any, MarketFrames, Any, Any, Any, int]:
     from rltrade.data.splits import TimeRange
     from rltrade.features.account import ACCOUNT_DIM
     from rltrade.features.market_features import fit_feature_stats
-    from rltrade.training.loop import block_specs, greedy_policy
+    from rltrade.training.bundle import greedy_policy
+    from rltrade.training.pipeline import block_specs
     from rltrade.training.presets import load_with_preset
 
     days = {"history_days": 12, "tick_days": 0.03 if quick else 0.25}

@@ -35,8 +35,8 @@ from rltrade.env.prices import PeriodData, execution_prices
 from rltrade.features.clock import DecisionClock
 from rltrade.training.backtest import backtest_actions
 from rltrade.training.baselines import buy_and_hold_actions, threshold_oracle_actions
-from rltrade.training.loop import decision_span
 from rltrade.training.oracle import expected_move_oracle_actions, oracle_actions
+from rltrade.training.pipeline import decision_span
 from rltrade.training.presets import load_with_preset
 from rltrade.types import Timeframe
 

@@ -9,12 +9,16 @@ from __future__ import annotations
 import datetime as dt
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, NamedTuple, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rltrade.types import Timeframe
+from rltrade.types import US_PER_SECOND, Timeframe
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 
 class _Frozen(BaseModel):
@@ -131,11 +135,26 @@ class SplitConfig(_Frozen):
     walk_forward_folds: Annotated[int, Field(ge=1, le=100)] = 4
     """Number of rolling train/test folds for ``rltrade walkforward``."""
 
+    @property
+    def purge_us(self) -> int:
+        """``purge_s`` in µs."""
+        return self.purge_s * US_PER_SECOND
+
+    @property
+    def embargo_us(self) -> int:
+        """``embargo_s`` in µs."""
+        return self.embargo_s * US_PER_SECOND
+
     @model_validator(mode="after")
     def _fractions(self) -> SplitConfig:
         if self.train + self.validation >= 1.0:
             raise ValueError(f"train + validation must leave room for test (got {self.train} + {self.validation} ≥ 1)")
         return self
+
+
+LayoutName = Literal["full", "demo", "basic"]
+"""The state layouts ``features.layout.name`` picks from (the CLI lists these)."""
+LAYOUT_NAMES: tuple[str, ...] = get_args(LayoutName)
 
 
 class LayoutConfig(_Frozen):
@@ -145,7 +164,7 @@ class LayoutConfig(_Frozen):
     ``basic``: the ~100-feature baseline state); the other fields override the preset's sizes.
     """
 
-    name: Literal["full", "demo", "basic"] = "full"
+    name: LayoutName = "full"
     """Preset layout: ``full`` (SPEC §2.4), ``demo`` (small windows), ``basic`` (~100 features)."""
     bar_window: Annotated[int | None, Field(ge=2, le=2000)] = None
     """Bars per timeframe window (preset: 300 full, 48 demo)."""
@@ -211,6 +230,31 @@ REAL_ETH_HALF_SPREAD_BPS = 0.0187
 spread of 0.01 USDT at ~2,680 USDT). ``tests/unit/env/test_fills.py`` re-measures it."""
 
 
+BPS: Final = 1e-4
+"""One basis point as a fraction."""
+
+_Q = TypeVar("_Q", float, "npt.NDArray[np.float64]")
+
+
+def trade_cost_fraction(q: _Q, taker_fee: float, half_spread_bps: float, impact_bps: float) -> _Q:
+    """Fraction of equity paid for trading ``q`` times equity: ``q · (taker_fee + (half_spread_bps + impact_bps · q)
+    · 1e-4)`` (fee, half-spread and linear impact; :mod:`rltrade.env.fills`). The one home of the cost formula."""
+    return q * (taker_fee + (half_spread_bps + impact_bps * q) * BPS)
+
+
+class TradingTerms(NamedTuple):
+    """The env settings two runs must share for their backtests to be comparable: clock, fills and every cost."""
+
+    step: Timeframe
+    latency_ms: float
+    taker_fee: float
+    half_spread_bps: float
+    impact_bps: float
+    position_fraction: float
+    borrow_annual_rate: float
+    funding_file: Path | None
+
+
 class EnvConfig(_Frozen):
     """Market mechanics of the trading environment and the backtest (SPEC §2.5)."""
 
@@ -246,10 +290,15 @@ class EnvConfig(_Frozen):
     def latency_us(self) -> int:
         return max(1, round(self.latency_ms * 1000.0))
 
+    @property
+    def terms(self) -> TradingTerms:
+        """The clock, fill and cost settings (:class:`TradingTerms`)."""
+        return TradingTerms(*(getattr(self, name) for name in TradingTerms._fields))
+
     @model_validator(mode="after")
     def _costs_below_equity(self) -> EnvConfig:
         worst = 2 * self.position_fraction
-        cost = worst * (self.taker_fee + (self.half_spread_bps + self.impact_bps * worst) * 1e-4)
+        cost = trade_cost_fraction(worst, self.taker_fee, self.half_spread_bps, self.impact_bps)
         if cost >= 0.5:
             raise ValueError(
                 f"a full reversal would cost {cost:.0%} of equity (fee, spread and impact at position_fraction "
@@ -312,8 +361,9 @@ class RewardConfig(_Frozen):
 class AgentConfig(_Frozen):
     """Everything that defines the DQN agent: network, targets, optimiser, replay and exploration."""
 
-    seed: int = 0
-    """Seed of the learner's torch generators (initialisation, noise, exploration)."""
+    seed: Annotated[int | None, Field(ge=0)] = None
+    """Seed of the learner's torch generators (initialisation, noise, exploration); ``null`` (the default): the
+    top-level ``seed``, like every other stage (:attr:`Config.learner_config`)."""
     network: Literal["flat", "structured"] = "flat"
     """``flat``: the original design's MLP on the whole observation; ``structured``: per-block
     encoders over the tick and bar windows (needs the state layout), far cheaper on a CPU."""
@@ -529,6 +579,11 @@ class Config(_Frozen):
     """The DQN: network, targets, optimiser, replay, exploration."""
     train: TrainConfig = TrainConfig()
     """The training loop: length, parallel episodes, evaluation and checkpoints."""
+
+    @property
+    def learner_config(self) -> AgentConfig:
+        """The ``agent`` section with its seed resolved: ``agent.seed`` when set, else the top-level ``seed``."""
+        return self.agent if self.agent.seed is not None else self.agent.model_copy(update={"seed": self.seed})
 
 
 class ConfigError(ValueError):

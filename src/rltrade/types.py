@@ -23,6 +23,11 @@ US_PER_HOUR: Final = 60 * US_PER_MINUTE
 US_PER_DAY: Final = 24 * US_PER_HOUR
 
 
+def ceil_to_grid(t: int, step: int) -> int:
+    """Return the smallest multiple of ``step`` at or after ``t`` (integer µs; ``t // step * step`` floors)."""
+    return -(-t // step) * step
+
+
 class TimeframeError(ValueError):
     """A timeframe name rltrade does not handle."""
 

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rltrade.config import EnvConfig, RewardConfig
 from rltrade.env.fills import CostModel
 from rltrade.env.reward import compute_reward
-from rltrade.env.settings import EnvConfig, RewardConfig
 from rltrade.env.trading_env import EpisodeBatch
 from rltrade.training.backtest import backtest_actions
 from tests.unit.env.market_cases import period_from_prices, small_setup

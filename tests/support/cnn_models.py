@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from functools import cache
 
-from rltrade.config import DataConfig, FeaturesConfig, SyntheticConfig
+from rltrade.config import CnnConfig, DataConfig, FeaturesConfig, SyntheticConfig
 from rltrade.data.market import MarketFrames, load_market
 from rltrade.data.splits import TimeRange
 from rltrade.features.layout import CNN_TIMEFRAMES
 from rltrade.models.dataset import TimeframeData, build_timeframe_data
-from rltrade.models.settings import CnnConfig
 from rltrade.models.train import TrainedCnn, fit_cnn
 from rltrade.types import US_PER_DAY, US_PER_MINUTE, Timeframe
 

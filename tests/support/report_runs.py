@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 
 from rltrade.config import Config
+from rltrade.data.atomic import write_json_atomic
 from rltrade.training.backtest import backtest_actions
 from rltrade.training.baselines import buy_and_hold_actions, flat_actions, momentum_actions
-from rltrade.training.bundle import create_bundle, write_json_atomic
-from rltrade.training.loop import prepare
+from rltrade.training.bundle import create_bundle
+from rltrade.training.pipeline import prepare
 from rltrade.training.presets import deep_merge, load_with_preset
 
 TINY_MARKET: dict[str, Any] = {

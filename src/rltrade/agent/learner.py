@@ -17,7 +17,9 @@ Glossary of one ``update`` (Rainbow's learner, Hessel et al. 2018, without its l
 ``update`` returns the metrics and the new per-sample |TD error| (C51: the cross-entropy), which the
 caller hands to ``PrioritizedReplay.update_priorities``. All randomness (initialisation, noise,
 exploration) comes from ``torch.Generator``s derived from ``LearnerConfig.seed``; torch's global RNG is
-never used, and every op runs under ``torch.use_deterministic_algorithms(True)``.
+never used. On a CPU with a fixed thread count (``train.torch_threads``) the same seed gives the same
+updates bit for bit; the learner does not turn on ``torch.use_deterministic_algorithms`` itself (its
+tests do, to prove no op it uses is nondeterministic).
 
 Device (:func:`resolve_device`): the networks live on ``device``; on a GPU each batch of states goes
 through one pinned host buffer and a non-blocking copy, so the transfer overlaps the next kernel
@@ -30,13 +32,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import Annotated, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import Tensor
 
 from rltrade.agent.batches import ReplaySample, StateSource
@@ -44,9 +45,6 @@ from rltrade.agent.encoder import BlockSpec, structured_q_network
 from rltrade.agent.networks import QNetwork, flat_q_network
 from rltrade.agent.schedules import epsilon_schedule
 from rltrade.config import AgentConfig
-
-PositiveInt = Annotated[int, Field(ge=1)]
-
 
 # The agent's config lives with every other stage's in rltrade.config (the ``agent`` section).
 LearnerConfig = AgentConfig
@@ -197,7 +195,7 @@ class DQNLearner:
         self.mixed_precision = bool(mixed_precision)
         """Forward passes under ``torch.autocast`` in bfloat16 (see the module docstring)."""
         self._staging: Tensor | None = None  # pinned host buffer of the state batch (GPU only)
-        init_seed, learn_seed, act_seed = _derived_seeds(config.seed, 3)
+        init_seed, learn_seed, act_seed = _derived_seeds(config.seed or 0, 3)  # unset: seed 0
         init_gen = torch.Generator(self.device).manual_seed(init_seed)
         self.learn_generator = torch.Generator(self.device).manual_seed(learn_seed)
         """Draws the noisy layers' noise for updates."""

@@ -26,6 +26,7 @@ import numpy.typing as npt
 import torch
 
 from rltrade.agent.batches import Transitions
+from rltrade.features.account import StepRecord
 
 _NO_STEP = -1  # "no previous next-state" marker for the continuity check
 
@@ -65,6 +66,10 @@ class NStepAccumulator:
         """Drop every pending step (e.g. when the environments are reset from outside)."""
         self._count_E[:] = 0
         self._expected_t_idx_E[:] = _NO_STEP
+
+    def add(self, record: StepRecord, *, mask_E: npt.ArrayLike | None = None) -> Transitions:
+        """Record one vectorised env step (:class:`~rltrade.features.account.StepRecord`); see :meth:`step`."""
+        return self.step(*record, mask_E=mask_E)
 
     def step(
         self,

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from rltrade.cli.app import ConfigOpt, app, console, load, progress_bar
 from rltrade.cli.errors import UsageError
-from rltrade.config import ConfigError, read_yaml_mapping, validation_error
+from rltrade.config import CnnConfig, ConfigError, read_yaml_mapping, validation_error
 from rltrade.data.market import load_market
 from rltrade.data.splits import TimeRange, split_span
 from rltrade.models.dataset import CnnDataError, build_timeframe_data
@@ -21,7 +21,6 @@ from rltrade.models.evaluate import TimeframeEval, evaluate_timeframe, fold_scor
 from rltrade.models.io import save_cnn
 from rltrade.models.labels import CLASS_NAMES
 from rltrade.models.metrics import ClassMetrics
-from rltrade.models.settings import CnnConfig
 from rltrade.models.train import Progress as ProgressFn
 from rltrade.models.walkforward import fit_predict
 from rltrade.types import Timeframe
@@ -96,7 +95,7 @@ def train(
     cfg = load(config)
     ccfg = load_cnn_config(cnn_config, epochs=epochs, max_windows=max_windows, base=cfg.cnn)
     frames = load_market(cfg.data)
-    embargo_us = cfg.splits.embargo_s * 1_000_000
+    embargo_us = cfg.splits.embargo_us
     table = Table(title=f"CNN training (class frequencies down / flat / up; models in {out})")
     columns = ("tf", "train", "validation", "test", "freq train", "epochs", "fit s", "windows", "test bal. acc", "file")
     for col in columns:
@@ -173,7 +172,7 @@ def eval_(
                         data,
                         ccfg,
                         n_folds=folds,
-                        embargo_us=cfg.splits.embargo_s * 1_000_000,
+                        embargo_us=cfg.splits.embargo_us,
                         seed=cfg.seed,
                         source=cfg.data.source,
                         progress=_reporter(bar, task),

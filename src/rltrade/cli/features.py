@@ -11,7 +11,7 @@ from rich.text import Text
 
 from rltrade.cli.app import ConfigOpt, app, console, load, progress_bar
 from rltrade.cli.errors import UsageError
-from rltrade.config import FeaturesConfig
+from rltrade.config import LAYOUT_NAMES, FeaturesConfig
 from rltrade.data.market import load_market
 from rltrade.features.layout import build_layout
 from rltrade.features.lookahead import LookaheadCheck, sample_times, state_blocks
@@ -21,15 +21,18 @@ check_app = typer.Typer(help="Correctness checks.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
 app.add_typer(check_app, name="check")
 
-LayoutOpt = Annotated[str | None, typer.Option("--layout", help="full, demo or basic (default: the config's).")]
+LayoutOpt = Annotated[
+    str | None,
+    typer.Option("--layout", help=f"State layout: {', '.join(LAYOUT_NAMES)} (default: the config's)."),
+]
 
 
 def _features_cfg(config: ConfigOpt, layout: str | None) -> FeaturesConfig:
     cfg = load(config).features
     if layout is None:
         return cfg
-    if layout not in ("full", "demo", "basic"):
-        raise UsageError(f"--layout must be full, demo or basic, got {layout!r}")
+    if layout not in LAYOUT_NAMES:
+        raise UsageError(f"--layout must be one of the state layouts {', '.join(LAYOUT_NAMES)}, got {layout!r}")
     return cfg.model_copy(update={"layout": cfg.layout.model_copy(update={"name": layout})})
 
 

@@ -51,11 +51,11 @@ def run(
     console.print(f"store: {store.root.resolve()}")
     if not train:
         return
-    from rltrade.cli.train import print_evaluation, train_cmd
+    from rltrade.cli.train import print_evaluation, train_run
     from rltrade.report.html import write_report
     from rltrade.training.evaluate import evaluate_bundle
 
-    console.rule(Text("4 · training (demo preset: structured encoder, demo layout)", style="bold"))
+    console.rule(Text("4 · training (demo training preset: structured encoder, demo layout)", style="bold"))
     if run_dir.exists():
         # Replace a previous demo run, but never delete a folder that is not a run folder.
         if not (run_dir / "manifest.json").exists() and any(run_dir.iterdir()):
@@ -63,7 +63,7 @@ def run(
 
             raise UsageError(f"{run_dir} exists and is not a run folder; pass another --run-dir")
         shutil.rmtree(run_dir)
-    train_cmd(config=config, preset="demo", run_dir=run_dir, resume=None, steps=None)
+    train_run(cfg, run_dir)  # the config loaded above: the demo preset has no data step
     console.rule(Text("5 · backtest on the held-out test range, beside the baselines", style="bold"))
     print_evaluation(run_dir, evaluate_bundle(run_dir), "test range, PnL after costs")
     console.rule(Text("6 · report", style="bold"))

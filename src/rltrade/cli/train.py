@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.progress import TextColumn, TimeRemainingColumn
@@ -13,10 +14,15 @@ from rich.table import Table
 from rltrade.cli.app import ConfigOpt, app, console, progress_bar
 
 if TYPE_CHECKING:
+    from rltrade.config import Config
     from rltrade.data.splits import TimeRange
-    from rltrade.training.evaluate import Evaluation
+    from rltrade.training.evaluate import Evaluation, PolicyMetrics
+    from rltrade.training.regimes import RegimeRow
 
-PresetOpt = Annotated[str | None, typer.Option("--preset", help="demo, real or full: defaults under the config file.")]
+PresetOpt = Annotated[
+    str | None,
+    typer.Option("--preset", help="Training preset (demo, real or full): defaults under the config file."),
+]
 
 
 @app.command("train")
@@ -28,23 +34,34 @@ def train_cmd(
     steps: Annotated[int | None, typer.Option(help="Override train.total_steps.")] = None,
 ) -> None:
     """Train end to end: data → features → agent, with validation backtests and checkpoints."""
-    from rltrade.training.loop import train
     from rltrade.training.presets import load_with_preset
 
-    overrides = {"train": {"total_steps": steps}} if steps is not None else None
     if resume is not None:
         from rltrade.training.bundle import open_bundle
 
-        cfg = open_bundle(resume).config
-        folder = resume
-    else:
-        cfg = load_with_preset(config, preset, overrides)
-        folder = run_dir or Path("runs") / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        if preset == "real":
-            from rltrade.training.presets_real import ensure_real_store
+        train_run(open_bundle(resume).config, resume, resume=True)
+        return
+    overrides = {"train": {"total_steps": steps}} if steps is not None else None
+    cfg = load_with_preset(config, preset, overrides)
+    run_data_step(cfg, preset)
+    train_run(cfg, run_dir or Path("runs") / dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
 
-            with console.status(f"importing the real klines into {cfg.data.store}"):
-                ensure_real_store(cfg)
+
+def run_data_step(cfg: Config, preset: str | None, source: Path | None = None) -> None:
+    """The training preset's explicit data step (importing its files into ``data.store``), when it has one."""
+    from rltrade.training.presets import preset as get_preset
+
+    step = get_preset(preset).data_step if preset is not None else None
+    if step is not None:
+        folder = source if source is not None else step.source
+        with console.status(f"importing {step.what} from {folder} into {cfg.data.store}"):
+            step.run(cfg.data, folder)
+
+
+def train_run(cfg: Config, folder: Path, *, resume: bool = False) -> None:
+    """Train ``cfg`` into ``folder`` (or resume the run there) with a progress bar, then print the outcome."""
+    from rltrade.training.loop import train
+
     with progress_bar(TimeRemainingColumn(), TextColumn("{task.fields[live]}"), transient=False) as bar:
         task = bar.add_task("training", total=cfg.train.total_steps, live="")
 
@@ -52,7 +69,7 @@ def train_cmd(
             text = "  ".join(f"{k} {v:.4g}" for k, v in live.items())
             bar.update(task, completed=step, total=total, live=text)
 
-        result = train(cfg, folder, resume=resume is not None, progress=report, log=console.print)
+        result = train(cfg, folder, resume=resume, progress=report, log=console.print)
     console.print(
         f"trained {result.steps:,} steps, {result.updates:,} updates in {result.wall_s:.0f} s → {result.run_dir}"
     )
@@ -78,9 +95,9 @@ METRIC_COLUMNS = {
 """Metric key → column header of :func:`print_metrics_table`."""
 
 
-def print_metrics_table(title: str, rows: dict[str, dict[str, Any]]) -> None:
+def print_metrics_table(title: str, rows: Mapping[str, PolicyMetrics]) -> None:
     """One row per policy; a Sharpe interval column when the rows carry ``sharpe_ci_low`` / ``sharpe_ci_high``."""
-    first = next(iter(rows.values()), {})
+    first = cast(Mapping[str, object], next(iter(rows.values()), {}))
     level = first.get("sharpe_ci_level")
     with_ci = isinstance(level, float)
     cols = [c for c in METRIC_COLUMNS if with_ci or c != "sharpe_ci"]
@@ -93,7 +110,7 @@ def print_metrics_table(title: str, rows: dict[str, dict[str, Any]]) -> None:
     for name, m in rows.items():
         cells = []
         for c in cols:
-            v = m.get(c)
+            v = cast(Mapping[str, object], m).get(c)
             if c == "sharpe_ci":
                 cells.append(f"[{m['sharpe_ci_low']:.1f}, {m['sharpe_ci_high']:.1f}]")
             elif isinstance(v, float):
@@ -110,7 +127,7 @@ REGIME_SOURCES = {
 }
 
 
-def _print_regime_tables(rows: list[dict[str, Any]]) -> None:
+def _print_regime_tables(rows: list[RegimeRow]) -> None:
     """One table per label source: a column per regime (with its steps), a row per policy."""
     for source, label in REGIME_SOURCES.items():
         mine = [r for r in rows if r["source"] == source]

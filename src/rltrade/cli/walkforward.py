@@ -13,10 +13,10 @@ from rich.text import Text
 
 from rltrade.cli.app import ConfigOpt, app, console, progress_bar
 from rltrade.cli.errors import UsageError
+from rltrade.cli.train import PresetOpt
 from rltrade.config import Config
-from rltrade.training.presets_real import REAL_DATA_DIR
+from rltrade.data.real import REAL_DATA_DIR
 
-PresetOpt = Annotated[str | None, typer.Option("--preset", help="demo, full or real: defaults under the config file.")]
 SeedsOpt = Annotated[int, typer.Option("--seeds", help="Seeds per fold (cfg.seed, cfg.seed + 1, ...).")]
 RayOpt = Annotated[
     str | None, typer.Option("--ray-address", help="Ray cluster to run the jobs on (default: a local Ray).")
@@ -35,11 +35,9 @@ def load_cfg(config: Path | None, preset: str | None, steps: int | None) -> Conf
 
 
 def _prepare_data(cfg: Config, preset: str | None, real_data: Path) -> None:
-    if preset == "real":
-        from rltrade.training.presets_real import ensure_real_store
+    from rltrade.cli.train import run_data_step
 
-        with console.status(f"importing the real klines from {real_data} into {cfg.data.store}"):
-            ensure_real_store(cfg, real_data)
+    run_data_step(cfg, preset, real_data)
 
 
 def _out(out: Path | None, what: str) -> Path:

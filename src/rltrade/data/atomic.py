@@ -7,11 +7,12 @@ the new one, never a torn one. On any error the temporary file is removed.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
@@ -43,3 +44,9 @@ def fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write ``payload`` as indented, key-sorted JSON to ``path`` atomically (:func:`atomic_write`)."""
+    text = json.dumps(payload, indent=2, sort_keys=True).encode()
+    atomic_write(path, lambda fh: fh.write(text))

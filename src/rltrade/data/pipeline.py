@@ -21,7 +21,7 @@ from rltrade.data.importers_stream import CHUNK_BYTES, iter_trade_chunks, sniff_
 from rltrade.data.resample import resample_bars_with_report, trades_to_bars
 from rltrade.data.store import AppendResult, DatasetCoverage, DatasetKey, Store
 from rltrade.data.synthetic import SyntheticMarket, generate_market
-from rltrade.types import Kind, Timeframe
+from rltrade.types import Kind, Timeframe, ceil_to_grid
 
 Progress = Callable[[int, int, str], None]
 
@@ -257,7 +257,7 @@ def verify_resampling(store: Store, *, exchange: str, symbol: str) -> list[Resam
             continue
         if src is None:
             # The bar holding the first trade may have started before the stored trades did: skip it.
-            first = -(-int(source.item(0, "ts_us")) // dst.us) * dst.us
+            first = ceil_to_grid(int(source.item(0, "ts_us")), dst.us)
             rebuilt = trades_to_bars(source, dst).filter(pl.col("open_us") >= first)
         else:
             rebuilt, _ = resample_bars_with_report(source, src, dst, complete_only=True)

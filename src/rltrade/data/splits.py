@@ -90,7 +90,7 @@ def split_span(span: TimeRange, cfg: SplitConfig, *, step_us: int = 1) -> Fold:
     Validation is purged too (it selects the best checkpoint and stops CNN training early), so the
     test range starts an embargo after a purged validation range.
     """
-    purge, embargo = cfg.purge_s * 1_000_000, cfg.embargo_s * 1_000_000
+    purge, embargo = cfg.purge_us, cfg.embargo_us
     length = span.duration_us
 
     def snap(x: float) -> int:

@@ -34,8 +34,8 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from rltrade.config import EnvConfig, trade_cost_fraction
 from rltrade.data.importers import median_half_spread_bps, read_book_ticker
-from rltrade.env.settings import EnvConfig
 from rltrade.features.account import ACCOUNT_DIM, TIME_IN_TRADE_SCALE
 from rltrade.types import US_PER_DAY
 
@@ -62,7 +62,7 @@ class CostModel:
     def cost_fraction(self, delta_units: npt.ArrayLike) -> F64:
         """Fraction of equity paid for changing the position by ``delta_units`` (``|p_i − p_{i−1}|``)."""
         q = self.position_fraction * np.abs(np.asarray(delta_units, dtype=np.float64))
-        return q * (self.taker_fee + (self.half_spread_bps + self.impact_bps * q) * 1e-4)
+        return trade_cost_fraction(q, self.taker_fee, self.half_spread_bps, self.impact_bps)
 
     @property
     def round_trip(self) -> float:

@@ -34,11 +34,11 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from rltrade.config import EnvConfig, RewardConfig
 from rltrade.data.align import BarArrays, last_closed_index
 from rltrade.data.importers import read_funding
 from rltrade.data.splits import TimeRange
 from rltrade.env.fills import short_carry
-from rltrade.env.settings import EnvConfig, RewardConfig
 from rltrade.features.clock import DecisionClock
 from rltrade.features.market_features import MarketFeatures
 from rltrade.features.pivots_batch import PivotKind, PivotSet
@@ -88,11 +88,15 @@ def build_period(
 ) -> PeriodData:
     """Build the per-step arrays of ``period`` on ``env_cfg``'s clock, from the traded symbol's bars in ``features``.
 
-    ``funding`` (a ``read_funding`` frame; read from ``env_cfg.funding_file`` when not given and the file is
-    set) replaces the constant borrow rate by real funding.
+    ``funding`` (:func:`load_funding`: the ``env_cfg.funding_file`` table, read once by the caller) replaces
+    the constant borrow rate by real funding; it is required when ``env_cfg.funding_file`` is set, so no
+    period silently falls back to the borrow rate and none re-reads the file.
     """
     if funding is None and env_cfg.funding_file is not None:
-        funding = read_funding(env_cfg.funding_file)
+        raise ValueError(
+            f"env.funding_file is {env_cfg.funding_file} but no funding table was passed; "
+            "read it once with load_funding(env_cfg) and pass funding="
+        )
     key = ("eth", env_cfg.step)
     if key not in features.series:
         have = sorted(f"{r}_{tf.value}" for r, tf in features.series)
@@ -119,6 +123,11 @@ def build_period(
         pivot_low_T=_pivot_steps(features.pivots, PivotKind.LOW, reward_cfg.pivot_level, clock, t_T),
         pivot_high_T=_pivot_steps(features.pivots, PivotKind.HIGH, reward_cfg.pivot_level, clock, t_T),
     )
+
+
+def load_funding(env_cfg: EnvConfig) -> pl.DataFrame | None:
+    """Read the ``env_cfg.funding_file`` table (:func:`rltrade.data.importers.read_funding`); None when unset."""
+    return read_funding(env_cfg.funding_file) if env_cfg.funding_file is not None else None
 
 
 class ExecutionPrices(NamedTuple):

@@ -31,7 +31,7 @@ turnover      ``−|p − p_prev|``: units of position changed at the step's fil
 (``P_{i+1}``, pivots confirmed by ``t_{i+1}``), or to the state at ``t_i`` (regime, CNN): nothing later.
 Properties (tested with hypothesis): costs never increase the total; with zero costs a mirrored price
 path (log returns negated) gives the negated PnL; the PnL factors of an episode sum to the log of its
-final equity ratio. The default :class:`~rltrade.env.settings.RewardConfig` is PnL-only, the mode every
+final equity ratio. The default :class:`~rltrade.config.RewardConfig` is PnL-only, the mode every
 evaluation uses; reported performance is always equity after costs, never the shaped reward.
 """
 
@@ -42,8 +42,8 @@ from typing import Final, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from rltrade.config import RewardConfig
 from rltrade.env.fills import CostModel, position_log_return
-from rltrade.env.settings import RewardConfig
 from rltrade.types import Regime
 
 FACTOR_NAMES: Final = ("pnl", "direction", "regime", "volatility", "cnn", "pivot", "turnover")

@@ -27,10 +27,10 @@ import gymnasium as gym
 import numpy as np
 import numpy.typing as npt
 
+from rltrade.config import EnvConfig, RewardConfig
 from rltrade.env.fills import AccountBook, CostModel, position_log_return
 from rltrade.env.prices import PeriodData
 from rltrade.env.reward import FACTOR_NAMES, RewardParts, compute_reward
-from rltrade.env.settings import EnvConfig, RewardConfig
 from rltrade.features.account import ACCOUNT_DIM
 from rltrade.features.state_batch import BatchStateBuilder
 

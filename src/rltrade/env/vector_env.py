@@ -6,18 +6,17 @@ its start steps from its own generator, seeded like ``TradingEnv.reset(seed=seed
 are exactly those of an independent :class:`~rltrade.env.trading_env.TradingEnv` reset with that seed and
 reset again after each episode (tested).
 
-Besides the per-env reward factors, equity, position and fees, ``infos`` carries what a replay needs to
-store a transition without states (``features.account.StepRecord``):
-
-* ``prev_t_idx`` / ``prev_account``: the step and account block the action was taken on;
-* ``next_t_idx`` / ``next_account``: the state the action led to, *before* any reset (the transition's
-  next state, also for the last step of an episode);
-* ``t_idx`` / the observation's last ``ACCOUNT_DIM`` values: the state returned (after any reset).
+Besides the per-env reward factors, equity, position and fees, ``infos`` carries under :data:`STEP_RECORD`
+what a replay needs to store a transition without states, as a typed
+:class:`~rltrade.features.account.StepRecord`: the step and account block each action was taken on, the
+action, reward and episode ends, and the state the action led to *before* any reset (the transition's next
+state, also for the last step of an episode). ``infos["t_idx"]`` and the observation's last ``ACCOUNT_DIM``
+values are the state returned (after any reset).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import gymnasium as gym
 import numpy as np
@@ -25,12 +24,16 @@ import numpy.typing as npt
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode
 
+from rltrade.config import EnvConfig, RewardConfig
 from rltrade.env.prices import PeriodData
-from rltrade.env.settings import EnvConfig, RewardConfig
 from rltrade.env.trading_env import N_ACTIONS, OBS_BOUND, EpisodeBatch
+from rltrade.features.account import StepRecord
 from rltrade.features.state_batch import BatchStateBuilder
 
 F32 = npt.NDArray[np.float32]
+
+STEP_RECORD: Final = "step_record"
+"""The ``infos`` key of each step's :class:`~rltrade.features.account.StepRecord`."""
 
 
 class VectorTradingEnv(gym.vector.VectorEnv[F32, npt.NDArray[np.int64], npt.NDArray[Any]]):
@@ -77,11 +80,17 @@ class VectorTradingEnv(gym.vector.VectorEnv[F32, npt.NDArray[np.int64], npt.NDAr
         """Step every sub-env with its action; one that ends restarts at once (gymnasium's same-step autoreset)."""
         prev_account = self.core.accounts()
         out = self.core.advance(actions)
-        infos = self.core.infos(out.parts)
-        infos["prev_t_idx"] = out.t_idx
-        infos["prev_account"] = prev_account
-        infos["next_t_idx"] = out.next_t_idx
-        infos["next_account"] = self.core.accounts()
+        infos: dict[str, Any] = dict(self.core.infos(out.parts))
+        infos[STEP_RECORD] = StepRecord(
+            out.t_idx,
+            prev_account,
+            np.asarray(actions, dtype=np.int64),
+            out.parts.total.astype(np.float32),
+            out.terminated,
+            out.truncated,
+            out.next_t_idx,
+            self.core.accounts(),
+        )
         done = out.terminated | out.truncated
         if done.any():
             self.core.begin(done, self._draw_starts(done))

@@ -39,17 +39,20 @@ def account_vector(
 
 
 class StepRecord(NamedTuple):
-    """One environment step as the learner stores it: time indices, not states (states are gathered).
+    """One vectorised environment step as the learner stores it: time indices, not states (states are gathered).
 
-    ``t_idx`` indexes the decision clock of the period the env runs on; ``account_K`` is the account
-    block seen with the state at ``t_idx``; ``next_*`` describe the state after the action.
+    Per environment ``e`` (suffix ``E``; ``K`` account features): ``t_idx_E`` indexes the decision clock of the
+    period the env runs on and ``account_EK`` is the account block seen with the state at ``t_idx``; the
+    action taken, its reward, whether the episode terminated or was truncated, and ``next_*`` the state the
+    action led to, *before* any reset (also for the last step of an episode). Built by
+    :class:`rltrade.env.vector_env.VectorTradingEnv` and consumed by :class:`rltrade.agent.nstep.NStepAccumulator`.
     """
 
-    t_idx: int
-    account_K: npt.NDArray[np.float32]
-    action: int
-    reward: float
-    terminated: bool
-    truncated: bool
-    next_t_idx: int
-    next_account_K: npt.NDArray[np.float32]
+    t_idx_E: npt.NDArray[np.int64]
+    account_EK: npt.NDArray[np.float32]
+    action_E: npt.NDArray[np.int64]
+    reward_E: npt.NDArray[np.float32]
+    terminated_E: npt.NDArray[np.bool_]
+    truncated_E: npt.NDArray[np.bool_]
+    next_t_idx_E: npt.NDArray[np.int64]
+    next_account_EK: npt.NDArray[np.float32]

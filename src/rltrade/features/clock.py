@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from rltrade.data.splits import TimeRange
 from rltrade.features.state_batch import BatchStateBuilder
+from rltrade.types import ceil_to_grid
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class DecisionClock:
     @classmethod
     def over(cls, period: TimeRange, step_us: int) -> DecisionClock:
         """Every step inside ``period``, the first on the step grid at or after its start."""
-        start = -(-period.start_us // step_us) * step_us
+        start = ceil_to_grid(period.start_us, step_us)
         n = (period.end_us - 1 - start) // step_us + 1
         if n <= 0:
             raise ValueError(f"period {period} holds no step of {step_us} µs")

@@ -22,7 +22,7 @@ volatility, volume, trend); ``demo`` keeps every block but with short windows, f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from rich.table import Table
 
@@ -50,8 +50,18 @@ BASIC_RETURNS: tuple[tuple[str, Timeframe, int], ...] = (
 
 EXTRA_FLAGS: tuple[str, ...] = ("warmup", "ticks_stale", "cnn_model_present")
 
-_Spec = tuple[str, tuple[int, ...], BlockKind, str, str | None, Timeframe | None]
-"""(name, shape, kind, description, symbol role, timeframe) of a block before it gets its slice."""
+
+class _BlockSpec(NamedTuple):
+    """A block before it gets its slice of the state vector."""
+
+    name: str
+    shape: tuple[int, ...]
+    kind: BlockKind
+    description: str
+    symbol: str | None = None
+    """Symbol role (``eth`` / ``btc``) of a bar, tick or return block."""
+    timeframe: Timeframe | None = None
+    """Timeframe of a bar or return block."""
 
 
 @dataclass(frozen=True)
@@ -166,10 +176,10 @@ def build_layout(cfg: LayoutConfig) -> StateLayout:
     max_ticks = cfg.max_ticks or preset.max_ticks
     tfs = cfg.timeframes if cfg.timeframes is not None else preset.timeframes
     ref_tfs = cfg.reference_timeframes if cfg.reference_timeframes is not None else preset.reference_timeframes
-    specs: list[_Spec] = []
+    specs: list[_BlockSpec] = []
     if cfg.ticks:
         specs.append(
-            (
+            _BlockSpec(
                 "eth_ticks",
                 (max_ticks, N_TICK_FEATURES),
                 "ticks",
@@ -180,7 +190,7 @@ def build_layout(cfg: LayoutConfig) -> StateLayout:
         )
     for tf in tfs:
         specs.append(
-            (
+            _BlockSpec(
                 f"eth_{tf.value}",
                 (window, N_BAR_CHANNELS),
                 "bars",
@@ -191,7 +201,7 @@ def build_layout(cfg: LayoutConfig) -> StateLayout:
         )
     for tf in ref_tfs:
         specs.append(
-            (
+            _BlockSpec(
                 f"btc_{tf.value}",
                 (window, N_BAR_CHANNELS),
                 "bars",
@@ -202,10 +212,10 @@ def build_layout(cfg: LayoutConfig) -> StateLayout:
         )
     if cfg.returns:
         # No reference timeframes means no BTC block at all (the ablation's "btc"), returns included.
-        specs += [spec for spec in _return_specs() if ref_tfs or spec[4] != "btc"]
+        specs += [spec for spec in _return_specs() if ref_tfs or spec.symbol != "btc"]
     if cfg.cnn:
         specs.append(
-            (
+            _BlockSpec(
                 "cnn_hidden",
                 (len(CNN_TIMEFRAMES), CNN_HIDDEN),
                 "flat",
@@ -215,7 +225,7 @@ def build_layout(cfg: LayoutConfig) -> StateLayout:
             )
         )
         specs.append(
-            (
+            _BlockSpec(
                 "cnn_predictions",
                 (len(CNN_TIMEFRAMES), CNN_OUTPUTS),
                 "flat",
@@ -226,7 +236,7 @@ def build_layout(cfg: LayoutConfig) -> StateLayout:
         )
     if cfg.pivots:
         specs.append(
-            (
+            _BlockSpec(
                 "pivots",
                 (N_PIVOT_LEVELS, N_PIVOT_FEATURES),
                 "flat",
@@ -237,7 +247,7 @@ def build_layout(cfg: LayoutConfig) -> StateLayout:
         )
     if cfg.regime:
         specs.append(
-            (
+            _BlockSpec(
                 "regime",
                 (N_REGIME_FEATURES,),
                 "flat",
@@ -251,9 +261,9 @@ def build_layout(cfg: LayoutConfig) -> StateLayout:
     return _assemble(cfg.name, specs, cfg.tick_window_s, base)
 
 
-def _return_specs() -> list[_Spec]:
+def _return_specs() -> list[_BlockSpec]:
     return [
-        (f"{sym}_ret_{tf.value}", (n,), "flat", f"last {n} {sym.upper()} {tf.value} log returns", sym, tf)
+        _BlockSpec(f"{sym}_ret_{tf.value}", (n,), "flat", f"last {n} {sym.upper()} {tf.value} log returns", sym, tf)
         for sym, tf, n in BASIC_RETURNS
     ]
 
@@ -261,7 +271,7 @@ def _return_specs() -> list[_Spec]:
 def _basic_layout(cfg: LayoutConfig) -> StateLayout:
     specs = _return_specs()
     specs.append(
-        (
+        _BlockSpec(
             "regime",
             (N_REGIME_FEATURES,),
             "flat",
@@ -275,14 +285,14 @@ def _basic_layout(cfg: LayoutConfig) -> StateLayout:
 
 def _assemble(
     name: str,
-    specs: list[_Spec],
+    specs: list[_BlockSpec],
     tick_window_s: int,
     base: Timeframe,
 ) -> StateLayout:
     blocks: list[Block] = []
     start = 0
-    for block_name, shape, kind, desc, sym, tf in specs:
-        block = Block(block_name, shape, kind, start, desc, sym, tf)
+    for spec in specs:
+        block = Block(spec.name, spec.shape, spec.kind, start, spec.description, spec.symbol, spec.timeframe)
         blocks.append(block)
         start = block.stop
     n_flags = len(blocks) + len(EXTRA_FLAGS)

@@ -20,9 +20,9 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from rltrade.config import EnvConfig
 from rltrade.data.market import MarketFrames
 from rltrade.env.fills import AccountBook, CostModel, position_log_return, short_carry
-from rltrade.env.settings import EnvConfig
 
 
 class MarkTracker:

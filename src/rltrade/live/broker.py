@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from rltrade.config import EnvConfig, RewardConfig
 from rltrade.env.fills import CostModel, position_log_return, short_carry
 from rltrade.env.prices import PeriodData, ewm_volatility
-from rltrade.env.settings import EnvConfig, RewardConfig
 from rltrade.features.clock import DecisionClock
 from rltrade.features.regime import REGIME_UNKNOWN
 from rltrade.training.backtest import BacktestResult, backtest_actions

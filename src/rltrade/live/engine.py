@@ -44,9 +44,8 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from rltrade.config import FeaturesConfig
+from rltrade.config import EnvConfig, FeaturesConfig
 from rltrade.data.market import MarketFrames
-from rltrade.env.settings import EnvConfig
 from rltrade.env.trading_env import ACTION_POSITIONS
 from rltrade.features.bar_stream import BarSeed
 from rltrade.features.layout import StateLayout

@@ -3,7 +3,7 @@
 Live needs no batch features, replay or env: only what turns a streamed state into an action. The layout
 is rebuilt from the run's config and checked against the bundle's ``layout.json`` (``open_bundle`` refuses
 a mismatch), the feature statistics come from ``feature_stats.json``, and only the learner is restored from
-the checkpoint (``best.pt``, else ``last.pt``), exactly as :func:`rltrade.training.loop.load_learner` does.
+the checkpoint (``best.pt``, else ``last.pt``), exactly as :func:`rltrade.training.bundle.load_learner` does.
 The CNNs (when the run has a CNN stage) are the last walk-forward fold of each timeframe, run once per bar
 close by the streaming bridge.
 """
@@ -22,10 +22,9 @@ from rltrade.models.bridge import StreamingCnnBridge
 from rltrade.models.io import load_cnn
 from rltrade.models.train import TrainedCnn
 from rltrade.training.backtest import Policy
-from rltrade.training.bundle import BundleError, open_bundle
+from rltrade.training.bundle import BundleError, checkpoint_path, greedy_policy, load_learner, open_bundle
 from rltrade.training.cnn_stage import METRICS_FILE, needs_cnn
-from rltrade.training.loop import checkpoint_path, greedy_policy, load_learner
-from rltrade.types import US_PER_SECOND, Timeframe
+from rltrade.types import Timeframe
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,4 +75,4 @@ def load_live_cnn(run_dir: Path, cfg: Config) -> StreamingCnnBridge | None:
         if trained.config != cfg.cnn:
             raise BundleError(f"{folder}: the {name} CNN was fitted with another cnn config; retrain the run")
         models[Timeframe(name)] = (trained, len(folds) - 1)
-    return StreamingCnnBridge(models, embargo_us=cfg.splits.embargo_s * US_PER_SECOND)
+    return StreamingCnnBridge(models, embargo_us=cfg.splits.embargo_us)

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from rltrade.data.atomic import write_json_atomic
 from rltrade.live.engine import LiveEngine
-from rltrade.training.bundle import write_json_atomic
 
 
 def session_summary(

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from rltrade.models.settings import CnnConfig
+from rltrade.config import CnnConfig
 
 N_OUTPUTS = 4
 N_CLASS_LOGITS = 3

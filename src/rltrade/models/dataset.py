@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from rltrade.config import FeaturesConfig
+from rltrade.config import CnnConfig, FeaturesConfig
 from rltrade.data.align import BarArrays, last_closed_index
 from rltrade.data.market import MarketFrames
 from rltrade.data.splits import TimeRange
@@ -31,7 +31,6 @@ from rltrade.features.bar_channels import N_BAR_CHANNELS, BarChannels, BarChanne
 from rltrade.features.layout import build_layout
 from rltrade.features.market_features import FeatureSpec, FeatureStats
 from rltrade.models.labels import Labels, make_labels
-from rltrade.models.settings import CnnConfig
 from rltrade.types import Timeframe
 
 ATR_CLOSE_CHANNEL = 3

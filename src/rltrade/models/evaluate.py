@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from rltrade.config import CnnConfig
 from rltrade.data.splits import TimeRange
 from rltrade.models.dataset import TimeframeData
 from rltrade.models.labels import N_CLASSES, class_frequencies, classify
 from rltrade.models.metrics import ClassMetrics, class_metrics
-from rltrade.models.settings import CnnConfig
 from rltrade.models.train import Progress
 from rltrade.models.walkforward import FoldResult, plan_folds, walk_forward_outputs
 from rltrade.types import Timeframe

@@ -26,9 +26,9 @@ import torch
 from pydantic import ValidationError
 
 from rltrade import __version__
+from rltrade.config import CnnConfig
 from rltrade.data.atomic import atomic_write
 from rltrade.models.cnn import CnnShape, TimeframeCnn
-from rltrade.models.settings import CnnConfig
 from rltrade.models.train import FitInfo, TrainedCnn
 
 FORMAT: Final = "rltrade.models.cnn"

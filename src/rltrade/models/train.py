@@ -36,12 +36,12 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
+from rltrade.config import CnnConfig
 from rltrade.data.splits import TimeRange
 from rltrade.models.cnn import N_CLASS_LOGITS, CnnShape, TimeframeCnn, build_cnn, predictions
 from rltrade.models.dataset import CnnDataError, TimeframeData
 from rltrade.models.labels import N_CLASSES, class_frequencies, fit_flat_band
 from rltrade.models.metrics import ClassMetrics, class_metrics
-from rltrade.models.settings import CnnConfig
 from rltrade.types import Timeframe
 
 Progress = Callable[[int, int, str], None]

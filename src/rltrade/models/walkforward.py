@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from rltrade.config import CnnConfig
 from rltrade.data.splits import SplitError, TimeRange
 from rltrade.features.cnn_blocks import NO_MODEL, CnnOutputs
 from rltrade.models.bridge import compute_rows, row_model_ids
 from rltrade.models.dataset import TimeframeData
-from rltrade.models.settings import CnnConfig
 from rltrade.models.train import Progress, TrainedCnn, fit_cnn
 
 

@@ -38,7 +38,7 @@ import polars as pl
 
 from rltrade.data.market import MarketFrames, load_market
 from rltrade.data.splits import TimeRange
-from rltrade.env.prices import PeriodError, build_period
+from rltrade.env.prices import PeriodError, build_period, load_funding
 from rltrade.features.layout import build_layout
 from rltrade.features.market_features import build_market_features
 from rltrade.report.curves import EquityView, TradeMarks, TrainingCurves, equity_view, trade_marks, training_curves
@@ -254,7 +254,7 @@ def _market_panels(
             pivot_n=cfg.features.pivot_n,
             pivot_levels=cfg.features.pivot_levels,
         )
-        per = build_period(features, period, cfg.env, cfg.reward)
+        per = build_period(features, period, cfg.env, cfg.reward, funding=load_funding(cfg.env))
     except (ReportDataError, PeriodError) as exc:
         warnings.append(f"The evaluation period cannot be rebuilt from the market data ({exc}); charts need it.")
         return None, None

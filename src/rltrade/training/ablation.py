@@ -31,11 +31,11 @@ from typing import Any
 import numpy as np
 
 from rltrade.config import Config
+from rltrade.data.atomic import write_json_atomic
 from rltrade.data.market import load_market
 from rltrade.data.splits import split_span
 from rltrade.features.layout import StateLayout, build_layout
-from rltrade.training.bundle import write_json_atomic
-from rltrade.training.loop import decision_span
+from rltrade.training.pipeline import decision_span
 from rltrade.training.presets import deep_merge
 from rltrade.training.walkforward import Job, JobProgress, WalkForwardError, run_jobs, spread
 

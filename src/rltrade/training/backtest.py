@@ -24,18 +24,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from rltrade.config import EnvConfig, RewardConfig
 from rltrade.env.fills import CostModel, position_log_return
 from rltrade.env.prices import PeriodData
-from rltrade.env.settings import EnvConfig, RewardConfig
 from rltrade.env.trading_env import EpisodeBatch
 from rltrade.features.state_batch import BatchStateBuilder
-from rltrade.training.metrics import compute_metrics
+from rltrade.training.metrics import BacktestMetrics, compute_metrics
 
 Policy = Callable[[npt.NDArray[np.float32]], npt.ArrayLike]
 """Maps observations ``float32 [B, F]`` to actions ``[B]`` in {0: short, 1: flat, 2: long}."""
@@ -47,7 +46,7 @@ class BacktestResult:
 
     steps: pl.DataFrame
     trades: pl.DataFrame
-    metrics: dict[str, Any]
+    metrics: BacktestMetrics
 
     @property
     def equity_T(self) -> npt.NDArray[np.float64]:
@@ -94,7 +93,6 @@ def backtest_actions(
         step_us=period.clock.step_us,
         position_fraction=env_cfg.position_fraction,
     )
-    metrics["initial_equity"] = initial_equity
     return BacktestResult(steps, trades, metrics)
 
 

@@ -28,10 +28,10 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from rltrade.config import EnvConfig
 from rltrade.data.synthetic import SignalTruth
 from rltrade.env.fills import CostModel
 from rltrade.env.prices import PeriodData
-from rltrade.env.settings import EnvConfig
 from rltrade.types import US_PER_SECOND
 
 Actions = npt.NDArray[np.int64]

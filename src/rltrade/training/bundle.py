@@ -16,6 +16,9 @@
 
 Backtest and live load a bundle with :func:`open_bundle`, which refuses one whose layout or format does
 not match what the caller builds, and evaluation refuses periods overlapping the bundle's fitted ranges.
+:func:`start_run` creates (or reopens, to resume) the folder of a training run; :func:`checkpoint_path` and
+:func:`load_learner` find and restore its agent. Live and report read run folders through this module only,
+never through the training loop (an import-linter contract keeps it so).
 """
 
 from __future__ import annotations
@@ -24,34 +27,46 @@ import datetime as dt
 import hashlib
 import importlib.metadata
 import json
+import logging
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
+import numpy as np
+import numpy.typing as npt
 import yaml
 
+from rltrade.agent.checkpoint import load_learner_state
+from rltrade.agent.learner import DQNLearner
 from rltrade.config import Config
-from rltrade.data.atomic import atomic_write
+from rltrade.data.atomic import write_json_atomic
 from rltrade.data.market import MarketFrames
-from rltrade.data.splits import TimeRange, ensure_disjoint
+from rltrade.data.splits import Fold, TimeRange, ensure_disjoint
+from rltrade.features.account import ACCOUNT_DIM
 from rltrade.features.layout import StateLayout
 from rltrade.features.market_features import FeatureStats
+from rltrade.training.backtest import Policy
+from rltrade.training.metrics import BacktestMetrics
+from rltrade.training.pipeline import Prepared, block_specs, prepare
 
+BEST_FILE: Final = "best_validation.json"
+"""The run folder's record of the best validation backtest (its metrics and step)."""
 BUNDLE_FORMAT: Final = "rltrade.run"
 BUNDLE_VERSION: Final = 1
+_logger = logging.getLogger(__name__)
 PACKAGES: Final = ("rltrade", "torch", "numpy", "polars", "ta-lib", "gymnasium", "pydantic")
+
+
+class BestValidation(BacktestMetrics):
+    """The best validation backtest's metrics and the step it was run at (``best_validation.json``)."""
+
+    step: int
 
 
 class BundleError(RuntimeError):
     """A run folder is missing, incomplete, or does not match what it is used with."""
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON to ``path`` atomically (temporary file in the same folder, fsync, rename)."""
-    text = json.dumps(payload, indent=2, sort_keys=True).encode()
-    atomic_write(path, lambda fh: fh.write(text))
 
 
 def git_commit() -> str:
@@ -131,9 +146,24 @@ class RunBundle:
     def split(self, name: str) -> TimeRange:
         return TimeRange(**self.manifest["splits"][name])
 
+    def fold(self) -> Fold:
+        """The train / validation / test ranges this run was trained with."""
+        validation = self.split("validation") if "validation" in self.manifest["splits"] else None
+        return Fold(0, self.split("train"), validation, self.split("test"))
+
     def refuse_overlap(self, period: TimeRange, *, what: str) -> None:
         """Raise if ``period`` overlaps anything this run fitted on (training, validation, scalers, CNNs)."""
         ensure_disjoint(period, self.fitted_ranges(), what=what)
+
+    def best_validation(self) -> BestValidation | None:
+        """The best validation backtest recorded so far (None before the first one)."""
+        path = self.root / BEST_FILE
+        return cast(BestValidation, json.loads(path.read_text())) if path.exists() else None
+
+    def record_best(self, best: BestValidation) -> BestValidation:
+        """Write ``best`` as the run's best validation backtest (atomically); returns it."""
+        write_json_atomic(self.root / BEST_FILE, best)
+        return best
 
     def record(self, key: str, value: Any) -> RunBundle:
         """Add or replace ``key`` in the manifest (atomically); returns the updated bundle."""
@@ -199,3 +229,67 @@ def open_bundle(root: Path, *, layout: StateLayout | None = None) -> RunBundle:
             f"which differs from the layout {layout.name!r} ({layout.size}) asked for; use the run's own config"
         )
     return bundle
+
+
+def start_run(
+    cfg: Config,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    splits: Fold | None = None,
+    log: Callable[[str], None] = _logger.info,
+) -> tuple[Prepared, RunBundle]:
+    """The prepared data and the run folder of a training run.
+
+    A new run prepares ``cfg`` (on ``splits`` when given: a walk-forward fold) and creates ``run_dir``; a
+    resumed one reopens ``run_dir`` and prepares its own config, fitted statistics, ranges and CNNs. Fitted
+    CNNs are saved only once the folder exists: a refused run folder never gets its CNN models overwritten.
+    ``log`` gets the reason of every timeframe whose CNN was skipped.
+    """
+    if resume:
+        bundle = open_bundle(run_dir)
+        prep = prepare(bundle.config, stats=bundle.feature_stats, splits=bundle.fold(), cnn_dir=run_dir / "cnn")
+    else:
+        prep = prepare(cfg, splits=splits)
+        ranges = {"train": prep.splits.train, "test": prep.splits.test}
+        if prep.splits.validation is not None:
+            ranges["validation"] = prep.splits.validation
+        bundle = create_bundle(
+            run_dir, cfg, prep.layout, prep.stats, prep.frames, splits=ranges, fitted=prep.fitted_ranges()
+        )
+    if prep.cnn is not None and not prep.cnn.loaded:
+        prep.cnn.save(bundle.root / "cnn")
+        bundle = bundle.record("cnn", prep.cnn.summary())
+        for tf, why in prep.cnn.skipped.items():
+            log(f"{tf} CNN skipped (its state rows stay masked): {why}")
+    return prep, bundle
+
+
+def new_learner(cfg: Config, layout: StateLayout) -> DQNLearner:
+    """A freshly initialised learner for ``layout``, seeded from ``cfg`` (:attr:`Config.learner_config`)."""
+    return DQNLearner(cfg.learner_config, layout.size, ACCOUNT_DIM, blocks=block_specs(layout))
+
+
+def checkpoint_path(run_dir: Path, which: str = "best") -> Path:
+    """``checkpoints/<which>.pt`` of ``run_dir`` (``best`` falls back to ``last``); refuses a run without one."""
+    for name in (which, "last"):
+        path = run_dir / "checkpoints" / f"{name}.pt"
+        if path.exists():
+            return path
+    raise BundleError(f"{run_dir} holds no agent checkpoint (checkpoints/{which}.pt or last.pt); train it first")
+
+
+def load_learner(run_dir: Path, layout: StateLayout, cfg: Config, *, which: str = "best") -> DQNLearner:
+    """The learner saved in ``run_dir`` (:func:`checkpoint_path`)."""
+    learner = new_learner(cfg, layout)
+    load_learner_state(checkpoint_path(run_dir, which), learner)
+    return learner
+
+
+def greedy_policy(learner: DQNLearner) -> Policy:
+    """The learner's greedy actions (no exploration, noise off), as every backtest and live use them."""
+
+    def policy(obs: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+        return learner.act(obs, 0, greedy=True)
+
+    return policy

@@ -43,6 +43,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rltrade.config import Config
+from rltrade.data.atomic import write_json_atomic
 from rltrade.data.cleaning import fmt_time
 from rltrade.data.market import MarketFrames
 from rltrade.data.splits import Fold, SplitError, TimeRange
@@ -55,8 +56,7 @@ from rltrade.models.io import load_cnn, save_cnn
 from rltrade.models.metrics import class_metrics
 from rltrade.models.train import Progress, TrainedCnn
 from rltrade.models.walkforward import FoldPlan, FoldResult, fold_seed, plan_folds, walk_forward_outputs
-from rltrade.training.bundle import write_json_atomic
-from rltrade.types import Timeframe
+from rltrade.types import Timeframe, ceil_to_grid
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def fit_cnn_blocks(
             f"cnn.hidden is {ccfg.hidden} but the state's cnn_hidden block holds {CNN_HIDDEN} units per timeframe; "
             f"set cnn.hidden: {CNN_HIDDEN}"
         )
-    embargo_us = cfg.splits.embargo_s * 1_000_000
+    embargo_us = cfg.splits.embargo_us
     needed = CNN_TIMEFRAMES if has_cnn_blocks(layout) else ()
     outputs: dict[Timeframe, CnnOutputs] = {}
     models: dict[Timeframe, tuple[TrainedCnn, ...]] = {}
@@ -200,7 +200,7 @@ def _plan_timeframe(
         data = build_timeframe_data(frames, tf, cfg.cnn, cfg.features)
     except CnnDataError as exc:
         return str(exc)
-    embargo_us, vf = cfg.splits.embargo_s * 1_000_000, cfg.cnn.validation_fraction
+    embargo_us, vf = cfg.splits.embargo_us, cfg.cnn.validation_fraction
     test_start = splits.test.start_us
     history = int(data.eth.open_us_T[0])
 
@@ -222,7 +222,7 @@ def _plan_timeframe(
             f"{cfg.cnn.horizon(tf)}-bar label horizon; give the market more history or drop {tf.value} from "
             "cnn.timeframes"
         )
-    start = max(splits.train.start_us // tf.us * tf.us, -(-(int(closes[first]) + embargo_us) // tf.us) * tf.us)
+    start = max(splits.train.start_us // tf.us * tf.us, ceil_to_grid(int(closes[first]) + embargo_us, tf.us))
     if start >= test_start:
         return (
             f"its first fit needs the history up to {fmt_time(int(closes[first]))}, so it could serve only from the "
@@ -311,7 +311,7 @@ def serve_cnn_blocks(
 def load_cnn_stage(frames: MarketFrames, cfg: Config, splits: Fold, folder: Path) -> CnnStageResult:
     """The fold models saved in ``folder`` by :meth:`CnnStageResult.save`, their rows recomputed over ``frames``."""
     metrics = json.loads((folder / METRICS_FILE).read_text())
-    embargo_us = cfg.splits.embargo_s * 1_000_000
+    embargo_us = cfg.splits.embargo_us
     if metrics["test_start_us"] != splits.test.start_us or metrics["embargo_us"] != embargo_us:
         raise CnnStageError(
             f"{folder}: the CNNs were fitted for a test range starting at {fmt_time(metrics['test_start_us'])} with "

@@ -31,15 +31,17 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final, TypedDict
 
 import numpy as np
 
-from rltrade.config import Config
+from rltrade.agent.learner import DQNLearner
+from rltrade.config import Config, TradingTerms
+from rltrade.data.atomic import write_json_atomic
 from rltrade.data.splits import SplitError, TimeRange
 from rltrade.data.synthetic import SignalTruth
-from rltrade.env.prices import PeriodData, PeriodError, build_period
-from rltrade.training.backtest import BacktestResult, backtest_actions
+from rltrade.env.prices import PeriodData, PeriodError
+from rltrade.training.backtest import BacktestResult, backtest_actions, backtest_policy
 from rltrade.training.baselines import (
     buy_and_hold_actions,
     flat_actions,
@@ -47,28 +49,40 @@ from rltrade.training.baselines import (
     random_actions,
 )
 from rltrade.training.bootstrap import sharpe_ci, sharpe_diff_ci
-from rltrade.training.bundle import BundleError, RunBundle, open_bundle, write_json_atomic
+from rltrade.training.bundle import BundleError, RunBundle, greedy_policy, load_learner, open_bundle
 from rltrade.training.cnn_stage import METRICS_FILE
 from rltrade.training.coverage import feature_coverage, write_coverage
-from rltrade.training.loop import Prepared, bundle_splits, decision_span, evaluate, load_learner, prepare
-from rltrade.training.metrics import simple_returns
+from rltrade.training.metrics import BacktestMetrics, simple_returns
 from rltrade.training.oracle import expected_move_oracle_actions, oracle_actions
-from rltrade.training.regimes import regime_rows
+from rltrade.training.pipeline import Prepared, decision_span, prepare
+from rltrade.training.regimes import RegimeRow, regime_rows
 
 NOT_BASELINES: Final = frozenset({"agent", "oracle", "expected_move_oracle"})
 """Policies never chosen as the best baseline: the agent itself and the oracles (they know the future prices or
 the planted signal)."""
-COST_FIELDS: Final = (
-    "step",
-    "latency_ms",
-    "taker_fee",
-    "half_spread_bps",
-    "impact_bps",
-    "position_fraction",
-    "borrow_annual_rate",
-    "funding_file",
-)
-"""The env settings a companion run must share with the evaluated one: clock, fills and every cost."""
+
+
+class PolicyMetrics(BacktestMetrics):
+    """A policy's backtest metrics with the block-bootstrap interval of its Sharpe."""
+
+    sharpe_ci_low: float
+    sharpe_ci_high: float
+    sharpe_ci_level: float
+    sharpe_block_length: float
+    """Mean block length of the stationary bootstrap, in steps."""
+
+
+class Comparison(TypedDict):
+    """The agent's Sharpe minus the best baseline's, with its paired bootstrap interval."""
+
+    policy: str
+    baseline: str
+    sharpe_diff: float
+    ci_low: float
+    ci_high: float
+    ci_level: float
+    block_length: float
+    n_resamples: int
 
 
 class EvaluationPeriodError(SplitError):
@@ -80,11 +94,11 @@ class Evaluation:
     """What :func:`evaluate_bundle` computed (and wrote to ``<run>/eval/``)."""
 
     period: TimeRange
-    metrics: dict[str, dict[str, Any]]
+    metrics: dict[str, PolicyMetrics]
     """Policy → metrics (:func:`rltrade.training.metrics.compute_metrics`) plus ``sharpe_ci_*``."""
-    comparison: dict[str, Any]
-    """The agent's Sharpe minus the best baseline's: ``baseline``, ``sharpe_diff``, ``ci_low``, ``ci_high``, ..."""
-    regimes: list[dict[str, Any]]
+    comparison: Comparison
+    """The agent's Sharpe minus the best baseline's."""
+    regimes: list[RegimeRow]
     """Per-regime rows (:func:`rltrade.training.regimes.regime_rows`)."""
 
 
@@ -104,10 +118,10 @@ def evaluate_bundle(
     target = period if period is not None else bundle.split("test")
     bundle.refuse_overlap(target, what=f"backtest of {run_dir}")
     basic = _open_basic(basic_run, cfg, target) if basic_run is not None else None
-    prep = prepare(cfg, stats=bundle.feature_stats, splits=bundle_splits(bundle), cnn_dir=run_dir / "cnn")
-    per = _period(prep, cfg, target) if period is not None else prep.test_period
+    prep = prepare(cfg, stats=bundle.feature_stats, splits=bundle.fold(), cnn_dir=run_dir / "cnn")
+    per = _period(prep, target) if period is not None else prep.test_period
     learner = load_learner(run_dir, prep.layout, cfg, which="best")
-    results: dict[str, BacktestResult] = {"agent": evaluate(learner, prep, per, cfg)}
+    results: dict[str, BacktestResult] = {"agent": backtest_learner(learner, prep, per)}
     if basic is not None:
         results["agent_basic"] = _basic_agent(basic, prep, target, per)
     results["flat"] = backtest_actions(per, flat_actions(per), cfg.env)
@@ -117,12 +131,12 @@ def evaluate_bundle(
         results[f"random_{s}"] = backtest_actions(per, random_actions(per, np.random.default_rng(s)), cfg.env)
     results["oracle"] = backtest_actions(per, oracle_actions(per, cfg.env), cfg.env)
     truth = prep.frames.extras.get("signal_truth")
-    targets: dict[str, Any] = {}
+    targets: dict[str, float | int] = {}
     if isinstance(truth, SignalTruth):
         results["expected_move_oracle"] = backtest_actions(
             per, expected_move_oracle_actions(per, truth, cfg.env), cfg.env
         )
-        targets = _validation_targets(prep, cfg, truth)
+        targets = _validation_targets(prep, truth)
 
     metrics, comparison = _with_intervals(results, n_resamples=n_resamples, level=ci_level, seed=seed)
     true_regimes = prep.frames.extras.get("regimes")
@@ -156,7 +170,7 @@ def evaluate_run(
     n_resamples: int = 1000,
     ci_level: float = 0.95,
     seed: int = 0,
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, PolicyMetrics]:
     """Metrics per policy (with Sharpe intervals) of :func:`evaluate_bundle`."""
     return evaluate_bundle(
         run_dir,
@@ -184,62 +198,73 @@ def run_config(bundle: RunBundle) -> Config:
     return cfg
 
 
-def best_baseline(metrics: dict[str, dict[str, Any]]) -> str:
+def best_baseline(metrics: Mapping[str, PolicyMetrics]) -> str:
     """The baseline with the highest point Sharpe (ties: the first in table order); never the agent or an oracle."""
     names = [name for name in metrics if name not in NOT_BASELINES]
     if not names:
         raise ValueError("no baseline to compare the agent with")
-    return max(names, key=lambda name: float(metrics[name]["sharpe"]))
+    return max(names, key=lambda name: metrics[name]["sharpe"])
 
 
 def _with_intervals(
     results: dict[str, BacktestResult], *, n_resamples: int, level: float, seed: int
-) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+) -> tuple[dict[str, PolicyMetrics], Comparison]:
     returns = {name: simple_returns(r.equity_T) for name, r in results.items()}
-    metrics: dict[str, dict[str, Any]] = {}
+    metrics: dict[str, PolicyMetrics] = {}
     for name, r in results.items():
-        per_year = float(r.metrics["steps_per_year"])
+        per_year = r.metrics["steps_per_year"]
         ci = sharpe_ci(returns[name], per_year, rng=np.random.default_rng(seed), n_resamples=n_resamples, level=level)
-        metrics[name] = {
+        metrics[name] = PolicyMetrics(
             **r.metrics,
-            "sharpe_ci_low": ci.low,
-            "sharpe_ci_high": ci.high,
-            "sharpe_ci_level": level,
-            "sharpe_block_length": ci.block_length,
-        }
+            sharpe_ci_low=ci.low,
+            sharpe_ci_high=ci.high,
+            sharpe_ci_level=level,
+            sharpe_block_length=ci.block_length,
+        )
     base = best_baseline(metrics)
     diff = sharpe_diff_ci(
         returns["agent"],
         returns[base],
-        float(metrics["agent"]["steps_per_year"]),
+        metrics["agent"]["steps_per_year"],
         rng=np.random.default_rng(seed),
         n_resamples=n_resamples,
         level=level,
     )
-    comparison = {"policy": "agent", "baseline": base, **diff.to_dict()}
-    comparison["sharpe_diff"] = comparison.pop("estimate")
+    comparison = Comparison(
+        policy="agent",
+        baseline=base,
+        sharpe_diff=diff.estimate,
+        ci_low=diff.low,
+        ci_high=diff.high,
+        ci_level=diff.level,
+        block_length=diff.block_length,
+        n_resamples=diff.n_resamples,
+    )
     return metrics, comparison
 
 
-def _validation_targets(prep: Prepared, cfg: Config, truth: SignalTruth) -> dict[str, Any]:
+def _validation_targets(prep: Prepared, truth: SignalTruth) -> dict[str, float | int]:
     """The expected-move oracle's return on the validation range as the training loop backtests it (its
     first ``train.eval_max_steps`` steps): the convergence target of the scorecard is half of it."""
-    if prep.validation_period is None:
+    val = prep.validation_slice()
+    if val is None:
         return {}
-    val = prep.validation_period
-    if val.n_steps > cfg.train.eval_max_steps:
-        start = int(val.clock.time_of(0))
-        capped = TimeRange(start, start + cfg.train.eval_max_steps * cfg.env.step.us)
-        val = build_period(prep.builder.features, capped, cfg.env, cfg.reward)
-    oracle = backtest_actions(val, expected_move_oracle_actions(val, truth, cfg.env), cfg.env)
+    env = prep.cfg.env
+    oracle = backtest_actions(val, expected_move_oracle_actions(val, truth, env), env)
     return {
-        "validation_expected_move_oracle_return": float(oracle.metrics["total_return"]),
+        "validation_expected_move_oracle_return": oracle.metrics["total_return"],
         "validation_steps": val.n_steps,
     }
 
 
-def _period(prep: Prepared, cfg: Config, target: TimeRange) -> PeriodData:
+def backtest_learner(learner: DQNLearner, prep: Prepared, period: PeriodData) -> BacktestResult:
+    """Greedy backtest of the learner on ``period`` of ``prep``'s run (PnL after costs)."""
+    return backtest_policy(prep.builder, period, greedy_policy(learner), prep.cfg.env)
+
+
+def _period(prep: Prepared, target: TimeRange) -> PeriodData:
     """``target``'s per-step arrays, refusing a period outside the decision span of the run's market."""
+    cfg = prep.cfg
     span = decision_span(prep.frames, cfg)
     if target.start_us < span.start_us or target.end_us > span.end_us:
         raise EvaluationPeriodError(
@@ -248,7 +273,7 @@ def _period(prep: Prepared, cfg: Config, target: TimeRange) -> PeriodData:
             "pick a period inside that span (and after the fitted ranges)"
         )
     try:
-        return build_period(prep.builder.features, target, cfg.env, cfg.reward)
+        return prep.period(target)
     except PeriodError as exc:
         raise EvaluationPeriodError(f"the period {_iso(target.start_us)} .. {_iso(target.end_us)}: {exc}") from exc
 
@@ -263,7 +288,7 @@ def _open_basic(basic_run: Path, cfg: Config, target: TimeRange) -> RunBundle:
             f"--basic-run {basic_run} was trained on the {bcfg.features.layout.name!r} layout; the baseline is an "
             "agent trained on the 'basic' layout (features.layout.name: basic) on the same market"
         )
-    differ = [f for f in COST_FIELDS if getattr(bcfg.env, f) != getattr(cfg.env, f)]
+    differ = [f for f, b, a in zip(TradingTerms._fields, bcfg.env.terms, cfg.env.terms, strict=True) if b != a]
     if differ or bcfg.data != cfg.data:
         what = ", ".join([f"env.{f}" for f in differ] + (["data"] if bcfg.data != cfg.data else []))
         raise BundleError(
@@ -278,12 +303,12 @@ def _basic_agent(bundle: RunBundle, prep: Prepared, target: TimeRange, per: Peri
     """The companion ``basic``-layout run's agent on the same period (and market frames) as the evaluated one."""
     bcfg = run_config(bundle)
     bprep = prepare(
-        bcfg, frames=prep.frames, stats=bundle.feature_stats, splits=bundle_splits(bundle), cnn_dir=bundle.root / "cnn"
+        bcfg, frames=prep.frames, stats=bundle.feature_stats, splits=bundle.fold(), cnn_dir=bundle.root / "cnn"
     )
-    bper = build_period(bprep.builder.features, target, bcfg.env, bcfg.reward)
+    bper = bprep.period(target)
     if bper.n_steps != per.n_steps:
         raise BundleError(f"--basic-run {bundle.root}: the period has {bper.n_steps} steps there, {per.n_steps} here")
-    return evaluate(load_learner(bundle.root, bprep.layout, bcfg, which="best"), bprep, bper, bcfg)
+    return backtest_learner(load_learner(bundle.root, bprep.layout, bcfg, which="best"), bprep, bper)
 
 
 def _iso(t_us: int) -> str:

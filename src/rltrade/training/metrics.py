@@ -15,12 +15,13 @@ return of step ``i`` of the equity curve ``E_0 .. E_n``:
 * ``direction_accuracy``: among steps in the market whose return is not zero, the share where
   ``sign(position) = sign(next step's return)``, the return being ``log(P_{i+1} / P_i)`` that the position
   decided at step ``i`` earns; reported beside ``exposure`` and the number of steps scored;
-* ``n_trades``, ``win_rate`` (closed trades with ``pnl > 0``), ``fees_paid`` (quote currency).
+* ``n_trades``, ``win_rate`` (closed trades with ``pnl > 0``), ``fees_paid`` and ``initial_equity`` (quote
+  currency).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +31,30 @@ from rltrade.types import US_PER_DAY, US_PER_SECOND
 
 SECONDS_PER_YEAR = 365.25 * 86_400
 F64 = npt.NDArray[np.float64]
+
+
+class BacktestMetrics(TypedDict):
+    """The metrics of one backtest (module docstring), JSON-ready as they are written to ``eval/metrics.json``."""
+
+    total_return: float
+    sharpe: float
+    sortino: float
+    max_drawdown: float
+    turnover: float
+    turnover_per_day: float
+    fees_paid: float
+    n_trades: int
+    win_rate: float
+    exposure: float
+    direction_accuracy: float
+    direction_steps: int
+    n_steps: int
+    days: float
+    steps_per_year: float
+    annualisation: str
+    """How Sharpe and Sortino are annualised, in words."""
+    initial_equity: float
+    """Equity at the start (``E_0``, quote currency)."""
 
 
 def steps_per_year(step_us: int) -> float:
@@ -81,7 +106,7 @@ def compute_metrics(
     fees_paid: float,
     step_us: int,
     position_fraction: float,
-) -> dict[str, Any]:
+) -> BacktestMetrics:
     """All metrics of the module docstring; ``equity_T`` has one more value than the per-step arrays."""
     e = np.asarray(equity_T, dtype=np.float64)
     p = np.asarray(position_T, dtype=np.float64)
@@ -93,21 +118,22 @@ def compute_metrics(
     days = p.size * step_us / US_PER_DAY
     accuracy, scored = direction_accuracy(p, log_ret_T)
     pnl = trades["pnl"].to_numpy() if trades.height else np.zeros(0)
-    return {
-        "total_return": float(e[-1] / e[0] - 1.0),
-        "sharpe": sharpe(r, per_year),
-        "sortino": sortino(r, per_year),
-        "max_drawdown": max_drawdown(e),
-        "turnover": float(position_fraction * moves.sum()),
-        "turnover_per_day": float(position_fraction * moves.sum() / days) if days > 0 else 0.0,
-        "fees_paid": float(fees_paid),
-        "n_trades": int(trades.height),
-        "win_rate": float(np.mean(pnl > 0)) if pnl.size else 0.0,
-        "exposure": float(np.mean(p != 0)) if p.size else 0.0,
-        "direction_accuracy": accuracy,
-        "direction_steps": scored,
-        "n_steps": int(p.size),
-        "days": float(days),
-        "steps_per_year": per_year,
-        "annualisation": f"sqrt({per_year:.0f} steps/year: 365.25 days of {step_us / US_PER_SECOND:g} s steps, 24/7)",
-    }
+    return BacktestMetrics(
+        total_return=float(e[-1] / e[0] - 1.0),
+        sharpe=sharpe(r, per_year),
+        sortino=sortino(r, per_year),
+        max_drawdown=max_drawdown(e),
+        turnover=float(position_fraction * moves.sum()),
+        turnover_per_day=float(position_fraction * moves.sum() / days) if days > 0 else 0.0,
+        fees_paid=float(fees_paid),
+        n_trades=int(trades.height),
+        win_rate=float(np.mean(pnl > 0)) if pnl.size else 0.0,
+        exposure=float(np.mean(p != 0)) if p.size else 0.0,
+        direction_accuracy=accuracy,
+        direction_steps=scored,
+        n_steps=int(p.size),
+        days=float(days),
+        steps_per_year=per_year,
+        annualisation=f"sqrt({per_year:.0f} steps/year: 365.25 days of {step_us / US_PER_SECOND:g} s steps, 24/7)",
+        initial_equity=float(e[0]),
+    )

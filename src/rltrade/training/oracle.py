@@ -31,10 +31,10 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from rltrade.config import EnvConfig
 from rltrade.data.synthetic import SignalTruth
 from rltrade.env.fills import CostModel, position_log_return
 from rltrade.env.prices import PeriodData
-from rltrade.env.settings import EnvConfig
 
 Actions = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]

@@ -1,105 +1,167 @@
-"""Named presets: config overrides applied *under* the user's config file (the file wins).
+"""Named training presets: config overrides applied *under* the user's config file (the file wins).
 
-``demo``  the demo layout (every block, short windows, plus the recent-returns blocks), the structured
-          encoder, walk-forward CNNs, a synthetic market (one day of trades) with a strong planted
+``demo``  the ``demo`` state layout (every block, short windows, plus the recent-returns blocks), the
+          structured encoder, walk-forward CNNs, a synthetic market (one day of trades) with a strong planted
           BTC→ETH lead, low fees: trains in minutes on 2 cores.
-``real``  the real Binance 1m/1h/1d files of ``../shared/data/real`` on a 1-minute clock
-          (:mod:`rltrade.training.presets_real`; ``ensure_real_store`` imports them first).
-``full``  the 15,588-feature layout and the original design's hyperparameters (flat 1024 → 512
+``real``  the demo's agent and training budget on the real Binance 1m/1h/1d klines of ``../shared/data/real``
+          on a 1-minute clock, with the ``demo`` layout cut to what the data has (ETH 1m / 1h / 1d bar
+          windows, BTC 1m bars, pivots and regime: no ticks, no 1 s blocks, no CNN blocks) and the real costs
+          of ``EnvConfig``. Its data step (:func:`rltrade.data.real.import_real_klines`) imports the files into
+          ``data.store``; the CLI runs it before training. Splits are 70 / 15 / 15 % of the 1m month, so the
+          test range is its last ~4.5 days (2024-08-21 → 2024-08-25), purged and embargoed.
+``full``  the 15,588-feature ``full`` layout and the original design's hyperparameters (flat 1024 → 512
           network, lr 1e-4, γ 0.99, buffer 50,000, batch 128): hours of training; CI runs only a smoke
           run of a few dozen updates.
+
+A training preset names a whole run (data, layout, agent, budget); a *layout* (``features.layout.name``:
+``full``, ``demo``, ``basic``) names only the state's blocks. The ``demo`` and ``full`` presets use the
+layouts of the same name, and the CLI always says which of the two a name refers to.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
 from pydantic import ValidationError
 
-from rltrade.config import Config, ConfigError, read_yaml_mapping, validation_error
-from rltrade.training.presets_real import REAL_PRESET
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "demo": {
-        "data": {
-            "synthetic": {
-                "history_days": 60,
-                "tick_days": 1.0,
-                "trades_per_second": 10.0,
-                "annual_vol": 1.5,
-                "signal": {"lag_s": 5, "strength": 0.8},
-            }
-        },
-        "splits": {"train": 0.6, "validation": 0.2, "purge_s": 600, "embargo_s": 60},
-        "features": {"layout": {"name": "demo", "returns": True}},
-        "cnn": {
-            "window": 48,
-            "max_epochs": 3,
-            "max_train_windows": 4_000,
-            "max_val_windows": 2_000,
-            "horizons": {"1s": 10, "1m": 60, "1h": 4, "1d": 1},
-            "flat_quantile": 0.34,
-        },
-        "env": {"taker_fee": 0.0001, "impact_bps": 0.0, "half_spread_bps": 0.5, "episode_steps": 600},
-        "reward": {"pnl_weight": 10_000.0},
-        "agent": {
-            "network": "structured",
-            "encoder_channels": [8, 16],
-            "encoder_patches": [4, 4],
-            "encoder_hidden": [64],
-            "lr": 5e-4,
-            "buffer_size": 50_000,
-            "batch_size": 64,
-            "learning_starts": 1_000,
-            "epsilon_steps": 6_000,
-            "epsilon_end": 0.02,
-            "target_update_interval": 250,
-            "beta_steps": 15_000,
-            "gamma": 0.9,
-        },
-        "train": {
-            "total_steps": 15_000,
-            "n_envs": 8,
-            "eval_every": 2_500,
-            "eval_max_steps": 3_600,
-            "checkpoint_every": 2_500,
-        },
-    },
-    "full": {
-        "features": {"layout": {"name": "full"}},
-        "agent": {"network": "flat"},
-        "train": {"n_envs": 16},
-    },
-}
+from rltrade.config import Config, ConfigError, DataConfig, read_yaml_mapping, validation_error
+from rltrade.data.pipeline import StoreSummary
+from rltrade.data.real import REAL_DATA_DIR, import_real_klines
 
 
-def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``over`` merged in, recursively; ``over`` wins."""
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` merged in, recursively; ``over`` wins. Neither argument is changed."""
     out = dict(base)
     for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
             out[key] = deep_merge(out[key], value)
         else:
             out[key] = value
     return out
 
 
-# The real preset trains the demo's agent (same network, optimiser, replay and budget) on a 1-minute clock.
-PRESETS["real"] = deep_merge({"agent": PRESETS["demo"]["agent"], "train": PRESETS["demo"]["train"]}, REAL_PRESET)
+@dataclass(frozen=True)
+class DataStep:
+    """An explicit step that puts a preset's market data into ``data.store`` before training."""
+
+    what: str
+    """What it imports, for progress messages."""
+    run: Callable[[DataConfig, Path], StoreSummary]
+    """``run(data config, source folder)``; idempotent."""
+    source: Path
+    """The default source folder."""
 
 
-def load_with_preset(path: Path | None, preset: str | None, overrides: dict[str, Any] | None = None) -> Config:
-    """The config of ``path`` over the ``preset`` (either optional), with ``overrides`` on top."""
+@dataclass(frozen=True)
+class Preset:
+    """A named training preset: config overrides and, when its data must be imported first, the data step."""
+
+    overrides: Mapping[str, Any]
+    data_step: DataStep | None = field(default=None)
+
+
+_DEMO: Final[Mapping[str, Any]] = {
+    "data": {
+        "synthetic": {
+            "history_days": 60,
+            "tick_days": 1.0,
+            "trades_per_second": 10.0,
+            "annual_vol": 1.5,
+            "signal": {"lag_s": 5, "strength": 0.8},
+        }
+    },
+    "splits": {"train": 0.6, "validation": 0.2, "purge_s": 600, "embargo_s": 60},
+    "features": {"layout": {"name": "demo", "returns": True}},
+    "cnn": {
+        "window": 48,
+        "max_epochs": 3,
+        "max_train_windows": 4_000,
+        "max_val_windows": 2_000,
+        "horizons": {"1s": 10, "1m": 60, "1h": 4, "1d": 1},
+        "flat_quantile": 0.34,
+    },
+    "env": {"taker_fee": 0.0001, "impact_bps": 0.0, "half_spread_bps": 0.5, "episode_steps": 600},
+    "reward": {"pnl_weight": 10_000.0},
+    "agent": {
+        "network": "structured",
+        "encoder_channels": [8, 16],
+        "encoder_patches": [4, 4],
+        "encoder_hidden": [64],
+        "lr": 5e-4,
+        "buffer_size": 50_000,
+        "batch_size": 64,
+        "learning_starts": 1_000,
+        "epsilon_steps": 6_000,
+        "epsilon_end": 0.02,
+        "target_update_interval": 250,
+        "beta_steps": 15_000,
+        "gamma": 0.9,
+    },
+    "train": {
+        "total_steps": 15_000,
+        "n_envs": 8,
+        "eval_every": 2_500,
+        "eval_max_steps": 3_600,
+        "checkpoint_every": 2_500,
+    },
+}
+
+REAL_OVERRIDES: Final[Mapping[str, Any]] = {
+    "data": {"source": "store", "store": "data_store/real", "timeframes": ["1m", "1h", "1d"]},
+    "splits": {"train": 0.70, "validation": 0.15, "purge_s": 3600, "embargo_s": 600},
+    "features": {
+        "layout": {
+            "name": "demo",
+            "ticks": False,
+            "cnn": False,
+            "timeframes": ["1m", "1h", "1d"],
+            "reference_timeframes": ["1m"],
+        },
+    },
+    "env": {"step": "1m", "episode_steps": 1440},
+    "reward": {"pnl_weight": 1_000.0},
+    "train": {"eval_max_steps": 7_000},
+}
+"""What the ``real`` preset changes on top of the demo's agent and training budget (module docstring)."""
+
+PRESETS: Final[Mapping[str, Preset]] = MappingProxyType(
+    {
+        "demo": Preset(_DEMO),
+        "real": Preset(
+            deep_merge({"agent": _DEMO["agent"], "train": _DEMO["train"]}, REAL_OVERRIDES),
+            DataStep("the real klines", import_real_klines, REAL_DATA_DIR),
+        ),
+        "full": Preset(
+            {"features": {"layout": {"name": "full"}}, "agent": {"network": "flat"}, "train": {"n_envs": 16}}
+        ),
+    }
+)
+"""The training presets by name (read-only)."""
+
+
+def preset(name: str) -> Preset:
+    """The training preset ``name``; ``ConfigError`` listing the presets when there is none of that name."""
+    if name not in PRESETS:
+        raise ConfigError(
+            f"unknown training preset {name!r}; use one of: {', '.join(PRESETS)} "
+            "(a state layout is chosen with features.layout.name in the config, not with --preset)"
+        )
+    return PRESETS[name]
+
+
+def load_with_preset(path: Path | None, name: str | None, overrides: Mapping[str, Any] | None = None) -> Config:
+    """The config of ``path`` over the training preset ``name`` (either optional), with ``overrides`` on top."""
     raw: dict[str, Any] = {}
-    if preset is not None:
-        if preset not in PRESETS:
-            raise ConfigError(f"unknown preset {preset!r}; use one of: {', '.join(PRESETS)}")
-        raw = deep_merge(raw, PRESETS[preset])
+    if name is not None:
+        raw = deep_merge(raw, preset(name).overrides)
     if path is not None:
         raw = deep_merge(raw, read_yaml_mapping(path))
     raw = deep_merge(raw, overrides or {})
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        raise validation_error(path if path is not None else f"preset {preset}", exc) from None
+        raise validation_error(path if path is not None else f"preset {name}", exc) from None

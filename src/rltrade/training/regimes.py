@@ -27,7 +27,7 @@ does not occur, so a missing regime is visible rather than silently absent.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Final, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +41,23 @@ from rltrade.types import Regime, Timeframe
 
 I8 = npt.NDArray[np.int8]
 SOURCES: Final = ("true", "classifier")
+
+
+class RegimeRow(TypedDict):
+    """One policy's figures over the steps of one regime (module docstring)."""
+
+    source: str
+    """``true`` (the synthetic generator's regimes) or ``classifier``."""
+    regime: str
+    policy: str
+    n_steps: int
+    share_of_steps: float
+    log_return: float
+    return_contribution: float
+    sharpe: float
+    exposure: float
+    direction_accuracy: float
+    direction_steps: int
 
 
 def regime_name(label: int) -> str:
@@ -69,14 +86,14 @@ def regime_rows(
     period: PeriodData,
     *,
     true_regimes: Mapping[Timeframe, pl.DataFrame] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[RegimeRow]:
     """Per-regime rows (module docstring) of every policy in ``results``, all backtested on ``period``."""
     n = period.n_steps
     labels: dict[str, I8] = {}
     if true_regimes is not None:
         labels["true"] = true_regime_labels(true_regimes, period.time_us_T[:n])
     labels["classifier"] = np.asarray(period.regime_T[:n], dtype=np.int8)
-    rows: list[dict[str, Any]] = []
+    rows: list[RegimeRow] = []
     for source, label_T in labels.items():
         present = [int(x) for x in Regime]
         if (label_T == REGIME_UNKNOWN).any():
@@ -85,7 +102,7 @@ def regime_rows(
             equity = result.equity_T
             if equity.size != n + 1:
                 raise ValueError(f"policy {name!r} has {equity.size - 1} steps, the period {n}")
-            per_year = float(result.metrics["steps_per_year"])
+            per_year = result.metrics["steps_per_year"]
             r_T = simple_returns(equity)
             position_T = result.steps["position"].to_numpy()[:n]
             for regime in present:
@@ -105,19 +122,19 @@ def _row(
     log_ret_T: npt.NDArray[np.float64],
     n_total: int,
     per_year: float,
-) -> dict[str, Any]:
+) -> RegimeRow:
     log_return = float(np.sum(np.log1p(r_T)))
     accuracy, scored = direction_accuracy(position_T, log_ret_T)
-    return {
-        "source": source,
-        "regime": regime_name(regime),
-        "policy": policy,
-        "n_steps": int(r_T.size),
-        "share_of_steps": r_T.size / n_total if n_total else 0.0,
-        "log_return": log_return,
-        "return_contribution": float(np.expm1(log_return)),
-        "sharpe": sharpe(r_T, per_year),
-        "exposure": float(np.mean(position_T != 0)) if position_T.size else 0.0,
-        "direction_accuracy": accuracy,
-        "direction_steps": scored,
-    }
+    return RegimeRow(
+        source=source,
+        regime=regime_name(regime),
+        policy=policy,
+        n_steps=int(r_T.size),
+        share_of_steps=r_T.size / n_total if n_total else 0.0,
+        log_return=log_return,
+        return_contribution=float(np.expm1(log_return)),
+        sharpe=sharpe(r_T, per_year),
+        exposure=float(np.mean(position_T != 0)) if position_T.size else 0.0,
+        direction_accuracy=accuracy,
+        direction_steps=scored,
+    )

@@ -62,8 +62,9 @@ from typing import Any, Final
 import numpy as np
 import polars as pl
 
+from rltrade.data.atomic import write_json_atomic
 from rltrade.training.bootstrap import optimal_block_length, stationary_bootstrap_indices
-from rltrade.training.bundle import BundleError, RunBundle, open_bundle, write_json_atomic
+from rltrade.training.bundle import BundleError, RunBundle, open_bundle
 from rltrade.training.coverage import COVERAGE_FILE
 
 PASS: Final = "PASS"

@@ -41,11 +41,13 @@ import numpy as np
 import torch
 
 from rltrade.config import Config
+from rltrade.data.atomic import write_json_atomic
 from rltrade.data.market import MarketFrames, load_market
 from rltrade.data.splits import Fold, TimeRange, ensure_disjoint, walk_forward
-from rltrade.training.bundle import open_bundle, write_json_atomic
+from rltrade.training.bundle import open_bundle
 from rltrade.training.evaluate import evaluate_run
-from rltrade.training.loop import bundle_splits, decision_span, train
+from rltrade.training.loop import train
+from rltrade.training.pipeline import decision_span
 from rltrade.training.presets import deep_merge
 
 JobProgress = Callable[[int, int, str], None]
@@ -110,8 +112,8 @@ def plan_folds(cfg: Config, span: TimeRange, n_folds: int, *, expanding: bool = 
     return walk_forward(
         span,
         n_folds,
-        purge_us=s.purge_s * 1_000_000,
-        embargo_us=s.embargo_s * 1_000_000,
+        purge_us=s.purge_us,
+        embargo_us=s.embargo_us,
         expanding=expanding,
         validation_fraction=s.validation / (s.train + s.validation),
         step_us=cfg.env.step.us,
@@ -152,7 +154,7 @@ def run_fold_job(cfg_dict: dict[str, Any], fold: Fold, seed: int, out_dir: str |
     resume = (run_dir / "manifest.json").exists()
     if resume:
         bundle = open_bundle(run_dir)
-        if bundle.config != cfg or not _same_ranges(bundle_splits(bundle), fold):
+        if bundle.config != cfg or not _same_ranges(bundle.fold(), fold):
             raise WalkForwardError(
                 f"{run_dir} holds a different run (other config or ranges); use another output folder"
             )

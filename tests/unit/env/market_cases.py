@@ -8,11 +8,18 @@ from functools import cache
 import numpy as np
 import numpy.typing as npt
 
-from rltrade.config import DataConfig, FeaturesConfig, LayoutConfig, PlantedSignal, SyntheticConfig
+from rltrade.config import (
+    DataConfig,
+    EnvConfig,
+    FeaturesConfig,
+    LayoutConfig,
+    PlantedSignal,
+    RewardConfig,
+    SyntheticConfig,
+)
 from rltrade.data.market import MarketFrames, load_market
 from rltrade.data.splits import TimeRange
-from rltrade.env.prices import PeriodData, build_period, ewm_volatility
-from rltrade.env.settings import EnvConfig, RewardConfig
+from rltrade.env.prices import PeriodData, build_period, ewm_volatility, load_funding
 from rltrade.features.clock import DecisionClock
 from rltrade.features.layout import StateLayout, build_layout
 from rltrade.features.market_features import MarketFeatures, build_market_features
@@ -66,7 +73,7 @@ def trading_period(
 ) -> PeriodData:
     """The tick span minus its first two minutes (so 1s windows hold bars), on ``env_cfg``'s clock."""
     period = TimeRange(setup.ticks.start_us + 120 * US_PER_SECOND, setup.ticks.end_us)
-    return build_period(setup.features, period, env_cfg, reward_cfg)
+    return build_period(setup.features, period, env_cfg, reward_cfg, funding=load_funding(env_cfg))
 
 
 def period_from_prices(

@@ -9,9 +9,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from rltrade.config import REAL_ETH_HALF_SPREAD_BPS, EnvConfig
 from rltrade.data.importers import median_half_spread_bps, read_book_ticker, read_funding
 from rltrade.env.fills import YEAR_US, AccountBook, CostModel, position_log_return, short_carry, with_measured_spread
-from rltrade.env.settings import REAL_ETH_HALF_SPREAD_BPS, EnvConfig
 from rltrade.features.account import account_vector
 from rltrade.types import US_PER_HOUR, US_PER_SECOND
 

@@ -8,11 +8,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from rltrade.config import FeaturesConfig, LayoutConfig
+from rltrade.config import EnvConfig, FeaturesConfig, LayoutConfig
 from rltrade.data.align import BarArrays
 from rltrade.data.splits import TimeRange
 from rltrade.env.prices import PeriodError, build_period, ewm_volatility, execution_prices
-from rltrade.env.settings import EnvConfig
 from rltrade.features.clock import DecisionClock
 from rltrade.features.layout import build_layout
 from rltrade.features.market_features import build_market_features

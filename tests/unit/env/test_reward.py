@@ -8,13 +8,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from rltrade.config import FeaturesConfig, LayoutConfig
+from rltrade.config import EnvConfig, FeaturesConfig, LayoutConfig, RewardConfig
 from rltrade.data.market import MarketFrames
 from rltrade.data.splits import TimeRange
 from rltrade.env.fills import CostModel
 from rltrade.env.prices import build_period
 from rltrade.env.reward import FACTOR_NAMES, compute_reward
-from rltrade.env.settings import EnvConfig, RewardConfig
 from rltrade.env.trading_env import TradingEnv
 from rltrade.features.layout import build_layout
 from rltrade.features.market_features import build_market_features

@@ -10,9 +10,9 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
+from rltrade.config import EnvConfig, RewardConfig
 from rltrade.env.fills import CostModel
 from rltrade.env.prices import PeriodData
-from rltrade.env.settings import EnvConfig, RewardConfig
 from rltrade.env.trading_env import TradingEnv
 from rltrade.features.account import ACCOUNT_DIM, account_vector
 from tests.unit.env.market_cases import period_from_prices, small_setup, trading_period

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from rltrade.env.settings import EnvConfig, RewardConfig
+from rltrade.config import EnvConfig, RewardConfig
 from rltrade.env.trading_env import TradingEnv
-from rltrade.env.vector_env import VectorTradingEnv
+from rltrade.env.vector_env import STEP_RECORD, VectorTradingEnv
 from rltrade.features.account import ACCOUNT_DIM, StepRecord
 from rltrade.features.clock import ClockStateSource
 from tests.unit.env.market_cases import small_setup, trading_period
@@ -53,30 +53,23 @@ def test_infos_make_step_records_without_states() -> None:
         actions = np.array([0, 1, 2])
         t_before, account_before = info["t_idx"].copy(), obs[:, -ACCOUNT_DIM:].copy()
         next_obs, reward, term, trunc, info = vec.step(actions)
-        np.testing.assert_array_equal(info["prev_t_idx"], t_before)
-        np.testing.assert_array_equal(info["prev_account"], account_before)
-        records.extend(
-            StepRecord(
-                int(info["prev_t_idx"][e]),
-                info["prev_account"][e],
-                int(actions[e]),
-                float(reward[e]),
-                bool(term[e]),
-                bool(trunc[e]),
-                int(info["next_t_idx"][e]),
-                info["next_account"][e],
-            )
-            for e in range(3)
-        )
+        record: StepRecord = info[STEP_RECORD]
+        np.testing.assert_array_equal(record.t_idx_E, t_before)
+        np.testing.assert_array_equal(record.account_EK, account_before)
+        np.testing.assert_array_equal(record.action_E, actions)
+        np.testing.assert_array_equal(record.reward_E, reward.astype(np.float32))
+        np.testing.assert_array_equal(record.terminated_E, term)
+        np.testing.assert_array_equal(record.truncated_E, trunc)
+        records.append(record)
         done = term | trunc
         # Not done: the returned observation is the next state; done: it is the new episode's first state.
-        np.testing.assert_array_equal(info["next_t_idx"][~done], info["t_idx"][~done])
-        np.testing.assert_array_equal(info["next_account"][~done], next_obs[~done, -ACCOUNT_DIM:])
+        np.testing.assert_array_equal(record.next_t_idx_E[~done], info["t_idx"][~done])
+        np.testing.assert_array_equal(record.next_account_EK[~done], next_obs[~done, -ACCOUNT_DIM:])
         assert np.all(next_obs[done, -ACCOUNT_DIM:] == 0)
         obs = next_obs
-    last = records[-3:]
-    assert all(r.truncated for r in last) and all(r.next_t_idx == r.t_idx + 1 for r in records)
+    last = records[-1]
+    assert last.truncated_E.all() and all((r.next_t_idx_E == r.t_idx_E + 1).all() for r in records)
     # The state a record points to is gathered back from its step index.
-    states = source.gather([r.next_t_idx for r in last])
-    np.testing.assert_array_equal(states, setup.builder.gather(period.clock.time_of([r.next_t_idx for r in last])))
-    assert [r.next_account_K[0] for r in last] == [-1.0, 0.0, 1.0]
+    states = source.gather(last.next_t_idx_E)
+    np.testing.assert_array_equal(states, setup.builder.gather(period.clock.time_of(last.next_t_idx_E)))
+    assert last.next_account_EK[:, 0].tolist() == [-1.0, 0.0, 1.0]

@@ -22,7 +22,8 @@ from rltrade.live.broker import Fill
 from rltrade.live.engine import Decision, EngineSettings, LiveEngine
 from rltrade.live.events import StreamHealth, StreamStatus, TradeEvent
 from rltrade.training.backtest import backtest_actions, backtest_policy
-from rltrade.training.loop import Prepared, block_specs, greedy_policy, prepare
+from rltrade.training.bundle import greedy_policy
+from rltrade.training.pipeline import Prepared, block_specs, prepare
 from tests.support.live_market import delay_role, tiny_live_config, trade_events
 
 STEP = 1_000_000

@@ -8,7 +8,7 @@ import pytest
 from rltrade.features.state_stream import FLOAT_TOLERANCE
 from rltrade.live.engine import EngineSettings, LiveEngine
 from rltrade.models.bridge import StreamingCnnBridge
-from rltrade.training.loop import prepare
+from rltrade.training.pipeline import prepare
 from tests.support.live_market import TINY_CNN, tiny_live_config, trade_events
 
 STEP = 1_000_000
@@ -21,7 +21,7 @@ def test_states_with_cnn_rows_equal_the_batch_builders() -> None:
     assert prep.cnn is not None
     bridge = StreamingCnnBridge(
         {tf: (models[-1], len(models) - 1) for tf, models in prep.cnn.models.items()},
-        embargo_us=cfg.splits.embargo_s * STEP,
+        embargo_us=cfg.splits.embargo_us,
     )
     t0 = int(prep.test_period.clock.start_us)
     engine = LiveEngine(

@@ -9,13 +9,12 @@ import pytest
 from rich.console import Console
 
 from rltrade.cli.cnn import accuracy_table
-from rltrade.config import DataConfig, FeaturesConfig, PlantedSignal, SyntheticConfig
+from rltrade.config import CnnConfig, DataConfig, FeaturesConfig, PlantedSignal, SyntheticConfig
 from rltrade.data.market import MarketFrames, load_market
 from rltrade.models.dataset import build_timeframe_data
 from rltrade.models.evaluate import TimeframeEval, evaluate_timeframe, past_classes
 from rltrade.models.labels import DOWN, FLAT, UP
 from rltrade.models.metrics import class_metrics
-from rltrade.models.settings import CnnConfig
 from rltrade.types import US_PER_MINUTE, Timeframe
 from tests.support.cnn_models import EMBARGO_US, TINY, tf_data
 from tests.support.real_data import real_market

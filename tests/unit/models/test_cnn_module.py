@@ -7,9 +7,9 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from rltrade.config import CnnConfig
 from rltrade.models.bridge import HiddenTap, run_cnn
 from rltrade.models.cnn import CnnShape, TimeframeCnn, build_cnn, predictions
-from rltrade.models.settings import CnnConfig
 from rltrade.types import Timeframe
 
 SHAPE = CnnShape(in_channels=16, window=24, conv_channels=(6, 8, 8), kernel_size=5, hidden=128, dropout=0.3)

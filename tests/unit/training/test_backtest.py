@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
+from rltrade.config import EnvConfig
 from rltrade.env.fills import CostModel
-from rltrade.env.settings import EnvConfig
 from rltrade.features.account import ACCOUNT_DIM, TIME_IN_TRADE_SCALE
 from rltrade.training.backtest import backtest_actions, backtest_policy
 from rltrade.training.baselines import (

@@ -29,7 +29,7 @@ from rltrade.training.cnn_stage import (
     run_cnn_stage,
     serve_cnn_blocks,
 )
-from rltrade.training.loop import decision_span, prepare
+from rltrade.training.pipeline import decision_span, prepare
 from rltrade.types import US_PER_SECOND, Timeframe
 from tests.support.cnn_models import TINY, cnn_market
 

@@ -13,11 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rltrade.agent.learner import DQNLearner
-from rltrade.config import AgentConfig
+from rltrade.config import AgentConfig, EnvConfig
 from rltrade.data.splits import TimeRange
 from rltrade.env.fills import CostModel, position_log_return
 from rltrade.env.prices import build_period
-from rltrade.env.settings import EnvConfig
 from rltrade.features.account import ACCOUNT_DIM
 from rltrade.training.backtest import backtest_actions, backtest_policy
 from rltrade.training.baselines import (
@@ -27,13 +26,14 @@ from rltrade.training.baselines import (
     random_actions,
     threshold_oracle_actions,
 )
-from rltrade.training.loop import block_specs, greedy_policy
+from rltrade.training.bundle import greedy_policy
 from rltrade.training.oracle import (
     dp_positions,
     expected_hold_moves,
     expected_move_oracle_actions,
     oracle_actions,
 )
+from rltrade.training.pipeline import block_specs
 from rltrade.types import US_PER_SECOND
 from tests.unit.env.market_cases import period_from_prices, signal_setup, trading_period
 

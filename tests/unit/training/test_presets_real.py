@@ -7,34 +7,34 @@ from pathlib import Path
 
 import pytest
 
-from rltrade.config import Config
+from rltrade.config import Config, ConfigError
 from rltrade.data.market import load_market
-from rltrade.training.loop import prepare
-from rltrade.training.presets import deep_merge, load_with_preset
-from rltrade.training.presets_real import REAL_PRESET, RealDataMissing, ensure_real_store
+from rltrade.data.real import RealDataMissing, import_real_klines
+from rltrade.training.pipeline import prepare
+from rltrade.training.presets import PRESETS, REAL_OVERRIDES, deep_merge, load_with_preset
 from rltrade.types import US_PER_DAY, Timeframe
 from tests.support.real_data import require_real
 
 
 def real_config(store: Path) -> Config:
-    return load_with_preset(None, None, deep_merge(REAL_PRESET, {"data": {"store": str(store)}}))
+    return load_with_preset(None, None, deep_merge(REAL_OVERRIDES, {"data": {"store": str(store)}}))
 
 
 def test_missing_real_data_is_refused_with_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(RealDataMissing, match=r"does not exist.*shared/data/real.*--preset demo"):
-        ensure_real_store(real_config(tmp_path / "store"), tmp_path / "nowhere")
+        import_real_klines(real_config(tmp_path / "store").data, tmp_path / "nowhere")
     (tmp_path / "half").mkdir()
     with pytest.raises(RealDataMissing, match="lacks binance_spot_ETHUSDT_1m"):
-        ensure_real_store(real_config(tmp_path / "store"), tmp_path / "half")
+        import_real_klines(real_config(tmp_path / "store").data, tmp_path / "half")
     assert not (tmp_path / "store").exists()
 
 
 def test_real_store_ends_with_the_month_and_tests_on_its_last_days(tmp_path: Path) -> None:
     real = require_real()
     cfg = real_config(tmp_path / "store")
-    first = ensure_real_store(cfg, real)
+    first = import_real_klines(cfg.data, real)
     assert all(r.rows_new > 0 for r in first.appended.values())
-    assert all(r.rows_new == 0 for r in ensure_real_store(cfg, real).appended.values())  # idempotent
+    assert all(r.rows_new == 0 for r in import_real_klines(cfg.data, real).appended.values())  # idempotent
     frames = load_market(cfg.data)
     month_end = frames.span_us("eth", Timeframe.M1)[1]
     for role in ("eth", "btc"):
@@ -49,16 +49,23 @@ def test_real_store_ends_with_the_month_and_tests_on_its_last_days(tmp_path: Pat
     assert test.end_us == month_end
     assert 4 * US_PER_DAY <= test.duration_us <= 5 * US_PER_DAY
     for fitted in prep.splits.fitted():
-        assert fitted.end_us + (cfg.splits.purge_s + cfg.splits.embargo_s) * 1_000_000 <= test.start_us
+        assert fitted.end_us + cfg.splits.purge_us + cfg.splits.embargo_us <= test.start_us
     assert prep.test_period.n_steps > 4 * 1440
 
 
 def test_the_real_preset_trains_the_demo_agent_on_a_minute_clock() -> None:
-    from rltrade.training.presets import PRESETS
-
     cfg = load_with_preset(None, "real")
     demo = load_with_preset(None, "demo")
     assert cfg.agent == demo.agent and cfg.train.total_steps == demo.train.total_steps
-    assert cfg.train.eval_max_steps == REAL_PRESET["train"]["eval_max_steps"] != demo.train.eval_max_steps
+    assert cfg.train.eval_max_steps == REAL_OVERRIDES["train"]["eval_max_steps"] != demo.train.eval_max_steps
     assert cfg.env.step is Timeframe.M1 and not cfg.features.layout.ticks and not cfg.features.layout.returns
-    assert "agent" not in REAL_PRESET and PRESETS["real"]["agent"] is PRESETS["demo"]["agent"]
+    real, demo_preset = PRESETS["real"], PRESETS["demo"]
+    assert "agent" not in REAL_OVERRIDES and real.overrides["agent"] is demo_preset.overrides["agent"]
+    assert real.data_step is not None and real.data_step.run is import_real_klines and demo_preset.data_step is None
+
+
+def test_presets_are_read_only_and_an_unknown_one_names_the_choices() -> None:
+    with pytest.raises(TypeError):
+        PRESETS["mine"] = PRESETS["demo"]  # type: ignore[index]
+    with pytest.raises(ConfigError, match=r"unknown training preset 'basic'; use one of: demo, real, full"):
+        load_with_preset(None, "basic")

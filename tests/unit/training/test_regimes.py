@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from rltrade.env.settings import EnvConfig
+from rltrade.config import EnvConfig
 from rltrade.training.backtest import backtest_actions
 from rltrade.training.baselines import buy_and_hold_actions, flat_actions, momentum_actions
 from rltrade.training.metrics import direction_accuracy, sharpe, simple_returns

@@ -110,9 +110,9 @@ def fold_jobs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("jobs")
     mp = pytest.MonkeyPatch()
     try:
-        mp.setattr("rltrade.training.loop.load_market", lambda _cfg: frames)
+        mp.setattr("rltrade.training.pipeline.load_market", lambda _cfg: frames)
         clean = run_fold_job(cfg.model_dump(mode="json"), fold, 0, out / "clean")
-        mp.setattr("rltrade.training.loop.load_market", lambda _cfg: _perturb_from(frames, fold.test.start_us))
+        mp.setattr("rltrade.training.pipeline.load_market", lambda _cfg: _perturb_from(frames, fold.test.start_us))
         changed = run_fold_job(cfg.model_dump(mode="json"), fold, 0, out / "changed")
     finally:
         mp.undo()
@@ -120,7 +120,7 @@ def fold_jobs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def _decision_span(cfg: Any, frames: MarketFrames) -> TimeRange:
-    from rltrade.training.loop import decision_span
+    from rltrade.training.pipeline import decision_span
 
     return decision_span(frames, cfg)
 
@@ -173,7 +173,7 @@ def test_with_the_cnn_stage_changing_the_test_range_changes_no_fitted_model(tmp_
     mp = pytest.MonkeyPatch()
     try:
         for name, market in (("clean", frames), ("changed", _perturb_from(frames, fold.test.start_us))):
-            mp.setattr("rltrade.training.loop.load_market", lambda _cfg, m=market: m)
+            mp.setattr("rltrade.training.pipeline.load_market", lambda _cfg, m=market: m)
             rows[name] = run_fold_job(cfg.model_dump(mode="json"), fold, 0, tmp_path / name)
     finally:
         mp.undo()

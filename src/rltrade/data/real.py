@@ -1,28 +1,21 @@
-"""The ``real`` preset: real Binance spot ETH/USDT (BTC/USDT as reference) on a 1 min decision clock.
+"""The real Binance spot klines of ``../shared/data/real``: where they are and how they are imported.
 
-The real data in ``../shared/data/real`` (see its README) has a month of 1m klines
-(2024-07-26 14:16 → 2024-08-25 14:23 UTC), years of 1h and 1d klines, and only 11 minutes of trades: not
-enough for the ticks block or 1 s bars. So the preset trades on 1m bars, with the state made of ETH 1m /
-1h / 1d bar windows, BTC 1m bars, pivots and regime (no ticks, no 1 s blocks, no CNN blocks: the training
-loop does not train CNNs, and all-zero blocks would add nothing). Costs are the real defaults of
-``EnvConfig`` (0.1 % taker fee, the measured ETH/USDT half-spread, impact).
-
-Splits are the config's 70 / 15 / 15 % of the 1m month, so the test range is the month's last ~4.5 days
-(2024-08-21 → 2024-08-25) and everything fitted (feature statistics, agent, checkpoint choice) comes
-before it, purged and embargoed. :func:`ensure_real_store` imports the files into ``data.store`` with
-every 1h and 1d bar that closes after the 1m month's end dropped (the files run to 2026), and only the
-history the bar windows and their indicators need before it; a state at ``t`` reads only bars closed
-by ``t`` (the features are causal), so no training state reads the test range.
+The folder (see its README) has a month of ETH/USDT and BTC/USDT 1m klines (2024-07-26 14:16 → 2024-08-25
+14:23 UTC), years of 1h and 1d klines, and only 11 minutes of trades. :func:`import_real_klines` imports the
+1m month whole, and of the 1h and 1d files only the bars that close by the 1m month's end (the files run to
+2026), from ``HISTORY_DAYS`` before the month starts: the history the bar windows and their indicators
+need. It is an explicit data step (the ``real`` training preset's, run by the CLI before training), never
+part of training itself.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import polars as pl
 
-from rltrade.config import Config
+from rltrade.config import DataConfig
 from rltrade.data.importers import import_file
 from rltrade.data.pipeline import StoreSummary
 from rltrade.data.store import DatasetKey, Store
@@ -52,31 +45,13 @@ HISTORY_DAYS: Final[dict[Timeframe, int]] = {Timeframe.M1: 0, Timeframe.H1: 40, 
 median and the indicators' warm-up (960 hours ≥ 348; 400 days ≥ 348), not the whole history (one store
 file per day)."""
 
-REAL_PRESET: Final[dict[str, Any]] = {
-    "data": {"source": "store", "store": "data_store/real", "timeframes": ["1m", "1h", "1d"]},
-    "splits": {"train": 0.70, "validation": 0.15, "purge_s": 3600, "embargo_s": 600},
-    "features": {
-        "layout": {
-            "name": "demo",
-            "ticks": False,
-            "cnn": False,
-            "timeframes": ["1m", "1h", "1d"],
-            "reference_timeframes": ["1m"],
-        },
-    },
-    "env": {"step": "1m", "episode_steps": 1440},
-    "reward": {"pnl_weight": 1_000.0},
-    "train": {"eval_max_steps": 7_000},
-}
-"""Overrides of the ``real`` preset (to be merged like ``presets.PRESETS`` entries; see the module docstring)."""
-
 
 class RealDataMissing(FileNotFoundError):
     """The real-data folder or one of its files is not where the ``real`` preset looks."""
 
 
 def real_paths(real_dir: Path = REAL_DATA_DIR) -> dict[Timeframe, dict[str, Path]]:
-    """The preset's files in ``real_dir``; :class:`RealDataMissing` naming what is missing and what to do."""
+    """Return the real files in ``real_dir``; :class:`RealDataMissing` names what is missing and what to do."""
     paths = {tf: {sym: real_dir / name for sym, name in by_sym.items()} for tf, by_sym in REAL_FILES.items()}
     missing = [p.name for by_sym in paths.values() for p in by_sym.values() if not p.is_file()]
     if missing:
@@ -90,15 +65,15 @@ def real_paths(real_dir: Path = REAL_DATA_DIR) -> dict[Timeframe, dict[str, Path
     return paths
 
 
-def ensure_real_store(cfg: Config, real_dir: Path = REAL_DATA_DIR) -> StoreSummary:
-    """Import the real klines into ``cfg.data.store`` (idempotent: a second call appends nothing).
+def import_real_klines(data: DataConfig, real_dir: Path = REAL_DATA_DIR) -> StoreSummary:
+    """Import the real klines into ``data.store`` (idempotent: a second call appends nothing).
 
     1h and 1d bars are kept from ``HISTORY_DAYS`` before the 1m month's first bar up to the last one that
     closes by the 1m month's end; the 1m month is kept whole.
     """
     paths = real_paths(real_dir)
-    store = Store(cfg.data.store)
-    symbols = (cfg.data.symbol, cfg.data.reference)
+    store = Store(data.store)
+    symbols = (data.symbol, data.reference)
     m1 = {
         sym: import_file(paths[Timeframe.M1][sym], policy="strict").frame
         for sym in symbols
@@ -112,14 +87,14 @@ def ensure_real_store(cfg: Config, real_dir: Path = REAL_DATA_DIR) -> StoreSumma
     start_us = min(int(df.item(0, "open_us")) for df in m1.values())
     end_us = min(int(df.item(-1, "open_us")) for df in m1.values()) + Timeframe.M1.us
     summary = StoreSummary()
-    for tf in cfg.data.timeframes:
+    for tf in data.timeframes:
         if tf not in REAL_FILES:
             raise RealDataMissing(f"the real data has no {tf.value} bars; use data.timeframes [1m, 1h, 1d]")
         for sym in symbols:
             frame = m1[sym] if tf is Timeframe.M1 else import_file(paths[tf][sym], policy="strict").frame
             first = start_us - HISTORY_DAYS[tf] * US_PER_DAY
             frame = frame.filter((pl.col("open_us") >= first) & (pl.col("open_us") + tf.us <= end_us))
-            key = DatasetKey(cfg.data.exchange, sym, Kind.BARS, tf)
+            key = DatasetKey(data.exchange, sym, Kind.BARS, tf)
             summary.add(key, store.append(key, frame))
     summary.notes.append(f"real klines from {real_dir}, cut at the 1m month's end ({end_us} µs)")
     return summary

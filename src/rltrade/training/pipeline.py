@@ -1,0 +1,115 @@
+"""Everything a run builds before the agent: data → splits → fitted statistics → CNNs → features → periods.
+
+:func:`prepare` is the one place a run reads its inputs: the market frames (``data.store`` or the synthetic
+generator) and, when ``env.funding_file`` is set, the funding table, read once and reused by every period
+built from the result (:meth:`Prepared.period`). Nothing here writes a run folder
+(:mod:`rltrade.training.bundle` does) or touches the agent (:mod:`rltrade.training.loop`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from rltrade.agent.encoder import BlockSpec
+from rltrade.config import Config
+from rltrade.data.market import MarketFrames, load_market
+from rltrade.data.splits import Fold, TimeRange, split_span
+from rltrade.env.prices import PeriodData, build_period, load_funding
+from rltrade.features.layout import StateLayout, build_layout
+from rltrade.features.market_features import FeatureStats, build_market_features, fit_feature_stats
+from rltrade.features.state_batch import BatchStateBuilder
+from rltrade.training.cnn_stage import CnnStageResult, run_cnn_stage
+from rltrade.types import Timeframe, ceil_to_grid
+
+
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """Everything a run builds before the agent: data, splits, features, periods."""
+
+    cfg: Config
+    frames: MarketFrames
+    layout: StateLayout
+    splits: Fold
+    stats: FeatureStats
+    builder: BatchStateBuilder
+    funding: pl.DataFrame | None
+    """The ``env.funding_file`` table, read once by :func:`prepare` (None: the constant borrow rate)."""
+    train_period: PeriodData
+    validation_period: PeriodData | None
+    test_period: PeriodData
+    cnn: CnnStageResult | None = None
+    """The walk-forward CNNs behind the state's CNN blocks (None: no CNN stage, the blocks stay off)."""
+
+    def period(self, r: TimeRange) -> PeriodData:
+        """The per-step env arrays of ``r`` on this run's features, clock, costs and funding."""
+        return build_period(self.builder.features, r, self.cfg.env, self.cfg.reward, funding=self.funding)
+
+    def validation_slice(self) -> PeriodData | None:
+        """The first ``train.eval_max_steps`` steps of the validation period (validation backtests stay cheap)."""
+        period = self.validation_period
+        if period is None or period.n_steps <= self.cfg.train.eval_max_steps:
+            return period
+        start = int(period.clock.time_of(0))
+        return self.period(TimeRange(start, start + self.cfg.train.eval_max_steps * self.cfg.env.step.us))
+
+    def fitted_ranges(self) -> list[TimeRange]:
+        """Every range something was fitted on: training, validation (checkpoint choice) and the CNNs' fits."""
+        fitted = [self.splits.train] + ([self.splits.validation] if self.splits.validation is not None else [])
+        return fitted + (self.cnn.fitted_ranges() if self.cnn is not None else [])
+
+
+def decision_span(frames: MarketFrames, cfg: Config) -> TimeRange:
+    """The time span the decision clock can run on: the tick period on a clock finer than a minute, else the
+    1m bars from the first one's close (the first decision needs a closed bar to mark the account at)."""
+    step = cfg.env.step.us
+    tick = frames.tick_span_us("eth") if step < Timeframe.M1.us else None
+    if tick is not None:
+        lo, hi = tick
+    else:
+        first_open, hi = frames.span_us("eth")
+        lo = first_open + Timeframe.M1.us
+    return TimeRange(ceil_to_grid(lo, step), hi // step * step)
+
+
+def prepare(
+    cfg: Config,
+    *,
+    frames: MarketFrames | None = None,
+    stats: FeatureStats | None = None,
+    splits: Fold | None = None,
+    cnn_dir: Path | None = None,
+) -> Prepared:
+    """Data → splits → fitted statistics (training range only) → CNNs → features → per-period env arrays.
+
+    ``splits`` gives the ranges explicitly (a walk-forward fold); by default they are the config's
+    fractions of the decision span. The CNNs (walk-forward, nothing learnt from the test range:
+    :mod:`rltrade.training.cnn_stage`) are loaded from ``cnn_dir`` when it holds a run's saved set, else
+    fitted now.
+    """
+    frames = frames if frames is not None else load_market(cfg.data)
+    if splits is None:
+        splits = split_span(decision_span(frames, cfg), cfg.splits, step_us=cfg.env.step.us)
+    stats = stats if stats is not None else fit_feature_stats(frames, splits.train)
+    layout = build_layout(cfg.features.layout)
+    cnn = run_cnn_stage(frames, layout, cfg, splits, models_dir=cnn_dir)
+    features = build_market_features(frames, layout, cfg.features, stats, cnn=None if cnn is None else cnn.blocks)
+    builder = BatchStateBuilder(layout, features)
+    funding = load_funding(cfg.env)
+
+    def period(r: TimeRange) -> PeriodData:
+        return build_period(features, r, cfg.env, cfg.reward, funding=funding)
+
+    val = period(splits.validation) if splits.validation is not None else None
+    return Prepared(
+        cfg, frames, layout, splits, stats, builder, funding, period(splits.train), val, period(splits.test), cnn
+    )
+
+
+def block_specs(layout: StateLayout) -> tuple[BlockSpec, ...]:
+    """The layout as the structured encoder reads it (flags pass through as a flat block)."""
+    return tuple(
+        BlockSpec(b.name, b.shape, b.start, b.stop, "flat" if b.kind == "flags" else b.kind) for b in layout.blocks
+    )
