@@ -16,10 +16,10 @@ Glossary of one ``update`` (Rainbow's learner, Hessel et al. 2018, without its l
 
 ``update`` returns the metrics and the new per-sample |TD error| (C51: the cross-entropy), which the
 caller hands to ``PrioritizedReplay.update_priorities``. All randomness (initialisation, noise,
-exploration) comes from ``torch.Generator``s derived from ``LearnerConfig.seed``; torch's global RNG is
-never used. On a CPU with a fixed thread count (``train.torch_threads``) the same seed gives the same
-updates bit for bit; the learner does not turn on ``torch.use_deterministic_algorithms`` itself (its
-tests do, to prove no op it uses is nondeterministic).
+exploration) comes from ``torch.Generator``s derived from ``LearnerConfig.seed`` (0 when unset; training
+passes ``Config.learner_config``); torch's global RNG is never used. On a CPU with a fixed thread count
+(``train.torch_threads``) the same seed gives the same updates bit for bit; the learner does not turn on
+``torch.use_deterministic_algorithms`` itself (its tests do, to prove no op it uses is nondeterministic).
 
 Device (:func:`resolve_device`): the networks live on ``device``; on a GPU each batch of states goes
 through one pinned host buffer and a non-blocking copy, so the transfer overlaps the next kernel

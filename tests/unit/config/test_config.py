@@ -6,7 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from rltrade.config import Config, ConfigError, load_config
+from rltrade.config import (
+    LAYOUT_NAMES,
+    Config,
+    ConfigError,
+    EnvConfig,
+    TradingTerms,
+    load_config,
+    trade_cost_fraction,
+)
+from rltrade.env.fills import CostModel
+from rltrade.types import US_PER_SECOND, ceil_to_grid
 
 
 def test_defaults_are_valid_and_frozen() -> None:
@@ -55,3 +65,21 @@ def test_commented_default_yaml_loads_back_to_the_defaults(tmp_path: Path) -> No
     path = tmp_path / "default.yaml"
     path.write_text(text)
     assert load_config(path) == Config()
+
+
+def test_the_learner_seed_is_agent_seed_when_set_else_the_top_level_seed() -> None:
+    assert Config(seed=7).learner_config.seed == 7
+    assert Config.model_validate({"seed": 7, "agent": {"seed": 3}}).learner_config.seed == 3
+    assert Config(seed=7).learner_config.model_copy(update={"seed": None}) == Config(seed=7).agent
+
+
+def test_derived_values_have_one_home() -> None:
+    cfg = Config.model_validate({"splits": {"purge_s": 90, "embargo_s": 2}})
+    assert (cfg.splits.purge_us, cfg.splits.embargo_us) == (90 * US_PER_SECOND, 2 * US_PER_SECOND)
+    assert [ceil_to_grid(t, 10) for t in (-11, -10, 0, 1, 10, 11)] == [-10, -10, 0, 10, 10, 20]
+    env = EnvConfig(taker_fee=0.001, half_spread_bps=2.0, impact_bps=4.0, position_fraction=0.5)
+    q = 2 * 0.5
+    assert trade_cost_fraction(q, 0.001, 2.0, 4.0) == pytest.approx(q * (0.001 + (2.0 + 4.0 * q) * 1e-4))
+    assert CostModel.from_config(env).cost_fraction([2.0])[0] == trade_cost_fraction(q, 0.001, 2.0, 4.0)
+    assert EnvConfig().terms._fields == tuple(f for f in TradingTerms._fields if f in EnvConfig.model_fields)
+    assert set(LAYOUT_NAMES) == {"full", "demo", "basic"}

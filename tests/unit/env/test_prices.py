@@ -11,7 +11,7 @@ import pytest
 from rltrade.config import EnvConfig, FeaturesConfig, LayoutConfig
 from rltrade.data.align import BarArrays
 from rltrade.data.splits import TimeRange
-from rltrade.env.prices import PeriodError, build_period, ewm_volatility, execution_prices
+from rltrade.env.prices import PeriodError, build_period, ewm_volatility, execution_prices, load_funding
 from rltrade.features.clock import DecisionClock
 from rltrade.features.layout import build_layout
 from rltrade.features.market_features import build_market_features
@@ -145,6 +145,15 @@ def test_pivot_steps_point_at_pivots_confirmed_during_the_step() -> None:
         np.testing.assert_array_equal(steps, expected)
         assert np.all(steps < np.arange(period.n_steps) + 1)  # a pivot bar opens before its confirmation step ends
     assert (period.pivot_low_T >= 0).sum() + (period.pivot_high_T >= 0).sum() > 3
+
+
+def test_a_funding_file_is_read_once_by_the_caller_never_per_period(tmp_path: Path) -> None:
+    setup = small_setup()
+    cfg = EnvConfig(funding_file=tmp_path / "never_read.csv")
+    period = TimeRange(setup.ticks.start_us + 120 * US_PER_SECOND, setup.ticks.end_us)
+    with pytest.raises(ValueError, match=r"funding_file is .*never_read.csv.*load_funding"):
+        build_period(setup.features, period, cfg)
+    assert load_funding(EnvConfig()) is None
 
 
 @pytest.mark.real
