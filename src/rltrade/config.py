@@ -237,8 +237,11 @@ _Q = TypeVar("_Q", float, "npt.NDArray[np.float64]")
 
 
 def trade_cost_fraction(q: _Q, taker_fee: float, half_spread_bps: float, impact_bps: float) -> _Q:
-    """Fraction of equity paid for trading ``q`` times equity: ``q · (taker_fee + (half_spread_bps + impact_bps · q)
-    · 1e-4)`` (fee, half-spread and linear impact; :mod:`rltrade.env.fills`). The one home of the cost formula."""
+    """Return the fraction of equity paid for trading ``q`` times equity.
+
+    That is ``q · (taker_fee + (half_spread_bps + impact_bps · q) · 1e-4)``: fee, half-spread and linear
+    impact (:mod:`rltrade.env.fills`). This is the one home of the cost formula.
+    """
     return q * (taker_fee + (half_spread_bps + impact_bps * q) * BPS)
 
 
@@ -288,6 +291,7 @@ class EnvConfig(_Frozen):
 
     @property
     def latency_us(self) -> int:
+        """The fill latency in whole µs (at least 1)."""
         return max(1, round(self.latency_ms * 1000.0))
 
     @property
@@ -555,6 +559,7 @@ class CnnConfig(_Frozen):
         return self
 
     def horizon(self, tf: Timeframe) -> int:
+        """Return the label horizon, in bars, of timeframe ``tf``."""
         return self.horizons[tf]
 
 
@@ -591,7 +596,7 @@ class ConfigError(ValueError):
 
 
 def read_yaml_mapping(path: Path, what: str = "config") -> dict[str, Any]:
-    """The top-level mapping of the YAML file ``path``; ``ConfigError`` naming the file when it is not one."""
+    """Read the top-level mapping of the YAML file ``path``; ``ConfigError`` naming the file when it is not one."""
     try:
         text = path.read_text()
     except OSError as exc:
@@ -630,7 +635,7 @@ def load_config(path: Path) -> Config:
 
 
 def render_commented_yaml(model: BaseModel | None = None, indent: int = 0) -> str:
-    """The config as YAML with each field's docstring as a comment above it (for ``rltrade config init``)."""
+    """Render the config as YAML with each field's docstring as a comment above it (for ``rltrade config init``)."""
     model = model if model is not None else Config()
     pad = "  " * indent
     lines: list[str] = []

@@ -59,7 +59,7 @@ class NStepAccumulator:
         self._expected_t_idx_E = np.full(self.num_envs, _NO_STEP, dtype=np.int64)
 
     def pending(self) -> np.ndarray:
-        """Number of steps waiting in each environment's window (int64 ``[E]``)."""
+        """Return the number of steps waiting in each environment's window (int64 ``[E]``)."""
         return self._count_E.copy()
 
     def clear(self) -> None:

@@ -22,7 +22,7 @@ def run(
     run_dir: Annotated[Path, typer.Option("--run-dir", help="Run folder of the training step.")] = Path("runs/demo"),
     train: Annotated[bool, typer.Option(help="Train and backtest the demo agent after the data steps.")] = True,
 ) -> None:
-    """The main job: synthetic market → store → resampling check → data report → train (demo) → backtest → report."""
+    """Run the main job: synthetic market → store → resample check → data report → train (demo) → backtest → report."""
     import shutil
 
     from rltrade.training.presets import load_with_preset

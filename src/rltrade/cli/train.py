@@ -48,7 +48,7 @@ def train_cmd(
 
 
 def run_data_step(cfg: Config, preset: str | None, source: Path | None = None) -> None:
-    """The training preset's explicit data step (importing its files into ``data.store``), when it has one."""
+    """Run the training preset's explicit data step (importing its files into ``data.store``), when it has one."""
     from rltrade.training.presets import preset as get_preset
 
     step = get_preset(preset).data_step if preset is not None else None
@@ -193,7 +193,7 @@ def backtest_cmd(
 
 
 def print_evaluation(run: Path, result: Evaluation, title: str) -> None:
-    """The metrics table, the agent-vs-best-baseline interval and the per-regime tables of an evaluation."""
+    """Print the metrics table, the agent-vs-best-baseline interval and the per-regime tables of an evaluation."""
     print_metrics_table(title, result.metrics)
     c = result.comparison
     verdict = "excludes 0" if c["ci_low"] > 0 or c["ci_high"] < 0 else "includes 0: no evidence of a difference"

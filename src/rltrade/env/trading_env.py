@@ -90,6 +90,7 @@ class EpisodeBatch:
 
     @property
     def obs_size(self) -> int:
+        """The width of an observation: the market state and the account block."""
         return self.builder.size + ACCOUNT_DIM
 
     def begin(self, mask: npt.NDArray[np.bool_], start: I64) -> None:
@@ -188,7 +189,7 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[npt.NDArray[np.float32], dict[str, Any]]:
-        """New episode at a random step, or at ``options["start"]`` when given."""
+        """Start a new episode at a random step, or at ``options["start"]`` when given."""
         super().reset(seed=seed)
         if options is not None and "start" in options:
             start = int(options["start"])
@@ -198,6 +199,7 @@ class TradingEnv(gym.Env[npt.NDArray[np.float32], np.int64]):
         return self.core.observe()[0], _scalar(self.core.infos(None))
 
     def step(self, action: np.int64 | int) -> tuple[npt.NDArray[np.float32], float, bool, bool, dict[str, Any]]:
+        """Apply ``action`` for one decision; return gymnasium's (obs, reward, terminated, truncated, info)."""
         out = self.core.advance(np.array([int(action)]))
         obs = self.core.observe()[0]
         info = _scalar(self.core.infos(out.parts))

@@ -80,6 +80,7 @@ class Block:
 
     @property
     def size(self) -> int:
+        """The number of values in the block (the product of its shape)."""
         n = 1
         for d in self.shape:
             n *= d
@@ -87,10 +88,12 @@ class Block:
 
     @property
     def stop(self) -> int:
+        """The exclusive end of the block in the flat state."""
         return self.start + self.size
 
     @property
     def slice(self) -> slice:
+        """The block's columns in the flat state, as a slice."""
         return slice(self.start, self.stop)
 
 
@@ -106,6 +109,7 @@ class StateLayout:
 
     @property
     def size(self) -> int:
+        """The width of the flat state (the end of the last block)."""
         return self.blocks[-1].stop if self.blocks else 0
 
     @property
@@ -114,6 +118,7 @@ class StateLayout:
         return sum(b.size for b in self.blocks if b.kind != "flags")
 
     def block(self, name: str) -> Block:
+        """Return the block named ``name``; KeyError listing the blocks if there is none."""
         for b in self.blocks:
             if b.name == name:
                 return b
@@ -121,10 +126,12 @@ class StateLayout:
         raise KeyError(f"layout {self.name!r} has no block {name!r}; blocks: {names}")
 
     def has(self, name: str) -> bool:
+        """Return whether the layout has a block named ``name``."""
         return any(b.name == name for b in self.blocks)
 
     @property
     def flag_names(self) -> tuple[str, ...]:
+        """The names of the flags: ``has_<block>`` for every non-flag block, then the extra flags."""
         return tuple(f"has_{b.name}" for b in self.blocks if b.kind != "flags") + EXTRA_FLAGS
 
     def flag_index(self, flag: str) -> int:
@@ -147,6 +154,7 @@ class StateLayout:
         ]
 
     def rich_table(self) -> Table:
+        """Render the layout as a rich table: each block's shape, size, slice and description."""
         table = Table(title=f"state layout {self.name!r}: {self.size:,} features ({self.market_size:,} market)")
         for col in ("block", "shape", "size", "slice", "description"):
             table.add_column(col, justify="right" if col in ("size",) else "left")
@@ -168,7 +176,7 @@ _PRESETS: dict[str, _Preset] = {"full": _Preset(300, 300), "demo": _Preset(48, 6
 
 
 def build_layout(cfg: LayoutConfig) -> StateLayout:
-    """The layout described by ``cfg`` (a preset plus overrides)."""
+    """Build the layout described by ``cfg`` (a preset plus overrides)."""
     if cfg.name == "basic":
         return _basic_layout(cfg)
     preset = _PRESETS[cfg.name]
