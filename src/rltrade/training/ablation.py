@@ -58,6 +58,8 @@ ALL = "none"
 
 @dataclass(frozen=True)
 class AblationResult:
+    """What an ablation wrote: the ``eval/ablation.json`` path, its rows and the per-variant summary."""
+
     path: Path
     """The ``eval/ablation.json`` written."""
     rows: list[dict[str, Any]]
@@ -103,8 +105,11 @@ def run_ablation(
     num_cpus: int | None = None,
     progress: JobProgress | None = None,
 ) -> AblationResult:
-    """Train the config's layout and each variant without one of ``blocks``, ``seeds`` seeds each, as
-    parallel jobs on the config's split; write ``out_dir/eval/ablation.json`` (a list of row dicts)."""
+    """Train the config's layout and each variant without one of ``blocks``, ``seeds`` seeds each.
+
+    The runs are parallel jobs on the config's split; the rows go to ``out_dir/eval/ablation.json`` (a list
+    of row dicts).
+    """
     if seeds < 1:
         raise WalkForwardError(f"--seeds must be at least 1, got {seeds}")
     unknown = [b for b in blocks if b not in _SWITCH]

@@ -50,9 +50,11 @@ class BacktestResult:
 
     @property
     def equity_T(self) -> npt.NDArray[np.float64]:
+        """The equity after each decision step (from ``steps``)."""
         return self.steps["equity"].to_numpy()
 
     def metrics_json(self) -> str:
+        """Return the metrics as indented JSON with sorted keys."""
         return json.dumps(self.metrics, indent=2, sort_keys=True)
 
 
@@ -127,7 +129,7 @@ def backtest_policy(
 def _trades(
     period: PeriodData, p: npt.NDArray[np.int8], e_pre: npt.NDArray[np.float64], cost: npt.NDArray[np.float64]
 ) -> pl.DataFrame:
-    """The trades table from positions ``p`` (decisions 0..n-1; the position is closed at decision n)."""
+    """Build the trades table from positions ``p`` (decisions 0..n-1; the position is closed at decision n)."""
     pp = np.concatenate([[0], p, [0]]).astype(np.int64)  # pp[k + 1]: position after decision k
     changed = pp[1:] != pp[:-1]
     change_k = np.flatnonzero(changed)

@@ -38,18 +38,26 @@ Actions = npt.NDArray[np.int64]
 
 
 def flat_actions(period: PeriodData) -> Actions:
+    """Stay flat at every step (action 1)."""
     return np.ones(period.n_steps, np.int64)
 
 
 def buy_and_hold_actions(period: PeriodData) -> Actions:
+    """Hold long at every step (action 2)."""
     return np.full(period.n_steps, 2, np.int64)
 
 
 def random_actions(period: PeriodData, rng: np.random.Generator) -> Actions:
+    """Draw a uniform action at every step from ``rng``."""
     return rng.integers(0, 3, period.n_steps).astype(np.int64)
 
 
 def momentum_actions(period: PeriodData, k: int = 60) -> Actions:
+    """Follow the sign of the mark's log move over the last ``k`` steps.
+
+    Step ``i`` sees the marks of steps ``i - k`` and ``i``: long after a rise, short after a fall, flat when
+    they are equal or ``i < k``.
+    """
     if k < 1:
         raise ValueError(f"momentum lookback k must be ≥ 1 step, got {k}")
     log_m = np.log(period.mark_T[: period.n_steps])
@@ -71,7 +79,7 @@ def known_expected_move(period: PeriodData, truth: SignalTruth) -> npt.NDArray[n
 
 
 def threshold_oracle_actions(period: PeriodData, truth: SignalTruth, env_cfg: EnvConfig) -> Actions:
-    """The fee-aware threshold rule of the module docstring (the previous oracle)."""
+    """Act by the fee-aware threshold rule of the module docstring (the previous oracle)."""
     move = known_expected_move(period, truth)
     threshold = CostModel.from_config(env_cfg).round_trip
     out = np.empty(period.n_steps, np.int64)

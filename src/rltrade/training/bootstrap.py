@@ -59,6 +59,7 @@ class Interval:
     n_resamples: int
 
     def to_dict(self) -> dict[str, float | int]:
+        """Return the estimate and its interval as a JSON-ready dict (``estimate``, ``ci_low``, ``ci_high``, ...)."""
         return {
             "estimate": self.estimate,
             "ci_low": self.low,
@@ -116,8 +117,11 @@ def optimal_block_length(x_T: npt.ArrayLike) -> float:
 
 
 def stationary_bootstrap_indices(n: int, block_length: float, n_resamples: int, rng: np.random.Generator) -> I64:
-    """``int64 [n_resamples, n]`` indices into a series of ``n`` steps: geometric blocks with mean
-    ``block_length`` starting at uniform steps, wrapping past the end (the first step always starts a block)."""
+    """Draw ``int64 [n_resamples, n]`` indices into a series of ``n`` steps, in blocks.
+
+    Blocks have geometric lengths of mean ``block_length``, start at uniform steps and wrap past the end (the
+    first step always starts a block).
+    """
     if n < 1 or n_resamples < 1:
         raise ValueError(f"need n ≥ 1 and n_resamples ≥ 1, got n={n}, n_resamples={n_resamples}")
     if block_length < 1.0:

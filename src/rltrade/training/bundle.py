@@ -55,7 +55,7 @@ BEST_FILE: Final = "best_validation.json"
 """The run folder's record of the best validation backtest (its metrics and step)."""
 BUNDLE_FORMAT: Final = "rltrade.run"
 BUNDLE_VERSION: Final = 1
-_logger = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 PACKAGES: Final = ("rltrade", "torch", "numpy", "polars", "ta-lib", "gymnasium", "pydantic")
 
 
@@ -70,7 +70,7 @@ class BundleError(RuntimeError):
 
 
 def git_commit() -> str:
-    """The checked-out commit of the working directory, or ``"unknown"`` outside a git checkout."""
+    """Return the checked-out commit of the working directory, or ``"unknown"`` outside a git checkout."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=5
@@ -81,6 +81,7 @@ def git_commit() -> str:
 
 
 def package_versions() -> dict[str, str]:
+    """Return the installed version of each package in ``PACKAGES`` (those not installed are left out)."""
     out: dict[str, str] = {}
     for name in PACKAGES:
         try:
@@ -126,28 +127,34 @@ class RunBundle:
 
     @property
     def checkpoints(self) -> Path:
+        """The run's checkpoint folder."""
         return self.root / "checkpoints"
 
     @property
     def config(self) -> Config:
+        """The run's config, read from ``config.yaml``."""
         return Config.model_validate(yaml.safe_load((self.root / "config.yaml").read_text()))
 
     @property
     def layout(self) -> list[dict[str, object]]:
+        """The state layout, read from ``layout.json`` (one dict per block)."""
         return list(json.loads((self.root / "layout.json").read_text()))
 
     @property
     def feature_stats(self) -> FeatureStats:
+        """The fitted feature statistics, read from ``feature_stats.json``."""
         return FeatureStats.from_dict(json.loads((self.root / "feature_stats.json").read_text()))
 
     def fitted_ranges(self) -> list[TimeRange]:
+        """Return every time range something was fitted on (from the manifest)."""
         return [TimeRange(**r) for r in self.manifest["fitted_ranges"]]
 
     def split(self, name: str) -> TimeRange:
+        """Return the recorded time range of split ``name`` (``train``, ``validation`` or ``test``)."""
         return TimeRange(**self.manifest["splits"][name])
 
     def fold(self) -> Fold:
-        """The train / validation / test ranges this run was trained with."""
+        """Return the train / validation / test ranges this run was trained with."""
         validation = self.split("validation") if "validation" in self.manifest["splits"] else None
         return Fold(0, self.split("train"), validation, self.split("test"))
 
@@ -156,7 +163,7 @@ class RunBundle:
         ensure_disjoint(period, self.fitted_ranges(), what=what)
 
     def best_validation(self) -> BestValidation | None:
-        """The best validation backtest recorded so far (None before the first one)."""
+        """Return the best validation backtest recorded so far (None before the first one)."""
         path = self.root / BEST_FILE
         return cast(BestValidation, json.loads(path.read_text())) if path.exists() else None
 
@@ -237,9 +244,9 @@ def start_run(
     *,
     resume: bool = False,
     splits: Fold | None = None,
-    log: Callable[[str], None] = _logger.info,
+    log: Callable[[str], None] = logger.info,
 ) -> tuple[Prepared, RunBundle]:
-    """The prepared data and the run folder of a training run.
+    """Prepare the data and the run folder of a training run.
 
     A new run prepares ``cfg`` (on ``splits`` when given: a walk-forward fold) and creates ``run_dir``; a
     resumed one reopens ``run_dir`` and prepares its own config, fitted statistics, ranges and CNNs. Fitted
@@ -266,7 +273,7 @@ def start_run(
 
 
 def new_learner(cfg: Config, layout: StateLayout) -> DQNLearner:
-    """A freshly initialised learner for ``layout``, seeded from ``cfg`` (:attr:`Config.learner_config`)."""
+    """Build a freshly initialised learner for ``layout``, seeded from ``cfg`` (:attr:`Config.learner_config`)."""
     return DQNLearner(cfg.learner_config, layout.size, ACCOUNT_DIM, blocks=block_specs(layout))
 
 
@@ -280,14 +287,14 @@ def checkpoint_path(run_dir: Path, which: str = "best") -> Path:
 
 
 def load_learner(run_dir: Path, layout: StateLayout, cfg: Config, *, which: str = "best") -> DQNLearner:
-    """The learner saved in ``run_dir`` (:func:`checkpoint_path`)."""
+    """Load the learner saved in ``run_dir`` (:func:`checkpoint_path`)."""
     learner = new_learner(cfg, layout)
     load_learner_state(checkpoint_path(run_dir, which), learner)
     return learner
 
 
 def greedy_policy(learner: DQNLearner) -> Policy:
-    """The learner's greedy actions (no exploration, noise off), as every backtest and live use them."""
+    """Wrap the learner's greedy actions (no exploration, noise off), as every backtest and live use them."""
 
     def policy(obs: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
         return learner.act(obs, 0, greedy=True)

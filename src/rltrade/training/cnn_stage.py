@@ -82,6 +82,7 @@ class CnnStageResult:
 
     @property
     def skipped(self) -> dict[str, str]:
+        """The timeframes that got no CNN, each with the reason."""
         return dict(self.metrics["skipped"])
 
     def fitted_ranges(self) -> list[TimeRange]:
@@ -125,8 +126,11 @@ def run_cnn_stage(
     models_dir: Path | None = None,
     progress: Progress | None = None,
 ) -> CnnStageResult | None:
-    """What ``prepare`` calls: None without a CNN stage; the models saved in ``models_dir`` when it holds a
-    complete set (a resumed or evaluated run); else fitted now (not saved: the caller saves into its run)."""
+    """Return the CNN stage that ``prepare`` uses.
+
+    None without a CNN stage; the models saved in ``models_dir`` when it holds a complete set (a resumed or
+    evaluated run); else models fitted now (not saved: the caller saves them into its run).
+    """
     if not needs_cnn(layout, cfg):
         return None
     if models_dir is not None and (models_dir / METRICS_FILE).is_file():
@@ -193,7 +197,7 @@ def fit_cnn_blocks(
 def _plan_timeframe(
     frames: MarketFrames, cfg: Config, tf: Timeframe, splits: Fold, n_folds: int, min_fit_windows: int
 ) -> tuple[TimeframeData, list[FoldPlan]] | str:
-    """The timeframe's data and fold plans, or why it gets no CNN."""
+    """Plan the timeframe's data and folds, or why it gets no CNN."""
     if tf not in cfg.cnn.timeframes:
         return "not in cnn.timeframes"
     try:
@@ -205,7 +209,7 @@ def _plan_timeframe(
     history = int(data.eth.open_us_T[0])
 
     def enough(cutoff: int) -> bool:
-        """A fold fitted on the history up to ``cutoff`` has ``min_fit_windows`` windows (and one to validate)."""
+        """Return whether a fold fitted up to ``cutoff`` has ``min_fit_windows`` windows (and one to validate if so)."""
         try:
             plan = plan_folds(data, TimeRange(cutoff, cutoff + tf.us), 1, embargo_us=0, validation_fraction=vf)[0]
         except SplitError:
@@ -289,8 +293,11 @@ def serve_cnn_blocks(
     *,
     embargo_us: int,
 ) -> CnnBlocks:
-    """The walk-forward rows of fixed fold models over ``frames``: fold k fills the bars closing in its
-    recorded prediction range (``extra["predict"]``), as :func:`walk_forward_outputs` assembled them."""
+    """Compute the walk-forward rows of fixed fold models over ``frames``.
+
+    Fold k fills the bars closing in its recorded prediction range (``extra["predict"]``), as
+    :func:`walk_forward_outputs` assembled them.
+    """
     outputs: dict[Timeframe, CnnOutputs] = {}
     for tf, fold_models in models.items():
         data = build_timeframe_data(frames, tf, fold_models[0].config, cfg.features, with_labels=False)
@@ -309,7 +316,7 @@ def serve_cnn_blocks(
 
 
 def load_cnn_stage(frames: MarketFrames, cfg: Config, splits: Fold, folder: Path) -> CnnStageResult:
-    """The fold models saved in ``folder`` by :meth:`CnnStageResult.save`, their rows recomputed over ``frames``."""
+    """Load the fold models saved in ``folder`` by :meth:`CnnStageResult.save`; recompute their rows over ``frames``."""
     metrics = json.loads((folder / METRICS_FILE).read_text())
     embargo_us = cfg.splits.embargo_us
     if metrics["test_start_us"] != splits.test.start_us or metrics["embargo_us"] != embargo_us:

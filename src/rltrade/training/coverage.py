@@ -33,7 +33,7 @@ CHUNK: Final = 256
 
 
 def feature_coverage(builder: BatchStateBuilder, period: PeriodData, *, max_steps: int = MAX_STEPS) -> pl.DataFrame:
-    """The per-feature table of the module docstring over ``period``'s decision steps."""
+    """Build the per-feature table of the module docstring over ``period``'s decision steps."""
     layout = builder.layout
     n = period.n_steps
     steps = np.unique(np.linspace(0, n - 1, min(n, max_steps)).round().astype(np.int64))

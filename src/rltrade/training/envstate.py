@@ -24,6 +24,7 @@ class VectorEnvState:
         self.venv = venv
 
     def state_dict(self) -> dict[str, Any]:
+        """Return the env's episode state (clock index, starts, positions, account books) as tensors."""
         core = self.venv.core
         book = {f.name: torch.from_numpy(np.array(getattr(core.book, f.name))) for f in dataclasses.fields(core.book)}
         return {
@@ -35,6 +36,7 @@ class VectorEnvState:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the state :meth:`state_dict` returned."""
         core = self.venv.core
         core.t_idx = state["t_idx"].numpy().copy()
         core.start = state["start"].numpy().copy()

@@ -184,9 +184,12 @@ def evaluate_run(
 
 
 def run_config(bundle: RunBundle) -> Config:
-    """The config to rebuild a run's states with: its own, with the CNN stage off when the run trained without
-    one (its manifest records no ``cnn`` entry: made before the CNN stage or with ``cnn.enabled: false``), so
-    evaluation never fits CNNs the agent did not see. A run that had CNNs must still hold them."""
+    """Return the config to rebuild a run's states with: its own, with the CNN stage off if it had none.
+
+    A run trained without a CNN stage has no ``cnn`` entry in its manifest (made before the CNN stage or with
+    ``cnn.enabled: false``), so evaluation never fits CNNs the agent did not see. A run that had CNNs must
+    still hold them.
+    """
     cfg = bundle.config
     if "cnn" not in bundle.manifest:
         return cfg.model_copy(update={"cnn": cfg.cnn.model_copy(update={"enabled": False})})
@@ -199,7 +202,7 @@ def run_config(bundle: RunBundle) -> Config:
 
 
 def best_baseline(metrics: Mapping[str, PolicyMetrics]) -> str:
-    """The baseline with the highest point Sharpe (ties: the first in table order); never the agent or an oracle."""
+    """Pick the baseline of highest point Sharpe (ties: the first in table order), never the agent or an oracle."""
     names = [name for name in metrics if name not in NOT_BASELINES]
     if not names:
         raise ValueError("no baseline to compare the agent with")
@@ -244,8 +247,11 @@ def _with_intervals(
 
 
 def _validation_targets(prep: Prepared, truth: SignalTruth) -> dict[str, float | int]:
-    """The expected-move oracle's return on the validation range as the training loop backtests it (its
-    first ``train.eval_max_steps`` steps): the convergence target of the scorecard is half of it."""
+    """Backtest the expected-move oracle on the validation range as the training loop does; return its return.
+
+    The range is the validation's first ``train.eval_max_steps`` steps; the scorecard's convergence target
+    is half of this return.
+    """
     val = prep.validation_slice()
     if val is None:
         return {}
@@ -279,8 +285,11 @@ def _period(prep: Prepared, target: TimeRange) -> PeriodData:
 
 
 def _open_basic(basic_run: Path, cfg: Config, target: TimeRange) -> RunBundle:
-    """The companion run, refused unless it is a ``basic``-layout run on the same market and costs that was
-    not fitted on ``target``."""
+    """Open the companion run.
+
+    It is refused unless it is a ``basic``-layout run on the same market and costs that was not fitted on
+    ``target``.
+    """
     bundle = open_bundle(basic_run)
     bcfg = run_config(bundle)
     if bcfg.features.layout.name != "basic":
@@ -300,7 +309,7 @@ def _open_basic(basic_run: Path, cfg: Config, target: TimeRange) -> RunBundle:
 
 
 def _basic_agent(bundle: RunBundle, prep: Prepared, target: TimeRange, per: PeriodData) -> BacktestResult:
-    """The companion ``basic``-layout run's agent on the same period (and market frames) as the evaluated one."""
+    """Backtest the companion ``basic``-layout run's agent on the evaluated run's period (and market frames)."""
     bcfg = run_config(bundle)
     bprep = prepare(
         bcfg, frames=prep.frames, stats=bundle.feature_stats, splits=bundle.fold(), cnn_dir=bundle.root / "cnn"

@@ -62,11 +62,13 @@ Progress = Callable[[int, int, dict[str, float]], None]
 """``progress(step, total_steps, live metrics)``."""
 OnEval = Callable[[int, DQNLearner, Prepared], None]
 """``on_eval(step, learner, prepared)`` at every validation step (benchmarks measure convergence there)."""
-_logger = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 @dataclass
 class TrainResult:
+    """What a training run ends with: its folder, steps and updates done, the best validation, the wall time."""
+
     run_dir: Path
     steps: int
     updates: int
@@ -81,7 +83,7 @@ def train(
     resume: bool = False,
     progress: Progress | None = None,
     stop_after_steps: int | None = None,
-    log: Callable[[str], None] = _logger.info,
+    log: Callable[[str], None] = logger.info,
     on_eval: OnEval | None = None,
     splits: Fold | None = None,
 ) -> TrainResult:
@@ -176,7 +178,7 @@ def _validate(
 
 
 def _update_scalars(writer: SummaryWriter, step: int, res: UpdateResult, epsilon: float, info: dict[str, Any]) -> None:
-    """The last update's metrics, ε and the mean of each reward factor over the envs' last step."""
+    """Write to TensorBoard the last update's metrics, ε and the mean of each reward factor over the envs' last step."""
     for name, value in res.metrics.items():
         writer.add_scalar(f"train/{name}", value, step)
     writer.add_scalar("train/epsilon", epsilon, step)

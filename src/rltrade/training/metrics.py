@@ -58,16 +58,18 @@ class BacktestMetrics(TypedDict):
 
 
 def steps_per_year(step_us: int) -> float:
-    """Steps of ``step_us`` in a 365.25-day year of a market that never closes."""
+    """Count the steps of ``step_us`` in a 365.25-day year of a market that never closes."""
     return SECONDS_PER_YEAR * US_PER_SECOND / step_us
 
 
 def simple_returns(equity_T: npt.ArrayLike) -> F64:
+    """Return the simple return of each step, ``e[i + 1] / e[i] - 1``, from an equity curve."""
     e = np.asarray(equity_T, dtype=np.float64)
     return e[1:] / e[:-1] - 1.0
 
 
 def sharpe(returns_T: npt.ArrayLike, periods_per_year: float) -> float:
+    """Return the annualised Sharpe ratio of per-step returns (sample std; 0 for fewer than 2 steps or none)."""
     r = np.asarray(returns_T, dtype=np.float64)
     if r.size < 2:
         return 0.0
@@ -76,6 +78,7 @@ def sharpe(returns_T: npt.ArrayLike, periods_per_year: float) -> float:
 
 
 def sortino(returns_T: npt.ArrayLike, periods_per_year: float) -> float:
+    """Return the annualised Sortino ratio of per-step returns (downside deviation about 0; 0 when none)."""
     r = np.asarray(returns_T, dtype=np.float64)
     if r.size == 0:
         return 0.0
@@ -84,6 +87,7 @@ def sortino(returns_T: npt.ArrayLike, periods_per_year: float) -> float:
 
 
 def max_drawdown(equity_T: npt.ArrayLike) -> float:
+    """Return the largest drop of equity from its running peak, as a fraction of the peak (0 when empty)."""
     e = np.asarray(equity_T, dtype=np.float64)
     return float(np.max(1.0 - e / np.maximum.accumulate(e))) if e.size else 0.0
 

@@ -43,9 +43,11 @@ POSITIONS = (-1, 0, 1)
 
 
 def dp_positions(move_T: npt.ArrayLike, carry_T: npt.ArrayLike, costs: CostModel) -> tuple[Actions, float]:
-    """The actions (0 short, 1 flat, 2 long) maximising the final log equity when step ``i`` moves the price
-    by ``move_T[i]`` (log) and a short pays ``carry_T[i]``, starting flat and closed after the last step; and
-    that maximum (the log growth of equity, after the final close)."""
+    """Find the actions (0 short, 1 flat, 2 long) maximising the final log equity, and that maximum.
+
+    Step ``i`` moves the price by ``move_T[i]`` (log) and a short pays ``carry_T[i]``; the account starts flat
+    and is closed after the last step. The maximum is the log growth of equity after the final close.
+    """
     move = np.asarray(move_T, dtype=np.float64)
     carry = np.asarray(carry_T, dtype=np.float64)
     n = move.size
@@ -86,16 +88,19 @@ def dp_positions(move_T: npt.ArrayLike, carry_T: npt.ArrayLike, costs: CostModel
 
 
 def oracle_actions(period: PeriodData, env_cfg: EnvConfig) -> Actions:
-    """The perfect-foresight oracle (module docstring): the best actions on the period's realised fills."""
+    """Act as the perfect-foresight oracle (module docstring): the best actions on the period's realised fills."""
     actions, _ = dp_positions(period.log_ret_T, period.carry_T, CostModel.from_config(env_cfg))
     return actions
 
 
 def expected_hold_moves(period: PeriodData, truth: SignalTruth) -> F64:
-    """The planted expected log move of each hold: ``Σ expected_log_ret[s]`` over the seconds ``s`` with
-    ``fill_us_i < s ≤ fill_us_{i+1}`` (ETH's mid makes second ``s``'s move at the start of ``s``, so a hold
-    from the fill at ``fill_us_i`` to the one at ``fill_us_{i+1}`` sees the seconds after the first up to
-    the second). Seconds outside the signal table add nothing."""
+    """Sum the planted expected log move of each hold.
+
+    That is ``Σ expected_log_ret[s]`` over the seconds ``s`` with ``fill_us_i < s ≤ fill_us_{i+1}`` (ETH's mid
+    makes second ``s``'s move at the start of ``s``, so a hold from the fill at ``fill_us_i`` to the one at
+    ``fill_us_{i+1}`` sees the seconds after the first up to the second). Seconds outside the signal table
+    add nothing.
+    """
     frame = truth.frame
     sec_us = frame["open_us"].to_numpy().astype(np.int64)
     cum = np.concatenate([[0.0], np.cumsum(frame["expected_log_ret"].to_numpy().astype(np.float64))])
@@ -104,6 +109,6 @@ def expected_hold_moves(period: PeriodData, truth: SignalTruth) -> F64:
 
 
 def expected_move_oracle_actions(period: PeriodData, truth: SignalTruth, env_cfg: EnvConfig) -> Actions:
-    """The expected-move oracle (module docstring): the best actions on the planted expected moves."""
+    """Act as the expected-move oracle (module docstring): the best actions on the planted expected moves."""
     actions, _ = dp_positions(expected_hold_moves(period, truth), period.carry_T, CostModel.from_config(env_cfg))
     return actions

@@ -44,11 +44,11 @@ class Prepared:
     """The walk-forward CNNs behind the state's CNN blocks (None: no CNN stage, the blocks stay off)."""
 
     def period(self, r: TimeRange) -> PeriodData:
-        """The per-step env arrays of ``r`` on this run's features, clock, costs and funding."""
+        """Build the per-step env arrays of ``r`` on this run's features, clock, costs and funding."""
         return build_period(self.builder.features, r, self.cfg.env, self.cfg.reward, funding=self.funding)
 
     def validation_slice(self) -> PeriodData | None:
-        """The first ``train.eval_max_steps`` steps of the validation period (validation backtests stay cheap)."""
+        """Return the validation period's first ``train.eval_max_steps`` steps (validation backtests stay cheap)."""
         period = self.validation_period
         if period is None or period.n_steps <= self.cfg.train.eval_max_steps:
             return period
@@ -62,8 +62,11 @@ class Prepared:
 
 
 def decision_span(frames: MarketFrames, cfg: Config) -> TimeRange:
-    """The time span the decision clock can run on: the tick period on a clock finer than a minute, else the
-    1m bars from the first one's close (the first decision needs a closed bar to mark the account at)."""
+    """Return the time span the decision clock can run on.
+
+    That is the tick period on a clock finer than a minute, else the 1m bars from the first one's close (the
+    first decision needs a closed bar to mark the account at).
+    """
     step = cfg.env.step.us
     tick = frames.tick_span_us("eth") if step < Timeframe.M1.us else None
     if tick is not None:
@@ -82,7 +85,7 @@ def prepare(
     splits: Fold | None = None,
     cnn_dir: Path | None = None,
 ) -> Prepared:
-    """Data → splits → fitted statistics (training range only) → CNNs → features → per-period env arrays.
+    """Prepare a run: data → splits → fitted statistics (training range only) → CNNs → features → per-period env arrays.
 
     ``splits`` gives the ranges explicitly (a walk-forward fold); by default they are the config's
     fractions of the decision span. The CNNs (walk-forward, nothing learnt from the test range:
@@ -109,7 +112,7 @@ def prepare(
 
 
 def block_specs(layout: StateLayout) -> tuple[BlockSpec, ...]:
-    """The layout as the structured encoder reads it (flags pass through as a flat block)."""
+    """Return the layout's blocks as the structured encoder reads them (flags pass through as a flat block)."""
     return tuple(
         BlockSpec(b.name, b.shape, b.start, b.stop, "flat" if b.kind == "flags" else b.kind) for b in layout.blocks
     )

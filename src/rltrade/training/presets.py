@@ -34,7 +34,7 @@ from rltrade.data.real import REAL_DATA_DIR, import_real_klines
 
 
 def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``over`` merged in, recursively; ``over`` wins. Neither argument is changed."""
+    """Merge ``over`` into ``base``, recursively; ``over`` wins. Neither argument is changed."""
     out = dict(base)
     for key, value in over.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
@@ -144,7 +144,7 @@ PRESETS: Final[Mapping[str, Preset]] = MappingProxyType(
 
 
 def preset(name: str) -> Preset:
-    """The training preset ``name``; ``ConfigError`` listing the presets when there is none of that name."""
+    """Return the training preset ``name``; ``ConfigError`` listing the presets when there is none of that name."""
     if name not in PRESETS:
         raise ConfigError(
             f"unknown training preset {name!r}; use one of: {', '.join(PRESETS)} "
@@ -154,7 +154,7 @@ def preset(name: str) -> Preset:
 
 
 def load_with_preset(path: Path | None, name: str | None, overrides: Mapping[str, Any] | None = None) -> Config:
-    """The config of ``path`` over the training preset ``name`` (either optional), with ``overrides`` on top."""
+    """Load the config of ``path`` over the training preset ``name`` (either optional), with ``overrides`` on top."""
     raw: dict[str, Any] = {}
     if name is not None:
         raw = deep_merge(raw, preset(name).overrides)

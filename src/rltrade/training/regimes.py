@@ -61,11 +61,12 @@ class RegimeRow(TypedDict):
 
 
 def regime_name(label: int) -> str:
+    """Return the regime's name for ``label`` (``UNKNOWN`` for :data:`REGIME_UNKNOWN`)."""
     return "UNKNOWN" if label == REGIME_UNKNOWN else Regime(label).name
 
 
 def true_regime_labels(regimes: Mapping[Timeframe, pl.DataFrame], time_us_T: npt.ArrayLike) -> I8:
-    """The generator's regime at each time: the row of its 1m table (else its finest one) holding the time.
+    """Look up the generator's regime at each time: the row of its 1m table (else its finest one) holding the time.
 
     Times before the first row or after the last row's interval get :data:`REGIME_UNKNOWN`.
     """

@@ -102,6 +102,8 @@ class Score:
 
 @dataclass(frozen=True)
 class Scorecard:
+    """The scores of one run (module docstring): what was run, on which market, and each metric's verdict."""
+
     run: str
     layout: str
     layout_size: int
@@ -112,6 +114,7 @@ class Scorecard:
     metrics: tuple[Score, ...]
 
     def to_dict(self) -> dict[str, Any]:
+        """Return the scorecard as a JSON-ready dict."""
         out = asdict(self)
         out["metrics"] = [asdict(m) for m in self.metrics]
         return out
@@ -124,8 +127,11 @@ def score_run(
     evaluate: Callable[[Path], object] | None = None,
     write: bool = True,
 ) -> Scorecard:
-    """Score ``run_dir`` (module docstring); ``evaluate`` backtests it when its evaluation outputs are missing
-    (default :func:`rltrade.training.evaluate.evaluate_bundle`)."""
+    """Score ``run_dir`` (module docstring).
+
+    ``evaluate`` backtests it when its evaluation outputs are missing (default
+    :func:`rltrade.training.evaluate.evaluate_bundle`).
+    """
     bundle = open_bundle(run_dir)
     eval_dir = run_dir / "eval"
     missing = [f for f in EVAL_FILES if not (eval_dir / f).is_file()]
@@ -398,8 +404,10 @@ def _cnn_served(bundle: RunBundle) -> bool:
 
 
 def uptime_score(live_dir: Path, *, cnn_served: bool) -> Score:
-    """Uptime (module docstring) from the soak summary or latest live session report in ``live_dir``;
-    ``cnn_served``: the run's CNN stage served at least one timeframe (its live sessions run CNNs)."""
+    """Score the uptime (module docstring) from the soak summary or latest live session report in ``live_dir``.
+
+    ``cnn_served``: the run's CNN stage served at least one timeframe (its live sessions run CNNs).
+    """
     definition = "share of live wall time with no stale role and the connection up, with the CNNs on"
     target = f"> {UPTIME_TARGET:.1%}"
     soak = live_dir / "soak_summary.json"

@@ -74,15 +74,19 @@ class Job:
 
     @property
     def name(self) -> str:
+        """The job's folder name, ``fold<k>_seed<s>``."""
         return job_name(self.fold.index, self.seed)
 
     @property
     def what(self) -> str:
+        """What progress reports call the job: its label, else its name."""
         return self.label or self.name
 
 
 @dataclass(frozen=True)
 class WalkForwardResult:
+    """What a walk-forward wrote: the ``walkforward.json`` path, the folds and one row per successful job."""
+
     path: Path
     """The ``walkforward.json`` written."""
     folds: list[Fold]
@@ -94,10 +98,12 @@ class WalkForwardResult:
 
 
 def job_name(fold_index: int, seed: int) -> str:
+    """Return the folder name of the job of fold ``fold_index`` and ``seed``."""
     return f"fold{fold_index}_seed{seed}"
 
 
 def fold_to_dict(fold: Fold) -> dict[str, Any]:
+    """Return the fold's index and ranges as a JSON-ready dict."""
     return {
         "index": fold.index,
         "train": fold.train.to_dict(),
@@ -107,7 +113,7 @@ def fold_to_dict(fold: Fold) -> dict[str, Any]:
 
 
 def plan_folds(cfg: Config, span: TimeRange, n_folds: int, *, expanding: bool = False) -> list[Fold]:
-    """The ``n_folds`` walk-forward folds over ``span`` with the config's purge, embargo and proportions."""
+    """Cut the ``n_folds`` walk-forward folds over ``span`` with the config's purge, embargo and proportions."""
     s = cfg.splits
     return walk_forward(
         span,
@@ -257,8 +263,10 @@ def spread(values: Sequence[float]) -> dict[str, float | int | None]:
 
 
 def aggregate(rows: Sequence[dict[str, Any]], folds: Sequence[Fold]) -> dict[str, Any]:
-    """Spread of the agent's test return and Sharpe over seeds, per fold and over every job; baselines'
-    means per fold beside them."""
+    """Summarise the spread of the agent's test return and Sharpe over seeds, per fold and over every job.
+
+    The baselines' means per fold stand beside them.
+    """
     per_fold = []
     for fold in folds:
         mine = [r for r in rows if r["fold"] == fold.index]
@@ -290,8 +298,10 @@ def run_walkforward(
     progress: JobProgress | None = None,
     expanding: bool = False,
 ) -> WalkForwardResult:
-    """Train and test ``folds`` walk-forward folds × ``seeds`` seeds as parallel jobs; write
-    ``out_dir/walkforward.json`` (atomically) and return what it holds."""
+    """Train and test ``folds`` walk-forward folds × ``seeds`` seeds as parallel jobs.
+
+    Writes ``out_dir/walkforward.json`` (atomically) and returns what it holds.
+    """
     if seeds < 1:
         raise WalkForwardError(f"--seeds must be at least 1, got {seeds}")
     plan = fold_plan(cfg, folds, expanding=expanding)
