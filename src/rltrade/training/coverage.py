@@ -42,27 +42,31 @@ def feature_coverage(builder: BatchStateBuilder, period: PeriodData, *, max_step
     # Per feature: which block flag governs it.
     owner = np.concatenate([np.full(b.size, k, np.int64) for k, b in enumerate(blocks)])
     cols = np.concatenate([np.arange(b.start, b.stop) for b in blocks])
+    # Per-chunk counts, means and sums of squared deviations merged exactly (Chan et al.): a feature that
+    # never changes gets a standard deviation of exactly 0, with no cancellation.
     count = np.zeros(cols.size)
-    total = np.zeros(cols.size)
-    total_sq = np.zeros(cols.size)
+    mean = np.zeros(cols.size)
+    m2 = np.zeros(cols.size)
     for c0 in range(0, steps.size, CHUNK):
         states = builder.gather(period.clock.time_of(steps[c0 : c0 + CHUNK])).astype(np.float64)
-        on_BK = states[:, flag_idx] > 0.5
-        on_BF = on_BK[:, owner]
-        x_BF = np.where(on_BF, states[:, cols], 0.0)
-        count += on_BF.sum(axis=0)
-        total += x_BF.sum(axis=0)
-        total_sq += (x_BF * x_BF).sum(axis=0)
-    safe = np.maximum(count, 1.0)
-    mean = total / safe
-    var = np.maximum(total_sq / safe - mean * mean, 0.0)
+        on_BF = (states[:, flag_idx] > 0.5)[:, owner]
+        x_BF = states[:, cols]
+        n_c = on_BF.sum(axis=0).astype(np.float64)
+        mean_c = np.where(on_BF, x_BF, 0.0).sum(axis=0) / np.maximum(n_c, 1.0)
+        m2_c = np.where(on_BF, (x_BF - mean_c) ** 2, 0.0).sum(axis=0)
+        total = count + n_c
+        delta = mean_c - mean
+        share = np.divide(n_c, total, out=np.zeros_like(total), where=total > 0)
+        m2 = m2 + m2_c + delta * delta * count * share
+        mean = mean + delta * share
+        count = total
     return pl.DataFrame(
         {
             "block": [blocks[k].name for k in owner],
             "feature": cols,
             "unmasked_share": count / steps.size,
-            "mean": np.where(count > 0, mean, 0.0),
-            "std": np.where(count > 1, np.sqrt(var), 0.0),
+            "mean": mean,
+            "std": np.sqrt(m2 / np.maximum(count, 1.0)),
             "n_steps": np.full(cols.size, steps.size, np.int64),
         }
     )

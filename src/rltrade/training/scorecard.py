@@ -9,7 +9,9 @@ scorecard says so (``evaluation``). Each run is scored against its own layout. D
 * **coverage** (design: "> 95 % of the required specification"): the share of the layout's market features
   (every block but the flags) that are *covered* on the evaluated period: unmasked (their block's
   ``has_<block>`` flag set) on ≥ 95 % of the evaluated steps, and moving: standard deviation over those
-  steps above ``1e-3 · max(1, |mean|)`` (features are normalised, so 1 is their scale). PASS above 95 %.
+  steps above ``1e-6 · max(|mean|, 1e-3)``, a relative tolerance that only a feature stuck at one value
+  (up to float rounding) fails: a block whose bars never close in the period, a dead unit, a masked row
+  written as 0. Small genuine variation (a 1 s return of a few bp) counts. PASS above 95 %.
   Per block: features, covered, and the share of each reason. Source: ``eval/feature_coverage.parquet``.
 * **convergence** (design: "< 50 % of current", current being the ~100-feature state): wall time of the
   agent's training (from its TensorBoard log's first event, i.e. after data, features and CNNs) and env
@@ -75,7 +77,8 @@ EVAL_FILES: Final = ("metrics.json", "regimes.json", "agent_steps.parquet", COVE
 
 COVERAGE_TARGET: Final = 0.95
 UNMASKED_SHARE: Final = 0.95
-STD_REL_TOL: Final = 1e-3
+STD_REL_TOL: Final = 1e-6
+STD_SCALE_FLOOR: Final = 1e-3
 CONVERGENCE_RATIO: Final = 0.5
 TARGET_SHARE: Final = 0.5
 ACCURACY_TARGET: Final = 0.65
@@ -175,14 +178,14 @@ def coverage_score(table: pl.DataFrame) -> Score:
     """Coverage from the per-feature table of :mod:`rltrade.training.coverage`."""
     definition = (
         f"share of the layout's market features unmasked (block flag set) on ≥ {UNMASKED_SHARE:.0%} of the evaluated "
-        f"steps whose std over those steps exceeds {STD_REL_TOL:g} · max(1, |mean|)"
+        f"steps whose std over those steps exceeds {STD_REL_TOL:g} · max(|mean|, {STD_SCALE_FLOOR:g})"
     )
     source = f"eval/{COVERAGE_FILE}"
     if table.height == 0:
         return Score("coverage", FAIL, "no features", f"> {COVERAGE_TARGET:.0%}", definition, source)
     t = table.with_columns(
         unmasked=pl.col("unmasked_share") >= UNMASKED_SHARE,
-        moving=pl.col("std") > STD_REL_TOL * pl.max_horizontal(pl.col("mean").abs(), pl.lit(1.0)),
+        moving=pl.col("std") > STD_REL_TOL * pl.max_horizontal(pl.col("mean").abs(), pl.lit(STD_SCALE_FLOOR)),
     ).with_columns(covered=pl.col("unmasked") & pl.col("moving"))
     per_block = (
         t.group_by("block", maintain_order=True)
@@ -315,16 +318,18 @@ def _direction_ci(hits: np.ndarray) -> tuple[float, float]:
     return float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))
 
 
-def _cnn_direction(cnn_dir: Path) -> dict[str, float]:
+def _cnn_direction(cnn_dir: Path) -> dict[str, dict[str, float]]:
+    """Each CNN's pooled out-of-sample direction accuracy and its number of directional windows (>0)."""
     path = cnn_dir / "metrics.json"
     if not path.is_file():
         return {}
     timeframes = json.loads(path.read_text()).get("timeframes", {})
     out = {}
     for tf, entry in timeframes.items():
-        value = entry.get("pooled", {}).get("model", {}).get("direction_accuracy")
-        if isinstance(value, int | float) and math.isfinite(value):
-            out[tf] = float(value)
+        model = entry.get("pooled", {}).get("model", {})
+        value, n = model.get("direction_accuracy"), model.get("n_directional", 0)
+        if isinstance(value, int | float) and math.isfinite(value) and isinstance(n, int) and n > 0:
+            out[tf] = {"direction_accuracy": float(value), "n_directional": n}
     return out
 
 
@@ -354,7 +359,13 @@ def accuracy_score(metrics: dict[str, Any], steps: pl.DataFrame, cnn_dir: Path, 
     acc = float(hits.mean())
     lo, hi = _direction_ci(hits)
     details.update(direction_accuracy=acc, ci_low=lo, ci_high=hi)
-    cnn = ", ".join(f"{tf} {v:.1%}" for tf, v in details["cnn_direction_accuracy"].items()) or "none"
+    cnn = (
+        ", ".join(
+            f"{tf} {v['direction_accuracy']:.1%} (n={v['n_directional']:,})"
+            for tf, v in details["cnn_direction_accuracy"].items()
+        )
+        or "none"
+    )
     figure = (
         f"{acc:.1%} [{lo:.1%}, {hi:.1%}] over {hits.size:,} steps; up-move base rate {details['base_rate_up']:.1%}, "
         f"in market {details['time_in_market']:.1%}; CNNs {cnn}"

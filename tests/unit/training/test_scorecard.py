@@ -35,7 +35,8 @@ def test_coverage_counts_masked_and_constant_features_per_block() -> None:
     table = coverage_table(
         {
             "eth_1s": [moving] * 96,
-            "eth_1d": [(1.0, 3.0, 0.0), (1.0, 3000.0, 1.0), (1.0, 3000.0, 4.0)],  # constant; tiny relative std; moving
+            # stuck at one value; stuck up to rounding (std 1e-3 of a 3,000 mean); a small genuine variation
+            "eth_1d": [(1.0, 3.0, 0.0), (1.0, 3000.0, 1e-3), (1.0, 0.0, 1e-5)],
             "cnn_predictions": [(0.94, 0.0, 0.5)],  # unmasked on too few steps
         }
     )
@@ -60,14 +61,22 @@ def test_accuracy_from_saved_steps_with_base_rate_time_in_market_and_cnns(tmp_pa
     cnn = tmp_path / "cnn"
     cnn.mkdir()
     (cnn / "metrics.json").write_text(
-        json.dumps({"timeframes": {"1m": {"pooled": {"model": {"direction_accuracy": 0.55}}}}})
+        json.dumps(
+            {
+                "timeframes": {
+                    "1m": {"pooled": {"model": {"direction_accuracy": 0.55, "n_directional": 40}}},
+                    "1d": {"pooled": {"model": {"direction_accuracy": 0.0, "n_directional": 0}}},
+                }
+            }
+        )
     )
     score = accuracy_score({}, steps, cnn, real=False)
     # Scored: steps 0, 1, 2, 4 (in the market, move ≠ 0): right on 0, 1, 4.
     assert score.details["direction_accuracy"] == pytest.approx(0.75) and score.details["direction_steps"] == 4
     assert score.details["base_rate_up"] == pytest.approx(3 / 5)
     assert score.details["time_in_market"] == pytest.approx(5 / 6)
-    assert score.details["cnn_direction_accuracy"] == {"1m": 0.55}
+    assert score.details["cnn_direction_accuracy"] == {"1m": {"direction_accuracy": 0.55, "n_directional": 40}}
+    assert "CNNs 1m 55.0% (n=40)" in score.figure
     assert score.details["ci_low"] <= 0.75 <= score.details["ci_high"]
     assert score.status == PASS and score.alarm is None
     real = accuracy_score({}, steps, cnn, real=True)
