@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rltrade.env.settings import EnvConfig
+from rltrade.config import EnvConfig
 from rltrade.training.coverage import COVERAGE_FILE, feature_coverage, write_coverage
 from tests.unit.env.market_cases import small_setup, trading_period
 
