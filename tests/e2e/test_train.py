@@ -106,3 +106,26 @@ def test_full_preset_smoke_and_backtest_refuses_fitted_periods(tmp_path: Path) -
     train_range = bundle.split("train")
     with pytest.raises(SplitError, match="overlaps the fitted range"):
         evaluate_run(tmp_path / "full", period=TimeRange(train_range.start_us, train_range.end_us))
+
+
+def test_resume_without_a_checkpoint_says_it_starts_over_and_tensorboard_has_each_step_once(tmp_path: Path) -> None:
+    from collections import Counter
+
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    cfg = tiny(train={"total_steps": 80, "checkpoint_every": 40, "eval_every": 1_000})
+    run = tmp_path / "run"
+    train(cfg, run, stop_after_steps=30, log=lambda _: None)
+    for ckpt in (run / "checkpoints").glob("*.pt"):
+        ckpt.unlink()  # as if killed before the first checkpoint
+    said: list[str] = []
+    time.sleep(1.1)  # a new event file name (its timestamp has second resolution)
+    resumed = train(cfg, run, resume=True, log=said.append)
+    assert resumed.steps == 80
+    assert any(f"no checkpoint in {run / 'checkpoints'} yet" in s and "starts from step 0" in s for s in said), said
+    steps: Counter[tuple[str, int]] = Counter()
+    for path in (run / "tensorboard").glob("events.out.tfevents.*"):
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                steps[(value.tag, event.step)] += 1
+    assert steps and max(steps.values()) == 1, [k for k, n in steps.items() if n > 1][:5]

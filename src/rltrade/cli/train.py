@@ -12,6 +12,7 @@ from rich.progress import TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from rltrade.cli.app import ConfigOpt, app, console, progress_bar
+from rltrade.cli.errors import UsageError
 
 if TYPE_CHECKING:
     from rltrade.config import Config
@@ -34,13 +35,20 @@ def train_cmd(
     steps: Annotated[int | None, typer.Option(help="Override train.total_steps.")] = None,
 ) -> None:
     """Train end to end: data → features → agent, with validation backtests and checkpoints."""
+    from rltrade.training.bundle import refuse_existing_run
     from rltrade.training.presets import load_with_preset
 
     if resume is not None:
         from rltrade.training.bundle import open_bundle
 
+        given = [flag for flag, value in (("--config", config), ("--preset", preset), ("--run-dir", run_dir),
+                                          ("--steps", steps)) if value is not None]  # fmt: skip
+        if given:
+            raise UsageError(f"--resume continues the run on its own config and folder; drop {', '.join(given)}")
         train_run(open_bundle(resume).config, resume, resume=True)
         return
+    if run_dir is not None:
+        refuse_existing_run(run_dir)  # before any data preparation or CNN fitting
     overrides = {"train": {"total_steps": steps}} if steps is not None else None
     cfg = load_with_preset(config, preset, overrides)
     run_data_step(cfg, preset)

@@ -194,8 +194,7 @@ def create_bundle(
     from rltrade.config import render_commented_yaml
 
     root.mkdir(parents=True, exist_ok=True)
-    if (root / "manifest.json").exists():
-        raise BundleError(f"{root} already holds a run; use --resume to continue it or pick another --run-dir")
+    refuse_existing_run(root)
     (root / "config.yaml").write_text(render_commented_yaml(cfg) + "\n")
     write_json_atomic(root / "layout.json", layout.describe())
     write_json_atomic(root / "feature_stats.json", stats.to_dict())
@@ -238,6 +237,15 @@ def open_bundle(root: Path, *, layout: StateLayout | None = None) -> RunBundle:
     return bundle
 
 
+def refuse_existing_run(run_dir: Path) -> None:
+    """Raise :class:`BundleError` if ``run_dir`` already holds a run (a new run never overwrites one)."""
+    if (run_dir / "manifest.json").exists():
+        raise BundleError(
+            f"{run_dir} already holds a run; continue it with `rltrade train --resume {run_dir}` or pick another "
+            "--run-dir"
+        )
+
+
 def start_run(
     cfg: Config,
     run_dir: Path,
@@ -253,6 +261,8 @@ def start_run(
     CNNs are saved only once the folder exists: a refused run folder never gets its CNN models overwritten.
     ``log`` gets the reason of every timeframe whose CNN was skipped.
     """
+    if not resume:
+        refuse_existing_run(run_dir)  # before preparing anything
     if resume:
         bundle = open_bundle(run_dir)
         prep = prepare(bundle.config, stats=bundle.feature_stats, splits=bundle.fold(), cnn_dir=run_dir / "cnn")

@@ -43,11 +43,12 @@ from rltrade.env.reward import FACTOR_NAMES
 from rltrade.env.vector_env import STEP_RECORD, VectorTradingEnv
 from rltrade.features.account import ACCOUNT_DIM
 from rltrade.features.clock import ClockStateSource
-from rltrade.training.bundle import BestValidation, new_learner, start_run
+from rltrade.training.bundle import BestValidation, RunBundle, new_learner, start_run
 from rltrade.training.envstate import VectorEnvState
 from rltrade.training.evaluate import backtest_learner
 from rltrade.training.metrics import BacktestMetrics
 from rltrade.training.pipeline import Prepared
+from rltrade.training.tb_events import truncate_events
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -108,12 +109,11 @@ def train(
     validation = prep.validation_slice()
     obs, _ = venv.reset(seed=cfg.seed)
     step, best = 0, None
-    if resume and (bundle.checkpoints / "last.pt").exists():
-        counters = load_checkpoint(bundle.checkpoints / "last.pt", learner=learner, replay=replay, extra=in_flight)
-        step = int(counters["step"])
-        best = bundle.best_validation()
-        obs = venv.core.observe()
-        log(f"resumed {run_dir} at step {step:,} ({learner.updates:,} updates)")
+    if resume:
+        step, best = _restore(bundle, learner, replay, in_flight, log=log, checkpoint_every=t.checkpoint_every)
+        obs = venv.core.observe() if step else obs
+        # The steps past the checkpoint are written again: cut them so the event files hold each step once.
+        truncate_events(run_dir / "tensorboard", step)
 
     def save(name: str) -> None:
         path = bundle.checkpoints / f"{name}.pt"
@@ -175,6 +175,33 @@ def _validate(
     for name in VALIDATION_SCALARS:
         writer.add_scalar(f"validation/{name}", float(m[name]), step)
     return m
+
+
+def _restore(
+    bundle: RunBundle,
+    learner: DQNLearner,
+    replay: PrioritizedReplay,
+    in_flight: dict[str, Stateful],
+    *,
+    log: Callable[[str], None],
+    checkpoint_every: int,
+) -> tuple[int, BestValidation | None]:
+    """Load the run's ``last.pt`` into the learner, replay and in-flight state; ``(step, best validation)``.
+
+    A run that stopped before its first checkpoint has none: it says so and starts from step 0.
+    """
+    last = bundle.checkpoints / "last.pt"
+    if not last.exists():
+        log(
+            f"no checkpoint in {bundle.checkpoints} yet (the run stopped before its first one, due every "
+            f"{checkpoint_every:,} steps): training {bundle.root} starts from step 0 on its saved data, "
+            "statistics and CNNs"
+        )
+        return 0, None
+    counters = load_checkpoint(last, learner=learner, replay=replay, extra=in_flight)
+    step = int(counters["step"])
+    log(f"resumed {bundle.root} at step {step:,} ({learner.updates:,} updates)")
+    return step, bundle.best_validation()
 
 
 def _update_scalars(writer: SummaryWriter, step: int, res: UpdateResult, epsilon: float, info: dict[str, Any]) -> None:

@@ -94,3 +94,25 @@ def test_overlap_messages_show_iso_times() -> None:
     assert "[2024-08-09T00:00:00Z, 2024-08-09T00:01:00Z) overlaps the fitted range" in got
     assert "range [2024-08-09T00:00:00Z, 2024-08-09T01:00:00Z)" in got
     assert "1723161600000000" not in got
+
+
+def test_train_refuses_an_existing_run_folder_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rltrade.training.pipeline as pipeline
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("data was prepared for a run folder that is refused")
+
+    monkeypatch.setattr(pipeline, "prepare", no_work)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text("{}")
+    assert main(["train", "--run-dir", str(run), "--preset", "demo"]) == 3
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{run} already holds a run; continue it with `rltrade train --resume {run}`" in err
+
+
+def test_resume_refuses_options_it_would_ignore(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--resume", str(tmp_path), "--steps", "5", "--preset", "demo"]) == 2
+    assert "drop --preset, --steps" in capsys.readouterr().err
