@@ -67,3 +67,37 @@ def test_non_usdt_symbol_needs_explicit_unified_name() -> None:
     with pytest.raises(ValueError, match="unified"):
         ccxt_backfill(FakeExchange(), {"eth": "ETHBTC"})
     ccxt_backfill(FakeExchange(), {"eth": "ETHBTC"}, unified={"ETHBTC": "ETH/BTC"})
+
+
+class FakeKlines:
+    """Duck-typed ccxt exchange answering ``fetch_ohlcv`` with one kline per call (or failing)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.calls: list[tuple[str, str, int, int]] = []
+
+    def fetch_ohlcv(self, symbol: str, timeframe: str, since: int, limit: int) -> list[list[float]]:
+        self.calls.append((symbol, timeframe, since, limit))
+        if self.fail:
+            raise TimeoutError("read timed out")
+        return [[since, 10.0, 12.0, 9.0, 11.0, 3.5]]
+
+
+def test_kline_seed_returns_the_closed_kline_and_never_raises() -> None:
+    from rltrade.features.bar_stream import ClosedBar
+    from rltrade.live.backfill import ccxt_kline_seed, chain_seeds
+    from rltrade.types import Timeframe
+
+    ex = FakeKlines()
+    seed = ccxt_kline_seed(ex, {"eth": "ETHUSDT"})
+    assert seed("eth", Timeframe.M1, 1_723_161_240_000_000) == ClosedBar(
+        1_723_161_240_000_000, 10.0, 12.0, 9.0, 11.0, 3.5, False
+    )
+    assert ex.calls == [("ETH/USDT", "1m", 1_723_161_240_000, 1)]
+    errors: list[str] = []
+    failing = ccxt_kline_seed(FakeKlines(fail=True), {"eth": "ETHUSDT"}, on_error=errors.append)
+    assert failing("eth", Timeframe.M1, 1_723_161_240_000_000) is None
+    assert errors and "TimeoutError: read timed out" in errors[0]
+    stored = ClosedBar(5, 1.0, 1.0, 1.0, 1.0, 0.0, True)
+    chained = chain_seeds(lambda *_: None, lambda *_: stored, failing)
+    assert chained("eth", Timeframe.M1, 5) is stored
