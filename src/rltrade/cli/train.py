@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.progress import TextColumn, TimeRemainingColumn
@@ -24,6 +24,27 @@ PresetOpt = Annotated[
     str | None,
     typer.Option("--preset", help="Training preset (demo, real or full): defaults under the config file."),
 ]
+RealOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--real-data",
+        help="Real-data folder of the real preset (default: shared/data/real beside rltrade's repository).",
+    ),
+]
+FromOpt = Annotated[
+    str | None,
+    typer.Option("--from", help="Run on stored data from this UTC time (ISO date or date-time; sets data.start)."),
+]
+ToOpt = Annotated[
+    str | None,
+    typer.Option("--to", help="... up to this UTC time, exclusive (sets data.end)."),
+]
+
+
+def range_overrides(start: str | None, end: str | None) -> dict[str, Any]:
+    """Config overrides for ``--from`` / ``--to`` (validated with the config: a bad date is exit 2)."""
+    data = {k: v for k, v in (("start", start), ("end", end)) if v is not None}
+    return {"data": data} if data else {}
 
 
 @app.command("train")
@@ -33,6 +54,9 @@ def train_cmd(
     run_dir: Annotated[Path | None, typer.Option("--run-dir", help="Run folder (default runs/<time>).")] = None,
     resume: Annotated[Path | None, typer.Option("--resume", help="Continue the run in this folder.")] = None,
     steps: Annotated[int | None, typer.Option(help="Override train.total_steps.")] = None,
+    real_data: RealOpt = None,
+    start: FromOpt = None,
+    end: ToOpt = None,
 ) -> None:
     """Train end to end: data → features → agent, with validation backtests and checkpoints."""
     from rltrade.training.bundle import refuse_existing_run
@@ -42,28 +66,43 @@ def train_cmd(
         from rltrade.training.bundle import open_bundle
 
         given = [flag for flag, value in (("--config", config), ("--preset", preset), ("--run-dir", run_dir),
-                                          ("--steps", steps)) if value is not None]  # fmt: skip
+                                          ("--steps", steps), ("--from", start), ("--to", end),
+                                          ("--real-data", real_data)) if value is not None]  # fmt: skip
         if given:
             raise UsageError(f"--resume continues the run on its own config and folder; drop {', '.join(given)}")
         train_run(open_bundle(resume).config, resume, resume=True)
         return
     if run_dir is not None:
         refuse_existing_run(run_dir)  # before any data preparation or CNN fitting
-    overrides = {"train": {"total_steps": steps}} if steps is not None else None
-    cfg = load_with_preset(config, preset, overrides)
-    run_data_step(cfg, preset)
+    overrides: dict[str, Any] = {"train": {"total_steps": steps}} if steps is not None else {}
+    cfg = load_with_preset(config, preset, {**overrides, **range_overrides(start, end)})
+    run_data_step(cfg, preset, real_data)
     train_run(cfg, run_dir or Path("runs") / dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
 
 
 def run_data_step(cfg: Config, preset: str | None, source: Path | None = None) -> None:
-    """Run the training preset's explicit data step (importing its files into ``data.store``), when it has one."""
+    """Run the training preset's explicit data step (importing its files into ``data.store``), when it has one.
+
+    A preset imports only into its own store (the ``data.store`` it sets): when the config names another
+    store, nothing is written there and training reads that store as it is.
+    """
     from rltrade.training.presets import preset as get_preset
 
-    step = get_preset(preset).data_step if preset is not None else None
-    if step is not None:
-        folder = source if source is not None else step.source
-        with console.status(f"importing {step.what} from {folder} into {cfg.data.store}"):
-            step.run(cfg.data, folder)
+    chosen = get_preset(preset) if preset is not None else None
+    step = chosen.data_step if chosen is not None else None
+    if chosen is None or step is None:
+        return
+    own = Path(chosen.overrides.get("data", {}).get("store", cfg.data.store))
+    if Path(cfg.data.store) != own:
+        console.print(
+            f"the {preset} preset imports {step.what} only into its own store ({own}); your config names the "
+            f"store {cfg.data.store}, so nothing is imported and training reads that store as it is "
+            "(add data to it with `rltrade data import` or `rltrade data download`)"
+        )
+        return
+    folder = source if source is not None else step.source
+    with console.status(f"importing {step.what} from {folder} into {cfg.data.store}"):
+        step.run(cfg.data, folder)
 
 
 def train_run(cfg: Config, folder: Path, *, resume: bool = False) -> None:
@@ -191,10 +230,17 @@ def backtest_cmd(
     ] = None,
     resamples: Annotated[int, typer.Option(min=100, help="Block-bootstrap resamples per interval.")] = 1000,
     random_seeds: Annotated[int, typer.Option(min=1, help="Seeds of the random baseline.")] = 3,
+    start: Annotated[str | None, typer.Option("--from", help="Backtest from this UTC time (with --to).")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="... up to this UTC time, exclusive.")] = None,
 ) -> None:
     """Backtest a run's best checkpoint beside the baselines; refuses periods the run was fitted on."""
+    from rltrade.cli.errors import UsageError
     from rltrade.training.evaluate import evaluate_bundle
 
+    if (start is None) != (end is None) or (start is not None and period is not None):
+        raise UsageError("give the backtest period as --from START --to END, or as --period START..END")
+    if start is not None and end is not None:
+        period = f"{start}..{end}"
     target = _parse_period(period) if period is not None else None
     result = evaluate_bundle(run, period=target, basic_run=basic_run, n_resamples=resamples, random_seeds=random_seeds)
     print_evaluation(run, result, f"backtest of {run} (PnL after costs)")

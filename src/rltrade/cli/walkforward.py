@@ -13,9 +13,8 @@ from rich.text import Text
 
 from rltrade.cli.app import ConfigOpt, app, console, progress_bar
 from rltrade.cli.errors import UsageError
-from rltrade.cli.train import PresetOpt
+from rltrade.cli.train import FromOpt, PresetOpt, RealOpt, ToOpt, range_overrides
 from rltrade.config import Config
-from rltrade.data.real import REAL_DATA_DIR
 
 SeedsOpt = Annotated[int, typer.Option("--seeds", help="Seeds per fold (cfg.seed, cfg.seed + 1, ...).")]
 RayOpt = Annotated[
@@ -23,18 +22,19 @@ RayOpt = Annotated[
 ]
 CpusOpt = Annotated[int | None, typer.Option("--num-cpus", help="CPUs of the local Ray (default: all).")]
 StepsOpt = Annotated[int | None, typer.Option("--steps", help="Override train.total_steps of every job.")]
-RealOpt = Annotated[Path, typer.Option("--real-data", help="Real-data folder of the real preset.")]
 
 
-def load_cfg(config: Path | None, preset: str | None, steps: int | None) -> Config:
-    """Load the config of ``config`` over ``preset``, with ``--steps`` on top."""
+def load_cfg(
+    config: Path | None, preset: str | None, steps: int | None, start: str | None = None, end: str | None = None
+) -> Config:
+    """Load the config of ``config`` over ``preset``, with ``--steps``, ``--from`` and ``--to`` on top."""
     from rltrade.training.presets import load_with_preset
 
     overrides: dict[str, Any] = {"train": {"total_steps": steps}} if steps is not None else {}
-    return load_with_preset(config, preset, overrides)
+    return load_with_preset(config, preset, {**overrides, **range_overrides(start, end)})
 
 
-def _prepare_data(cfg: Config, preset: str | None, real_data: Path) -> None:
+def _prepare_data(cfg: Config, preset: str | None, real_data: Path | None) -> None:
     from rltrade.cli.train import run_data_step
 
     run_data_step(cfg, preset, real_data)
@@ -96,12 +96,14 @@ def walkforward_cmd(
     out: Annotated[Path | None, typer.Option("--out", help="Output folder (default runs/walkforward-<time>).")] = None,
     expanding: Annotated[bool, typer.Option(help="Train each fold on all earlier chunks, not just the last.")] = False,
     steps: StepsOpt = None,
-    real_data: RealOpt = REAL_DATA_DIR,
+    real_data: RealOpt = None,
+    start: FromOpt = None,
+    end: ToOpt = None,
 ) -> None:
     """Walk-forward: retrain the agent on rolling folds, several seeds each, test each fold after its training."""
     from rltrade.training.walkforward import WalkForwardError, run_walkforward
 
-    cfg = load_cfg(config, preset, steps)
+    cfg = load_cfg(config, preset, steps, start, end)
     _prepare_data(cfg, preset, real_data)
     folder = _out(out, "walkforward")
     n_folds = folds if folds is not None else cfg.splits.walk_forward_folds
@@ -169,13 +171,15 @@ def ablation_cmd(
     num_cpus: CpusOpt = None,
     out: Annotated[Path | None, typer.Option("--out", help="Output folder (default runs/ablation-<time>).")] = None,
     steps: StepsOpt = None,
-    real_data: RealOpt = REAL_DATA_DIR,
+    real_data: RealOpt = None,
+    start: FromOpt = None,
+    end: ToOpt = None,
 ) -> None:
     """Ablation: retrain without one state block at a time; test return and its change against all blocks."""
     from rltrade.training.ablation import run_ablation
     from rltrade.training.walkforward import WalkForwardError
 
-    cfg = load_cfg(config, preset, steps)
+    cfg = load_cfg(config, preset, steps, start, end)
     _prepare_data(cfg, preset, real_data)
     folder = _out(out, "ablation")
     names = tuple(b.strip() for b in blocks.split(",") if b.strip())

@@ -1,4 +1,4 @@
-"""The real Binance spot klines of ``../shared/data/real``: where they are and how they are imported.
+"""The real Binance spot klines of ``shared/data/real``: where they are and how they are imported.
 
 The folder (see its README) has a month of ETH/USDT and BTC/USDT 1m klines (2024-07-26 14:16 → 2024-08-25
 14:23 UTC), years of 1h and 1d klines, and only 11 minutes of trades. :func:`import_real_klines` imports the
@@ -21,8 +21,10 @@ from rltrade.data.pipeline import StoreSummary
 from rltrade.data.store import DatasetKey, Store
 from rltrade.types import US_PER_DAY, Kind, Timeframe
 
-REAL_DATA_DIR: Final = Path("../shared/data/real")
-"""The real-data folder, relative to the repository root (the working directory of ``rltrade``)."""
+REAL_DATA_DIR: Final = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "real"
+"""The real-data folder: ``shared/data/real`` beside the repository this package is installed from
+(``<repo>/src/rltrade/data/real.py`` → ``<repo>/../shared/data/real``), whatever the working directory.
+``--real-data`` points elsewhere."""
 
 REAL_FILES: Final[dict[Timeframe, dict[str, str]]] = {
     Timeframe.M1: {
@@ -59,8 +61,8 @@ def real_paths(real_dir: Path = REAL_DATA_DIR) -> dict[Timeframe, dict[str, Path
         raise RealDataMissing(
             f"the real preset needs the real Binance klines in {where}, but "
             + ("that folder does not exist" if not real_dir.is_dir() else f"it lacks {', '.join(missing)}")
-            + ". Run rltrade from the repository root with shared/data/real beside the repository "
-            "(<repo>/../shared/data/real), or use the synthetic demo preset (--preset demo)."
+            + ". Pass the folder with --real-data DIR (by default rltrade looks in shared/data/real beside "
+            "its repository), or use the synthetic demo preset (--preset demo)."
         )
     return paths
 

@@ -102,6 +102,24 @@ class Evaluation:
     """Per-regime rows (:func:`rltrade.training.regimes.regime_rows`)."""
 
 
+def _covering(cfg: Config, period: TimeRange) -> Config:
+    """Return the run's config with ``data.start`` / ``data.end`` widened to load ``period`` too."""
+    start, end = cfg.data.range_us
+    if (start is None or start <= period.start_us) and (end is None or end >= period.end_us):
+        return cfg
+
+    def when(us: int) -> dt.datetime:
+        return dt.datetime.fromtimestamp(us // 1_000_000, tz=dt.UTC).replace(microsecond=us % 1_000_000)
+
+    data = cfg.data.model_copy(
+        update={
+            "start": None if start is None else when(min(start, period.start_us)),
+            "end": None if end is None else when(max(end, period.end_us)),
+        }
+    )
+    return cfg.model_copy(update={"data": data})
+
+
 def evaluate_bundle(
     run_dir: Path,
     *,
@@ -117,6 +135,8 @@ def evaluate_bundle(
     cfg = run_config(bundle)
     target = period if period is not None else bundle.split("test")
     bundle.refuse_overlap(target, what=f"backtest of {run_dir}")
+    if period is not None:
+        cfg = _covering(cfg, period)
     basic = _open_basic(basic_run, cfg, target) if basic_run is not None else None
     prep = prepare(cfg, stats=bundle.feature_stats, splits=bundle.fold(), cnn_dir=run_dir / "cnn")
     per = _period(prep, target) if period is not None else prep.test_period

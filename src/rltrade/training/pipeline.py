@@ -8,6 +8,8 @@ built from the result (:meth:`Prepared.period`). Nothing here writes a run folde
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,11 +20,14 @@ from rltrade.config import Config
 from rltrade.data.market import MarketFrames, load_market
 from rltrade.data.splits import Fold, TimeRange, split_span
 from rltrade.env.prices import PeriodData, build_period, load_funding
+from rltrade.features.history import history_shortfalls
 from rltrade.features.layout import StateLayout, build_layout
-from rltrade.features.market_features import FeatureStats, build_market_features, fit_feature_stats
+from rltrade.features.market_features import FeatureSpec, FeatureStats, build_market_features, fit_feature_stats
 from rltrade.features.state_batch import BatchStateBuilder
 from rltrade.training.cnn_stage import CnnStageResult, run_cnn_stage
 from rltrade.types import Timeframe, ceil_to_grid
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,6 +102,7 @@ def prepare(
         splits = split_span(decision_span(frames, cfg), cfg.splits, step_us=cfg.env.step.us)
     stats = stats if stats is not None else fit_feature_stats(frames, splits.train)
     layout = build_layout(cfg.features.layout)
+    warn_short_history(frames, layout, cfg, splits.train.start_us)
     cnn = run_cnn_stage(frames, layout, cfg, splits, models_dir=cnn_dir)
     features = build_market_features(frames, layout, cfg.features, stats, cnn=None if cnn is None else cnn.blocks)
     builder = BatchStateBuilder(layout, features)
@@ -109,6 +115,34 @@ def prepare(
     return Prepared(
         cfg, frames, layout, splits, stats, builder, funding, period(splits.train), val, period(splits.test), cnn
     )
+
+
+def warn_short_history(frames: MarketFrames, layout: StateLayout, cfg: Config, start_us: int) -> None:
+    """Warn, before anything is fitted, about bar blocks with fewer than window + warm-up bars by ``start_us``."""
+    spec = FeatureSpec.from_config(cfg.features, layout, FeatureStats()).bar
+    for short in history_shortfalls(frames, layout, spec, start_us):
+        until = (
+            "for the whole run (the data never holds that many)"
+            if short.complete_from_us is None
+            else f"until {_utc(short.complete_from_us)}"
+        )
+        logger.warning(
+            "%s: %d %s bars before the train start %s; its window and indicator warm-up need %d (%d missing), "
+            "so the block stays partly masked %s. Import earlier %s history (rltrade data download / import) "
+            "or start later (--from / data.start).",
+            short.block,
+            short.have,
+            short.timeframe.value,
+            _utc(start_us),
+            short.need,
+            short.missing,
+            until,
+            short.timeframe.value,
+        )
+
+
+def _utc(us: int) -> str:
+    return dt.datetime.fromtimestamp(us / 1e6, tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def block_specs(layout: StateLayout) -> tuple[BlockSpec, ...]:
