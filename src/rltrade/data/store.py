@@ -42,7 +42,10 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from rltrade.data.atomic import atomic_write, fsync_dir
-from rltrade.data.schema import BAR_KEY, BAR_SCHEMA, TRADE_KEY, TRADE_SCHEMA, conform
+from rltrade.data.schema import conform
+from rltrade.data.store_conflicts import StoreConflictError, raise_on_conflict, unique_or_raise
+from rltrade.data.store_coverage import DatasetCoverage, Hole, coverage_of, partition_entry
+from rltrade.data.store_dataset import TICK, DatasetKey, iso
 from rltrade.data.store_manifest import (
     DATA_FILE,
     DATASET_MANIFEST,
@@ -54,12 +57,24 @@ from rltrade.data.store_manifest import (
     RootManifest,
     write_new,
 )
-from rltrade.types import US_PER_DAY, US_PER_HOUR, Kind, Timeframe
+from rltrade.types import US_PER_DAY
 
-TICK = "tick"
-"""Timeframe folder name used for trades."""
-TRADE_HOLE_US = US_PER_HOUR
-"""A silence between two trades longer than this is a hole in a trades dataset."""
+__all__ = [
+    "TICK",
+    "AppendResult",
+    "DatasetCoverage",
+    "DatasetKey",
+    "Hole",
+    "LegacyLayoutError",
+    "Store",
+    "StoreConflictError",
+    "StoreCorruptError",
+    "StoreError",
+    "StoreLockedError",
+    "Transaction",
+    "iso",
+]
+
 
 Fault = Callable[[str], None]
 """Test hook called at each step of a write (``write <dataset>/<label>``, ``manifest <dataset>``,
@@ -82,74 +97,6 @@ class LegacyLayoutError(StoreError):
     """The store is in layout 1 (one file per day, no manifest); ``rltrade data migrate`` converts it."""
 
 
-class StoreConflictError(ValueError):
-    """New data disagrees with what the store (or the same import) holds for a key: bad input, exit 2."""
-
-
-def iso(us: int) -> str:
-    """``1723161600000000`` → ``2024-08-09T00:00:00Z`` (µs shown only when not whole seconds)."""
-    when = dt.datetime.fromtimestamp(us // 1_000_000, tz=dt.UTC).replace(microsecond=us % 1_000_000)
-    return when.isoformat(timespec="microseconds" if us % 1_000_000 else "seconds").replace("+00:00", "Z")
-
-
-@dataclass(frozen=True)
-class DatasetKey:
-    """One logical dataset of the store."""
-
-    exchange: str
-    symbol: str
-    kind: Kind
-    timeframe: Timeframe | None = None
-    """Bar timeframe; None for trades."""
-
-    def __post_init__(self) -> None:
-        """Check that bars have a timeframe and trades have none."""
-        if (self.kind is Kind.BARS) != (self.timeframe is not None):
-            raise ValueError("bars need a timeframe and trades must not have one")
-
-    @property
-    def time_col(self) -> str:
-        """The name of the time column (``open_us`` for bars, ``ts_us`` for trades)."""
-        return "open_us" if self.kind is Kind.BARS else "ts_us"
-
-    @property
-    def key_col(self) -> str:
-        """The name of the column that identifies a row (deduplication key)."""
-        return BAR_KEY if self.kind is Kind.BARS else TRADE_KEY
-
-    @property
-    def schema(self) -> dict[str, pl.DataType]:
-        """The polars schema of the dataset's rows."""
-        return BAR_SCHEMA if self.kind is Kind.BARS else TRADE_SCHEMA
-
-    @property
-    def partitioning(self) -> str:
-        """How the dataset is cut into files: ``day``, ``month`` or ``year``."""
-        return Partitioning.for_timeframe(self.timeframe)
-
-    @property
-    def relpath(self) -> str:
-        """The dataset folder relative to the root, ``/``-separated (its name in the root manifest)."""
-        tf = self.timeframe.value if self.timeframe is not None else TICK
-        return f"exchange={self.exchange}/symbol={self.symbol}/kind={self.kind.value}/timeframe={tf}"
-
-    def folder(self, root: Path) -> Path:
-        """Return the dataset's folder under ``root``."""
-        return root / self.relpath
-
-    @staticmethod
-    def from_relpath(relpath: str) -> DatasetKey:
-        """Parse a dataset folder name (``exchange=…/symbol=…/kind=…/timeframe=…``)."""
-        parts = dict(p.split("=", 1) for p in relpath.split("/"))
-        tf = None if parts["timeframe"] == TICK else Timeframe.parse(parts["timeframe"])
-        return DatasetKey(parts["exchange"], parts["symbol"], Kind(parts["kind"]), tf)
-
-    def __str__(self) -> str:
-        """Return ``exchange/symbol/kind/timeframe``."""
-        tf = self.timeframe.value if self.timeframe is not None else TICK
-        return f"{self.exchange}/{self.symbol}/{self.kind.value}/{tf}"
-
-
 @dataclass(frozen=True)
 class AppendResult:
     """What one append did, counted."""
@@ -168,88 +115,6 @@ class AppendResult:
             self.rows_duplicate + other.rows_duplicate,
             self.days_written + other.days_written,
         )
-
-
-@dataclass(frozen=True)
-class Hole:
-    """Missing data: nothing stored strictly between ``after_us`` and ``before_us`` (bar opens / trade times)."""
-
-    after_us: int
-    before_us: int
-
-
-@dataclass(frozen=True)
-class DatasetCoverage:
-    """Coverage of one dataset: its partitions and the holes inside and between them."""
-
-    key: DatasetKey
-    partitions: list[tuple[str, PartitionEntry]]
-    missing: int
-    """Bars absent between the first and the last stored bar, within and between files (0 for trades)."""
-    holes: int
-    """Runs of missing bars (trades: silences over an hour), within and between files and imports."""
-    longest: Hole | None
-    filled: int
-
-    @property
-    def rows(self) -> int:
-        """The number of rows over all partitions."""
-        return sum(e.rows for _, e in self.partitions)
-
-    @property
-    def first_us(self) -> int:
-        """The first stored time."""
-        return self.partitions[0][1].first_us
-
-    @property
-    def last_us(self) -> int:
-        """The last stored time."""
-        return self.partitions[-1][1].last_us
-
-
-def _partition_entry(key: DatasetKey, file: str, nbytes: int, frame: pl.DataFrame) -> PartitionEntry:
-    times = frame.get_column(key.time_col)
-    first, last = int(times[0]), int(times[-1])
-    step = key.timeframe.us if key.timeframe is not None else TRADE_HOLE_US
-    diffs = times.diff().drop_nulls()
-    over = diffs > step
-    holes = int(over.sum())
-    longest_from = longest_to = None
-    if holes:
-        i = int(diffs.arg_max() or 0)  # diffs[i] = times[i + 1] - times[i]
-        longest_from, longest_to = int(times[i]), int(times[i + 1])
-    missing = filled = 0
-    if key.timeframe is not None:
-        missing = (last - first) // step + 1 - frame.height
-        filled = int(frame.get_column("is_filled").sum())
-    return PartitionEntry(file, nbytes, frame.height, first, last, missing, holes, longest_from, longest_to, filled)
-
-
-def coverage_of(key: DatasetKey, partitions: list[tuple[str, PartitionEntry]]) -> DatasetCoverage:
-    """Totals over partitions, adding the holes *between* them (a month with no file is a hole)."""
-    step = key.timeframe.us if key.timeframe is not None else TRADE_HOLE_US
-    missing = holes = filled = 0
-    longest: Hole | None = None
-
-    def consider(a: int, b: int) -> None:
-        nonlocal longest
-        if longest is None or b - a > longest.before_us - longest.after_us:
-            longest = Hole(a, b)
-
-    prev: PartitionEntry | None = None
-    for _, e in partitions:
-        missing += e.missing
-        holes += e.holes
-        filled += e.filled
-        if e.longest_from_us is not None and e.longest_to_us is not None:
-            consider(e.longest_from_us, e.longest_to_us)
-        if prev is not None and e.first_us - prev.last_us > step:
-            holes += 1
-            if key.timeframe is not None:
-                missing += (e.first_us - prev.last_us) // step - 1
-            consider(prev.last_us, e.first_us)
-        prev = e
-    return DatasetCoverage(key, partitions, missing, holes, longest, filled)
 
 
 class Store:
@@ -576,14 +441,14 @@ class Transaction:
 
     def _merge(self, key: DatasetKey, manifest: DatasetManifest, label: str, part: pl.DataFrame) -> AppendResult:
         rows_in = part.height
-        new = _unique_or_raise(key, part)
+        new = unique_or_raise(key, part)
         folder = key.folder(self._store.root)
         entry = manifest.partitions.get(label)
         if entry is None:
             merged = new.sort([key.time_col, key.key_col])
         else:
             old = self._store._read_entry(folder / entry.file, entry)
-            _raise_on_conflict(key, old, new)
+            raise_on_conflict(key, old, new)
             added = new.join(old.select(key.key_col), on=key.key_col, how="anti")
             if added.height == 0:
                 return AppendResult(rows_in, 0, rows_in, 0)
@@ -598,7 +463,7 @@ class Transaction:
             Store._write_parquet(fh, merged)
         if entry is None or entry.file != name:
             self._written.append(path)
-        manifest.partitions[label] = _partition_entry(key, name, path.stat().st_size, merged)
+        manifest.partitions[label] = partition_entry(key, name, path.stat().st_size, merged)
         self._touched.add(key.relpath)
         self._store._step(f"write {key}/{label}")
         return AppendResult(rows_in, n_new, rows_in - n_new, 1)
@@ -647,51 +512,3 @@ def _new_file(path: Path) -> Iterator[BinaryIO]:
         yield fh
         fh.flush()
         os.fsync(fh.fileno())
-
-
-def _value_cols(key: DatasetKey) -> list[str]:
-    return [c for c in key.schema if c != key.key_col]
-
-
-def _describe(key: DatasetKey, row: dict[str, object], col: str, a: object, b: object, where: str) -> str:
-    t = row[key.time_col]
-    at = f"{key.time_col} {iso(t)}" if isinstance(t, int) else "?"
-    ident = "" if key.key_col == key.time_col else f"{key.key_col} {row[key.key_col]}, "
-    return f"{key}: {ident}{at}: column {col!r} is {a!r} {where} and {b!r} in the new data"
-
-
-def _unique_or_raise(key: DatasetKey, part: pl.DataFrame) -> pl.DataFrame:
-    if part.get_column(key.key_col).n_unique() == part.height:  # the usual case: no repeated key at all
-        return part
-    new = part.unique(maintain_order=True)
-    if new.get_column(key.key_col).n_unique() == new.height:
-        return new
-    dup = new.filter(pl.col(key.key_col).is_duplicated()).sort(key.key_col, maintain_order=True)
-    a, b = dup.head(2).iter_rows(named=True)
-    col = next((c for c in _value_cols(key) if a[c] != b[c]), key.key_col)
-    n = dup.get_column(key.key_col).n_unique()
-    raise StoreConflictError(
-        _describe(key, a, col, a[col], b[col], "in one row")
-        + f"; {n:,} key(s) appear twice with different values in the data being imported. Nothing was written. "
-        "Fix the source so each key appears once"
-    )
-
-
-def _raise_on_conflict(key: DatasetKey, old: pl.DataFrame, new: pl.DataFrame) -> None:
-    cols = _value_cols(key)
-    both = new.join(old, on=key.key_col, how="inner", suffix="_stored")
-    if both.height == 0:
-        return
-    differs = pl.any_horizontal([pl.col(c).ne_missing(pl.col(f"{c}_stored")) for c in cols])
-    bad = both.filter(differs).sort(key.key_col)
-    if bad.height == 0:
-        return
-    row = bad.row(0, named=True)
-    col = next(c for c in cols if row[c] != row[f"{c}_stored"])
-    stored = dict(row, **{key.time_col: row.get(f"{key.time_col}_stored", row[key.time_col])})
-    raise StoreConflictError(
-        _describe(key, stored, col, row[f"{col}_stored"], row[col], "in the store")
-        + f"; {bad.height:,} row(s) disagree with the store. Nothing was written. Check which source is right: "
-        "if it is the store, fix or leave out this file; if it is the file, import into a fresh store "
-        "(--store NEW) from the sources you trust"
-    )
