@@ -333,6 +333,11 @@ class RewardConfig(_Frozen):
     """Weight of the churn penalty ``−|Δposition|`` (training only; the real costs are in the PnL factor)."""
     vol_halflife_steps: Annotated[float, Field(gt=0.0)] = 300.0
     """Half-life, in steps, of the exponentially weighted volatility the volatility factor divides by."""
+    volatility_mode: Literal["additive", "multiplier"] = "additive"
+    """``additive``: ``volatility_weight · clip(pnl / vol)`` is added to the reward; ``multiplier`` (the
+    original design's form): the PnL term is multiplied by ``clip(vol_ref / vol) ** volatility_weight``."""
+    vol_ref_halflife_steps: Annotated[float, Field(gt=0.0)] = 6_000.0
+    """Half-life, in steps, of the slow reference volatility ``vol_ref`` of the multiplier mode."""
     vol_floor: Annotated[float, Field(gt=0.0)] = 1e-5
     """Lower bound of that volatility (per-step log return), so quiet stretches do not blow the factor up."""
     vol_clip: Annotated[float, Field(gt=0.0)] = 5.0

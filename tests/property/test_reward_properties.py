@@ -6,7 +6,9 @@
   gives the same reward;
 * PnL compounds right: the env's PnL rewards of an episode sum to the log of its final equity ratio,
   checked against a plain multiplicative equity loop;
-* PnL-only is the default mode: the total is the PnL factor.
+* PnL-only is the default mode: the total is the PnL factor;
+* the same three hold with the volatility factor as a multiplier on PnL (the design's form), and its
+  weight 0 is PnL-only exactly.
 """
 
 from __future__ import annotations
@@ -44,12 +46,15 @@ def path_and_actions(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray]:
 
 def _reward(costs: CostModel, cfg: RewardConfig, pos: np.ndarray, prev: np.ndarray, r: np.ndarray, carry: float):
     n = pos.size
+    # A volatility path of squared returns only (as the env's EW volatilities are): the same on a mirrored path.
+    vol = np.sqrt(1e-6 + np.concatenate([[0.0], r[:-1] ** 2]))
     return compute_reward(
         position=pos,
         prev_position=prev,
         log_ret=r,
         carry=np.full(n, carry),
-        vol=np.full(n, 1e-3),
+        vol=np.full(n, 1e-3) if cfg.volatility_mode == "additive" else vol,
+        vol_ref=np.full(n, 2e-3),
         regime=np.zeros(n, np.int8),
         cnn_pred_BTO=None,
         pivot_low_position=np.zeros(n),
@@ -171,3 +176,61 @@ def test_pnl_only_is_the_default_and_its_total_is_the_pnl(
     parts = _reward(CostModel(fee, 1.0, 1.0, fraction), RewardConfig(), pos, prev, np.diff(np.log(prices)), 1e-5)
     assert RewardConfig().pnl_only
     np.testing.assert_array_equal(parts.total, parts.pnl)
+
+
+MULTIPLIER = RewardConfig(volatility_mode="multiplier", volatility_weight=1.0, direction_weight=0.1, vol_clip=4.0)
+
+
+@PROPS
+@given(path_and_actions(), fees, bps, fractions, st.floats(0.0, 1e-3), st.floats(0.0, 2.0))
+def test_multiplier_mode_costs_never_increase_the_reward(
+    case: tuple[np.ndarray, np.ndarray], fee: float, spread: float, fraction: float, carry: float, w_vol: float
+) -> None:
+    prices, actions = case
+    pos = actions - 1
+    prev = np.concatenate([[0], pos[:-1]])
+    r = np.diff(np.log(prices))
+    cfg = MULTIPLIER.model_copy(update={"volatility_weight": w_vol})
+    free = _reward(CostModel(0.0, 0.0, 0.0, fraction), cfg, pos, prev, r, 0.0)
+    paid = _reward(CostModel(fee, spread, 1.0, fraction), cfg, pos, prev, r, carry)
+    assert np.all(paid.total <= free.total + 1e-15)
+    assert np.all(paid.volatility > 0) and np.array_equal(paid.volatility, free.volatility)
+
+
+@PROPS
+@given(path_and_actions(), fees, bps, fractions)
+def test_multiplier_mode_is_mirror_symmetric(
+    case: tuple[np.ndarray, np.ndarray], fee: float, spread: float, fraction: float
+) -> None:
+    prices, actions = case
+    r = np.diff(np.log(prices))
+    pos = actions - 1
+    prev = np.concatenate([[0], pos[:-1]])
+    pnl_scaled = MULTIPLIER.model_copy(update={"direction_weight": 0.0})
+    free = CostModel(0.0, 0.0, 0.0, fraction)
+    np.testing.assert_allclose(
+        _reward(free, pnl_scaled, pos, prev, -r, 0.0).total,
+        -_reward(free, pnl_scaled, pos, prev, r, 0.0).total,
+        atol=1e-15,
+    )
+    costs = CostModel(fee, spread, 1.0, fraction)
+    np.testing.assert_allclose(
+        _reward(costs, MULTIPLIER, -pos, -prev, -r, 0.0).total,
+        _reward(costs, MULTIPLIER, pos, prev, r, 0.0).total,
+        atol=1e-15,
+    )
+
+
+@PROPS
+@given(path_and_actions(), fees, fractions, st.floats(0.1, 100.0))
+def test_multiplier_mode_with_weight_zero_is_pnl_only(
+    case: tuple[np.ndarray, np.ndarray], fee: float, fraction: float, w_pnl: float
+) -> None:
+    prices, actions = case
+    pos = actions - 1
+    prev = np.concatenate([[0], pos[:-1]])
+    cfg = RewardConfig(volatility_mode="multiplier", volatility_weight=0.0, pnl_weight=w_pnl)
+    assert cfg.pnl_only
+    parts = _reward(CostModel(fee, 1.0, 1.0, fraction), cfg, pos, prev, np.diff(np.log(prices)), 1e-5)
+    np.testing.assert_array_equal(parts.total, w_pnl * parts.pnl)
+    np.testing.assert_array_equal(parts.volatility, np.ones_like(parts.pnl))

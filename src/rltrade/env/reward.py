@@ -13,8 +13,12 @@ pnl           log equity change after every cost: ``s · r + log1p(−cost) + [p
 direction     ``sign(p) · sign(r)``: +1 on the right side of the step's move, −1 on the wrong side, 0 flat
 regime        ``p · d`` with ``d`` = +1 in a trend-up regime, −1 in a trend-down one, 0 otherwise (the
               regime label of the last 1m bar closed at ``t_i``)
-volatility    ``clip(pnl / vol_i, ±vol_clip)``: PnL in units of the recent per-step volatility (the
-              volatility scaling of Zhang, Zohren & Roberts 2020, "Deep RL for Trading")
+volatility    additive mode (``volatility_mode="additive"``): ``clip(pnl / vol_i, ±vol_clip)``, PnL in units of
+              the recent per-step volatility, added with its weight. Multiplier mode (the original
+              design's form): ``m_i = clip(vol_ref_i / vol_i, 1/vol_clip, vol_clip) ** volatility_weight``,
+              which multiplies the PnL term instead: calm stretches (recent volatility below its slow
+              reference) weigh a unit of PnL up, turbulent ones down, as the volatility scaling of
+              Zhang, Zohren & Roberts 2020 ("Deep RL for Trading") sizes positions by ``σ_tgt / σ_t``
 cnn           ``p ·`` mean over the *confident* timeframes of ``sign(P(up) − P(down))``, where a timeframe is
               confident when ``max(P(down), P(up)) ≥ cnn_confidence``; 0 when none is, or when the state
               has no CNN predictions (block absent or its flag off)
@@ -27,10 +31,13 @@ turnover      ``−|p − p_prev|``: units of position changed at the step's fil
               larger than one step's fee, so without it a greedy policy flips on noise)
 ============  =====================================================================================
 
-``total = Σ weight · factor``. Every input belongs to the step's own data up to the ``t+1`` mark
-(``P_{i+1}``, pivots confirmed by ``t_{i+1}``), or to the state at ``t_i`` (regime, CNN): nothing later.
+``total = Σ weight · factor`` (additive mode), or ``pnl_weight · pnl · m + Σ weight · factor`` over the
+other factors (multiplier mode; weight 0 makes ``m = 1``, the PnL-only reward). Every input belongs to the
+step's own data up to the ``t+1`` mark (``P_{i+1}``, pivots confirmed by ``t_{i+1}``), or to the state at
+``t_i`` (regime, CNN): nothing later.
 Properties (tested with hypothesis): costs never increase the total; with zero costs a mirrored price
-path (log returns negated) gives the negated PnL; the PnL factors of an episode sum to the log of its
+path (log returns negated) gives the negated PnL, and the multiplier (a function of squared returns
+only) is the same on both paths; the PnL factors of an episode sum to the log of its
 final equity ratio. The default :class:`~rltrade.config.RewardConfig` is PnL-only, the mode every
 evaluation uses; reported performance is always equity after costs, never the shaped reward.
 """
@@ -82,6 +89,7 @@ def compute_reward(
     pivot_high_position: npt.ArrayLike,
     costs: CostModel,
     cfg: RewardConfig,
+    vol_ref: npt.ArrayLike | None = None,
 ) -> RewardParts:
     """Reward factors of a batch of steps (see the module docstring); a pure function of its arguments.
 
@@ -96,7 +104,18 @@ def compute_reward(
     direction = side * np.sign(r)
     reg = np.asarray(regime)
     trend = np.where(reg == Regime.TREND_UP, 1.0, np.where(reg == Regime.TREND_DOWN, -1.0, 0.0))
-    volatility = np.clip(pnl / np.asarray(vol, dtype=np.float64), -cfg.vol_clip, cfg.vol_clip)
+    vol_i = np.asarray(vol, dtype=np.float64)
+    if cfg.volatility_mode == "multiplier":
+        if vol_ref is None:
+            raise ValueError("volatility_mode='multiplier' needs vol_ref, the slow reference volatility of each step")
+        ratio = np.clip(np.asarray(vol_ref, dtype=np.float64) / vol_i, 1.0 / cfg.vol_clip, cfg.vol_clip)
+        volatility = ratio**cfg.volatility_weight
+        pnl_term = cfg.pnl_weight * pnl * volatility
+        volatility_term = np.zeros_like(pnl)
+    else:
+        volatility = np.clip(pnl / vol_i, -cfg.vol_clip, cfg.vol_clip)
+        pnl_term = cfg.pnl_weight * pnl
+        volatility_term = cfg.volatility_weight * volatility
     if cnn_pred_BTO is None:
         cnn = np.zeros_like(p)
     else:
@@ -108,10 +127,10 @@ def compute_reward(
     pivot = np.sign(np.asarray(pivot_low_position, np.float64)) - np.sign(np.asarray(pivot_high_position, np.float64))
     turnover = -np.abs(p - np.asarray(prev_position, dtype=np.float64))
     total = (
-        cfg.pnl_weight * pnl
+        pnl_term
         + cfg.direction_weight * direction
         + cfg.regime_weight * side * trend
-        + cfg.volatility_weight * volatility
+        + volatility_term
         + cfg.cnn_weight * cnn
         + cfg.pivot_weight * pivot
         + cfg.turnover_weight * turnover

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -151,3 +152,38 @@ def test_reward_at_t_ignores_every_price_after_the_t_plus_1_mark() -> None:
     for k in range(t + 1):
         assert {key: moved[k][key] for key in keys} == {key: base[k][key] for key in keys}, f"step {k} changed"
     assert moved[t + 1]["reward_pnl"] != base[t + 1]["reward_pnl"]
+
+
+def test_volatility_multiplier_scales_pnl_by_the_clipped_volatility_ratio() -> None:
+    cfg = RewardConfig(volatility_mode="multiplier", volatility_weight=1.0, vol_clip=3.0, pnl_weight=2.0)
+    pos = np.array([1.0, 1.0, -1.0, 1.0])
+    r = np.full(4, 0.01)
+    vol = np.array([1e-3, 4e-3, 1e-3, 1e-4])
+    vol_ref = np.full(4, 2e-3)
+    parts = compute_reward(**_multiplier_args(pos, r, vol, vol_ref), cfg=cfg)
+    # ratio vol_ref / vol = 2, 0.5, 2, 20 → clipped to [1/3, 3]
+    np.testing.assert_allclose(parts.volatility, [2.0, 0.5, 2.0, 3.0])
+    np.testing.assert_allclose(parts.total, 2.0 * parts.pnl * parts.volatility)
+    half = compute_reward(
+        **_multiplier_args(pos, r, vol, vol_ref), cfg=cfg.model_copy(update={"volatility_weight": 0.5})
+    )
+    np.testing.assert_allclose(half.volatility, np.sqrt([2.0, 0.5, 2.0, 3.0]))
+    with pytest.raises(ValueError, match="needs vol_ref"):
+        compute_reward(**_multiplier_args(pos, r, vol, None), cfg=cfg)
+
+
+def _multiplier_args(pos: np.ndarray, r: np.ndarray, vol: np.ndarray, vol_ref: np.ndarray | None) -> dict[str, Any]:
+    n = pos.size
+    return {
+        "position": pos,
+        "prev_position": pos,
+        "log_ret": r,
+        "carry": np.zeros(n),
+        "vol": vol,
+        "vol_ref": vol_ref,
+        "regime": np.zeros(n, np.int8),
+        "cnn_pred_BTO": None,
+        "pivot_low_position": np.zeros(n),
+        "pivot_high_position": np.zeros(n),
+        "costs": CostModel(0.0, 0.0, 0.0, 1.0),
+    }
