@@ -13,7 +13,8 @@ bars of the clock's timeframe:
   same on marks).
 * ``carry_T[i]``: a short's carry over ``(t_i, t_{i+1}]`` (:func:`rltrade.env.fills.short_carry`).
 * ``vol_T[i]``: root of the exponentially weighted mean of ``log_ret_T[j]²`` over ``j < i`` (half-life
-  ``vol_halflife_steps``), at least ``vol_floor``; ``vol_T[0] = vol_floor``.
+  ``vol_halflife_steps``), at least ``vol_floor``; ``vol_T[0] = vol_floor``. ``vol_ref_T[i]``: the same
+  with the slow half-life ``vol_ref_halflife_steps``, the reference of the volatility multiplier.
 * ``regime_T[i]``: the regime label (``rltrade.types.Regime``, -1 unknown) of the last 1m bar closed by
   ``t_i``, from the features' regime block and classifier.
 * ``pivot_low_T[i]`` / ``pivot_high_T[i]``: for the last swing low / high of level ``pivot_level`` confirmed
@@ -71,6 +72,8 @@ class PeriodData:
     regime_T: npt.NDArray[np.int8]
     pivot_low_T: I64
     pivot_high_T: I64
+    vol_ref_T: F64 | None = None
+    """The slow reference volatility of the reward's multiplier mode (None: a period built without it)."""
 
     @property
     def time_us_T(self) -> I64:
@@ -122,6 +125,7 @@ def build_period(
         regime_T=_regimes(features, t_T[:-1]),
         pivot_low_T=_pivot_steps(features.pivots, PivotKind.LOW, reward_cfg.pivot_level, clock, t_T),
         pivot_high_T=_pivot_steps(features.pivots, PivotKind.HIGH, reward_cfg.pivot_level, clock, t_T),
+        vol_ref_T=ewm_volatility(log_ret, reward_cfg.vol_ref_halflife_steps, reward_cfg.vol_floor),
     )
 
 

@@ -138,6 +138,7 @@ class EpisodeBatch:
             log_ret=per.log_ret_T[i],
             carry=per.carry_T[i],
             vol=per.vol_T[i],
+            vol_ref=None if per.vol_ref_T is None else per.vol_ref_T[i],
             regime=per.regime_T[i],
             cnn_pred_BTO=self._cnn_pred,
             pivot_low_position=low_pos,

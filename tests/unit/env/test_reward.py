@@ -20,7 +20,7 @@ from rltrade.features.layout import build_layout
 from rltrade.features.market_features import build_market_features
 from rltrade.features.state_batch import BatchStateBuilder
 from rltrade.types import US_PER_SECOND, Regime
-from tests.unit.env.market_cases import Setup, small_setup
+from tests.unit.env.market_cases import Setup, small_setup, trading_period
 
 FREE = CostModel(0.0, 0.0, 0.0, 1.0)
 SHAPED = RewardConfig(
@@ -187,3 +187,19 @@ def _multiplier_args(pos: np.ndarray, r: np.ndarray, vol: np.ndarray, vol_ref: n
         "pivot_high_position": np.zeros(n),
         "costs": CostModel(0.0, 0.0, 0.0, 1.0),
     }
+
+
+def test_env_pays_the_multiplier_of_the_period_slow_and_fast_volatilities() -> None:
+    setup = small_setup()
+    cfg = RewardConfig(volatility_mode="multiplier", volatility_weight=1.0, pnl_weight=3.0, vol_ref_halflife_steps=900)
+    period = trading_period(setup, EnvConfig(), cfg)
+    assert period.vol_ref_T is not None and period.vol_ref_T.shape == period.vol_T.shape
+    assert not np.array_equal(period.vol_ref_T, period.vol_T)  # the slow reference is another average
+    env = TradingEnv(setup.builder, period, EnvConfig(ruin_equity=0.0), cfg)
+    env.reset(options={"start": 400})
+    for action in (2, 2, 0, 1, 0):
+        i = env.core.t_idx[0]
+        _, reward, _, _, info = env.step(action)
+        m = np.clip(period.vol_ref_T[i] / period.vol_T[i], 1 / cfg.vol_clip, cfg.vol_clip)
+        assert info["reward_volatility"] == pytest.approx(m)
+        assert reward == pytest.approx(3.0 * info["reward_pnl"] * m)
