@@ -54,6 +54,27 @@ from rltrade.env.fills import CostModel, position_log_return
 from rltrade.types import Regime
 
 FACTOR_NAMES: Final = ("pnl", "direction", "regime", "volatility", "cnn", "pivot", "turnover")
+
+MULTI_FACTOR_REWARD: Final[dict[str, float | str]] = {
+    "pnl_weight": 10_000.0,
+    "volatility_mode": "multiplier",
+    "volatility_weight": 1.0,
+    "direction_weight": 0.1,
+    "regime_weight": 0.05,
+    "cnn_weight": 0.05,
+    "pivot_weight": 0.5,
+}
+"""The multi-factor reward of the ``full`` preset (``reward`` section), every factor of SPEC §2.5 on.
+
+Scale: ``pnl_weight`` 10,000 puts PnL in basis points of equity, ~1-3 per step on a 1-second clock at
+the synthetic market's volatility, so the Q-values stay O(1-100). Volatility multiplies that PnL by
+``vol_ref / vol`` (clipped to ``[1/5, 5]``, exponent 1: the full scaling). The other factors are ±1 per
+step (pivot: per confirmed pivot) and are weighted as hints, well under one step's PnL: direction 0.1
+(the sign of every step's move), regime 0.05 and CNN agreement 0.05 (held-position biases the PnL
+already pays for when they are right), pivot accuracy 0.5 (rare: a few per hour on 1m pivots). Turnover
+stays 0 (the costs are in the PnL). Whether this beats PnL-only is measured, not assumed:
+``benchmarks/bench_reward_ablation.py`` decides on validation returns, and a tie keeps PnL-only.
+"""
 F64 = npt.NDArray[np.float64]
 
 
