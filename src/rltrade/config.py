@@ -539,6 +539,9 @@ class CnnConfig(_Frozen):
     """Stop after this many epochs without a lower validation loss; the best epoch's weights are kept."""
     max_train_windows: Annotated[int, Field(ge=1)] = 50_000
     """Training windows per epoch at most: a seeded random subset when there are more (1 s bars)."""
+    train_window_fraction: Annotated[float | None, Field(gt=0.0, le=1.0)] = None
+    """If set, an epoch draws this fraction of the labelled training windows (at least ``min_fit_windows``, at
+    most ``max_train_windows``): a budget that scales with the data. Unset: ``max_train_windows`` each epoch."""
     max_val_windows: Annotated[int, Field(ge=1)] = 20_000
     """Validation windows at most (a fixed seeded subset)."""
     validation_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2

@@ -6,7 +6,7 @@ The loop, top to bottom (:func:`fit_cnn`)::
     flat band   cfg.flat_band, or the cfg.flat_quantile of |forward return| over the training rows
     weights     class weights n / (3 · n_c) from the training rows (a dominant class does not win by default)
     scale       input_scale_C = per channel std of a sample of training windows
-    epoch       a seeded subset of ≤ max_train_windows training rows, shuffled, in batches:
+    epoch       a seeded subset of windows_per_epoch training rows (≤ max_train_windows), shuffled, in batches:
                 loss = weighted cross-entropy(3 logits) + pivot_loss_weight · Huber(distance, where known)
     validate    same loss on ≤ max_val_windows validation rows (eval mode), plus class metrics of the
                 prior-corrected probabilities
@@ -25,6 +25,7 @@ CNN; on 2 CPU threads budget minutes per epoch, so 1 s data is subsampled, never
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -154,6 +155,18 @@ def _split(data: TimeframeData, rng: TimeRange, band: float, rows: npt.NDArray[n
     return _Split(rows, y, dist, ok)
 
 
+def windows_per_epoch(cfg: CnnConfig, available: int) -> int:
+    """Training windows one epoch draws from ``available`` labelled ones.
+
+    ``max_train_windows`` when ``train_window_fraction`` is unset; otherwise that fraction of the available
+    windows (at least ``min_fit_windows``, at most ``max_train_windows``), so the CNN stage's work grows
+    with the data up to the cap instead of always paying the cap.
+    """
+    if cfg.train_window_fraction is None:
+        return cfg.max_train_windows
+    return min(cfg.max_train_windows, max(cfg.min_fit_windows, math.ceil(cfg.train_window_fraction * available)))
+
+
 def _subset(rows: npt.NDArray[np.int64], k: int, gen: torch.Generator) -> npt.NDArray[np.int64]:
     if rows.shape[0] <= k:
         return rows
@@ -180,9 +193,9 @@ def _train_epoch(
     cfg: CnnConfig,
     gen: torch.Generator,
 ) -> tuple[float, int]:
-    """One pass over a seeded subset of ≤ max_train_windows training rows; returns (mean loss, windows)."""
+    """One pass over a seeded subset of :func:`windows_per_epoch` training rows; returns (mean loss, windows)."""
     model.train()
-    rows = _subset(np.arange(part.rows.shape[0]), cfg.max_train_windows, gen)
+    rows = _subset(np.arange(part.rows.shape[0]), windows_per_epoch(cfg, part.rows.shape[0]), gen)
     order = rows[torch.randperm(rows.shape[0], generator=gen).numpy()]
     total = 0.0
     for a in range(0, order.shape[0], cfg.batch_size):

@@ -14,7 +14,7 @@ from rltrade.data.splits import TimeRange
 from rltrade.models.bridge import run_cnn
 from rltrade.models.dataset import CnnDataError
 from rltrade.models.io import FORMAT_VERSION, ModelFileError, load_cnn, save_cnn
-from rltrade.models.train import TrainedCnn, fit_cnn
+from rltrade.models.train import TrainedCnn, fit_cnn, windows_per_epoch
 from rltrade.types import US_PER_DAY, Timeframe
 from tests.support.cnn_models import TINY, tf_data
 
@@ -126,3 +126,12 @@ def test_bad_model_files_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ModelFileError, match="not an rltrade CNN"):
         load_cnn(path)
     assert not os.access(tmp_path / "m.pt.tmp", os.F_OK)
+
+
+def test_a_fractional_budget_scales_the_windows_per_epoch_with_the_data() -> None:
+    cfg = TINY.model_copy(update={"train_window_fraction": 0.1, "max_train_windows": 5_000, "min_fit_windows": 300})
+    assert [windows_per_epoch(cfg, n) for n in (1_000, 20_000, 40_000, 1_000_000)] == [300, 2_000, 4_000, 5_000]
+    assert windows_per_epoch(TINY, 1_000_000) == TINY.max_train_windows  # unset: the fixed cap, as before
+    trained = _fit(0, train_window_fraction=0.1, max_epochs=1, min_fit_windows=50)
+    rows = tf_data(TF).fit_rows(_ranges()[0]).size
+    assert trained.info.windows_seen == min(TINY.max_train_windows, max(50, -(-rows // 10)))
