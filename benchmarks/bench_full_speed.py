@@ -11,14 +11,13 @@ batch builder, double-DQN loss, Adam step, new priorities. Samples/s = batch × 
 Contenders, on the same prepared market (the ``full`` preset's layout and synthetic market; the CNN
 stage is switched off here because it runs once before training and its rows cost the same to gather):
 
-* **before**: the original design's flat network (obs → 1024 → 512 → heads, 16.5 M parameters), the
-  network of the ``full`` preset before issue 13 (now the ``full-flat`` preset);
-* **after**: the structured encoder (per-block patch convolutions over the windows) of the new
-  ``full`` preset.
+* **before**: the ``full`` preset before issue 13: the original design's flat network (obs → 1024 →
+  512 → heads, 16.5 M parameters; now the ``full-flat`` preset) and the numpy state gather
+  (``tests/support/numpy_gather.py``: the same states bit for bit, ~0.05 of a memory copy);
+* **after**: the new ``full`` preset: the structured encoder (per-block patch convolutions over the
+  windows) and the compiled gather kernels.
 
-Both use the same (new) gather, so the ratio is the network's share only; the old numpy gather cost a
-further ~70 ms per update (two batches of 128 at 0.046 of a memory copy, ``bench_state``). Timings
-alternate between contenders within each repeat (the machine is shared) and report medians.
+Timings alternate between contenders within each repeat (the machine is shared) and report medians.
 """
 
 from __future__ import annotations
@@ -41,10 +40,14 @@ from rltrade.config import Config
 from rltrade.env.vector_env import VectorTradingEnv
 from rltrade.features.account import ACCOUNT_DIM
 from rltrade.features.clock import ClockStateSource
+from rltrade.features.state_batch import BatchStateBuilder
 from rltrade.training.pipeline import Prepared, block_specs, prepare
 from rltrade.training.presets import deep_merge, load_with_preset
+from tests.support.numpy_gather import NumpyBatchStateBuilder
 
 BATCH = 128
+BEFORE = "before (flat, numpy gather)"
+AFTER = "after (structured, kernels)"
 
 
 @dataclass
@@ -87,13 +90,13 @@ class Runner:
                 self.replay.update_priorities(sample.tree_idx_B, res.td_abs_B)
 
 
-def make_runner(name: str, cfg: Config, prep: Prepared) -> Runner:
+def make_runner(name: str, cfg: Config, prep: Prepared, builder: BatchStateBuilder) -> Runner:
     a, t = cfg.agent.model_copy(update={"seed": cfg.seed}), cfg.train
-    venv = VectorTradingEnv(prep.builder, prep.train_period, t.n_envs, cfg.env, cfg.reward)
+    venv = VectorTradingEnv(builder, prep.train_period, t.n_envs, cfg.env, cfg.reward)
     learner = DQNLearner(a, prep.layout.size, ACCOUNT_DIM, blocks=block_specs(prep.layout))
     replay = PrioritizedReplay(a.buffer_size, ACCOUNT_DIM, alpha=a.alpha, rng=np.random.default_rng(0))
     obs, _ = venv.reset(seed=cfg.seed)
-    source = ClockStateSource(prep.builder, prep.train_period.clock)
+    source = ClockStateSource(builder, prep.train_period.clock)
     runner = Runner(name, cfg, learner, replay, NStepAccumulator(a.n_step, a.gamma, t.n_envs), venv, source, obs)
     # Fill the replay past one batch without learning (the loop's learning_starts), untimed.
     runner.run(max(2, -(-2 * BATCH // t.n_envs)), learn=False)
@@ -105,7 +108,7 @@ def configs(quick: bool) -> dict[str, Config]:
     common: dict[str, Any] = {"data": data, "cnn": {"enabled": False}, "agent": {"batch_size": BATCH}}
     before = load_with_preset(None, "full", deep_merge(common, {"agent": {"network": "flat"}}))
     after = load_with_preset(None, "full", deep_merge(common, {"agent": {"network": "structured"}}))
-    return {"before (flat network)": before, "after (structured encoder)": after}
+    return {BEFORE: before, AFTER: after}
 
 
 def main() -> None:
@@ -117,7 +120,8 @@ def main() -> None:
     t0 = time.perf_counter()
     prep = prepare(first)
     print(f"prepared the full layout ({prep.layout.size:,} features) in {time.perf_counter() - t0:.0f} s")
-    runners = {name: make_runner(name, cfg, prep) for name, cfg in cfgs.items()}
+    builders = {BEFORE: NumpyBatchStateBuilder(prep.layout, prep.builder.features), AFTER: prep.builder}
+    runners = {name: make_runner(name, cfg, prep, builders[name]) for name, cfg in cfgs.items()}
     steps = 3 if args.quick else 10
     timings, _ = time_interleaved(
         {name: (lambda r=r: r.run(steps)) for name, r in runners.items()}, repeats=args.repeats, warmup=1
@@ -136,7 +140,7 @@ def main() -> None:
         )
     before, after = rates.values()
     print(f"  samples/s after / before: {after / before:.2f}x (target 10x)")
-    _profile(runners["after (structured encoder)"], steps)
+    _profile(runners[AFTER], steps)
 
 
 def _profile(r: Runner, steps: int) -> None:

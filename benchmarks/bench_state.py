@@ -2,7 +2,9 @@
 
 1. Batch gather at the full 15,588-feature layout on the synthetic market: states/s for batches of
    128, and the ratio to ``np.take`` of the same number of bytes from a preallocated float32 matrix
-   (the memory-bandwidth bound a precomputed state matrix would give, which we never materialise).
+   (the memory-bandwidth bound a precomputed state matrix would give, which we never materialise);
+   beside it the numpy gather the compiled kernels replaced (``tests/support/numpy_gather.py``, the
+   same values bit for bit), as the "before".
 2. Streaming builder on the real 11-minute ETH/BTC tick window (full layout): per-trade update latency
    p50/p99, and per-second ``state_at`` latency p50/p99. Baseline: rebuilding the state from scratch
    with the batch builder at each second (what a naive live loop would do).
@@ -23,6 +25,7 @@ from rltrade.features.market_features import build_market_features
 from rltrade.features.state_batch import BatchStateBuilder
 from rltrade.features.state_stream import StreamingStateBuilder
 from rltrade.types import US_PER_SECOND
+from tests.support.numpy_gather import NumpyBatchStateBuilder
 
 
 def bench_gather(quick: bool, repeats: int) -> None:
@@ -37,20 +40,32 @@ def bench_gather(quick: bool, repeats: int) -> None:
     matrix = np.zeros((20_000, layout.size), dtype=np.float32)  # 1.2 GB: far larger than the caches
     rows = [rng.integers(0, matrix.shape[0], batch) for _ in range(n_batches)]
 
+    before = NumpyBatchStateBuilder(layout, builder.features)
+
     def gather() -> None:
         for t in times:
             builder.gather(t)
+
+    def gather_before() -> None:
+        for t in times:
+            before.gather(t)
 
     def copy() -> None:
         for r in rows:
             np.take(matrix, r, axis=0)
 
-    (ours, base), _ = time_interleaved({"batch gather": gather, "numpy copy": copy}, repeats=repeats)
+    (ours, old, base), _ = time_interleaved(
+        {"batch gather": gather, "numpy gather (before)": gather_before, "numpy copy": copy}, repeats=repeats
+    )
     n = batch * n_batches
     print(f"batch gather, full layout ({layout.size:,} floats = {layout.size * 4 / 1024:.0f} KiB per state), B={batch}")
     print(f"  rltrade gather  {n / ours.median_s:12,.0f} states/s  ({ours.median_s / n_batches * 1e3:.1f} ms/batch)")
+    print(f"  before (numpy)  {n / old.median_s:12,.0f} states/s  ({old.median_s / n_batches * 1e3:.1f} ms/batch)")
     print(f"  numpy copy      {n / base.median_s:12,.0f} states/s  ({base.median_s / n_batches * 1e3:.2f} ms/batch)")
     print(f"  gather / copy throughput: {base.median_s / ours.median_s:.3f} (1.0 = memory-bandwidth bound)")
+    print(
+        f"  before / copy throughput: {base.median_s / old.median_s:.3f}; speed-up {old.median_s / ours.median_s:.1f}x"
+    )
     print(f"  never materialised: a month of 1 s states would be {2_592_000 * layout.size * 4 / 2**30:,.0f} GiB")
     for block in layout.blocks:
         if block.kind == "flags":

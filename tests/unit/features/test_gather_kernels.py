@@ -6,6 +6,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from rltrade.config import FeaturesConfig, LayoutConfig
+from rltrade.data.splits import TimeRange
 from rltrade.features import gather_kernels as kernels
 from rltrade.features.bar_channels import (
     N_BAR_CHANNELS,
@@ -15,46 +17,23 @@ from rltrade.features.bar_channels import (
     bar_windows_into,
     compute_bar_channels,
 )
+from rltrade.features.layout import build_layout
+from rltrade.features.market_features import build_market_features, fit_feature_stats
+from rltrade.features.state_batch import BatchStateBuilder
 from rltrade.features.ticks import (
     N_TICK_FEATURES,
     TickSpec,
-    TradeSeries,
-    _window_features,
     prepare_trades,
     tick_windows,
 )
+from tests.support.numpy_gather import NumpyBatchStateBuilder, numpy_bar_windows, numpy_tick_windows
+from tests.unit.env.market_cases import small_setup
 from tests.unit.features.test_ticks import random_trades
 
 
 def bits(x: npt.NDArray[np.float32]) -> npt.NDArray[np.uint32]:
     """The float32 bit patterns (array_equal on them also tells -0.0 from 0.0)."""
     return np.ascontiguousarray(x).view(np.uint32)
-
-
-def numpy_bar_windows(ch: BarChannels, idx: npt.NDArray[np.int64], window: int) -> tuple[np.ndarray, np.ndarray]:
-    """The numpy gather the kernel replaced (fancy index, subtract the last close, zero the missing rows)."""
-    x = np.zeros((idx.shape[0], window, N_BAR_CHANNELS), dtype=np.float32)
-    rows = idx[:, None] + np.arange(-(window - 1), 1)[None, :]
-    exists = rows >= 0
-    safe = np.where(exists, rows, 0)
-    x[..., :4] = ch.log_ohlc_T4[safe] - ch.log_ohlc_T4[np.maximum(idx, 0), 3][:, None, None]
-    x[..., 4:] = ch.per_bar_T4[safe]
-    x[~exists] = 0.0
-    return x, exists & ch.valid_T[safe]
-
-
-def numpy_tick_windows(trades: TradeSeries, t: npt.NDArray[np.int64]) -> tuple[np.ndarray, np.ndarray]:
-    """The numpy gather the kernels replaced: fancy-index the rows, then the shared window arithmetic."""
-    spec = trades.spec
-    m = spec.max_trades
-    hi = np.searchsorted(trades.ts_us_N, t, side="right")
-    lo = np.searchsorted(trades.ts_us_N, t - spec.window_us, side="right")
-    n = np.minimum(hi - lo, m)
-    valid = np.arange(m)[None, :] < n[:, None]
-    k = np.where(valid, hi[:, None] - 1 - np.arange(m)[None, :], 0)
-    cols = (trades.ts_us_N, trades.logp_N, trades.qty_N, trades.side_N)
-    extra = (trades.interarrival_N, trades.tick_return_N, trades.intensity_N)
-    return _window_features(t, valid, *(c[k] for c in cols), *(c[k] for c in extra), spec.qty_scale_at(t), spec)
 
 
 def random_bars(n: int, seed: int) -> BarChannels:
@@ -126,3 +105,19 @@ def test_pairwise_sum_is_numpys_sum(m: int) -> None:
         a = rng.standard_normal(m) * 10.0 ** rng.integers(-3, 4, m)
         a[rng.integers(0, m) :] = 0.0  # trailing zeros, as in a window that is not full
         assert kernels.pairwise_sum(a, 0, m, stack, vals) == a.sum()
+
+
+@pytest.mark.parametrize("layout_name", ["demo", "full"])
+def test_the_batch_builder_gathers_the_numpy_states_bit_for_bit(layout_name: str) -> None:
+    """The whole state (every block and flag) equals the numpy gather's, with a stepped tick normaliser."""
+    frames = small_setup().frames
+    cfg = FeaturesConfig(layout=LayoutConfig(name=layout_name, returns=layout_name == "demo"))
+    layout = build_layout(cfg.layout)
+    start, end = frames.tick_span_us()  # type: ignore[misc]
+    stats = fit_feature_stats(frames, TimeRange(start, start + (end - start) // 2))
+    features = build_market_features(frames, layout, cfg, stats)
+    assert features.trades is not None and features.trades.spec.qty_scale_steps
+    t = np.concatenate([[start - 10**9, start, end], np.random.default_rng(0).integers(start, end, 200)])
+    got = BatchStateBuilder(layout, features).gather(t)
+    want = NumpyBatchStateBuilder(layout, features).gather(t)
+    assert np.array_equal(bits(got), bits(want))
