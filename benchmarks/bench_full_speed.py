@@ -41,7 +41,8 @@ from rltrade.env.vector_env import VectorTradingEnv
 from rltrade.features.account import ACCOUNT_DIM
 from rltrade.features.clock import ClockStateSource
 from rltrade.features.state_batch import BatchStateBuilder
-from rltrade.training.pipeline import Prepared, block_specs, prepare
+from rltrade.training.bundle import new_learner
+from rltrade.training.pipeline import Prepared, prepare
 from rltrade.training.presets import deep_merge, load_with_preset
 from tests.support.numpy_gather import NumpyBatchStateBuilder
 
@@ -93,7 +94,7 @@ class Runner:
 def make_runner(name: str, cfg: Config, prep: Prepared, builder: BatchStateBuilder) -> Runner:
     a, t = cfg.agent.model_copy(update={"seed": cfg.seed}), cfg.train
     venv = VectorTradingEnv(builder, prep.train_period, t.n_envs, cfg.env, cfg.reward)
-    learner = DQNLearner(a, prep.layout.size, ACCOUNT_DIM, blocks=block_specs(prep.layout))
+    learner = new_learner(cfg, prep.layout)
     replay = PrioritizedReplay(a.buffer_size, ACCOUNT_DIM, alpha=a.alpha, rng=np.random.default_rng(0))
     obs, _ = venv.reset(seed=cfg.seed)
     source = ClockStateSource(builder, prep.train_period.clock)

@@ -33,7 +33,10 @@ from benchmarks._util import quick_parser
 from rltrade.agent.learner import DQNLearner
 from rltrade.config import Config
 from rltrade.env.reward import MULTI_FACTOR_REWARD
-from rltrade.training.loop import Prepared, evaluate, load_learner, train
+from rltrade.training.bundle import load_learner
+from rltrade.training.evaluate import backtest_learner
+from rltrade.training.loop import train
+from rltrade.training.pipeline import Prepared
 from rltrade.training.presets import load_with_preset
 
 PRESET = {"synthetic": "demo", "real": "real"}
@@ -65,7 +68,7 @@ def run_one(cfg: Config, run_dir: Path) -> dict[str, float]:
     result = train(cfg, run_dir, log=lambda _: None, on_eval=on_eval)
     prep: Prepared = seen["prep"]
     learner = load_learner(run_dir, prep.layout, cfg, which="best")
-    test = evaluate(learner, prep, prep.test_period, cfg).metrics
+    test = backtest_learner(learner, prep, prep.test_period).metrics
     best = result.best_validation or {}
     return {
         "validation": float(best.get("total_return", math.nan)),
