@@ -571,6 +571,21 @@ class CnnConfig(_Frozen):
         return self.horizons[tf]
 
 
+class SelectionConfig(_Frozen):
+    """Do-no-harm selection (:mod:`rltrade.training.selection`): confirmation window, bootstrap, PBO limit."""
+
+    confirm_fraction: Annotated[float, Field(ge=0.1, le=0.5)] = 0.3
+    """Share of the validation range, at its end, kept for confirmation only (nothing is chosen on it)."""
+    n_resamples: Annotated[int, Field(ge=1000, le=100_000)] = 1000
+    """Stationary-bootstrap resamples of each confirmation test."""
+    level: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
+    """One-sided confidence of each confirmation test."""
+    max_pbo: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
+    """A selection whose probability of backtest overfitting is at or above this is refused (flat instead)."""
+    allow_overfit: bool = False
+    """Keep a selection even when its PBO is at or above ``max_pbo`` (the user's explicit override)."""
+
+
 class Config(_Frozen):
     """The whole run configuration (one YAML file)."""
 
@@ -592,6 +607,8 @@ class Config(_Frozen):
     """The DQN: network, targets, optimiser, replay, exploration."""
     train: TrainConfig = TrainConfig()
     """The training loop: length, parallel episodes, evaluation and checkpoints."""
+    selection: SelectionConfig = SelectionConfig()
+    """Do-no-harm selection of the traded policy: baselines as candidates, confirmation, PBO."""
 
     @property
     def learner_config(self) -> AgentConfig:

@@ -103,6 +103,7 @@ def test_cli_prints_intervals_and_regime_tables(runs: tuple[Path, Path], capsys:
     assert "agent − best baseline (" in out and "paired stationary block bootstrap" in out
     assert "per regime: true regimes" in out and "per regime: regimes labelled by the rule-based classifier" in out
     assert "annualised as sqrt(31557600 steps/year" in out
+    assert "selected: " in out  # the run's do-no-harm selection
 
 
 def test_cli_period_errors_exit_2(runs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from rltrade.training.confirmation import read_selection
 from rltrade.training.evaluate import evaluate_run
 from rltrade.training.loop import train
 from rltrade.training.presets import load_with_preset
@@ -35,6 +36,8 @@ def test_demo_agent_captures_half_the_expected_move_oracle_and_beats_the_baselin
     assert agent <= _ret(m, "oracle")  # perfect foresight bounds every policy
     best = max(_ret(m, k) for k in ("flat", "buy_and_hold", "momentum"))
     assert agent > best
+    sel = read_selection(tmp_path / "run")  # do no harm (issue 14): the planted-signal agent is confirmed
+    assert sel is not None and (sel["selected"], sel["status"]) == ("agent", "confirmed"), sel
 
 
 def test_without_a_planted_signal_the_agent_does_not_beat_flat(tmp_path: Path) -> None:
@@ -42,3 +45,5 @@ def test_without_a_planted_signal_the_agent_does_not_beat_flat(tmp_path: Path) -
     assert "expected_move_oracle" in m  # the expected-move oracle of a zero signal never trades
     assert _ret(m, "expected_move_oracle") == 0.0
     assert _ret(m, "agent") <= 0.0
+    sel = read_selection(tmp_path / "run")  # the negative control is never what the run trades (issue 14)
+    assert sel is not None and sel["selected"] in ("flat", "buy_and_hold"), sel

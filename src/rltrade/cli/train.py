@@ -249,6 +249,8 @@ def backtest_cmd(
 def print_evaluation(run: Path, result: Evaluation, title: str) -> None:
     """Print the metrics table, the agent-vs-best-baseline interval and the per-regime tables of an evaluation."""
     print_metrics_table(title, result.metrics)
+    if result.selection is not None:
+        console.print(str(result.selection["label"]), highlight=False)
     c = result.comparison
     verdict = "excludes 0" if c["ci_low"] > 0 or c["ci_high"] < 0 else "includes 0: no evidence of a difference"
     console.print(

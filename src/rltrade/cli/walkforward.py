@@ -68,6 +68,10 @@ def _spread_pct(s: dict[str, Any]) -> str:
     return f"{_pct(s)} ± {'-' if std is None else format(std, '.3%')}"
 
 
+def _counts(counts: dict[str, int]) -> str:
+    return " ".join(f"{name}×{n}" for name, n in counts.items()) or "-"
+
+
 def _run_with_bar(title: str, run: Any) -> Any:
     with progress_bar(TextColumn("{task.fields[last]}"), transient=False) as bar:
         task = bar.add_task(title, total=None, last="starting Ray")
@@ -126,7 +130,7 @@ def walkforward_cmd(
     table = Table(title=f"walk-forward: agent's test return over seeds beside baselines (PnL after costs) — {folder}")
     for col in ("fold", "test range (UTC)", "seeds", "return mean ± std", "min", "max", "Sharpe mean ± std"):
         table.add_column(col, justify="left" if col.startswith("test") else "right")
-    for col in ("buy & hold", "momentum", "random 0"):
+    for col in ("buy & hold", "momentum", "random 0", "selected"):
         table.add_column(col, justify="right")
     for f in result.aggregate["per_fold"]:
         base = f["baselines"]
@@ -139,6 +143,7 @@ def walkforward_cmd(
             _pct(f["test_return"], "max"),
             f"{_num(f['sharpe'])} ± {_std(f['sharpe'])}",
             *(_pct(base[b], "test_return") if b in base else "-" for b in ("buy_and_hold", "momentum", "random_0")),
+            _counts(f.get("selected", {})),
         )
     o = result.aggregate["overall"]
     table.add_row(
@@ -152,9 +157,14 @@ def walkforward_cmd(
         "",
         "",
         "",
+        _counts(o.get("selected", {})),
         end_section=True,
     )
     console.print(table)
+    for r in result.rows:
+        sel = r.get("selection")
+        if isinstance(sel, dict):
+            console.print(f"fold {r['fold']} seed {r['seed']}: {sel['label']}", highlight=False)
     console.print(f"rows per job and the aggregate: {result.path}")
     _print_failures(result.failed)
 

@@ -233,6 +233,9 @@ def metrics_table(raw: Mapping[str, Any], *, quote: str, where: str) -> Table:
             f" Agent's Sharpe minus the best baseline's ({diff.get('baseline', '?')}): "
             f"{diff['sharpe_diff']:,.2f}{interval}."
         )
+    sel = raw.get("selection")
+    if isinstance(sel, Mapping) and isinstance(sel.get("label"), str):
+        note = f"{sel['label'][:1].upper()}{sel['label'][1:]}. " + note
     return Table(
         title="Agent and baselines on the evaluation period",
         columns=("policy", *(label.format(quote=quote) for _, label, _ in METRIC_COLUMNS)),

@@ -23,6 +23,12 @@ The difference of two policies' Sharpe ratios is bootstrapped **paired**: both s
 same indices, so what the two had in common (the market's moves) is kept together, and the difference of a
 series with itself is exactly 0 in every resample. Its block length is the larger of the two series' own.
 
+A **one-sided test of a mean** (:func:`mean_greater_than_zero`) resamples a single series (typically the
+per-step return difference of two policies over the same steps, so the pairing is built in) with the same
+stationary bootstrap and its own Politis–White block length; it passes at level ``1 − α`` when the ``α``
+quantile of the resampled means is above 0 (a one-sided percentile bound). A constant series has no spread:
+it passes exactly when its value is above 0.
+
 Cost: ``n_resamples · n`` gathers, drawn in chunks of about :data:`CHUNK_ELEMENTS` indices so memory stays
 bounded; the chunking depends on ``n`` only, so results are the same on any machine for a given generator.
 """
@@ -200,6 +206,64 @@ def sharpe_diff_ci(
     both = resampled_sharpes([a, b], periods_per_year, block_length=length, n_resamples=n_resamples, rng=rng)
     low, high = _percentiles(both[0] - both[1], level)
     return Interval(est, low, high, level, length, n_resamples)
+
+
+@dataclass(frozen=True)
+class OneSided:
+    """A one-sided stationary-bootstrap test that a series' mean is above 0."""
+
+    estimate: float
+    """The mean of the series."""
+    lower: float
+    """The ``1 − level`` quantile of the resampled means (the one-sided lower bound)."""
+    p_value: float
+    """Share of resamples whose mean is ≤ 0 (0 for a constant positive series, 1 for a constant ≤ 0 one)."""
+    level: float
+    block_length: float
+    n_resamples: int
+
+    @property
+    def passed(self) -> bool:
+        """Whether the lower bound lies above 0."""
+        return self.lower > 0.0
+
+    def to_dict(self) -> dict[str, float | int | bool]:
+        """Return the test as a JSON-ready mapping (``mean``, ``lower``, ``p_value``, ..., ``passed``)."""
+        return {
+            "mean": self.estimate,
+            "lower": self.lower,
+            "p_value": self.p_value,
+            "level": self.level,
+            "block_length": self.block_length,
+            "n_resamples": self.n_resamples,
+            "passed": self.passed,
+        }
+
+
+def mean_greater_than_zero(
+    x_T: npt.ArrayLike,
+    *,
+    rng: np.random.Generator,
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    block_length: float | None = None,
+) -> OneSided:
+    """One-sided stationary-bootstrap test that the mean of ``x_T`` is above 0 (module docstring)."""
+    x = _series(x_T)
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"confidence level must lie in (0, 1), got {level}")
+    est = float(x.mean()) if x.size else 0.0
+    b = optimal_block_length(x) if block_length is None else block_length
+    if x.size < 2 or float(np.ptp(x)) == 0.0:
+        return OneSided(est, est, 0.0 if est > 0.0 else 1.0, level, b, 0)
+    n = x.size
+    means_R = np.empty(n_resamples)
+    per_chunk = max(1, CHUNK_ELEMENTS // n)
+    for r0 in range(0, n_resamples, per_chunk):
+        r1 = min(r0 + per_chunk, n_resamples)
+        means_R[r0:r1] = x[stationary_bootstrap_indices(n, b, r1 - r0, rng)].mean(axis=1)
+    lower = float(np.quantile(means_R, 1.0 - level))
+    return OneSided(est, lower, float(np.mean(means_R <= 0.0)), level, b, n_resamples)
 
 
 def _series(x_T: npt.ArrayLike) -> F64:

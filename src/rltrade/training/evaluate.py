@@ -18,7 +18,8 @@ Per regime (:mod:`rltrade.training.regimes`): rows for the classifier's labels a
 regimes the synthetic generator recorded when the market has them.
 
 Written to ``<run>/eval/``: ``metrics.json`` (period, per-policy metrics with their intervals,
-``diff_vs_best_baseline``, bootstrap settings, and ``targets``: on a synthetic market with a planted signal,
+``diff_vs_best_baseline``, bootstrap settings, ``selection`` (the run's do-no-harm selection: which policy it
+trades and why) and ``targets``: on a synthetic market with a planted signal,
 the expected-move oracle's return on the validation range the training loop backtests, the scorecard's
 convergence target), ``regimes.json`` (a list of per-regime rows), the agent's ``agent_steps.parquet`` /
 ``agent_trades.parquet``, and ``feature_coverage.parquet`` (:mod:`rltrade.training.coverage`, on the
@@ -31,7 +32,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, TypedDict
+from typing import Any, Final, TypedDict
 
 import numpy as np
 
@@ -51,6 +52,7 @@ from rltrade.training.baselines import (
 from rltrade.training.bootstrap import sharpe_ci, sharpe_diff_ci
 from rltrade.training.bundle import BundleError, RunBundle, greedy_policy, load_learner, open_bundle
 from rltrade.training.cnn_stage import METRICS_FILE
+from rltrade.training.confirmation import read_selection
 from rltrade.training.coverage import feature_coverage, write_coverage
 from rltrade.training.metrics import BacktestMetrics, simple_returns
 from rltrade.training.oracle import expected_move_oracle_actions, oracle_actions
@@ -100,6 +102,9 @@ class Evaluation:
     """The agent's Sharpe minus the best baseline's."""
     regimes: list[RegimeRow]
     """Per-regime rows (:func:`rltrade.training.regimes.regime_rows`)."""
+    selection: dict[str, Any] | None = None
+    """The run's do-no-harm selection (``selection.json``; :mod:`rltrade.training.confirmation`), None when the
+    run has none."""
 
 
 def _covering(cfg: Config, period: TimeRange) -> Config:
@@ -158,6 +163,7 @@ def evaluate_bundle(
         )
         targets = _validation_targets(prep, truth)
 
+    selection = read_selection(run_dir)
     metrics, comparison = _with_intervals(results, n_resamples=n_resamples, level=ci_level, seed=seed)
     true_regimes = prep.frames.extras.get("regimes")
     rows = regime_rows(results, per, true_regimes=true_regimes if isinstance(true_regimes, Mapping) else None)
@@ -175,10 +181,11 @@ def evaluate_bundle(
             "diff_vs_best_baseline": comparison,
             "bootstrap": {**bootstrap, "n_resamples": n_resamples, "ci_level": ci_level},
             "targets": targets,
+            "selection": selection,
         },
     )
     write_json_atomic(out_dir / "regimes.json", rows)
-    return Evaluation(target, metrics, comparison, rows)
+    return Evaluation(target, metrics, comparison, rows, selection)
 
 
 def evaluate_run(
@@ -269,7 +276,8 @@ def _with_intervals(
 def _validation_targets(prep: Prepared, truth: SignalTruth) -> dict[str, float | int]:
     """Backtest the expected-move oracle on the validation range as the training loop does; return its return.
 
-    The range is the validation's first ``train.eval_max_steps`` steps; the scorecard's convergence target
+    The range is the validation's selection window, its first ``train.eval_max_steps`` steps
+    (:meth:`~rltrade.training.pipeline.Prepared.validation_slice`); the scorecard's convergence target
     is half of this return.
     """
     val = prep.validation_slice()

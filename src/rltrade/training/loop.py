@@ -10,10 +10,14 @@ Glossary of one iteration (``step``):
   replay stores them at max priority;
 * **learn**: once ``learning_starts`` transitions are stored, sample a batch (importance weights with β
   annealed to 1), gather its states through the batch builder, one double-DQN update, new priorities;
-* **validate**: every ``eval_every`` steps a greedy backtest on the validation range (PnL after
-  costs, never the shaped reward); the best one is saved as ``best.pt``;
+* **validate**: every ``eval_every`` steps a greedy backtest on the selection window of the validation
+  range (PnL after costs, never the shaped reward); the best one is saved as ``best.pt``;
 * **checkpoint**: every ``checkpoint_every`` steps ``last.pt`` holds the learner, the replay, the
   n-step accumulator, the episodes in flight and every generator, so ``--resume`` continues exactly.
+
+At the end, :func:`rltrade.training.confirmation.select_run` decides what the run trades (``selection.json``):
+the best checkpoint only if it beat flat and buy-and-hold on validation and is confirmed on the validation
+range's held-back confirmation window, else a baseline.
 
 Data, splits and features come from :mod:`rltrade.training.pipeline`, the run folder from
 :mod:`rltrade.training.bundle`. Reported performance is always the backtest's PnL after costs.
@@ -29,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from rltrade.agent.checkpoint import Stateful, load_checkpoint, save_checkpoint
@@ -43,10 +48,11 @@ from rltrade.env.reward import FACTOR_NAMES
 from rltrade.env.vector_env import STEP_RECORD, VectorTradingEnv
 from rltrade.features.account import ACCOUNT_DIM
 from rltrade.features.clock import ClockStateSource
-from rltrade.training.bundle import BestValidation, RunBundle, new_learner, start_run
+from rltrade.training.bundle import BestValidation, RunBundle, greedy_policy, load_learner, new_learner, start_run
+from rltrade.training.confirmation import load_checkpoint_returns, save_checkpoint_returns, select_run
 from rltrade.training.envstate import VectorEnvState
 from rltrade.training.evaluate import backtest_learner
-from rltrade.training.metrics import BacktestMetrics
+from rltrade.training.metrics import BacktestMetrics, simple_returns
 from rltrade.training.pipeline import Prepared
 from rltrade.training.tb_events import truncate_events
 
@@ -109,6 +115,7 @@ def train(
     validation = prep.validation_slice()
     obs, _ = venv.reset(seed=cfg.seed)
     step, best = 0, None
+    val_returns = load_checkpoint_returns(run_dir) if resume else {}
     if resume:
         step, best = _restore(bundle, learner, replay, in_flight, log=log, checkpoint_every=t.checkpoint_every)
         obs = venv.core.observe() if step else obs
@@ -149,7 +156,8 @@ def train(
         if step % t.eval_every == 0 and on_eval is not None:
             on_eval(step, learner, prep)  # never steers training
         if step % t.eval_every == 0 and validation is not None:
-            m = _validate(learner, prep, validation, writer, step)
+            m, val_returns[f"step_{step}"] = _validate(learner, prep, validation, writer, step)
+            save_checkpoint_returns(run_dir, val_returns)
             live["val_return"] = m["total_return"]
             if best is None or m["total_return"] > best["total_return"]:
                 best = bundle.record_best(BestValidation(**m, step=step))
@@ -164,17 +172,36 @@ def train(
     save("last")
     writer.close()
     bundle.record("training", {"steps": step, "updates": learner.updates})
+    _select(run_dir, prep, val_returns, best, log)
     return TrainResult(run_dir, step, learner.updates, best, time.perf_counter() - t_start)
+
+
+def _select(
+    run_dir: Path,
+    prep: Prepared,
+    val_returns: dict[str, npt.NDArray[np.float64]],
+    best: BestValidation | None,
+    log: Callable[[str], None],
+) -> None:
+    """Make the run's do-no-harm selection (:func:`rltrade.training.confirmation.select_run`) and log it."""
+    chosen = greedy_policy(load_learner(run_dir, prep.layout, prep.cfg, which="best"))
+    selection = select_run(run_dir, prep, chosen, val_returns, best=None if best is None else f"step_{best['step']}")
+    if selection is not None:
+        log(selection.label)
 
 
 def _validate(
     learner: DQNLearner, prep: Prepared, period: PeriodData, writer: SummaryWriter, step: int
-) -> BacktestMetrics:
-    """Greedy backtest on the validation slice, its headline metrics written to TensorBoard."""
-    m = backtest_learner(learner, prep, period).metrics
+) -> tuple[BacktestMetrics, npt.NDArray[np.float64]]:
+    """Backtest greedily on the validation slice and write its headline metrics to TensorBoard.
+
+    Returns the metrics and the per-step returns.
+    """
+    result = backtest_learner(learner, prep, period)
+    m = result.metrics
     for name in VALIDATION_SCALARS:
         writer.add_scalar(f"validation/{name}", float(m[name]), step)
-    return m
+    return m, simple_returns(result.equity_T)
 
 
 def _restore(

@@ -25,6 +25,7 @@ from rltrade.features.layout import StateLayout, build_layout
 from rltrade.features.market_features import FeatureSpec, FeatureStats, build_market_features, fit_feature_stats
 from rltrade.features.state_batch import BatchStateBuilder
 from rltrade.training.cnn_stage import CnnStageResult, run_cnn_stage
+from rltrade.training.selection import selection_ranges
 from rltrade.types import Timeframe, ceil_to_grid
 
 logger = logging.getLogger(__name__)
@@ -53,12 +54,24 @@ class Prepared:
         return build_period(self.builder.features, r, self.cfg.env, self.cfg.reward, funding=self.funding)
 
     def validation_slice(self) -> PeriodData | None:
-        """Return the validation period's first ``train.eval_max_steps`` steps (validation backtests stay cheap)."""
-        period = self.validation_period
-        if period is None or period.n_steps <= self.cfg.train.eval_max_steps:
-            return period
-        start = int(period.clock.time_of(0))
-        return self.period(TimeRange(start, start + self.cfg.train.eval_max_steps * self.cfg.env.step.us))
+        """Return what the loop's validation backtests (and the checkpoint choice) see.
+
+        That is the selection window of the validation range (all but its last ``selection.confirm_fraction``,
+        :mod:`rltrade.training.selection`), its first ``train.eval_max_steps`` steps (backtests stay cheap).
+        """
+        if self.splits.validation is None:
+            return None
+        window, _ = self.selection_windows(self.splits.validation)
+        end = min(window.end_us, window.start_us + self.cfg.train.eval_max_steps * self.cfg.env.step.us)
+        return self.period(TimeRange(window.start_us, end))
+
+    def confirmation_range(self) -> TimeRange | None:
+        """Return the validation range's last ``selection.confirm_fraction``: read once, to confirm the choice."""
+        return None if self.splits.validation is None else self.selection_windows(self.splits.validation)[1]
+
+    def selection_windows(self, validation: TimeRange) -> tuple[TimeRange, TimeRange]:
+        """Return ``(selection window, confirmation window)`` of ``validation`` on this run's clock."""
+        return selection_ranges(validation, self.cfg.selection.confirm_fraction, self.cfg.env.step.us)
 
     def fitted_ranges(self) -> list[TimeRange]:
         """Every range something was fitted on: training, validation (checkpoint choice) and the CNNs' fits."""

@@ -7,8 +7,13 @@
           on a 1-minute clock, with the ``demo`` layout cut to what the data has (ETH 1m / 1h / 1d bar
           windows, BTC 1m bars, pivots and regime: no ticks, no 1 s blocks, no CNN blocks) and the real costs
           of ``EnvConfig``. Its data step (:func:`rltrade.data.real.import_real_klines`) imports the files into
-          ``data.store``; the CLI runs it before training. Splits are 70 / 15 / 15 % of the 1m month, so the
-          test range is its last ~4.5 days (2024-08-21 → 2024-08-25), purged and embargoed.
+          ``data.store``; the CLI runs it before training. Splits are 60 / 25 / 15 % of the 1m month, so the
+          test range is its last ~4.5 days (2024-08-21 → 2024-08-25), purged and embargoed, and the
+          validation range ~7.5 days, long enough to select on: checkpoints are chosen on its first ~5.2 days
+          (``train.eval_max_steps`` 8,000 one-minute steps covers them) and its last ~2.2 days (~3,200 steps,
+          ``selection.confirm_fraction`` 0.3) only confirm the choice against flat and buy-and-hold.
+          The demo's 1 s clock has one day of ticks: its checkpoints are chosen on 1 h (3,600 steps) and
+          confirmed on the validation range's last ~1.4 h.
 ``full``  the 15,588-feature ``full`` layout and the original design's hyperparameters (flat 1024 → 512
           network, lr 1e-4, γ 0.99, buffer 50,000, batch 128): hours of training; CI runs only a smoke
           run of a few dozen updates.
@@ -112,7 +117,7 @@ _DEMO: Final[Mapping[str, Any]] = {
 
 REAL_OVERRIDES: Final[Mapping[str, Any]] = {
     "data": {"source": "store", "store": "data_store/real", "timeframes": ["1m", "1h", "1d"]},
-    "splits": {"train": 0.70, "validation": 0.15, "purge_s": 3600, "embargo_s": 600},
+    "splits": {"train": 0.60, "validation": 0.25, "purge_s": 3600, "embargo_s": 600},
     "features": {
         "layout": {
             "name": "demo",
@@ -124,7 +129,7 @@ REAL_OVERRIDES: Final[Mapping[str, Any]] = {
     },
     "env": {"step": "1m", "episode_steps": 1440},
     "reward": {"pnl_weight": 1_000.0},
-    "train": {"eval_max_steps": 7_000},
+    "train": {"eval_max_steps": 8_000},
 }
 """What the ``real`` preset changes on top of the demo's agent and training budget (module docstring)."""
 

@@ -16,9 +16,11 @@ chunks by :func:`rltrade.data.splits.walk_forward`; fold ``k`` fits on chunk ``k
   reads the test range.
 
 A job (:func:`run_fold_job`) is a pure function of ``(config, fold, seed)``: it trains into its own run
-folder with ``seed = cfg.seed + s`` and one torch thread, then backtests the chosen checkpoint (``best.pt``)
-on the fold's test range beside the baselines (:func:`rltrade.training.evaluate.evaluate_run`). A job whose
-run folder already holds the same run resumes it (a crashed walk-forward restarts where it stopped).
+folder with ``seed = cfg.seed + s`` and one torch thread (the run makes its do-no-harm selection,
+:mod:`rltrade.training.confirmation`, kept in the row as ``selection``), then backtests the chosen
+checkpoint (``best.pt``) on the fold's test range beside the baselines
+(:func:`rltrade.training.evaluate.evaluate_run`). A job whose run folder already holds the same run resumes
+it (a crashed walk-forward restarts where it stopped).
 :func:`run_jobs` submits jobs as Ray tasks of one CPU each (the cluster at ``ray_address``, else a local
 Ray) and gathers them as they finish; :func:`run_walkforward` writes ``walkforward.json``: one row per job
 and the spread over seeds (mean, sample std, min, max of test return and Sharpe) per fold and overall.
@@ -45,6 +47,7 @@ from rltrade.data.atomic import write_json_atomic
 from rltrade.data.market import MarketFrames, load_market
 from rltrade.data.splits import Fold, TimeRange, ensure_disjoint, walk_forward
 from rltrade.training.bundle import open_bundle
+from rltrade.training.confirmation import read_selection
 from rltrade.training.evaluate import evaluate_run
 from rltrade.training.loop import train
 from rltrade.training.pipeline import decision_span
@@ -189,6 +192,7 @@ def run_fold_job(cfg_dict: dict[str, Any], fold: Fold, seed: int, out_dir: str |
         "weights_sha256": weights_fingerprint(evaluated),
         "test_return": float(agent["total_return"]),
         "sharpe": float(agent["sharpe"]),
+        "selection": _selection_summary(read_selection(run_dir)),
         "agent": agent,
         "baselines": {
             name: {"test_return": float(m["total_return"]), "sharpe": float(m["sharpe"])}
@@ -196,6 +200,23 @@ def run_fold_job(cfg_dict: dict[str, Any], fold: Fold, seed: int, out_dir: str |
             if name != "agent"
         },
     }
+
+
+def _selection_summary(sel: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Keep what a walk-forward row needs of a run's ``selection.json``."""
+    if sel is None:
+        return None
+    return {k: sel.get(k) for k in ("selected", "candidate", "status", "label")}
+
+
+def selection_counts(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """How many of ``rows`` selected each policy (``unknown``: a run without a selection)."""
+    out: dict[str, int] = {}
+    for r in rows:
+        sel = r.get("selection")
+        name = str(sel["selected"]) if isinstance(sel, dict) else "unknown"
+        out[name] = out.get(name, 0) + 1
+    return out
 
 
 def _error_text(exc: BaseException) -> str:
@@ -276,6 +297,7 @@ def aggregate(rows: Sequence[dict[str, Any]], folds: Sequence[Fold]) -> dict[str
                 "fold": fold.index,
                 "test": fold.test.to_dict(),
                 "seeds": [r["seed"] for r in mine],
+                "selected": selection_counts(mine),
                 **{m: spread([r[m] for r in mine]) for m in SPREAD_METRICS},
                 "baselines": {
                     name: {m: float(np.mean([r["baselines"][name][m] for r in mine])) for m in SPREAD_METRICS}
@@ -284,7 +306,7 @@ def aggregate(rows: Sequence[dict[str, Any]], folds: Sequence[Fold]) -> dict[str
             }
         )
     overall = {m: spread([r[m] for r in rows]) for m in SPREAD_METRICS}
-    return {"per_fold": per_fold, "overall": {"jobs": len(rows), **overall}}
+    return {"per_fold": per_fold, "overall": {"jobs": len(rows), "selected": selection_counts(rows), **overall}}
 
 
 def run_walkforward(

@@ -48,6 +48,12 @@ def test_real_store_ends_with_the_month_and_tests_on_its_last_days(tmp_path: Pat
     test = prep.splits.test
     assert test.end_us == month_end
     assert 4 * US_PER_DAY <= test.duration_us <= 5 * US_PER_DAY
+    validation = prep.splits.validation
+    assert validation is not None and 7 * US_PER_DAY <= validation.duration_us <= 8 * US_PER_DAY
+    window, confirm = prep.selection_windows(validation)
+    assert window.duration_us >= 5 * US_PER_DAY and confirm.duration_us >= 2 * US_PER_DAY  # days to select on
+    selection = prep.validation_slice()
+    assert selection is not None and selection.n_steps >= 5 * 1440 - 1  # the whole selection window
     for fitted in prep.splits.fitted():
         assert fitted.end_us + cfg.splits.purge_us + cfg.splits.embargo_us <= test.start_us
     assert prep.test_period.n_steps > 4 * 1440

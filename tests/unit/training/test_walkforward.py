@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import statistics
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import torch
 from rltrade.data.market import MarketFrames, load_market
 from rltrade.data.splits import Fold, TimeRange
 from rltrade.training.bundle import open_bundle
+from rltrade.training.confirmation import read_selection
 from rltrade.training.walkforward import WalkForwardError, aggregate, plan_folds, run_fold_job, spread
 from tests.support.tiny_config import tiny
 
@@ -72,10 +74,13 @@ def test_aggregate_groups_rows_by_fold() -> None:
             "test_return": r,
             "sharpe": 10 * r,
             "baselines": {"flat": {"test_return": 0.0, "sharpe": 0.0}},
+            "selection": {"selected": "flat" if r <= 0 else "agent"},
         }
         for k, s, r in [(0, 0, 0.01), (0, 1, 0.03), (1, 0, -0.02), (1, 1, 0.0)]
     ]
     agg = aggregate(rows, folds)
+    assert [f["selected"] for f in agg["per_fold"]] == [{"agent": 2}, {"flat": 2}]
+    assert agg["overall"]["selected"] == {"agent": 2, "flat": 2}
     assert [f["seeds"] for f in agg["per_fold"]] == [[0, 1], [0, 1]]
     assert agg["per_fold"][0]["test_return"]["mean"] == pytest.approx(0.02)
     assert agg["per_fold"][1]["sharpe"]["min"] == pytest.approx(-0.2)
@@ -144,6 +149,7 @@ def test_changing_the_test_range_changes_nothing_the_fold_trained(fold_jobs: dic
     assert clean["weights_sha256"] == changed["weights_sha256"]
     assert clean["best_validation"] == changed["best_validation"]
     assert clean["updates"] == changed["updates"] > 0
+    assert clean["selection"] is not None and clean["selection"] == changed["selection"]
     # ...while the test range itself did change: the same fills give another buy-and-hold return
     bh = [r["baselines"]["buy_and_hold"]["test_return"] for r in (clean, changed)]
     assert not np.isclose(bh[0], bh[1])
@@ -161,6 +167,27 @@ def test_rerunning_a_finished_job_gives_the_same_row(fold_jobs: dict[str, Any]) 
     again = run_fold_job(fold_jobs["cfg"].model_dump(mode="json"), fold_jobs["fold"], 0, fold_jobs["out"] / "clean")
     assert again["weights_sha256"] == clean["weights_sha256"]
     assert again["test_return"] == clean["test_return"]
+    assert again["selection"] == clean["selection"]
+
+
+def test_the_run_selects_on_validation_and_confirms_on_its_held_back_tail(fold_jobs: dict[str, Any]) -> None:
+    fold: Fold = fold_jobs["fold"]
+    run = Path(fold_jobs["clean"]["run_dir"])
+    sel = read_selection(run)
+    assert sel is not None and fold.validation is not None
+    window = TimeRange(**sel["selection_window"])
+    confirm = TimeRange(**sel["confirmation_window"])
+    assert fold.validation.start_us == window.start_us < window.end_us <= confirm.start_us
+    assert confirm.end_us == fold.validation.end_us and not confirm.overlaps(fold.test)
+    share = confirm.duration_us / fold.validation.duration_us
+    assert share == pytest.approx(fold_jobs["cfg"].selection.confirm_fraction, abs=0.01)
+    assert {"flat", "buy_and_hold", "agent"} == set(sel["scores"])
+    assert sel["scores"]["flat"] == 0.0
+    best = json.loads((run / "best_validation.json").read_text())
+    assert sel["scores"]["agent"] == pytest.approx(best["total_return"])
+    assert sel["selected"] in ("flat", "buy_and_hold", "agent") and sel["label"].startswith("selected: ")
+    if sel["selected"] == "agent":
+        assert sel["status"] == "confirmed"
 
 
 @pytest.mark.slow
