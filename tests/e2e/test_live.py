@@ -136,13 +136,15 @@ def test_live_without_a_server_exits_2_saying_connection_refused(
 
 
 def test_live_wait_keeps_retrying_and_says_so(
-    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("RLTRADE_PROGRESS_EVERY_S", "1")  # plain status lines: stdout is not a terminal here
     url = _refusing_url()
     args = ["live", "--run", str(run_dir), "--url", url, "--wait", "--duration", "4", "--out", str(tmp_path / "s")]
     assert main(args) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert f"waiting for {url}: connection refused (attempt 1); retrying" in out
     assert "attempt 2" in out
+    assert "0 decisions, 0 trades, fills 0" in out and "NOT CONNECTED" in out
     log = (tmp_path / "s" / "log.jsonl").read_text()
     assert '"health": "waiting"' in log

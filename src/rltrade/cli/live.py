@@ -197,6 +197,10 @@ async def _session(
     feed = LiveFeed(LiveFeedConfig.model_validate(cfg), backfill=backfill)
     started = time.monotonic()
     reported_failures = 0
+    from rltrade.cli.app import PLAIN_PROGRESS_EVERY_S
+
+    plain_every = float(os.environ.get("RLTRADE_PROGRESS_EVERY_S") or PLAIN_PROGRESS_EVERY_S)
+    next_plain = started + plain_every
 
     async def logged() -> AsyncIterator[Any]:
         async for ev in feed.events():
@@ -218,6 +222,9 @@ async def _session(
                     console.print(line, highlight=False)
                     journal.event("status", health="waiting", role=None, detail=line)
                 view.update(_view(engine, feed.stats, started))
+                if not console.is_terminal and time.monotonic() >= next_plain:
+                    next_plain += plain_every  # the table does not redraw into a pipe: say where we are
+                    console.print(_status_line(engine, feed.stats, started), highlight=False)
         await feed.aclose()
         if not task.done():
             task.cancel()
@@ -270,6 +277,19 @@ def _view(engine: Any, feed_stats: Any, started: float) -> Table:
         if s["n"]:
             table.add_row(f"latency {stage}", f"p50 {_fmt_us(s['p50_us'])}  p99 {_fmt_us(s['p99_us'])}  (n {s['n']:,})")
     return table
+
+
+def _status_line(engine: Any, feed_stats: Any, started: float) -> str:
+    """One plain line of the session (for a pipe or a log, where the live table does not redraw)."""
+    b, c = engine.broker, engine.counters
+    now = engine.degraded_us(int(time.time() * 1e6))
+    alive = max(time.monotonic() - started, 1e-9)
+    link = "connected" if feed_stats.connects and engine.connected else "NOT CONNECTED"
+    return (
+        f"live {alive:.0f} s: {c.decisions:,} decisions, {c.trades_processed:,} trades, fills {c.fills:,}, "
+        f"equity {b.equity_at(engine.last_price):,.2f}, {link}, stale {sorted(engine.stale) or 'none'}, "
+        f"degraded {now / 1e6:.1f} s, gaps {feed_stats.gaps}, reconnects {feed_stats.reconnects}"
+    )
 
 
 def _print_report(report: dict[str, Any], folder: Path) -> None:
