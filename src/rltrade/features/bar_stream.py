@@ -140,6 +140,13 @@ class Aggregator:
         self.current = _Partial(open_us=open_us)
         return self.current
 
+    def mark_incomplete(self, open_us: int) -> None:
+        """Flag the bar opening at ``open_us`` (started if need be) as built from a partial interval."""
+        if self.current is None or self.current.open_us != open_us:
+            self._start(open_us)
+        assert self.current is not None
+        self.current.complete = False
+
     def add_trade(self, ts_us: int, price: float, qty: float) -> None:
         """Add a trade to the bar containing ``ts_us`` (bars up to it must be closed with ``close_until``)."""
         open_us = ts_us // self.dst.us * self.dst.us

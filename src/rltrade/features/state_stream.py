@@ -41,7 +41,7 @@ import polars as pl
 from rltrade.config import FeaturesConfig
 from rltrade.data.market import MarketFrames
 from rltrade.features.bar_channels import BarChannels, bar_windows, compute_bar_channels
-from rltrade.features.bar_stream import Aggregator, BarSeed, ClosedBar, GrowingBars, _Partial
+from rltrade.features.bar_stream import Aggregator, BarSeed, ClosedBar, GrowingBars
 from rltrade.features.cnn_blocks import CnnStreams, cnn_flags
 from rltrade.features.layout import StateLayout
 from rltrade.features.market_features import FeatureSpec, FeatureStats, required_series
@@ -162,9 +162,7 @@ class StreamingStateBuilder:
                 o, h, lo, c, v = (float(x) for x in ohlcv[k])
                 agg.add_bar(ClosedBar(int(open_us[k]), o, h, lo, c, v, bool(filled[k])), src)
             if not _covers(by_tf.get(src), src, period_open, t0_us):
-                if agg.current is None:
-                    agg.current = _Partial(open_us=period_open)
-                agg.current.complete = False
+                agg.mark_incomplete(period_open)
             bar_aggs[dst] = agg
         last_trade = int(trades.item(-1, "ts_us")) if trades is not None and trades.height else None
         return _RoleState(bars, trade_agg, bar_aggs, last_trade)
