@@ -481,6 +481,13 @@ class TrainConfig(_Frozen):
     torch_threads: Annotated[int, Field(ge=1, le=256)] = 1
     """Torch intra-op threads. Fixed (not the machine's core count) so results repeat across machines;
     1 is fastest for the small demo networks and immune to other processes on a shared machine."""
+    device: Literal["auto", "cpu", "cuda"] = "cpu"
+    """Where the networks train: ``cpu``; ``cuda`` (refused when torch sees no GPU); ``auto``: the GPU when
+    torch sees one, else the CPU. On a GPU the state batches go through pinned memory and non-blocking copies;
+    the env and the state gather stay on the CPU."""
+    mixed_precision: bool = False
+    """Run the networks' forward passes under bfloat16 autocast (parameters, optimiser and loss stay float32).
+    Mainly for GPUs; off keeps every run bit-for-bit reproducible."""
 
 
 DEFAULT_HORIZONS: dict[Timeframe, int] = {Timeframe.S1: 900, Timeframe.M1: 60, Timeframe.H1: 4, Timeframe.D1: 1}

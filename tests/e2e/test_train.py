@@ -90,9 +90,10 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path: Path, referenc
     assert best["total_return"] == reference.best_validation["total_return"]  # type: ignore[index]
 
 
-def test_full_preset_smoke_and_backtest_refuses_fitted_periods(tmp_path: Path) -> None:
+@pytest.mark.parametrize("preset", ["full", "full-flat"])
+def test_full_preset_smoke_and_backtest_refuses_fitted_periods(tmp_path: Path, preset: str) -> None:
     cfg = tiny(
-        "full",
+        preset,
         agent={"learning_starts": 32, "batch_size": 16, "buffer_size": 512, "hidden": [64, 32]},
         train={"total_steps": 48, "n_envs": 2, "eval_every": 1_000, "checkpoint_every": 1_000},
     )

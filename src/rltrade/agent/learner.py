@@ -44,7 +44,7 @@ from rltrade.agent.batches import ReplaySample, StateSource
 from rltrade.agent.encoder import BlockSpec, structured_q_network
 from rltrade.agent.networks import QNetwork, flat_q_network
 from rltrade.agent.schedules import epsilon_schedule
-from rltrade.config import AgentConfig
+from rltrade.config import AgentConfig, ConfigError
 
 # The agent's config lives with every other stage's in rltrade.config (the ``agent`` section).
 LearnerConfig = AgentConfig
@@ -417,12 +417,12 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
+        raise ConfigError(
             f"train.device is {name!r} but torch sees no CUDA GPU (torch {torch.__version__}); "
             "use 'auto' or 'cpu', or install a CUDA build of torch on a machine with a GPU"
         )
     if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"train.device must be 'auto', 'cpu' or 'cuda', got {name!r}")
+        raise ConfigError(f"train.device must be 'auto', 'cpu' or 'cuda', got {name!r}")
     return device
 
 

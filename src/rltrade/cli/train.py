@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 PresetOpt = Annotated[
     str | None,
-    typer.Option("--preset", help="Training preset (demo, real or full): defaults under the config file."),
+    typer.Option("--preset", help="Training preset (demo, real, full or full-flat): defaults under the config file."),
 ]
 RealOpt = Annotated[
     Path | None,

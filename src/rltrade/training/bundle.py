@@ -39,7 +39,7 @@ import numpy.typing as npt
 import yaml
 
 from rltrade.agent.checkpoint import load_learner_state
-from rltrade.agent.learner import DQNLearner
+from rltrade.agent.learner import DQNLearner, resolve_device
 from rltrade.config import Config
 from rltrade.data.atomic import write_json_atomic
 from rltrade.data.market import MarketFrames
@@ -284,7 +284,14 @@ def start_run(
 
 def new_learner(cfg: Config, layout: StateLayout) -> DQNLearner:
     """Build a freshly initialised learner for ``layout``, seeded from ``cfg`` (:attr:`Config.learner_config`)."""
-    return DQNLearner(cfg.learner_config, layout.size, ACCOUNT_DIM, blocks=block_specs(layout))
+    return DQNLearner(
+        cfg.learner_config,
+        layout.size,
+        ACCOUNT_DIM,
+        blocks=block_specs(layout),
+        device=resolve_device(cfg.train.device),
+        mixed_precision=cfg.train.mixed_precision,
+    )
 
 
 def checkpoint_path(run_dir: Path, which: str = "best") -> Path:

@@ -1,0 +1,36 @@
+"""The full presets: ``full`` is the practical one (structured encoder, multi-factor reward, scaled CNN
+budget, device auto); ``full-flat`` keeps the original design's literal network and PnL-only reward."""
+
+from __future__ import annotations
+
+import pytest
+
+from rltrade.config import ConfigError
+from rltrade.env.reward import MULTI_FACTOR_REWARD
+from rltrade.training.presets import load_with_preset
+
+
+def test_full_trains_the_structured_encoder_on_the_multi_factor_reward() -> None:
+    cfg = load_with_preset(None, "full")
+    assert cfg.features.layout.name == "full"
+    assert (cfg.agent.network, cfg.agent.batch_size, cfg.train.n_envs) == ("structured", 128, 16)
+    assert cfg.train.device == "auto" and not cfg.train.mixed_precision
+    assert cfg.reward.volatility_mode == "multiplier" and not cfg.reward.pnl_only
+    for name, value in MULTI_FACTOR_REWARD.items():
+        assert getattr(cfg.reward, name) == value, name
+    assert cfg.cnn.train_window_fraction == 0.05 and cfg.cnn.max_train_windows == 20_000
+
+
+def test_full_flat_is_the_original_design_and_the_other_presets_keep_the_defaults() -> None:
+    flat = load_with_preset(None, "full-flat")
+    assert flat.agent.network == "flat" and flat.agent.hidden == (1024, 512)
+    assert flat.reward.pnl_only and flat.reward.volatility_mode == "additive"
+    assert flat.train.device == "cpu" and flat.cnn.train_window_fraction is None
+    for name in ("demo", "real"):
+        cfg = load_with_preset(None, name)
+        assert cfg.train.device == "cpu" and cfg.reward.pnl_only and cfg.cnn.train_window_fraction is None
+
+
+def test_an_unknown_device_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"train\.device"):
+        load_with_preset(None, "full", {"train": {"device": "gpu"}})
