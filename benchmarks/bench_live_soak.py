@@ -143,6 +143,7 @@ async def _soak(
     engine.on_event = timed  # type: ignore[method-assign]
     start = time.perf_counter()
     started_us = wall_us()
+    engine.await_connection(started_us)  # as `rltrade live` does: not up until the first connection
     next_print = start + 60
     async with feed:
         task = asyncio.create_task(engine.run(feed.events()))

@@ -148,3 +148,5 @@ def test_live_wait_keeps_retrying_and_says_so(
     assert "0 decisions, 0 trades, fills 0" in out and "NOT CONNECTED" in out
     log = (tmp_path / "s" / "log.jsonl").read_text()
     assert '"health": "waiting"' in log
+    report = json.loads((tmp_path / "s" / "report.json").read_text())
+    assert report["uptime"] < 0.05  # never connected: not up (it read 100 % before)

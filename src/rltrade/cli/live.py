@@ -208,6 +208,9 @@ async def _session(
                 journal.event("status", health=ev.health.value, role=ev.role, detail=ev.detail)
             yield ev
 
+    from rltrade.live.engine import wall_us
+
+    engine.await_connection(wall_us())  # a session that never connects is not up
     async with feed:
         task = asyncio.create_task(engine.run(logged()))
         with Live(_view(engine, feed.stats, started), console=console, refresh_per_second=4, transient=False) as view:

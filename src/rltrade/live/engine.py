@@ -238,6 +238,16 @@ class LiveEngine:
             c.degraded_us += max(0, status.recv_us - self._degraded_since_us)
             self._degraded_since_us = None
 
+    def await_connection(self, now_us: int) -> None:
+        """Start the session disconnected: degraded from ``now_us`` until the feed's first ``CONNECTED``.
+
+        Without it a session that never connects (``rltrade live --wait`` on a dead URL) would report full
+        uptime; the engine alone (replays, tests) starts connected.
+        """
+        self.connected = False
+        if self._degraded_since_us is None:
+            self._degraded_since_us = now_us
+
     def degraded_us(self, now_us: int) -> int:
         """Wall µs spent degraded so far, the current spell included."""
         open_spell = now_us - self._degraded_since_us if self._degraded_since_us is not None else 0
