@@ -431,12 +431,18 @@ class Transaction:
         if frame.height == 0:
             return AppendResult(0, 0, 0, 0)
         manifest = self._manifest(key)
-        fmt = Partitioning.strftime(manifest.partitioning)
-        label_col = pl.from_epoch(pl.col(key.time_col), time_unit="us").dt.strftime(fmt).alias("_part")
-        labelled = frame.with_columns(label_col)
+        # An integer per partition (cheap on millions of rows), turned into its label once per partition.
+        t = pl.col(key.time_col)
+        when = pl.from_epoch(t, time_unit="us")
+        part_id = {
+            Partitioning.DAY: t // US_PER_DAY,
+            Partitioning.MONTH: when.dt.year().cast(pl.Int64) * 100 + when.dt.month().cast(pl.Int64),
+            Partitioning.YEAR: when.dt.year().cast(pl.Int64) * 100,
+        }[manifest.partitioning]
         total = AppendResult(0, 0, 0, 0)
-        for (label,), part in labelled.group_by(["_part"], maintain_order=True):
-            total = total + self._merge(key, manifest, str(label), part.drop("_part"))
+        for (pid,), part in frame.with_columns(part_id.alias("_part")).group_by(["_part"], maintain_order=True):
+            label = _label(manifest.partitioning, int(pid))
+            total = total + self._merge(key, manifest, label, part.drop("_part"))
         return total
 
     def _merge(self, key: DatasetKey, manifest: DatasetManifest, label: str, part: pl.DataFrame) -> AppendResult:
@@ -503,6 +509,14 @@ class Transaction:
         for path in self._written:
             path.unlink(missing_ok=True)
         self._written = []
+
+
+def _label(partitioning: str, part_id: int) -> str:
+    """``2024-08-09`` (day number since the epoch), ``2024-08`` (year * 100 + month) or ``2024``."""
+    if partitioning == Partitioning.DAY:
+        return (dt.date(1970, 1, 1) + dt.timedelta(days=part_id)).isoformat()
+    year, month = divmod(part_id, 100)
+    return f"{year:04d}-{month:02d}" if partitioning == Partitioning.MONTH else f"{year:04d}"
 
 
 @contextlib.contextmanager
