@@ -37,7 +37,7 @@ from rltrade.training.bundle import load_learner
 from rltrade.training.evaluate import backtest_learner
 from rltrade.training.loop import train
 from rltrade.training.pipeline import Prepared
-from rltrade.training.presets import load_with_preset
+from rltrade.training.presets import load_with_preset, preset
 
 PRESET = {"synthetic": "demo", "real": "real"}
 REWARDS = ("pnl_only", "multi_factor")
@@ -107,11 +107,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for market in markets:
             if market == "real":
-                from tests.support.real_data import REAL
-
-                if not REAL.is_dir():
-                    print(f"real: skipped, the real data is not at {REAL}")
+                step = preset("real").data_step
+                if step is None or not step.source.is_dir():
+                    print(f"real: skipped, the real data is not at {None if step is None else step.source}")
                     continue
+                # The preset's explicit data step (what `rltrade train --preset real` runs first); idempotent.
+                step.run(config(market, 0, "pnl_only", steps, cnn).data, step.source)
             rows: dict[str, list[dict[str, float]]] = {r: [] for r in REWARDS}
             for seed in range(seeds):
                 for reward in REWARDS:
