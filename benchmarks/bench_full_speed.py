@@ -37,13 +37,13 @@ from rltrade.agent.nstep import NStepAccumulator
 from rltrade.agent.replay import PrioritizedReplay
 from rltrade.agent.schedules import beta_schedule
 from rltrade.config import Config
-from rltrade.env.vector_env import VectorTradingEnv
+from rltrade.env.vector_env import STEP_RECORD, VectorTradingEnv
 from rltrade.features.account import ACCOUNT_DIM
 from rltrade.features.clock import ClockStateSource
 from rltrade.features.state_batch import BatchStateBuilder
 from rltrade.training.bundle import new_learner
 from rltrade.training.pipeline import Prepared, prepare
-from rltrade.training.presets import deep_merge, load_with_preset
+from rltrade.training.presets import load_with_preset
 from tests.support.numpy_gather import NumpyBatchStateBuilder
 
 BATCH = 128
@@ -67,20 +67,11 @@ class Runner:
 
     def run(self, steps: int, *, learn: bool = True) -> None:
         """``steps`` iterations of the training loop's body (see the module docstring)."""
-        a = self.cfg.agent
+        a = self.cfg.learner_config
         for _ in range(steps):
             actions = self.learner.act(self.obs, self.step)
-            self.obs, reward, term, trunc, info = self.venv.step(actions)
-            tr = self.nstep.step(
-                info["prev_t_idx"],
-                info["prev_account"],
-                actions,
-                reward.astype(np.float32),
-                term,
-                trunc,
-                info["next_t_idx"],
-                info["next_account"],
-            )
+            self.obs, _, _, _, info = self.venv.step(actions)
+            tr = self.nstep.add(info[STEP_RECORD])
             if len(tr.action_B):
                 self.replay.add(tr)
             self.step += 1
@@ -92,7 +83,7 @@ class Runner:
 
 
 def make_runner(name: str, cfg: Config, prep: Prepared, builder: BatchStateBuilder) -> Runner:
-    a, t = cfg.agent.model_copy(update={"seed": cfg.seed}), cfg.train
+    a, t = cfg.learner_config, cfg.train
     venv = VectorTradingEnv(builder, prep.train_period, t.n_envs, cfg.env, cfg.reward)
     learner = new_learner(cfg, prep.layout)
     replay = PrioritizedReplay(a.buffer_size, ACCOUNT_DIM, alpha=a.alpha, rng=np.random.default_rng(0))
@@ -107,8 +98,8 @@ def make_runner(name: str, cfg: Config, prep: Prepared, builder: BatchStateBuild
 def configs(quick: bool) -> dict[str, Config]:
     data: dict[str, Any] = {"synthetic": {"history_days": 330 if quick else 400, "tick_days": 0.5 if quick else 1.0}}
     common: dict[str, Any] = {"data": data, "cnn": {"enabled": False}, "agent": {"batch_size": BATCH}}
-    before = load_with_preset(None, "full", deep_merge(common, {"agent": {"network": "flat"}}))
-    after = load_with_preset(None, "full", deep_merge(common, {"agent": {"network": "structured"}}))
+    before = load_with_preset(None, "full-flat", common)
+    after = load_with_preset(None, "full", common)
     return {BEFORE: before, AFTER: after}
 
 
@@ -146,7 +137,7 @@ def main() -> None:
 
 def _profile(r: Runner, steps: int) -> None:
     """Where one step of the fast contender goes: gather, env step, update without the gather."""
-    a = r.cfg.agent
+    a = r.cfg.learner_config
     t_idx = r.replay.sample(a.batch_size, 1.0)
     idx = np.concatenate([t_idx.t_idx_B, t_idx.next_t_idx_B])
     k = max(steps, 3)
