@@ -70,8 +70,8 @@ def main() -> None:
 def bench_store_read(frames: list[pl.DataFrame], repeats: int) -> None:
     """Append the imported bars to a fresh store, then time a one-month range read.
 
-    Baseline: reading every stored day of the dataset and filtering afterwards (what a store without
-    day partitions and pushed-down filters would do).
+    Baseline: reading every stored partition of the dataset and filtering afterwards (what a store without
+    partitions and pushed-down filters would do).
     """
     import tempfile
 
@@ -94,9 +94,9 @@ def bench_store_read(frames: list[pl.DataFrame], repeats: int) -> None:
         ours, got = time_median("store range read (1 month)", ranged, repeats=repeats)
         base, want = time_median("read all, then filter", full_then_filter, repeats=repeats)
         assert all(a.equals(b) for a, b in zip(got, want, strict=True))
-        days = len(store.days(keys[0]))
+        files = len(store.partitions(keys[0]))
         print(
-            f"store: appended {sum(f.height for f in frames):,} rows into {days:,} day files per symbol "
+            f"store: appended {sum(f.height for f in frames):,} rows into {files:,} month files per symbol "
             f"in {append_s:.1f} s"
         )
         report_ratio(ours, base, items=sum(g.height for g in got), unit="rows")
