@@ -44,7 +44,7 @@ class Agent:
             account_dim,
             alpha=config.alpha,
             eps=config.priority_eps,
-            rng=np.random.default_rng(config.seed + 1),
+            rng=np.random.default_rng((config.seed or 0) + 1),  # an unset seed is 0, as in the learner
             prioritized=config.prioritized,
         )
         self.nstep = NStepAccumulator(config.n_step, config.gamma, num_envs)
