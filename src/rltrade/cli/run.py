@@ -22,7 +22,7 @@ def run(
     run_dir: Annotated[Path, typer.Option("--run-dir", help="Run folder of the training step.")] = Path("runs/demo"),
     train: Annotated[bool, typer.Option(help="Train and backtest the demo agent after the data steps.")] = True,
 ) -> None:
-    """Run the main job: synthetic market → store → resample check → data report → train (demo) → backtest → report."""
+    """Run the main job: market → store → resample check → data report → train → backtest → scorecard → report."""
     import shutil
 
     from rltrade.training.presets import load_with_preset
@@ -51,9 +51,11 @@ def run(
     console.print(f"store: {store.root.resolve()}")
     if not train:
         return
+    from rltrade.cli.scorecard import print_scorecard
     from rltrade.cli.train import print_evaluation, train_run
     from rltrade.report.html import write_report
     from rltrade.training.evaluate import evaluate_bundle
+    from rltrade.training.scorecard import score_run
 
     console.rule(Text("4 · training (demo training preset: structured encoder, demo layout)", style="bold"))
     if run_dir.exists():
@@ -66,7 +68,9 @@ def run(
     train_run(cfg, run_dir)  # the config loaded above: the demo preset has no data step
     console.rule(Text("5 · backtest on the held-out test range, beside the baselines", style="bold"))
     print_evaluation(run_dir, evaluate_bundle(run_dir), "test range, PnL after costs")
-    console.rule(Text("6 · report", style="bold"))
+    console.rule(Text("6 · scorecard: the design's five success metrics, scored against the demo layout", style="bold"))
+    print_scorecard(score_run(run_dir))
+    console.rule(Text("7 · report", style="bold"))
     with progress_bar() as bar:
         task = bar.add_task("report", total=None)
         report = write_report(run_dir, progress=lambda d, t, w: bar.update(task, completed=d, total=t, description=w))

@@ -1,8 +1,9 @@
 """Named training presets: config overrides applied *under* the user's config file (the file wins).
 
 ``demo``  the ``demo`` state layout (every block, short windows, plus the recent-returns blocks), the
-          structured encoder, walk-forward CNNs, a synthetic market (one day of trades) with a strong planted
-          BTC→ETH lead, low fees: trains in minutes on 2 cores.
+          structured encoder, walk-forward CNNs, a synthetic market (two days of trades, regimes switching
+          every 2 h on average, 90 days of history) with a strong planted BTC→ETH lead, low fees: trains in
+          minutes on 2 cores.
 ``real``  the demo's agent and training budget on the real Binance 1m/1h/1d klines of ``../shared/data/real``
           on a 1-minute clock, with the ``demo`` layout cut to what the data has (ETH 1m / 1h / 1d bar
           windows, BTC 1m bars, pivots and regime: no ticks, no 1 s blocks, no CNN blocks) and the real costs
@@ -12,19 +13,25 @@
           validation range ~7.5 days, long enough to select on: checkpoints are chosen on its first ~5.2 days
           (``train.eval_max_steps`` 8,000 one-minute steps covers them) and its last ~2.2 days (~3,200 steps,
           ``selection.confirm_fraction`` 0.3) only confirm the choice against flat and buy-and-hold.
-          The demo's 1 s clock has one day of ticks: its checkpoints are chosen on 1 h (3,600 steps) and
-          confirmed on the validation range's last ~1.4 h.
+          The demo's 1 s clock has two days of ticks: its checkpoints are chosen on 1 h (3,600 steps) and
+          confirmed on the validation range's last ~2.9 h.
 ``full``  the 15,588-feature ``full`` layout and the original design's hyperparameters (lr 1e-4, γ 0.99,
           buffer 50,000, batch 128, 16 envs) on the structured encoder (per-block patch convolutions over
           the tick and bar windows, 0.18 M parameters instead of the flat network's 16.5 M), the
           multi-factor reward with the documented weights of :data:`rltrade.env.reward.MULTI_FACTOR_REWARD`
           (volatility as a multiplier on PnL), ``train.device: auto`` (a GPU when torch sees one), and a CNN
           budget that scales with the data: each epoch draws 5 % of a timeframe's labelled windows (at
-          least 256, at most 20,000), at most 5 epochs (patience 2), at most 5,000 validation windows.
+          least 256, at most 20,000), at most 5 epochs (patience 2), at most 5,000 validation windows; the
+          default synthetic market with two days of trades and regimes switching every 2 h on average.
           ``benchmarks/bench_full_speed.py`` measures its training loop against ``full-flat``'s.
 ``full-flat`` the ``full`` preset as the original design wrote it down, kept as its own preset: the flat
           1024 → 512 network on the whole observation, PnL-only reward, the default CNN budget, the CPU.
           Hours per 10,000 updates on 2 cores; CI runs only a smoke run of a few dozen updates.
+
+Market sizes (:data:`SYNTHETIC_MARKETS`): the validation and test ranges of the ``demo`` and ``full``
+synthetic markets (20 % of the tick period each: 9.6 h) each hold at least three of the generator's true
+regimes for at least 10 % of their steps (at the presets' seed; tested), and the daily history before the
+training start covers the layout's 1d window plus the indicators' warm-up, so no bar block is masked.
 
 A training preset names a whole run (data, layout, agent, budget); a *layout* (``features.layout.name``:
 ``full``, ``demo``, ``basic``) names only the state's blocks. The ``demo`` and ``full`` presets use the
@@ -78,11 +85,21 @@ class Preset:
     data_step: DataStep | None = field(default=None)
 
 
+SYNTHETIC_MARKETS: Final[Mapping[str, Mapping[str, float]]] = MappingProxyType(
+    {
+        # 90 days ≥ the demo layout's 48-bar 1d window + 33 warm-up bars + the 2 tick days.
+        "demo": {"history_days": 90, "tick_days": 2.0, "mean_regime_hours": 2.0},
+        # The default 400 days ≥ the full layout's 300-bar 1d window + 33 warm-up bars + 2 tick days.
+        "full": {"tick_days": 2.0, "mean_regime_hours": 2.0},
+    }
+)
+"""The synthetic market of the ``demo`` and ``full`` presets: enough tick days and regime switches that the
+validation and test ranges each see three or more true regimes (module docstring)."""
+
 _DEMO: Final[Mapping[str, Any]] = {
     "data": {
         "synthetic": {
-            "history_days": 60,
-            "tick_days": 1.0,
+            **SYNTHETIC_MARKETS["demo"],
             "trades_per_second": 10.0,
             "annual_vol": 1.5,
             "signal": {"lag_s": 5, "strength": 0.8},
@@ -143,6 +160,7 @@ REAL_OVERRIDES: Final[Mapping[str, Any]] = {
 """What the ``real`` preset changes on top of the demo's agent and training budget (module docstring)."""
 
 _FULL: Final[Mapping[str, Any]] = {
+    "data": {"synthetic": dict(SYNTHETIC_MARKETS["full"])},
     "features": {"layout": {"name": "full"}},
     "cnn": {
         "train_window_fraction": 0.05,
@@ -166,7 +184,12 @@ PRESETS: Final[Mapping[str, Preset]] = MappingProxyType(
         ),
         "full": Preset(_FULL),
         "full-flat": Preset(
-            {"features": {"layout": {"name": "full"}}, "agent": {"network": "flat"}, "train": {"n_envs": 16}}
+            {
+                "data": {"synthetic": dict(SYNTHETIC_MARKETS["full"])},
+                "features": {"layout": {"name": "full"}},
+                "agent": {"network": "flat"},
+                "train": {"n_envs": 16},
+            }
         ),
     }
 )
