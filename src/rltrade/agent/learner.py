@@ -386,10 +386,14 @@ class DQNLearner:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a ``state_dict`` saved by a learner with the same config and observation width."""
+        """Restore a ``state_dict`` saved by a learner with the same config and observation width.
+
+        The seed is not compared: it only initialises the generators, whose saved states are restored (run
+        folders made before ``agent.seed`` defaulted to the top-level seed record ``agent.seed: 0``).
+        """
         mine = self.config.model_dump(mode="json")
         theirs = state["config"]
-        diff = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+        diff = sorted(k for k in mine.keys() | theirs.keys() if k != "seed" and mine.get(k) != theirs.get(k))
         if diff:
             details = ", ".join(f"{k}: saved {theirs.get(k)!r} vs now {mine.get(k)!r}" for k in diff)
             raise ValueError(f"learner state was saved with a different config ({details})")

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from rltrade.cli.app import ConfigOpt, app, console, progress_bar
 from rltrade.cli.errors import UsageError
+from rltrade.training.presets import PRESETS
 
 if TYPE_CHECKING:
     from rltrade.config import Config
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 PresetOpt = Annotated[
     str | None,
-    typer.Option("--preset", help="Training preset (demo, real, full or full-flat): defaults under the config file."),
+    typer.Option("--preset", help=f"Training preset ({', '.join(PRESETS)}): defaults under the config file."),
 ]
 RealOpt = Annotated[
     Path | None,

@@ -329,3 +329,13 @@ def test_noisy_acting_is_greedy_on_resampled_noise_and_deterministic_when_evalua
     explored = [learner.act(obs, 0) for _ in range(3)]
     assert not all(np.array_equal(explored[0], e) for e in explored)
     assert learner.online.training
+
+
+def test_a_saved_learner_loads_whatever_seed_the_new_one_was_built_with() -> None:
+    saved = DQNLearner(_config(seed=5), F_STATE, K)
+    loaded = DQNLearner(_config(seed=0), F_STATE, K)
+    loaded.load_state_dict(saved.state_dict())
+    assert all(torch.equal(v, saved.online.state_dict()[k]) for k, v in loaded.online.state_dict().items())
+    assert torch.equal(loaded.act_generator.get_state(), saved.act_generator.get_state())
+    with pytest.raises(ValueError, match=r"different config.*lr"):
+        DQNLearner(_config(seed=5, lr=0.5), F_STATE, K).load_state_dict(saved.state_dict())
