@@ -488,6 +488,9 @@ class TrainConfig(_Frozen):
     mixed_precision: bool = False
     """Run the networks' forward passes under bfloat16 autocast (parameters, optimiser and loss stay float32).
     Mainly for GPUs; off keeps every run bit-for-bit reproducible."""
+    fee_multiplier: Annotated[float, Field(ge=0.0, le=20.0)] = 1.0
+    """The taker fee the *training* env charges, as a multiple of ``env.taker_fee`` (a sweep can train against
+    dearer or cheaper fills). Every backtest (validation, selection, test) charges the user's ``env.taker_fee``."""
 
 
 DEFAULT_HORIZONS: dict[Timeframe, int] = {Timeframe.S1: 900, Timeframe.M1: 60, Timeframe.H1: 4, Timeframe.D1: 1}

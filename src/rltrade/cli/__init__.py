@@ -18,6 +18,7 @@ from rltrade.cli import live as _live  # noqa: F401  (registers `rltrade live`)
 from rltrade.cli import report as _report  # noqa: F401  (registers `rltrade report`)
 from rltrade.cli import run as _run  # noqa: F401  (registers `rltrade run`)
 from rltrade.cli import scorecard as _scorecard  # noqa: F401  (registers `rltrade scorecard`)
+from rltrade.cli import sweep as _sweep  # noqa: F401  (registers `rltrade sweep`)
 from rltrade.cli import train as _train  # noqa: F401  (registers `rltrade train`)
 from rltrade.cli import walkforward as _walkforward  # noqa: F401  (registers `rltrade walkforward`, `rltrade ablation`)
 from rltrade.cli.app import app, err_console

@@ -42,6 +42,10 @@ F64 = npt.NDArray[np.float64]
 SELECTION_FILE: Final = "selection.json"
 RETURNS_FILE: Final = "selection_returns.npz"
 """Per-step returns of every evaluated checkpoint on the selection window (kept so a resumed run's PBO sees all)."""
+DETAIL_FILE: Final = "selection_detail.npz"
+"""Per-step returns of the candidates the selection compared: ``<policy>_selection`` (the selection window) and
+``<policy>_confirmation`` (the confirmation window, when it could be backtested) for ``agent``, ``flat`` and
+``buy_and_hold``; a sweep pools them across its runs."""
 
 
 def policy_returns(prep: Prepared, period: PeriodData, policy: Policy) -> F64:
@@ -110,6 +114,10 @@ def select_run(
         confirm = None
     else:
         confirm = baseline_returns(prep, cper) | {"agent": policy_returns(prep, cper, policy)}
+    detail = {f"{k}_selection": v for k, v in {**base, "agent": agent}.items()}
+    detail |= {f"{k}_confirmation": v for k, v in (confirm or {}).items()}
+    arrays: dict[str, Any] = dict(detail)
+    atomic_write(run_dir / DETAIL_FILE, lambda f: np.savez(f, **arrays))
     rng = np.random.default_rng(np.random.SeedSequence([prep.cfg.seed, 0x5E1EC7]))
     sel = decide(scores, confirm, rng=rng, n_resamples=s.n_resamples, level=s.level)
     start, step = int(period.clock.time_of(0)), prep.cfg.env.step.us
@@ -135,6 +143,15 @@ def _pbo(returns: Mapping[str, F64]) -> Pbo | None:
         return pbo_cscv(returns)
     except ValueError:
         return None
+
+
+def read_selection_detail(run_dir: Path) -> dict[str, F64]:
+    """Read ``<run>/selection_detail.npz`` (:data:`DETAIL_FILE`; empty when the run has none)."""
+    path = run_dir / DETAIL_FILE
+    if not path.is_file():
+        return {}
+    with np.load(path, allow_pickle=False) as z:
+        return {k: np.asarray(z[k], dtype=np.float64) for k in z.files}
 
 
 def read_selection(run_dir: Path) -> dict[str, Any] | None:

@@ -103,7 +103,8 @@ def train(
     torch.set_num_threads(cfg.train.torch_threads)  # fixed: results must not depend on the core count
     prep, bundle = start_run(cfg, run_dir, resume=resume, splits=splits, log=log)
     cfg, a, t = prep.cfg, prep.cfg.learner_config, prep.cfg.train
-    venv = VectorTradingEnv(prep.builder, prep.train_period, t.n_envs, cfg.env, cfg.reward)
+    train_env = cfg.env.model_copy(update={"taker_fee": cfg.env.taker_fee * t.fee_multiplier})
+    venv = VectorTradingEnv(prep.builder, prep.train_period, t.n_envs, train_env, cfg.reward)
     learner = new_learner(cfg, prep.layout)
     replay_rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(1)[0])
     replay = PrioritizedReplay(
