@@ -21,7 +21,7 @@ from rltrade.data.importers_stream import CHUNK_BYTES, iter_trade_chunks, sniff_
 from rltrade.data.resample import resample_bars_with_report, trades_to_bars
 from rltrade.data.store import AppendResult, DatasetCoverage, DatasetKey, Store
 from rltrade.data.synthetic import SyntheticMarket, generate_market
-from rltrade.types import Kind, Timeframe, ceil_to_grid
+from rltrade.types import US_PER_DAY, Kind, Timeframe, ceil_to_grid
 
 Progress = Callable[[int, int, str], None]
 
@@ -113,11 +113,14 @@ def import_to_store(
     timeframe: Timeframe | None = None,
     strict: bool = False,
     chunk_bytes: int = CHUNK_BYTES,
+    hold_rows: int = 2_000_000,
 ) -> tuple[StoreSummary, str]:
     """Import dump files of one symbol/kind/timeframe into ``store``; returns the summary and the cleaning report.
 
     All or nothing: one store transaction. Trade files are streamed in chunks of ``chunk_bytes`` (see
-    ``importers_stream``), so a month of trades needs memory for a few chunks, not for the month.
+    ``importers_stream``), so a month of trades needs memory for a few chunks, not for the month. Chunks
+    are held until ``hold_rows`` trades are, then the whole days among them go to the store, so each day
+    file is written about once.
     """
     policy: Policy = "strict" if strict else "repair"
     kinds = {sniff_kind(p) for p in paths}
@@ -129,7 +132,15 @@ def import_to_store(
                 file=", ".join(str(p) for p in paths),
                 hint="Drop timeframe= for a trades file; bars are resampled from the stored trades",
             )
-        return _stream_trades(paths, store, exchange=exchange, symbol=symbol, policy=policy, chunk_bytes=chunk_bytes)
+        return _stream_trades(
+            paths,
+            store,
+            exchange=exchange,
+            symbol=symbol,
+            policy=policy,
+            chunk_bytes=chunk_bytes,
+            hold_rows=hold_rows,
+        )
     result = import_files(list(paths), symbol=symbol, timeframe=timeframe, policy=policy)
     key = DatasetKey(exchange, result.symbol, result.data_kind, result.timeframe)
     summary = StoreSummary()
@@ -138,12 +149,32 @@ def import_to_store(
 
 
 def _stream_trades(
-    paths: Sequence[Path], store: Store, *, exchange: str, symbol: str | None, policy: Policy, chunk_bytes: int
+    paths: Sequence[Path],
+    store: Store,
+    *,
+    exchange: str,
+    symbol: str | None,
+    policy: Policy,
+    chunk_bytes: int,
+    hold_rows: int,
 ) -> tuple[StoreSummary, str]:
     summary = StoreSummary()
     reports: list[CleaningReport] = []
     seen: dict[str, str] = {}  # symbol / kind of the first file → its name, to name a disagreeing one
+    held: list[pl.DataFrame] = []  # chunks not yet appended: the store gets whole days, each written once
+    key: DatasetKey | None = None
     with store.transaction() as tx:
+
+        def flush(before_us: int | None) -> None:
+            """Append the held rows earlier than ``before_us`` (all with None); keep the rest held."""
+            if key is None or not held:
+                return
+            frame = pl.concat(held)
+            ready = frame if before_us is None else frame.filter(pl.col("ts_us") < before_us)
+            held[:] = [] if before_us is None else [frame.filter(pl.col("ts_us") >= before_us)]
+            if ready.height:
+                summary.add(key, tx.append(key, ready))
+
         for path in paths:
             parts: list[CleaningReport] = []
             for chunk in iter_trade_chunks(path, symbol=symbol, policy=policy, chunk_bytes=chunk_bytes):
@@ -156,9 +187,12 @@ def _stream_trades(
                             hint=f"Import each {what} separately",
                         )
                 key = DatasetKey(exchange, chunk.symbol, Kind.TRADES)
-                summary.add(key, tx.append(key, chunk.frame))
+                held.append(chunk.frame)
+                if sum(f.height for f in held) >= hold_rows and chunk.frame.height:
+                    flush(int(chunk.frame["ts_us"].max()) // US_PER_DAY * US_PER_DAY)  # type: ignore[arg-type]
                 parts.append(chunk.report)
             reports.append(replace(CleaningReport.merged(parts), sources=parts[0].sources))
+        flush(None)
         report = CleaningReport.merged(reports)
         if report.rows_out == 0:
             raise FileFormatError(

@@ -91,12 +91,15 @@ def test_a_klines_file_is_refused_before_anything_is_yielded(tmp_path: Path) -> 
         next(iter_trade_chunks(path))
 
 
-def test_streamed_store_import_counts_cross_chunk_duplicates_and_is_all_or_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("hold_rows", [2_000_000, 700])  # everything held till the end; whole days as they fill
+def test_streamed_store_import_counts_cross_chunk_duplicates_and_is_all_or_nothing(
+    tmp_path: Path, hold_rows: int
+) -> None:
     lines = trade_lines(3_000, step_ms=90_000)  # 3.1 days
     a = write(tmp_path / "ETHUSDT-trades-a.csv", lines[:2_000])
     b = write(tmp_path / "ETHUSDT-trades-b.csv.gz", lines[1_500:])  # overlaps a by 500 trades
     store = Store(tmp_path / "store")
-    summary, _ = import_to_store([a, b], store, exchange="binance", chunk_bytes=5_000)
+    summary, _ = import_to_store([a, b], store, exchange="binance", chunk_bytes=5_000, hold_rows=hold_rows)
     (res,) = summary.appended.values()
     assert (res.rows_in, res.rows_new, res.rows_duplicate) == (3_500, 3_000, 500)
     assert store.read(TRADES).equals(import_file(write(tmp_path / "ETHUSDT-trades-all.csv", lines)).frame)
