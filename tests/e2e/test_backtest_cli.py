@@ -159,4 +159,5 @@ def test_scorecard_from_the_run_folder(
     assert main(["scorecard", str(run)]) == 0
     out = capsys.readouterr().out
     assert "scorecard · demo layout" in out and "coverage" in out and "NOT MEASURED" in out
+    assert "[bold" not in out and "[/]" not in out  # styles are rendered, never printed as markup
     assert main(["scorecard", str(tmp_path)]) == 3  # not a run folder

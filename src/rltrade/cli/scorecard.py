@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from rltrade.cli.app import app, console
 
@@ -46,8 +47,10 @@ def print_scorecard(card: Scorecard) -> None:
     for col in ("metric", "verdict", "figure", "target"):
         table.add_column(col, overflow="fold")
     for m in card.metrics:
-        figure = m.figure + (f"\n[bold red]{m.alarm}[/]" if m.alarm else "")
-        table.add_row(m.name, f"[{STYLE.get(m.status, '')}]{m.status}[/]", figure, m.target)
+        figure = Text(m.figure)
+        if m.alarm:
+            figure.append(f"\n{m.alarm}", style="bold red")
+        table.add_row(m.name, Text(m.status, style=STYLE.get(m.status, "")), figure, m.target)
     console.print(table)
     for m in card.metrics:
-        console.print(f"[dim]{m.name}: {m.definition} (from {m.source})[/]")
+        console.print(Text(f"{m.name}: {m.definition} (from {m.source})", style="dim"))
