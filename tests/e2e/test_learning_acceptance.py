@@ -5,6 +5,7 @@ it gives nothing to learn. The full version (3 seeds, the basic-layout agent, SB
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,9 @@ def test_demo_agent_captures_half_the_expected_move_oracle_and_beats_the_baselin
     m = _train_and_evaluate(tmp_path, {})
     agent, oracle = _ret(m, "agent"), _ret(m, "expected_move_oracle")
     assert oracle > 0
-    assert agent >= 0.5 * oracle, f"agent {agent:+.4%} captures {agent / oracle:.2f} of the oracle's {oracle:+.4%}"
+    # Capture in log growth (what compounds, and what the oracle's DP maximises), not in simple return.
+    capture = math.log1p(agent) / math.log1p(oracle)
+    assert capture >= 0.5, f"agent {agent:+.4%} captures {capture:.2f} of the oracle's {oracle:+.4%} (log growth)"
     assert agent <= _ret(m, "oracle")  # perfect foresight bounds every policy
     best = max(_ret(m, k) for k in ("flat", "buy_and_hold", "momentum"))
     assert agent > best
