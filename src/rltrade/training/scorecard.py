@@ -231,13 +231,33 @@ def _validation_curve(log_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def _reached(bundle: RunBundle, target: float) -> dict[str, Any] | None:
-    """When a run's validation return first reached ``target``: wall s, env steps (None: never), budget."""
-    curve = _validation_curve(bundle.root / "tensorboard")
+    train = bundle.config.train
+    return time_to_target(bundle.root / "tensorboard", target, n_envs=train.n_envs, total_steps=train.total_steps)
+
+
+def time_to_target(log_dir: Path, target: float, *, n_envs: int, total_steps: int) -> dict[str, Any] | None:
+    """Find when a run's validation return first reached ``target``.
+
+    Parameters
+    ----------
+    log_dir
+        The run's TensorBoard folder (``validation/total_return``).
+    target
+        The return to reach.
+    n_envs, total_steps
+        The run's parallel envs and loop steps: env steps are loop steps × ``n_envs``.
+
+    Returns
+    -------
+    dict or None
+        ``wall_s`` (since the log's first event) and ``env_steps``, both None when it never got there,
+        ``budget_env_steps`` and ``evaluations``; None when ``log_dir`` holds no validation curve.
+    """
+    curve = _validation_curve(log_dir)
     if curve is None:
         return None
     steps, wall, value = curve
-    n_envs = bundle.config.train.n_envs
-    budget = bundle.config.train.total_steps * n_envs
+    budget = total_steps * n_envs
     hit = np.flatnonzero(value >= target)
     if hit.size == 0:
         return {"wall_s": None, "env_steps": None, "budget_env_steps": budget, "evaluations": int(steps.size)}
@@ -292,19 +312,28 @@ def convergence_score(
     if absent:
         why = f"{head}; no comparison run for {', '.join(absent)} (convergence.json or --basic-run)"
         return Score("convergence", NOT_MEASURED, why, target_text, definition, source, details)
-    ratios = {}
-    for name in ("basic", "sb3_dqn"):
-        other = learners[name]
-        if agent["wall_s"] is None:
-            ratios[name] = math.inf
-        elif other.get("wall_s") is None:
-            ratios[name] = 0.0  # the agent got there, the comparison never did
-        else:
-            ratios[name] = agent["wall_s"] / max(float(other["wall_s"]), 1e-9)
+    ratios = {name: wall_ratio(agent, learners[name]) for name in ("basic", "sb3_dqn")}
     details["wall_ratio"] = ratios
-    ok = all(r < CONVERGENCE_RATIO for r in ratios.values())
-    text = head + "; ratio " + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items())
-    return Score("convergence", PASS if ok else FAIL, text, target_text, definition, source, details)
+    ok = all(r is not None and r < CONVERGENCE_RATIO for r in ratios.values())
+    shown = ", ".join(f"{k} {'> budget' if v is None else f'{v:.2f}'}" for k, v in ratios.items())
+    return Score(
+        "convergence", PASS if ok else FAIL, f"{head}; ratio {shown}", target_text, definition, source, details
+    )
+
+
+def wall_ratio(agent: dict[str, Any], other: dict[str, Any]) -> float | None:
+    """Divide the agent's wall time to the target by another learner's.
+
+    Returns
+    -------
+    float or None
+        None when the agent never got there ("> budget"), 0 when only the other learner never did.
+    """
+    if agent.get("wall_s") is None:
+        return None
+    if other.get("wall_s") is None:
+        return 0.0
+    return float(agent["wall_s"]) / max(float(other["wall_s"]), 1e-9)
 
 
 def _direction_ci(hits: np.ndarray) -> tuple[float, float]:

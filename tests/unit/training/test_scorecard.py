@@ -17,7 +17,9 @@ from rltrade.training.scorecard import (
     accuracy_score,
     coverage_score,
     regimes_score,
+    time_to_target,
     uptime_score,
+    wall_ratio,
 )
 
 
@@ -131,3 +133,22 @@ def test_the_bootstrap_interval_is_seeded() -> None:
     a = accuracy_score({}, steps, Path("/nonexistent"), real=False)
     b = accuracy_score({}, steps, Path("/nonexistent"), real=False)
     assert a.details == b.details and a.details["ci_low"] < a.details["direction_accuracy"] < a.details["ci_high"]
+
+
+def test_time_to_target_reads_the_validation_curve_and_ratios_say_budget(tmp_path: Path) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    log = tmp_path / "tensorboard"
+    writer = SummaryWriter(str(log))
+    for step, value in ((100, 0.01), (200, 0.03), (300, 0.05)):
+        writer.add_scalar("validation/total_return", value, step)
+    writer.close()
+    hit = time_to_target(log, 0.025, n_envs=4, total_steps=300)
+    assert hit is not None and hit["env_steps"] == 800 and hit["budget_env_steps"] == 1200
+    assert hit["wall_s"] is not None and hit["wall_s"] >= 0.0 and hit["evaluations"] == 3
+    never = time_to_target(log, 0.06, n_envs=4, total_steps=300)
+    assert never is not None and never["wall_s"] is None and never["env_steps"] is None
+    assert time_to_target(tmp_path / "absent", 0.0, n_envs=1, total_steps=1) is None
+    assert wall_ratio({"wall_s": 10.0}, {"wall_s": 40.0}) == 0.25
+    assert wall_ratio({"wall_s": 10.0}, {"wall_s": None}) == 0.0
+    assert wall_ratio({"wall_s": None}, {"wall_s": 40.0}) is None
