@@ -252,3 +252,65 @@ def tick_windows_into(
             row[o + 8] = np.float32(intensity_N[k])
             row[o + 9] = np.float32(2.0 * (lp - low) / scale - 1.0) if has_range else np.float32(0.0)
             mask_BM[b, i] = True
+
+
+@_compiled
+def pivot_level_states(
+    query_B: np.ndarray,
+    n_closed_B: np.ndarray,
+    close_T: np.ndarray,
+    tf_us: int,
+    off_hi: np.ndarray,
+    hi_IP: np.ndarray,
+    hi_price_P: np.ndarray,
+    off_lo: np.ndarray,
+    lo_IP: np.ndarray,
+    lo_price_P: np.ndarray,
+    off_ph: np.ndarray,
+    prov_hi_M: np.ndarray,
+    off_pl: np.ndarray,
+    prov_lo_M: np.ndarray,
+    ints_6BL: np.ndarray,
+    floats_5BL: np.ndarray,
+    flags_5BL: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """Gather every level's pivot state at each query, as ``pivots_features._gather_level`` does level by level.
+
+    Level ``k``'s highs are rows ``off_hi[k]:off_hi[k+1]`` of ``hi_IP`` (int64 ``[3, P]``: bar index, bar
+    open time, confirm time) and ``hi_price_P``; lows likewise; its provisional tables are
+    ``prov_*_M[off_p*[k]:off_p*[k+1]]``. Writes ``ints_6BL`` (hi1_time, hi1_index, lo1_time, lo1_index,
+    n_hi, n_lo), ``floats_5BL`` (hi1_price, hi2_price, lo1_price, lo2_price, hi1_bar_close) and
+    ``flags_5BL`` (has_hi2, has_lo2, prov_high, prov_low, available). Only indexing, no arithmetic beyond
+    the placeholder time ``query - tf``: the values are exactly the numpy gather's.
+    """
+    n_b = query_B.shape[0]
+    n_levels = off_hi.shape[0] - 1
+    for b in range(n_b):
+        q = query_B[b]
+        has_price = n_closed_B[b] >= 1
+        seen_hi = n_closed_B[b]
+        seen_lo = n_closed_B[b]
+        for k in range(n_levels):
+            a_hi, z_hi = off_hi[k], off_hi[k + 1]
+            a_lo, z_lo = off_lo[k], off_lo[k + 1]
+            n_hi = np.searchsorted(hi_IP[2, a_hi:z_hi], q, side="right")
+            n_lo = np.searchsorted(lo_IP[2, a_lo:z_lo], q, side="right")
+            h1, l1 = a_hi + n_hi - 1, a_lo + n_lo - 1
+            hi1_index = hi_IP[0, h1] if n_hi >= 1 else 0
+            ints_6BL[0, b, k] = hi_IP[1, h1] if n_hi >= 1 else q - tf_us
+            ints_6BL[1, b, k] = hi1_index
+            ints_6BL[2, b, k] = lo_IP[1, l1] if n_lo >= 1 else q - tf_us
+            ints_6BL[3, b, k] = lo_IP[0, l1] if n_lo >= 1 else 0
+            ints_6BL[4, b, k] = n_hi
+            ints_6BL[5, b, k] = n_lo
+            floats_5BL[0, b, k] = hi_price_P[h1] if n_hi >= 1 else 1.0
+            floats_5BL[1, b, k] = hi_price_P[h1 - 1] if n_hi >= 2 else 1.0
+            floats_5BL[2, b, k] = lo_price_P[l1] if n_lo >= 1 else 1.0
+            floats_5BL[3, b, k] = lo_price_P[l1 - 1] if n_lo >= 2 else 1.0
+            floats_5BL[4, b, k] = close_T[hi1_index] if n_hi >= 1 and close_T.shape[0] > 0 else 1.0
+            flags_5BL[0, b, k] = n_hi >= 2
+            flags_5BL[1, b, k] = n_lo >= 2
+            flags_5BL[2, b, k] = prov_hi_M[off_ph[k] + seen_hi]
+            flags_5BL[3, b, k] = prov_lo_M[off_pl[k] + seen_lo]
+            flags_5BL[4, b, k] = has_price and n_hi >= 1 and n_lo >= 1
+            seen_hi, seen_lo = n_hi, n_lo

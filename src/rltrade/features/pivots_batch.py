@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
@@ -63,6 +64,22 @@ class PivotArrays(NamedTuple):
         return cls(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.int64))
 
 
+class PackedPivots(NamedTuple):
+    """A :class:`PivotSet`'s levels concatenated: level ``k`` is ``[off[k], off[k+1])`` of each array."""
+
+    off_hi: I64
+    hi_IP: I64
+    """Highs: bar index, bar open time, confirm time (int64 ``[3, P]``)."""
+    hi_price_P: F64
+    off_lo: I64
+    lo_IP: I64
+    lo_price_P: F64
+    off_prov_hi: I64
+    prov_hi_M: BoolArr
+    off_prov_lo: I64
+    prov_lo_M: BoolArr
+
+
 @dataclass(frozen=True, eq=False)
 class PivotSet:
     """All pivots of a bar series, per level and kind, plus the provisional-flag tables.
@@ -88,6 +105,27 @@ class PivotSet:
     def of(self, kind: PivotKind, level: int) -> PivotArrays:
         """Return the confirmed pivots of ``kind`` at ``level``."""
         return (self.highs if kind is PivotKind.HIGH else self.lows)[level]
+
+    @cached_property
+    def packed(self) -> PackedPivots:
+        """Every level's arrays concatenated with offsets, for the compiled gather (built once, on first use)."""
+
+        def pack(arrays: tuple[PivotArrays, ...]) -> tuple[I64, I64, F64]:
+            offsets = np.concatenate([[0], np.cumsum([len(a.price_P) for a in arrays])]).astype(np.int64)
+            ints = np.zeros((3, int(offsets[-1])), dtype=np.int64)
+            for a, lo, hi in zip(arrays, offsets[:-1], offsets[1:], strict=True):
+                ints[:, lo:hi] = np.stack([a.index_P, a.time_us_P, a.confirm_us_P]).astype(np.int64)
+            prices = np.concatenate([np.asarray(a.price_P, np.float64) for a in arrays]) if arrays else np.empty(0)
+            return offsets, ints, prices
+
+        def pack_flags(tables: tuple[BoolArr, ...]) -> tuple[I64, BoolArr]:
+            offsets = np.concatenate([[0], np.cumsum([len(t) for t in tables])]).astype(np.int64)
+            flags = np.concatenate(tables).astype(np.bool_) if tables else np.empty(0, np.bool_)
+            return offsets, flags
+
+        return PackedPivots(
+            *pack(self.highs), *pack(self.lows), *pack_flags(self.provisional_high), *pack_flags(self.provisional_low)
+        )
 
     def records(self, until_us: int | None = None) -> list[Pivot]:
         """Every pivot with ``confirm_us <= until_us`` (all when None) as sorted :class:`Pivot` tuples."""

@@ -46,6 +46,7 @@ from typing import Final, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
+from rltrade.features import gather_kernels as kernels
 from rltrade.features.pivots_batch import (
     F64,
     I64,
@@ -268,23 +269,58 @@ def _features_chunk(
     out_BLK: NDArray[np.floating],
     mask_BL: BoolArr,
 ) -> None:
+    """Gather every level's state in one compiled pass, then the features of all levels in one numpy pass.
+
+    The gather is indexing only (:func:`rltrade.features.gather_kernels.pivot_level_states`, the same
+    values as :func:`_gather_level` level by level); the features' logs stay numpy's, so the values are
+    bit for bit those of the level-by-level computation.
+    """
+    n, levels = query_B.shape[0], pivots.levels
+    if levels == 0 or n == 0:
+        return
     n_closed = np.searchsorted(close_us_T, query_B, side="right").astype(np.int64)
-    has_price = n_closed >= 1
     price = _take(close_T, n_closed - 1, 1.0).astype(np.float64)
-    seen_hi = seen_lo = n_closed
-    for k in range(pivots.levels):
-        state, seen_hi, seen_lo = _gather_level(
-            pivots.highs[k],
-            pivots.lows[k],
-            pivots.provisional_high[k],
-            pivots.provisional_low[k],
-            seen_hi,
-            seen_lo,
-            price,
-            has_price,
-            close_T,
-            query_B,
-            pivots.tf_us,
-        )
-        level_features(state, pivots.tf_us, out=out_BLK[:, k, :])
-        mask_BL[:, k] = state.available
+    p = pivots.packed
+    ints = np.empty((6, n, levels), dtype=np.int64)
+    floats = np.empty((5, n, levels), dtype=np.float64)
+    flags = np.empty((5, n, levels), dtype=np.bool_)
+    kernels.pivot_level_states(
+        query_B,
+        n_closed,
+        np.ascontiguousarray(close_T, dtype=np.float64),
+        int(pivots.tf_us),
+        p.off_hi,
+        p.hi_IP,
+        p.hi_price_P,
+        p.off_lo,
+        p.lo_IP,
+        p.lo_price_P,
+        p.off_prov_hi,
+        p.prov_hi_M,
+        p.off_prov_lo,
+        p.prov_lo_M,
+        ints,
+        floats,
+        flags,
+    )
+    shape = (n, levels)
+    state = LevelState(
+        query_us=np.broadcast_to(query_B[:, None], shape),
+        price=np.broadcast_to(price[:, None], shape),
+        hi1_price=floats[0],
+        hi2_price=floats[1],
+        hi1_time_us=ints[0],
+        hi1_index=ints[1],
+        lo1_price=floats[2],
+        lo2_price=floats[3],
+        lo1_time_us=ints[2],
+        lo1_index=ints[3],
+        hi1_bar_close=floats[4],
+        has_hi2=flags[0],
+        has_lo2=flags[1],
+        prov_high=flags[2],
+        prov_low=flags[3],
+        available=flags[4],
+    )
+    level_features(state, pivots.tf_us, out=out_BLK)
+    mask_BL[:] = state.available
