@@ -288,6 +288,11 @@ class EnvConfig(_Frozen):
     """Decisions per training episode (an episode is also truncated at the end of its period)."""
     ruin_equity: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
     """An episode terminates when equity falls below this fraction of its starting equity."""
+    min_hold_steps: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+    """Minimum holding time of the agent, in decision steps: a long or short opened at step ``i`` cannot be
+    closed or reversed before step ``i + min_hold_steps`` (the order is ignored and the position kept); 1 = no
+    minimum. Applies to the agent's env and backtests (:func:`rltrade.env.fills.held_positions`); the baselines
+    and oracles are unconstrained (the perfect-foresight oracle stays an upper bound). Not enforced in live yet."""
 
     @property
     def latency_us(self) -> int:

@@ -120,6 +120,20 @@ def short_carry(times_us: npt.NDArray[np.int64], cfg: EnvConfig, funding: pl.Dat
     return -np.diff(cum[k])
 
 
+def held_positions(
+    wanted: npt.NDArray[np.int8], position: npt.NDArray[np.int8], held_steps: npt.NDArray[np.int64], min_hold: int
+) -> npt.NDArray[np.int8]:
+    """Apply a minimum holding time to the ``wanted`` positions.
+
+    ``position`` is kept where it is long or short and has been held for fewer than ``min_hold`` steps
+    (``held_steps``: steps since it was opened); elsewhere ``wanted`` is taken.
+    """
+    if min_hold <= 1:
+        return wanted
+    locked = (position != 0) & (held_steps < min_hold)
+    return np.where(locked, position, wanted).astype(np.int8)
+
+
 @dataclass(eq=False)
 class AccountBook:
     """The accounts of ``E`` parallel episodes (arrays ``[E]``), updated in place step by step.

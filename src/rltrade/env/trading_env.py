@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rltrade.config import EnvConfig, RewardConfig
-from rltrade.env.fills import AccountBook, CostModel, position_log_return
+from rltrade.env.fills import AccountBook, CostModel, held_positions, position_log_return
 from rltrade.env.prices import PeriodData
 from rltrade.env.reward import FACTOR_NAMES, RewardParts, compute_reward
 from rltrade.features.account import ACCOUNT_DIM
@@ -127,7 +127,9 @@ class EpisodeBatch:
         per = self.period
         i = self.t_idx.copy()
         rows = np.arange(self.n_envs)
-        new_pos = (action - 1).astype(np.int8)
+        new_pos = held_positions(
+            (action - 1).astype(np.int8), self.book.position, i - self.book.entry_step, self.env_cfg.min_hold_steps
+        )
         self.positions_EL[rows, i - self.start] = new_pos
         low, high = per.pivot_low_T[i], per.pivot_high_T[i]
         low_pos = np.where(low >= self.start, self.positions_EL[rows, np.maximum(low - self.start, 0)], 0)

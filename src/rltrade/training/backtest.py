@@ -122,7 +122,7 @@ def backtest_policy(
             if act.shape != (1,):
                 raise ValueError(f"policy returned {act.shape[0]} actions for 1 observation at step {i}")
             core.advance(act)
-            actions[i] = act[0]
+            actions[i] = int(core.book.position[0]) + 1  # what took effect (env.min_hold_steps may keep a position)
     return backtest_actions(period, actions, env_cfg, initial_equity=initial_equity)
 
 

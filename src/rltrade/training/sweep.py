@@ -5,8 +5,9 @@ each ``{type: float|int|categorical, low, high, log, step, choices}``) and the b
 ``folds``, ``top_k``, ``top_seeds``, ``pruner``: ``median`` or ``none``, ``sampler_seed``). Any config field can
 be swept: learning rate (``agent.lr``), γ (``agent.gamma``), n-step (``agent.n_step``), network
 (``agent.encoder_hidden``, ``agent.network``), reward weights (``reward.*_weight``), the turnover penalty
-(``reward.turnover_weight``) and the training-time fee multiplier (``train.fee_multiplier``). Evaluation always
-charges the config's ``env.taker_fee``: a sweep may not set ``env.*`` cost fields.
+(``reward.turnover_weight``), the minimum holding time (``env.min_hold_steps``, the one ``env`` field allowed)
+and the training-time fee multiplier (``train.fee_multiplier``). Evaluation always charges the config's
+``env.taker_fee``: a sweep may not set ``env.*`` cost or clock fields.
 
 **Objective, never the test range.** The span before the outer test range (the config's own train + validation,
 :func:`inner_folds`) is cut into ``folds`` rolling walk-forward folds. A trial trains each fold on ``seeds``
@@ -65,6 +66,8 @@ JOURNAL: Final = "study.journal"
 RESULT: Final = "sweep.json"
 FORBIDDEN_PREFIXES: Final = ("env.", "seed", "splits.", "data.", "selection.")
 """Config paths a sweep may not search: costs and clock (evaluation uses the user's), seeds, ranges and data."""
+ALLOWED_ENV: Final = ("env.min_hold_steps",)
+"""The ``env`` fields a sweep may search: not costs, the agent's minimum holding time."""
 RERUN_SEED_OFFSET: Final = 1000
 """Re-runs of the top trials use seeds ``cfg.seed + 1000 + i`` (fresh: no trial trained on them)."""
 
@@ -153,7 +156,7 @@ def parse_space(raw: Mapping[str, Any], cfg: Config, *, where: str = "search spa
 
 
 def _param(path: str, spec: Any, where: str) -> Param:
-    if any(path == f.rstrip(".") or path.startswith(f) for f in FORBIDDEN_PREFIXES):
+    if path not in ALLOWED_ENV and any(path == f.rstrip(".") or path.startswith(f) for f in FORBIDDEN_PREFIXES):
         raise ConfigError(
             f"{where}: {path} cannot be searched (costs, clock, seeds, ranges and data are the user's: evaluation "
             "always charges env.taker_fee; sweep train.fee_multiplier to train against other fees)"

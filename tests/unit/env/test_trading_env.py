@@ -11,10 +11,11 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 from rltrade.config import EnvConfig, RewardConfig
-from rltrade.env.fills import CostModel
+from rltrade.env.fills import CostModel, held_positions
 from rltrade.env.prices import PeriodData
 from rltrade.env.trading_env import TradingEnv
 from rltrade.features.account import ACCOUNT_DIM, account_vector
+from rltrade.training.backtest import backtest_policy
 from tests.unit.env.market_cases import period_from_prices, small_setup, trading_period
 
 CFG = EnvConfig(taker_fee=0.001, half_spread_bps=0.5, impact_bps=1.0, borrow_annual_rate=0.0, episode_steps=50)
@@ -157,3 +158,31 @@ def test_stable_baselines3_dqn_trains_on_it_unchanged() -> None:
     obs, _ = env.reset(seed=0)
     action, _ = model.predict(obs, deterministic=True)
     assert int(action) in (0, 1, 2)
+
+
+def test_held_positions_keep_a_position_for_its_minimum_holding_time() -> None:
+    wanted = np.array([-1, 0, 1, 0], np.int8)
+    position = np.array([1, 1, 0, -1], np.int8)
+    held = np.array([1, 3, 0, 2], np.int64)
+    np.testing.assert_array_equal(held_positions(wanted, position, held, 1), wanted)  # 1: no minimum
+    np.testing.assert_array_equal(held_positions(wanted, position, held, 3), [1, 0, 1, -1])
+
+
+def test_minimum_holding_time_in_the_env_and_the_agent_backtest() -> None:
+    """An agent flipping every step trades only every ``min_hold_steps`` steps, and its backtest records that."""
+    setup = small_setup()
+    cfg = CFG.model_copy(update={"min_hold_steps": 3})
+    period = trading_period(setup, cfg)
+    env = TradingEnv(setup.builder, period, cfg)
+    env.reset(options={"start": 0})
+    positions = [int(env.step(2 if k % 2 == 0 else 0)[4]["position"]) for k in range(9)]
+    assert positions == [1, 1, 1, -1, -1, -1, 1, 1, 1]
+
+    def flipper(obs: np.ndarray) -> np.ndarray:
+        return np.where(obs[:, -ACCOUNT_DIM] > 0, 0, 2)  # always ask for the other side
+
+    free = backtest_policy(setup.builder, period, flipper, CFG)
+    held = backtest_policy(setup.builder, period, flipper, cfg)
+    changes = [int(np.count_nonzero(np.diff(r.steps["position"].to_numpy()[:-1]))) for r in (free, held)]
+    assert changes[0] == period.n_steps - 1  # unconstrained: a reversal every step
+    assert changes[1] == (period.n_steps - 1) // 3  # held: one every 3 steps

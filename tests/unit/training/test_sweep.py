@@ -48,6 +48,8 @@ def test_the_space_is_checked_against_the_config() -> None:
     assert space.params[2].choices == ((32,), (64,))
     with pytest.raises(ConfigError, match=r"env\.taker_fee cannot be searched"):
         parse_space({**SPACE, "params": {"env.taker_fee": {"type": "float", "low": 0.0, "high": 0.001}}}, cfg)
+    held = parse_space({**SPACE, "params": {"env.min_hold_steps": {"type": "int", "low": 1, "high": 30}}}, cfg)
+    assert held.params[0].path == "env.min_hold_steps"  # the one env field a sweep may search
     with pytest.raises(ConfigError, match="seeds must be at least 2"):
         parse_space({**SPACE, "seeds": 1}, cfg)
     with pytest.raises(ConfigError, match=r"agent\.gamma = 1\.5 is not a valid config value"):
