@@ -20,8 +20,10 @@ median pruner stops a trial whose first folds trail the others. Nothing reads th
 writes the study, to an Optuna journal file in the sweep folder (``study.journal``; SQLite locks under parallel
 writers and remote workers cannot reach a local file). Each (trial, fold) is one Ray task of one CPU (a local
 Ray, or the cluster at ``ray_address``); ``executor="local"`` runs them one after another in this process (the
-sequential baseline). A rerun resumes the study: trials left running by a crash are marked failed, finished
-ones are kept, and the sweep continues until ``trials`` have finished.
+sequential baseline). The journal keeps each trial's values and fold scores, not its return series (those stay
+in the runs' ``selection_detail.npz``, so the journal stays small). A rerun resumes the study: trials left
+running by a crash are marked failed, finished ones are kept, and the sweep continues until ``trials`` have
+finished. On a cluster, ``out_dir`` must be on storage every worker and the driver share.
 
 **Do no harm.** The ``top_k`` best trials are re-run on ``top_seeds`` fresh seeds; their re-run objectives,
 flat's (0) and buy-and-hold's (median over folds of its selection-window return) are the candidates of
@@ -236,7 +238,6 @@ def run_trial_fold(cfg_dict: dict[str, Any], fold: Fold, seeds: Sequence[int], o
     """
     torch.set_num_threads(1)
     scores, selections = [], []
-    pooled: dict[str, list[F64]] = {}
     for seed in seeds:
         cfg = Config.model_validate(deep_merge(cfg_dict, {"seed": seed, "train": {"torch_threads": 1}}))
         run_dir = Path(out_dir) / f"fold{fold.index}_seed{seed}"
@@ -250,17 +251,34 @@ def run_trial_fold(cfg_dict: dict[str, Any], fold: Fold, seeds: Sequence[int], o
             raise SweepError(f"{run_dir} made no selection (its validation range is missing or too short)")
         scores.append(float(sel["scores"]["agent"]))
         selections.append({k: sel[k] for k in ("selected", "status", "label")})
-        for key, value in detail.items():
-            pooled.setdefault(key, []).append(value)
-    mean = {k: np.mean(np.stack(v), axis=0) for k, v in pooled.items() if len({a.size for a in v}) == 1}
     return {
         "fold": fold.index,
         "seeds": list(seeds),
+        "out_dir": str(out_dir),
         "score": float(np.mean(scores)),
         "seed_scores": scores,
         "selections": selections,
-        "returns": {k: v.tolist() for k, v in mean.items()},
+        "returns": {k: v.tolist() for k, v in fold_returns(Path(out_dir), fold.index, seeds).items()},
     }
+
+
+def fold_returns(out_dir: Path, fold_index: int, seeds: Sequence[int]) -> dict[str, F64]:
+    """Mean over ``seeds`` of the runs' per-step selection and confirmation returns (``selection_detail.npz``)."""
+    pooled: dict[str, list[F64]] = {}
+    for seed in seeds:
+        for key, value in read_selection_detail(out_dir / f"fold{fold_index}_seed{seed}").items():
+            pooled.setdefault(key, []).append(value)
+    return {
+        k: np.mean(np.stack(v), axis=0)
+        for k, v in pooled.items()
+        if len(v) == len(seeds) and len({a.size for a in v}) == 1
+    }
+
+
+def _with_returns(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Reload the return series of a fold row read back from the journal (which keeps none) from its runs."""
+    got = fold_returns(Path(row["out_dir"]), int(row["fold"]), row["seeds"])
+    return {**row, "returns": {k: v.tolist() for k, v in got.items()}}
 
 
 class Executor(Protocol):
@@ -392,7 +410,11 @@ def run_sweep(
     for t in study.trials:  # a crash left these running: nothing will finish them
         if t.state == optuna.trial.TrialState.RUNNING:
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-    results: dict[int, dict[str, Any]] = {t.number: dict(t.user_attrs) for t in study.trials if t.user_attrs}
+    results: dict[int, dict[str, Any]] = {
+        t.number: {**t.user_attrs, "folds": [_with_returns(f) for f in t.user_attrs.get("folds", [])]}
+        for t in study.trials
+        if t.user_attrs
+    }
     seeds = [cfg.seed + i for i in range(space.seeds)]
 
     ex: Executor
@@ -515,8 +537,8 @@ def _search(
             tr.pruned = True
         if tr.pruned or tr.next_fold == len(folds):
             attrs: dict[str, Any] = {"params": _jsonable(tr.params), "folds": [tr.folds[i] for i in sorted(tr.folds)]}
-            for key, value in attrs.items():
-                tr.optuna_trial.set_user_attr(key, value)
+            tr.optuna_trial.set_user_attr("params", attrs["params"])  # the journal keeps no return series
+            tr.optuna_trial.set_user_attr("folds", [_without_returns(f) for f in attrs["folds"]])
             results[number] = attrs
             if tr.pruned:
                 study.tell(tr.optuna_trial, state=optuna.trial.TrialState.PRUNED)
@@ -691,6 +713,10 @@ def _trial_rows(
             }
         )
     return rows
+
+
+def _without_returns(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "returns"}
 
 
 def _jsonable(values: Mapping[str, Any]) -> dict[str, Any]:
