@@ -272,31 +272,47 @@ def bar_windows(
     idx = idx.astype(np.int64, copy=False)
     x_BWC = np.empty((idx.shape[0], window, N_BAR_CHANNELS), dtype=np.float32)
     mask_BW = np.empty((idx.shape[0], window), dtype=np.bool_)
-    bar_windows_into(channels, idx, x_BWC.reshape(idx.shape[0], window * N_BAR_CHANNELS), mask_BW)
+    bar_windows_into(channels, idx, x_BWC.reshape(idx.shape[0], window * N_BAR_CHANNELS), 0, mask_BW)
     return x_BWC, mask_BW
 
 
 def bar_windows_into(
-    channels: BarChannels, idx_B: npt.NDArray[np.int64], out_BX: npt.NDArray[np.float32], mask_BW: npt.NDArray[np.bool_]
+    channels: BarChannels,
+    idx_B: npt.NDArray[np.int64],
+    out_BF: npt.NDArray[np.float32],
+    col0: int,
+    mask_BW: npt.NDArray[np.bool_],
 ) -> None:
-    """Write :func:`bar_windows` in place, into ``out_BX`` ``float32 [B, W·8]`` and ``mask_BW`` ``bool [B, W]``.
+    """Write :func:`bar_windows` in place, into columns ``col0 .. col0 + W·8`` of ``out_BF`` and ``mask_BW``.
 
-    Each row of ``out_BX`` is one window, row-major ``[W, 8]``; it may be a column slice of a state matrix.
+    ``out_BF`` is a C-contiguous ``float32 [B, F]`` state matrix; each row's columns hold one window,
+    row-major ``[W, 8]``; ``mask_BW`` is ``bool [B, W]``.
 
     One compiled pass per window (:func:`rltrade.features.gather_kernels.bar_windows_into`), reading the
     interleaved per-bar arrays ``log_ohlc_T4`` and ``per_bar_T4``. ``idx_B`` is int64 in ``[-1, n_bars)``
     (:func:`bar_windows` checks it); with no bars at all every row is 0 and masked.
     """
     b, w = mask_BW.shape
-    if out_BX.shape != (b, w * N_BAR_CHANNELS) or out_BX.dtype != np.float32 or idx_B.shape != (b,):
-        raise ValueError(f"bar_windows_into: out {out_BX.shape} {out_BX.dtype}, idx {idx_B.shape}, mask {(b, w)}")
+    width = w * N_BAR_CHANNELS
+    if (
+        out_BF.ndim != 2
+        or out_BF.shape[0] != b
+        or not 0 <= col0 <= out_BF.shape[1] - width
+        or out_BF.dtype != np.float32
+        or not out_BF.flags.c_contiguous
+        or idx_B.shape != (b,)
+    ):
+        raise ValueError(
+            f"bar_windows_into: need a C-contiguous float32 [{b}, >= {col0 + width}] matrix, got {out_BF.shape} "
+            f"{out_BF.dtype}; idx {idx_B.shape}, mask {(b, w)}"
+        )
     n = channels.n_bars
     bad = (idx_B < -1) | (idx_B >= n)
     if bad.any():  # the kernel does not check bounds
         i = int(np.flatnonzero(bad)[0])
         raise FeatureInputError(f"idx_B[{i}] = {idx_B[i]} is outside [-1, {n - 1}] for a series of {n} bars")
     if channels.n_bars == 0:
-        out_BX[:] = 0.0
+        out_BF[:, col0 : col0 + width] = 0.0
         mask_BW[:] = False
         return
-    kernels.bar_windows_into(channels.log_ohlc_T4, channels.per_bar_T4, channels.valid_T, idx_B, out_BX, mask_BW)
+    kernels.bar_windows_into(channels.log_ohlc_T4, channels.per_bar_T4, channels.valid_T, idx_B, out_BF, col0, mask_BW)

@@ -112,12 +112,14 @@ def bar_windows_into(
     per_bar_T4: np.ndarray,
     valid_T: np.ndarray,
     idx_B: np.ndarray,
-    out_BX: np.ndarray,
+    out_BF: np.ndarray,
+    col0: int,
     mask_BW: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
-    """Write the ``W``-bar windows ending at bars ``idx_B`` into ``out_BX`` and their mask into ``mask_BW``.
+    """Write the ``W``-bar windows ending at bars ``idx_B`` into ``out_BF`` and their mask into ``mask_BW``.
 
-    ``out_BX`` is ``float32 [B, W·8]`` (rows may be strided views of the state matrix); ``W = mask_BW.shape[1]``.
+    ``out_BF`` is the C-contiguous ``float32`` state matrix; the windows fill its columns ``col0 .. col0 + W·8``
+    (contiguous rows let the compiler vectorise the stores); ``W = mask_BW.shape[1]``.
 
     Row ``j`` of window ``b`` is bar ``idx_B[b] - (W-1) + j``; channels 0-3 are
     ``float32(log_ohlc[r] - log_close[idx_B[b]])``, channels 4-7 the per-bar channels; rows before bar 0
@@ -130,16 +132,16 @@ def bar_windows_into(
         first = e - (w - 1)
         for j in range(w):
             r = first + j
-            o = j * 8
+            o = col0 + j * 8
             if r < 0:
                 for c in range(8):
-                    out_BX[b, o + c] = 0.0
+                    out_BF[b, o + c] = 0.0
                 mask_BW[b, j] = False
             else:
                 for c in range(4):
-                    out_BX[b, o + c] = np.float32(log_ohlc_T4[r, c] - cref)
+                    out_BF[b, o + c] = np.float32(log_ohlc_T4[r, c] - cref)
                 for c in range(4):
-                    out_BX[b, o + 4 + c] = per_bar_T4[r, c]
+                    out_BF[b, o + 4 + c] = per_bar_T4[r, c]
                 mask_BW[b, j] = valid_T[r]
 
 
@@ -206,10 +208,11 @@ def tick_windows_into(
     log_vwap_B: np.ndarray,
     high_B: np.ndarray,
     low_B: np.ndarray,
-    out_BX: np.ndarray,
+    out_BF: np.ndarray,
+    col0: int,
     mask_BM: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
-    """Write the ten tick features of each window into ``out_BX`` (``float32 [B, m·10]``) and the mask.
+    """Write the ten tick features of each window into columns ``col0 .. col0 + m·10`` of ``out_BF`` and the mask.
 
     Feature 1, ``side · log1p(qty / qty_scale)``, and the per-window ``log_vwap_B`` come from numpy (see
     the module docstring): ``signed_size_XY`` is ``[1, N]`` per trade when ``per_trade``, else ``[B, m]``
@@ -220,7 +223,7 @@ def tick_windows_into(
     for b in range(n_b):
         n = n_B[b]
         k0 = hi_B[b] - 1
-        row = out_BX[b]
+        row = out_BF[b]
         total = total_B[b]
         safe_total = total if total > 0 else 1.0
         span = high_B[b] - low_B[b]
@@ -233,14 +236,14 @@ def tick_windows_into(
         cum = 0.0
         for i in range(m - 1, n - 1, -1):
             cum = zero if i == m - 1 else cum + zero
-            row[i * 10 : i * 10 + 10] = 0.0
+            row[col0 + i * 10 : col0 + i * 10 + 10] = 0.0
             mask_BM[b, i] = False
         for i in range(n - 1, -1, -1):
             k = k0 - i
             signed = side_N[k] * qty_N[k]
             cum = signed if i == m - 1 else cum + signed
             lp = logp_N[k]
-            o = i * 10
+            o = col0 + i * 10
             row[o] = np.float32(lp - logp_last)
             row[o + 1] = np.float32(signed_size_XY[0, k] if per_trade else signed_size_XY[b, i])
             row[o + 2] = np.float32(side_N[k])

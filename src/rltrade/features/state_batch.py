@@ -102,7 +102,7 @@ class BatchStateBuilder:
                 sf = f.series[(block.symbol, block.timeframe)]
                 idx_B = last_closed_index(sf.bars, t_B)
                 mask_BW = np.empty((n, block.shape[0]), dtype=np.bool_)
-                bar_windows_into(sf.channels, idx_B, cols, mask_BW)
+                bar_windows_into(sf.channels, idx_B, out_BF, block.start, mask_BW)
                 has[block.name] = mask_BW[:, -1]
                 warm.append((idx_B >= 0) & ~mask_BW.all(axis=1))
             elif block.kind == "ticks":
@@ -111,7 +111,7 @@ class BatchStateBuilder:
                     has[block.name] = np.zeros(n, bool)
                 else:
                     mask_BM = np.empty((n, block.shape[0]), dtype=np.bool_)
-                    tick_windows_into(f.trades, t_B, cols, mask_BM)
+                    tick_windows_into(f.trades, t_B, out_BF, block.start, mask_BM)
                     has[block.name] = mask_BM[:, 0]
             elif block.name == "pivots":
                 assert f.pivots is not None and f.pivot_bars is not None

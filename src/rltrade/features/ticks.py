@@ -255,17 +255,21 @@ def tick_windows(trades: TradeSeries, t_us_B: npt.ArrayLike) -> tuple[npt.NDArra
     m = trades.spec.max_trades
     x_BX = np.empty((t.size, m * N_TICK_FEATURES), dtype=np.float32)
     mask_BM = np.empty((t.size, m), dtype=np.bool_)
-    tick_windows_into(trades, t, x_BX, mask_BM)
+    tick_windows_into(trades, t, x_BX, 0, mask_BM)
     return x_BX.reshape(t.size, m, N_TICK_FEATURES), mask_BM
 
 
 def tick_windows_into(
-    trades: TradeSeries, t_B: npt.NDArray[np.int64], out_BX: npt.NDArray[np.float32], mask_BM: npt.NDArray[np.bool_]
+    trades: TradeSeries,
+    t_B: npt.NDArray[np.int64],
+    out_BF: npt.NDArray[np.float32],
+    col0: int,
+    mask_BM: npt.NDArray[np.bool_],
 ) -> None:
-    """Write :func:`tick_windows` in place, into ``out_BX`` ``float32 [B, max_trades·10]`` and ``mask_BM``.
+    """Write :func:`tick_windows` in place, into columns ``col0 .. col0 + max_trades·10`` of ``out_BF`` and ``mask_BM``.
 
-    Each row of ``out_BX`` is one block, row-major ``[max_trades, 10]``; it may be a column slice of a state
-    matrix.
+    ``out_BF`` is a C-contiguous ``float32 [B, F]`` state matrix; each row's columns hold one block,
+    row-major ``[max_trades, 10]``.
 
     Two compiled passes (:mod:`rltrade.features.gather_kernels`): the window sums, then the features.
     The VWAP's log and the signed sizes' ``log1p`` are numpy's (per trade when the normaliser is one
@@ -275,10 +279,21 @@ def tick_windows_into(
     spec = trades.spec
     m = spec.max_trades
     b = t_B.shape[0]
-    if out_BX.shape != (b, m * N_TICK_FEATURES) or out_BX.dtype != np.float32 or mask_BM.shape != (b, m):
-        raise ValueError(f"tick_windows_into: out {out_BX.shape} {out_BX.dtype}, mask {mask_BM.shape}, B={b}, m={m}")
+    width = m * N_TICK_FEATURES
+    if (
+        out_BF.ndim != 2
+        or out_BF.shape[0] != b
+        or not 0 <= col0 <= out_BF.shape[1] - width
+        or out_BF.dtype != np.float32
+        or not out_BF.flags.c_contiguous
+        or mask_BM.shape != (b, m)
+    ):
+        raise ValueError(
+            f"tick_windows_into: need a C-contiguous float32 [{b}, >= {col0 + width}] matrix, got {out_BF.shape} "
+            f"{out_BF.dtype}; mask {mask_BM.shape}, m={m}"
+        )
     if trades.ts_us_N.size == 0:
-        out_BX[:] = 0.0
+        out_BF[:, col0 : col0 + width] = 0.0
         mask_BM[:] = False
         return
     hi_B = np.searchsorted(trades.ts_us_N, t_B, side="right")
@@ -311,7 +326,8 @@ def tick_windows_into(
         log_vwap_B,
         high_B,
         low_B,
-        out_BX,
+        out_BF,
+        col0,
         mask_BM,
     )
 
