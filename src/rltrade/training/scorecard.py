@@ -37,7 +37,7 @@ scorecard says so (``evaluation``). Each run is scored against its own layout. D
   summary's ``cnn_enabled``; a live session runs the run's CNNs, so a session of a run whose CNN stage
   served at least one timeframe). PASS above 99.5 %. NOT MEASURED otherwise.
 
-``RUN_DIR/convergence.json`` (optional, written by a benchmark)::
+``RUN_DIR/convergence.json`` (optional, written by ``python -m benchmarks.bench_convergence --run RUN_DIR``)::
 
     {"target": float, "learners": {"basic": {"wall_s": float | null, "env_steps": int | null,
                                              "budget_env_steps": int}, "sb3_dqn": {...}}}
@@ -315,10 +315,12 @@ def convergence_score(
     ratios = {name: wall_ratio(agent, learners[name]) for name in ("basic", "sb3_dqn")}
     details["wall_ratio"] = ratios
     ok = all(r is not None and r < CONVERGENCE_RATIO for r in ratios.values())
-    shown = ", ".join(f"{k} {'> budget' if v is None else f'{v:.2f}'}" for k, v in ratios.items())
-    return Score(
-        "convergence", PASS if ok else FAIL, f"{head}; ratio {shown}", target_text, definition, source, details
+    shown = "; ".join(
+        f"{k} {_when(learners[k])}" + ("" if v is None else f" (agent/{k} wall-time ratio {v:.2f})")
+        for k, v in ratios.items()
     )
+    status = PASS if ok else FAIL
+    return Score("convergence", status, f"{head}; {shown}", target_text, definition, source, details)
 
 
 def wall_ratio(agent: dict[str, Any], other: dict[str, Any]) -> float | None:
