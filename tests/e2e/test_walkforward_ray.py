@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from rltrade.cli import main
@@ -142,3 +143,28 @@ def test_ablation_command_reports_each_block(
     assert "pivots" not in {b["name"] for b in layout}
     out_text = capsys.readouterr().out
     assert "not in layout" in out_text and "pivots" in out_text
+
+
+def test_the_verdict_has_flat_buy_and_hold_and_the_seed_ensemble_in_every_fold(
+    walkforward: WalkForwardResult,
+) -> None:
+    from rltrade.training.verdict import RETURNS_PATH
+    from rltrade.training.walkforward import ensemble_returns
+
+    saved = json.loads(walkforward.path.read_text())
+    verdict = saved["verdict"]
+    assert verdict == walkforward.verdict
+    assert [f["fold"] for f in verdict["folds"]] == [0, 1]
+    for f in verdict["folds"]:
+        assert {"agent", "ensemble", "flat", "buy_and_hold"} <= set(f["policies"])
+        assert f["policies"]["flat"]["total_return"] == 0.0
+        assert f["seeds"] == 2
+    n = sum(f["policies"]["agent"]["n_steps"] for f in verdict["folds"])
+    assert verdict["aggregate"]["policies"]["agent"]["n_steps"] == n
+    # An ensemble of one run twice is that run: the averaged Q-values pick the run's own actions.
+    run = Path(next(r["run_dir"] for r in walkforward.rows if r["fold"] == 1))
+    import polars as pl
+
+    own = pl.read_parquet(run / RETURNS_PATH)["agent"].to_numpy()
+    twice = ensemble_returns([run, run])
+    assert twice is not None and np.allclose(twice, own, rtol=0, atol=1e-12)

@@ -360,6 +360,18 @@ class DQNLearner:
         staging.copy_(host)
         return staging.to(self.device, non_blocking=True)
 
+    def greedy_q(self, obs_BF: npt.ArrayLike | Tensor) -> np.ndarray:
+        """Return the online network's Q-values (float32 [B, A]) with noise off, as a greedy :meth:`act` sees them."""
+        obs = self._as_obs(obs_BF)
+        was_training = self.online.training
+        self.online.eval()
+        try:
+            with torch.no_grad(), self._autocast():
+                q = self.online.q_values(obs[:, : self.state_dim], obs[:, self.state_dim :])
+            return q.float().cpu().numpy()
+        finally:
+            self.online.train(was_training)
+
     def _autocast(self) -> torch.autocast:
         """bfloat16 autocast on the learner's device when ``mixed_precision`` is on, a no-op otherwise."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.mixed_precision)

@@ -100,3 +100,35 @@ def import_real_klines(data: DataConfig, real_dir: Path = REAL_DATA_DIR) -> Stor
             summary.add(key, store.append(key, frame))
     summary.notes.append(f"real klines from {real_dir}, cut at the 1m month's end ({end_us} µs)")
     return summary
+
+
+def import_real_hourly(data: DataConfig, real_dir: Path = REAL_DATA_DIR) -> StoreSummary:
+    """Import the whole 1h files (2018-01-01 → 2026-05-16) into ``data.store``, with 1d bars resampled from them.
+
+    The ``real-1h`` preset's data step (idempotent). The 1d files start in 2020, so every 1d bar is built from
+    the same symbol's 1h file instead (:func:`rltrade.data.resample.resample_bars`, complete days only): one
+    source per symbol, years of daily history from 2018 on.
+    """
+    from rltrade.data.resample import resample_bars
+
+    paths = real_paths(real_dir)
+    store = Store(data.store)
+    symbols = (data.symbol, data.reference)
+    unknown = [s for s in symbols if s not in REAL_FILES[Timeframe.H1]]
+    if unknown:
+        raise RealDataMissing(
+            f"the real 1h data has {', '.join(REAL_FILES[Timeframe.H1])} only, not {', '.join(unknown)}; "
+            "set data.symbol / data.reference back to ETHUSDT / BTCUSDT"
+        )
+    extra = [tf.value for tf in data.timeframes if tf not in (Timeframe.H1, Timeframe.D1)]
+    if extra:
+        raise RealDataMissing(f"the real 1h data has no {', '.join(extra)} bars; use data.timeframes [1h, 1d]")
+    summary = StoreSummary()
+    for sym in symbols:
+        hourly = import_file(paths[Timeframe.H1][sym], policy="strict").frame
+        for tf in data.timeframes:
+            frame = hourly if tf is Timeframe.H1 else resample_bars(hourly, Timeframe.H1, Timeframe.D1)
+            key = DatasetKey(data.exchange, sym, Kind.BARS, tf)
+            summary.add(key, store.append(key, frame))
+    summary.notes.append(f"real 1h klines from {real_dir}, 1d bars resampled from them")
+    return summary

@@ -22,7 +22,8 @@ Written to ``<run>/eval/``: ``metrics.json`` (period, per-policy metrics with th
 trades and why) and ``targets``: on a synthetic market with a planted signal,
 the expected-move oracle's return on the validation range the training loop backtests, the scorecard's
 convergence target), ``regimes.json`` (a list of per-regime rows), the agent's ``agent_steps.parquet`` /
-``agent_trades.parquet``, and ``feature_coverage.parquet`` (:mod:`rltrade.training.coverage`, on the
+``agent_trades.parquet``, ``returns.parquet`` (every policy's per-step return and the step's classifier regime:
+what a walk-forward concatenates over folds), and ``feature_coverage.parquet`` (:mod:`rltrade.training.coverage`, on the
 evaluated period).
 """
 
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any, Final, TypedDict
 
 import numpy as np
+import polars as pl
 
 from rltrade.agent.learner import DQNLearner
 from rltrade.config import Config, TradingTerms
@@ -172,6 +174,7 @@ def evaluate_bundle(
     results["agent"].trades.write_parquet(out_dir / "agent_trades.parquet")
     results["agent"].steps.write_parquet(out_dir / "agent_steps.parquet")
     write_coverage(feature_coverage(prep.builder, per), out_dir)
+    write_returns(results, per, out_dir)
     bootstrap = {"method": "stationary (Politis-Romano), Politis-White block length, percentile", "seed": seed}
     write_json_atomic(
         out_dir / "metrics.json",
@@ -186,6 +189,21 @@ def evaluate_bundle(
     )
     write_json_atomic(out_dir / "regimes.json", rows)
     return Evaluation(target, metrics, comparison, rows, selection)
+
+
+RETURNS_FILE: Final = "returns.parquet"
+"""Per-step returns of every evaluated policy, in ``<run>/eval/``."""
+
+
+def write_returns(results: Mapping[str, BacktestResult], per: PeriodData, out_dir: Path) -> None:
+    """Write ``returns.parquet``: per decision step ``time_us``, ``regime`` (classifier) and each policy's return."""
+    n = per.n_steps
+    cols: dict[str, Any] = {
+        "time_us": np.asarray(per.time_us_T[:n], dtype=np.int64),
+        "regime": np.asarray(per.regime_T[:n], dtype=np.int8),
+    }
+    cols.update({name: simple_returns(r.equity_T) for name, r in results.items()})
+    pl.DataFrame(cols).write_parquet(out_dir / RETURNS_FILE)
 
 
 def evaluate_run(

@@ -82,17 +82,27 @@ class Prepared:
 def decision_span(frames: MarketFrames, cfg: Config) -> TimeRange:
     """Return the time span the decision clock can run on.
 
-    That is the tick period on a clock finer than a minute, else the 1m bars from the first one's close (the
-    first decision needs a closed bar to mark the account at).
+    That is the tick period on a clock finer than a minute, else the 1m bars (the clock's own bars when the
+    market has no 1m bars: the 1h clock of the real-1h preset) from the first one's close (the first decision
+    needs a closed bar to mark the account at).
     """
     step = cfg.env.step.us
     tick = frames.tick_span_us("eth") if step < Timeframe.M1.us else None
     if tick is not None:
         lo, hi = tick
     else:
-        first_open, hi = frames.span_us("eth")
-        lo = first_open + Timeframe.M1.us
+        tf = _span_timeframe(frames, cfg.env.step)
+        first_open, hi = frames.span_us("eth", tf)
+        lo = first_open + tf.us
     return TimeRange(ceil_to_grid(lo, step), hi // step * step)
+
+
+def _span_timeframe(frames: MarketFrames, step: Timeframe) -> Timeframe:
+    """Return the bars the decision span is read from: 1m when the market has them, else the clock's own."""
+    have = frames.bars.get("eth", {})
+    if Timeframe.M1 in have or step not in have:
+        return Timeframe.M1
+    return step
 
 
 def prepare(

@@ -15,6 +15,12 @@
           ``selection.confirm_fraction`` 0.3) only confirm the choice against flat and buy-and-hold.
           The demo's 1 s clock has two days of ticks: its checkpoints are chosen on 1 h (3,600 steps) and
           confirmed on the validation range's last ~2.9 h.
+``real-1h`` the demo's agent on the real 1h files whole (2018-03-27 → 2026-05-16 after a warm-up quarter for
+          the 1d window: bull, bear and range years) on a 1-hour clock, for the walk-forward verdict
+          (``splits.walk_forward_folds`` 8 rolling folds of about 10 months each). Its data step
+          (:func:`rltrade.data.real.import_real_hourly`) imports the 1h files and resamples the 1d bars from
+          them (ETH's 1d file starts in 2020). Layout: ETH 1h / 1d and BTC 1h bar windows and 1h pivots; no
+          regime block (the classifier reads 1m bars, which this market lacks). Budget 4,000 steps × 8 envs.
 ``full``  the 15,588-feature ``full`` layout and the original design's hyperparameters (lr 1e-4, γ 0.99,
           buffer 50,000, batch 128, 16 envs) on the structured encoder (per-block patch convolutions over
           the tick and bar windows, 0.18 M parameters instead of the flat network's 16.5 M), the
@@ -50,7 +56,7 @@ from pydantic import ValidationError
 
 from rltrade.config import Config, ConfigError, DataConfig, read_yaml_mapping, validation_error
 from rltrade.data.pipeline import StoreSummary
-from rltrade.data.real import REAL_DATA_DIR, import_real_klines
+from rltrade.data.real import REAL_DATA_DIR, import_real_hourly, import_real_klines
 from rltrade.env.reward import MULTI_FACTOR_REWARD
 
 
@@ -159,6 +165,33 @@ REAL_OVERRIDES: Final[Mapping[str, Any]] = {
 }
 """What the ``real`` preset changes on top of the demo's agent and training budget (module docstring)."""
 
+REAL_1H_OVERRIDES: Final[Mapping[str, Any]] = {
+    "data": {
+        "source": "store",
+        "store": "data_store/real-1h",
+        "timeframes": ["1h", "1d"],
+        "start": "2018-03-27T00:00:00Z",
+    },
+    "splits": {"train": 0.60, "validation": 0.25, "purge_s": 86_400, "embargo_s": 3_600, "walk_forward_folds": 8},
+    "features": {
+        "layout": {
+            "name": "demo",
+            "ticks": False,
+            "cnn": False,
+            "timeframes": ["1h", "1d"],
+            "reference_timeframes": ["1h"],
+            "returns": False,
+            "regime": False,
+        },
+        "pivot_timeframe": "1h",
+    },
+    "cnn": {"enabled": False},
+    "env": {"step": "1h", "episode_steps": 720},
+    "reward": {"pnl_weight": 100.0},
+    "train": {"total_steps": 4_000, "eval_every": 1_000, "checkpoint_every": 1_000, "eval_max_steps": 2_000},
+}
+"""What the ``real-1h`` preset changes on top of the demo's agent (module docstring)."""
+
 _FULL: Final[Mapping[str, Any]] = {
     "data": {"synthetic": dict(SYNTHETIC_MARKETS["full"])},
     "features": {"layout": {"name": "full"}},
@@ -190,6 +223,10 @@ PRESETS: Final[Mapping[str, Preset]] = MappingProxyType(
                 "agent": {"network": "flat"},
                 "train": {"n_envs": 16},
             }
+        ),
+        "real-1h": Preset(
+            deep_merge({"agent": _DEMO["agent"], "train": _DEMO["train"]}, REAL_1H_OVERRIDES),
+            DataStep("the real 1h klines (1d resampled from them)", import_real_hourly, REAL_DATA_DIR),
         ),
     }
 )

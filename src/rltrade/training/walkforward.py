@@ -22,8 +22,12 @@ checkpoint (``best.pt``) on the fold's test range beside the baselines
 (:func:`rltrade.training.evaluate.evaluate_run`). A job whose run folder already holds the same run resumes
 it (a crashed walk-forward restarts where it stopped).
 :func:`run_jobs` submits jobs as Ray tasks of one CPU each (the cluster at ``ray_address``, else a local
-Ray) and gathers them as they finish; :func:`run_walkforward` writes ``walkforward.json``: one row per job
-and the spread over seeds (mean, sample std, min, max of test return and Sharpe) per fold and overall.
+Ray) and gathers them as they finish; :func:`run_walkforward` writes ``walkforward.json``: one row per job,
+the spread over seeds (mean, sample std, min, max of test return and Sharpe) per fold and overall, and the
+``verdict`` (:mod:`rltrade.training.verdict`): the agent beside flat, buy-and-hold (and the supervised
+baseline when evaluated) and the seed ensemble (:func:`ensemble_returns`) in every fold, with bootstrap
+Sharpe intervals per fold, over the concatenated test returns, and per regime. ``rltrade results`` writes
+``docs/RESULTS.md`` from it.
 
 On a multi-machine cluster every worker needs rltrade installed, the data source reachable (the synthetic
 market is generated in each worker; a store must be on shared storage) and ``out_dir`` on shared storage
@@ -40,18 +44,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from rltrade.config import Config
 from rltrade.data.atomic import write_json_atomic
 from rltrade.data.market import MarketFrames, load_market
 from rltrade.data.splits import Fold, TimeRange, ensure_disjoint, walk_forward
-from rltrade.training.bundle import open_bundle
+from rltrade.training.backtest import backtest_policy
+from rltrade.training.bundle import load_learner, open_bundle
 from rltrade.training.confirmation import read_selection
-from rltrade.training.evaluate import evaluate_run
+from rltrade.training.evaluate import evaluate_run, run_config
 from rltrade.training.loop import train
-from rltrade.training.pipeline import decision_span
+from rltrade.training.metrics import simple_returns, steps_per_year
+from rltrade.training.pipeline import decision_span, prepare
 from rltrade.training.presets import deep_merge
+from rltrade.training.verdict import summarise
 
 JobProgress = Callable[[int, int, str], None]
 """``progress(jobs done, jobs total, what just finished)``."""
@@ -98,6 +106,8 @@ class WalkForwardResult:
     failed: list[dict[str, Any]]
     """``{"fold", "seed", "error"}`` per job that raised."""
     aggregate: dict[str, Any]
+    verdict: dict[str, Any] | None = None
+    """:func:`rltrade.training.verdict.summarise` of the rows (None when no job succeeded)."""
 
 
 def job_name(fold_index: int, seed: int) -> str:
@@ -309,6 +319,28 @@ def aggregate(rows: Sequence[dict[str, Any]], folds: Sequence[Fold]) -> dict[str
     return {"per_fold": per_fold, "overall": {"jobs": len(rows), "selected": selection_counts(rows), **overall}}
 
 
+def ensemble_returns(run_dirs: Sequence[Path]) -> npt.NDArray[np.float64] | None:
+    """Per-step test returns of the seed ensemble of one fold: greedy on the Q-values averaged over the seeds.
+
+    Every member reads the first member's states: the members share the fold's ranges and their feature
+    statistics are fitted on the same train range, so the states are the same. A run with a CNN stage has
+    seed-dependent CNN features: there is no common state, and the fold has no ensemble row (None).
+    """
+    bundles = [open_bundle(d) for d in run_dirs]
+    if any("cnn" in b.manifest for b in bundles):
+        return None
+    cfg = run_config(bundles[0])
+    prep = prepare(cfg, stats=bundles[0].feature_stats, splits=bundles[0].fold(), cnn_dir=bundles[0].root / "cnn")
+    learners = [load_learner(b.root, prep.layout, run_config(b), which="best") for b in bundles]
+
+    def policy(obs: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+        q = np.mean([learner.greedy_q(obs) for learner in learners], axis=0)
+        return np.asarray(q.argmax(axis=1), dtype=np.int64)
+
+    result = backtest_policy(prep.builder, prep.test_period, policy, cfg.env)
+    return simple_returns(result.equity_T)
+
+
 def run_walkforward(
     cfg: Config,
     out_dir: Path,
@@ -334,6 +366,7 @@ def run_walkforward(
     rows = [r for r in results if "error" not in r]
     failed = [r for r in results if "error" in r]
     summary = aggregate(rows, plan)
+    judged = summarise(rows, steps_per_year(cfg.env.step.us), ensemble=ensemble_returns) if rows else None
     path = out_dir / "walkforward.json"
     write_json_atomic(
         path,
@@ -348,6 +381,7 @@ def run_walkforward(
             "jobs": rows,
             "failed": failed,
             "aggregate": summary,
+            "verdict": judged,
         },
     )
-    return WalkForwardResult(path, plan, rows, failed, summary)
+    return WalkForwardResult(path, plan, rows, failed, summary, judged)

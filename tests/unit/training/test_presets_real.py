@@ -3,6 +3,7 @@ test range on the month's last days that nothing fitted reaches."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,36 @@ def test_presets_are_read_only_and_an_unknown_one_names_the_choices() -> None:
         PRESETS["mine"] = PRESETS["demo"]  # type: ignore[index]
     with pytest.raises(ConfigError, match=r"unknown training preset 'basic'; use one of: demo, real, full"):
         load_with_preset(None, "basic")
+
+
+def test_the_real_1h_preset_walks_forward_on_an_hourly_clock() -> None:
+    from rltrade.data.real import import_real_hourly
+
+    cfg = load_with_preset(None, "real-1h")
+    assert cfg.env.step is Timeframe.H1 and cfg.data.timeframes == (Timeframe.H1, Timeframe.D1)
+    assert cfg.splits.walk_forward_folds >= 8 and not cfg.features.layout.ticks
+    assert cfg.agent == load_with_preset(None, "demo").agent
+    step = PRESETS["real-1h"].data_step
+    assert step is not None and step.run is import_real_hourly
+
+
+def test_real_1h_store_has_years_of_hours_and_days_resampled_from_them(tmp_path: Path) -> None:
+    from rltrade.data.real import import_real_hourly
+    from rltrade.data.resample import resample_bars
+    from rltrade.training.walkforward import fold_plan
+
+    real = require_real()
+    cfg = load_with_preset(None, "real-1h", {"data": {"store": str(tmp_path / "store")}})
+    import_real_hourly(cfg.data, real)
+    assert all(r.rows_new == 0 for r in import_real_hourly(cfg.data, real).appended.values())  # idempotent
+    frames = load_market(cfg.data)
+    for role in ("eth", "btc"):
+        hourly, daily = frames.bars[role][Timeframe.H1], frames.bars[role][Timeframe.D1]
+        resampled = resample_bars(hourly, Timeframe.H1, Timeframe.D1)
+        assert daily.height > 8 * 365 and daily.equals(resampled.filter(resampled["open_us"].is_in(daily["open_us"])))
+        assert int(daily["open_us"].min()) < int(hourly["open_us"].min()) + 2 * US_PER_DAY  # 1d from 2018, not 2020
+    folds = fold_plan(cfg, cfg.splits.walk_forward_folds, frames=frames)
+    assert len(folds) == 8
+    assert folds[0].train.start_us < folds[-1].test.start_us - 6 * 365 * US_PER_DAY  # years apart
+    for a, b in itertools.pairwise(folds):
+        assert a.test.end_us <= b.test.start_us

@@ -1,0 +1,181 @@
+"""``docs/RESULTS.md`` from walk-forward folders: the verdict, per-fold and pooled tables, per regime.
+
+Everything comes from each folder's ``walkforward.json`` (its ``verdict``, :mod:`rltrade.training.verdict`, and
+its ``config``); nothing is typed by hand. The verdict sentence is chosen by rule from the pooled paired
+interval of the agent's Sharpe minus buy-and-hold's:
+
+* ``edge``: the interval lies above 0 and the one against flat too;
+* ``worse``: the interval lies below 0 (the agent is worse than buy-and-hold, with confidence);
+* ``no edge shown``: otherwise (the interval includes 0).
+
+Each sentence also says in how many folds the agent's test return trails buy-and-hold's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+WALKFORWARD_FILE: Final = "walkforward.json"
+
+NAMES: Final = {
+    "agent": "agent (seeds' mean)",
+    "ensemble": "seed ensemble",
+    "supervised": "supervised",
+    "flat": "flat",
+    "buy_and_hold": "buy & hold",
+}
+
+
+class ResultsError(ValueError):
+    """A folder is not a walk-forward folder with a verdict (the message says which and what to do)."""
+
+
+def load_walkforward(folder: Path) -> dict[str, Any]:
+    """Read ``folder/walkforward.json``; :class:`ResultsError` when it is missing or has no verdict."""
+    path = Path(folder) / WALKFORWARD_FILE
+    if not path.is_file():
+        raise ResultsError(f"{path} does not exist: pass folders written by `rltrade walkforward`")
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{path} is not valid JSON ({exc}); re-run the walk-forward") from None
+    if not isinstance(doc, dict) or doc.get("format") != "rltrade.walkforward":
+        raise ResultsError(f"{path} is not a walk-forward file")
+    if not doc.get("verdict"):
+        raise ResultsError(
+            f"{path} has no verdict (written before verdicts existed, or every job failed); re-run the walk-forward"
+        )
+    return doc
+
+
+def verdict_sentence(verdict: Mapping[str, Any]) -> str:
+    """Return the plain verdict sentence of one walk-forward (module docstring)."""
+    agg = verdict["aggregate"]
+    bh, flat = agg["agent_vs"]["buy_and_hold"], agg["agent_vs"]["flat"]
+    n, trails = agg["n_folds"], agg["agent_trails"]["buy_and_hold"]
+    ci = f"[{bh['ci_low']:+.2f}, {bh['ci_high']:+.2f}]"
+    folds = f"the agent trails buy-and-hold in {trails} of {n} folds"
+    level = f"{bh['ci_level']:.0%}"
+    if bh["ci_low"] > 0 and flat["ci_low"] > 0:
+        return (
+            f"**Edge:** the agent beats buy-and-hold and flat over the concatenated test returns: Sharpe difference "
+            f"vs buy-and-hold {bh['sharpe_diff']:+.2f}, {level} CI {ci} above 0; {folds}."
+        )
+    if bh["ci_high"] < 0:
+        return (
+            f"**No edge: the agent is worse than buy-and-hold.** {folds.capitalize()}; the aggregate Sharpe "
+            f"difference {bh['sharpe_diff']:+.2f} has {level} CI {ci}, below 0."
+        )
+    return (
+        f"**No edge shown:** {folds}; the aggregate Sharpe difference vs buy-and-hold "
+        f"{bh['sharpe_diff']:+.2f} has {level} CI {ci}, which includes 0."
+    )
+
+
+def _day(us: int) -> str:
+    return dt.datetime.fromtimestamp(us / 1e6, tz=dt.UTC).strftime("%Y-%m-%d")
+
+
+def _cell(p: Mapping[str, Any] | None) -> str:
+    if p is None:
+        return "–"
+    return f"{p['total_return']:+.1%} / {p['sharpe']:+.2f} [{p['sharpe_ci_low']:+.2f}, {p['sharpe_ci_high']:+.2f}]"
+
+
+def _diff(d: Mapping[str, Any]) -> str:
+    return f"{d['sharpe_diff']:+.2f} [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]"
+
+
+def _costs(cfg: Mapping[str, Any]) -> str:
+    env = cfg.get("env", {})
+    return (
+        f"taker fee {float(env.get('taker_fee', 0.0)):.3%} per side, half spread {env.get('half_spread_bps')} bps, "
+        f"impact {env.get('impact_bps')} bps"
+    )
+
+
+def section(folder: Path, doc: Mapping[str, Any]) -> list[str]:
+    """Return the Markdown lines of one walk-forward folder."""
+    v, cfg = doc["verdict"], doc.get("config", {})
+    policies = [p for p in NAMES if p in v["aggregate"]["policies"]]
+    data, env, train = cfg.get("data", {}), cfg.get("env", {}), cfg.get("train", {})
+    lines = [
+        f"## {folder}",
+        "",
+        verdict_sentence(v),
+        "",
+        f"- market: {data.get('symbol')} (reference {data.get('reference')}), {env.get('step')} clock, "
+        f"source {data.get('source')} {data.get('store', '')}",
+        f"- costs: {_costs(cfg)}",
+        f"- budget: {train.get('total_steps')} steps × {train.get('n_envs')} envs per job; seeds per fold "
+        f"{len(doc.get('seeds', []))}; {v['aggregate']['n_folds']} folds "
+        f"({'expanding' if doc.get('expanding') else 'rolling'})",
+        f"- each cell: test return / annualised Sharpe [{v['n_resamples']}-resample stationary-bootstrap 95 % CI]",
+        "",
+        "| fold | test range | market | " + " | ".join(NAMES[p] for p in policies) + " | agent − B&H Sharpe |",
+        "|" + "---|" * (len(policies) + 4),
+    ]
+    for f in v["folds"]:
+        cells = [_cell(f["policies"].get(p)) for p in policies]
+        lines.append(
+            f"| {f['fold']} | {_day(f['start_us'])} → {_day(f['end_us'])} | {f['market']} | "
+            + " | ".join(cells)
+            + f" | {_diff(f['agent_vs']['buy_and_hold'])} |"
+        )
+    agg = v["aggregate"]
+    lines.append(
+        "| **all** | concatenated | | "
+        + " | ".join(_cell(agg["policies"].get(p)) for p in policies)
+        + f" | {_diff(agg['agent_vs']['buy_and_hold'])} |"
+    )
+    lines += [
+        "",
+        f"Agent − flat Sharpe over the concatenated returns: {_diff(agg['agent_vs']['flat'])}; the agent's return "
+        f"trails flat in {agg['agent_trails']['flat']} of {agg['n_folds']} folds.",
+        "",
+    ]
+    for source, rows in v["regimes"].items():
+        if not rows or all(r["regime"] == "UNKNOWN" for r in rows):
+            continue
+        what = (
+            "fold's market, ex post (buy & hold > +20 %: bull, < −20 %: bear)"
+            if source == "market"
+            else "classifier regime per step"
+        )
+        lines += [
+            f"Per regime ({what}): return / Sharpe of the pooled steps",
+            "",
+            "| regime | steps | " + " | ".join(NAMES[p] for p in policies) + " |",
+            "|" + "---|" * (len(policies) + 2),
+        ]
+        for r in rows:
+            cells = [
+                f"{r['policies'][p]['total_return']:+.1%} / {r['policies'][p]['sharpe']:+.2f}"
+                if p in r["policies"]
+                else "–"
+                for p in policies
+            ]
+            lines.append(f"| {r['regime']} | {r['n_steps']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def results_markdown(folders: Sequence[Path], *, command: str) -> str:
+    """Return the whole ``RESULTS.md`` of the walk-forward ``folders``, naming the command that wrote it."""
+    if not folders:
+        raise ResultsError("give at least one walk-forward folder")
+    docs = [(Path(f), load_walkforward(Path(f))) for f in folders]
+    lines = [
+        "# Results",
+        "",
+        f"Written by `{command}` from the walk-forward folders below; do not edit by hand (re-run the command).",
+        "Every figure is PnL after the costs stated; intervals are paired where they compare two policies.",
+        "",
+    ]
+    for folder, doc in docs:
+        lines += section(folder, doc)
+    return "\n".join(lines).rstrip() + "\n"
