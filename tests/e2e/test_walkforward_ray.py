@@ -101,7 +101,8 @@ def test_walkforward_command_prints_the_fold_table(
     saved = json.loads((out / "walkforward.json").read_text())
     assert [(r["fold"], r["seed"]) for r in saved["jobs"]] == [(0, 0)]
     text = capsys.readouterr().out
-    assert "walk-forward" in text and "buy & hold" in text and str(out / "walkforward.json") in text
+    assert "walk-forward" in text and "buy & hold" in text and "flat" in text and str(out / "walkforward.json") in text
+    assert "agent trails buy-and-hold in" in text
 
 
 def test_walkforward_command_refuses_zero_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

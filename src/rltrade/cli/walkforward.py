@@ -130,7 +130,7 @@ def walkforward_cmd(
     table = Table(title=f"walk-forward: agent's test return over seeds beside baselines (PnL after costs) — {folder}")
     for col in ("fold", "test range (UTC)", "seeds", "return mean ± std", "min", "max", "Sharpe mean ± std"):
         table.add_column(col, justify="left" if col.startswith("test") else "right")
-    for col in ("buy & hold", "momentum", "random 0", "selected"):
+    for col in ("flat", "buy & hold", "momentum", "random 0", "selected"):
         table.add_column(col, justify="right")
     for f in result.aggregate["per_fold"]:
         base = f["baselines"]
@@ -142,7 +142,10 @@ def walkforward_cmd(
             _pct(f["test_return"], "min"),
             _pct(f["test_return"], "max"),
             f"{_num(f['sharpe'])} ± {_std(f['sharpe'])}",
-            *(_pct(base[b], "test_return") if b in base else "-" for b in ("buy_and_hold", "momentum", "random_0")),
+            *(
+                _pct(base[b], "test_return") if b in base else "-"
+                for b in ("flat", "buy_and_hold", "momentum", "random_0")
+            ),
             _counts(f.get("selected", {})),
         )
     o = result.aggregate["overall"]
@@ -157,6 +160,7 @@ def walkforward_cmd(
         "",
         "",
         "",
+        "",
         _counts(o.get("selected", {})),
         end_section=True,
     )
@@ -165,7 +169,11 @@ def walkforward_cmd(
         sel = r.get("selection")
         if isinstance(sel, dict):
             console.print(f"fold {r['fold']} seed {r['seed']}: {sel['label']}", highlight=False)
-    console.print(f"rows per job and the aggregate: {result.path}")
+    if result.verdict is not None:
+        from rltrade.report.results import verdict_sentence
+
+        console.print(verdict_sentence(result.verdict).replace("**", ""), highlight=False)
+    console.print(f"rows per job, the aggregate and the verdict: {result.path} (write it up: rltrade results {folder})")
     _print_failures(result.failed)
 
 
