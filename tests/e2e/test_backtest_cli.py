@@ -43,6 +43,10 @@ def test_evaluation_with_intervals_basic_agent_and_regimes(runs: tuple[Path, Pat
     m = ev.metrics
     assert {"agent", "agent_basic", "flat", "buy_and_hold", "momentum", "random_0", "random_2", "oracle"} <= set(m)
     assert "expected_move_oracle" in m  # synthetic market with a planted signal
+    assert "supervised" in m  # the LightGBM baseline on the basic layout's state, with the same fills and costs
+    sup = json.loads((demo / "eval" / "supervised.json").read_text())
+    assert sup["threshold"] in sup["validation_log_equity"] or str(sup["threshold"]) in sup["validation_log_equity"]
+    assert sup["train_rows"] > 0 and sup["horizon_steps"] >= 1
     bound = math.log1p(m["oracle"]["total_return"])  # perfect foresight: no agent or baseline ends above it
     assert all(math.log1p(row["total_return"]) <= bound * (1 + 1e-9) for row in m.values())
     assert len({row["n_steps"] for row in m.values()}) == 1  # same period for every policy
@@ -99,7 +103,7 @@ def test_cli_prints_intervals_and_regime_tables(runs: tuple[Path, Path], capsys:
     demo, basic = runs
     assert main(["backtest", "--run", str(demo), "--basic-run", str(basic), "--resamples", "200"]) == 0
     out = capsys.readouterr().out
-    assert "sharpe 95% CI" in out and "agent_basic" in out
+    assert "sharpe 95% CI" in out and "agent_basic" in out and "supervised" in out
     assert "agent − best baseline (" in out and "paired stationary block bootstrap" in out
     assert "per regime: true regimes" in out and "per regime: regimes labelled by the rule-based classifier" in out
     assert "annualised as sqrt(31557600 steps/year" in out

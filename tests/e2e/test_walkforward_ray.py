@@ -44,7 +44,7 @@ def test_walkforward_json_has_every_job_and_the_spread(walkforward: WalkForwardR
     for r in jobs:
         test = TimeRange(**r["test"])
         assert all(TimeRange(**f).end_us <= test.start_us for f in r["fitted_ranges"])
-        assert {"buy_and_hold", "flat", "momentum", "random_0"} <= set(r["baselines"])
+        assert {"buy_and_hold", "flat", "momentum", "random_0", "supervised"} <= set(r["baselines"])
         assert r["updates"] > 0
     agg = saved["aggregate"]
     for f in agg["per_fold"]:
@@ -101,7 +101,13 @@ def test_walkforward_command_prints_the_fold_table(
     saved = json.loads((out / "walkforward.json").read_text())
     assert [(r["fold"], r["seed"]) for r in saved["jobs"]] == [(0, 0)]
     text = capsys.readouterr().out
-    assert "walk-forward" in text and "buy & hold" in text and "flat" in text and str(out / "walkforward.json") in text
+    assert (
+        "walk-forward" in text
+        and "buy & hold" in text
+        and "flat" in text
+        and "supervised" in text
+        and str(out / "walkforward.json") in text
+    )
     assert "agent trails buy-and-hold in" in text
 
 

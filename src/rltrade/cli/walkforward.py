@@ -16,6 +16,10 @@ from rltrade.cli.errors import UsageError
 from rltrade.cli.train import FromOpt, PresetOpt, RealOpt, ToOpt, range_overrides
 from rltrade.config import Config
 
+WALKFORWARD_BASELINES = ("flat", "buy_and_hold", "supervised", "momentum")
+"""The baselines the walk-forward table shows beside the agent (``walkforward.json`` holds every baseline of every
+fold, the random ones included)."""
+
 SeedsOpt = Annotated[int, typer.Option("--seeds", help="Seeds per fold (cfg.seed, cfg.seed + 1, ...).")]
 RayOpt = Annotated[
     str | None, typer.Option("--ray-address", help="Ray cluster to run the jobs on (default: a local Ray).")
@@ -130,7 +134,7 @@ def walkforward_cmd(
     table = Table(title=f"walk-forward: agent's test return over seeds beside baselines (PnL after costs) — {folder}")
     for col in ("fold", "test range (UTC)", "seeds", "return mean ± std", "min", "max", "Sharpe mean ± std"):
         table.add_column(col, justify="left" if col.startswith("test") else "right")
-    for col in ("flat", "buy & hold", "momentum", "random 0", "selected"):
+    for col in ("flat", "buy & hold", "supervised", "momentum", "selected"):
         table.add_column(col, justify="right")
     for f in result.aggregate["per_fold"]:
         base = f["baselines"]
@@ -142,10 +146,7 @@ def walkforward_cmd(
             _pct(f["test_return"], "min"),
             _pct(f["test_return"], "max"),
             f"{_num(f['sharpe'])} ± {_std(f['sharpe'])}",
-            *(
-                _pct(base[b], "test_return") if b in base else "-"
-                for b in ("flat", "buy_and_hold", "momentum", "random_0")
-            ),
+            *(_pct(base[b], "test_return") if b in base else "-" for b in WALKFORWARD_BASELINES),
             _counts(f.get("selected", {})),
         )
     o = result.aggregate["overall"]
@@ -157,10 +158,7 @@ def walkforward_cmd(
         _pct(o["test_return"], "min"),
         _pct(o["test_return"], "max"),
         f"{_num(o['sharpe'])} ± {_std(o['sharpe'])}",
-        "",
-        "",
-        "",
-        "",
+        *("" for _ in WALKFORWARD_BASELINES),
         _counts(o.get("selected", {})),
         end_section=True,
     )

@@ -3,7 +3,9 @@
 The agent (``best.pt``: the checkpoint chosen on the validation range) is backtested greedily on the
 test range, or on any period inside the data that overlaps nothing the run was fitted on. On the same
 period and with the same costs run: flat, buy-and-hold, random (``random_seeds`` seeds), momentum, the
-agent of a companion run trained on the ``basic`` layout (``agent_basic``, when given), the perfect-foresight
+agent of a companion run trained on the ``basic`` layout (``agent_basic``, when given), the ``supervised``
+baseline (a LightGBM classifier on the ``basic`` state, fitted on the training range, its threshold chosen on
+validation: :mod:`rltrade.training.supervised`), the perfect-foresight
 ``oracle`` (the best action sequence on the realised fills after every cost: no policy ends above it) and, on a
 synthetic market with a planted signal, the ``expected_move_oracle`` (the best plan on the planted expected
 moves; :mod:`rltrade.training.oracle`). Metrics are PnL after costs.
@@ -23,7 +25,9 @@ trades and why) and ``targets``: on a synthetic market with a planted signal,
 the expected-move oracle's return on the validation range the training loop backtests, the scorecard's
 convergence target), ``regimes.json`` (a list of per-regime rows), the agent's ``agent_steps.parquet`` /
 ``agent_trades.parquet``, ``returns.parquet`` (every policy's per-step return and the step's classifier regime:
-what a walk-forward concatenates over folds), and ``feature_coverage.parquet`` (:mod:`rltrade.training.coverage`, on the
+what a walk-forward concatenates over folds), ``supervised.json`` (the supervised baseline's horizon, cost
+threshold, class counts and chosen probability threshold), and ``feature_coverage.parquet``
+(:mod:`rltrade.training.coverage`, on the
 evaluated period).
 """
 
@@ -60,6 +64,7 @@ from rltrade.training.metrics import BacktestMetrics, simple_returns
 from rltrade.training.oracle import expected_move_oracle_actions, oracle_actions
 from rltrade.training.pipeline import Prepared, decision_span, prepare
 from rltrade.training.regimes import RegimeRow, regime_rows
+from rltrade.training.supervised import SupervisedModel, backtest_supervised, fit_supervised
 
 NOT_BASELINES: Final = frozenset({"agent", "oracle", "expected_move_oracle"})
 """Policies never chosen as the best baseline: the agent itself and the oracles (they know the future prices or
@@ -151,6 +156,7 @@ def evaluate_bundle(
     results: dict[str, BacktestResult] = {"agent": backtest_learner(learner, prep, per)}
     if basic is not None:
         results["agent_basic"] = _basic_agent(basic, prep, target, per)
+    sup_model, results["supervised"] = supervised_baseline(prep, target, per)
     results["flat"] = backtest_actions(per, flat_actions(per), cfg.env)
     results["buy_and_hold"] = backtest_actions(per, buy_and_hold_actions(per), cfg.env)
     results["momentum"] = backtest_actions(per, momentum_actions(per), cfg.env)
@@ -188,6 +194,7 @@ def evaluate_bundle(
         },
     )
     write_json_atomic(out_dir / "regimes.json", rows)
+    write_json_atomic(out_dir / "supervised.json", sup_model.summary())
     return Evaluation(target, metrics, comparison, rows, selection)
 
 
@@ -307,6 +314,32 @@ def _validation_targets(prep: Prepared, truth: SignalTruth) -> dict[str, float |
         "validation_expected_move_oracle_return": oracle.metrics["total_return"],
         "validation_steps": val.n_steps,
     }
+
+
+def supervised_baseline(prep: Prepared, target: TimeRange, per: PeriodData) -> tuple[SupervisedModel, BacktestResult]:
+    """Fit the supervised baseline (:mod:`rltrade.training.supervised`) on the run's splits and backtest it on ``per``.
+
+    Its features are the ``basic`` layout's state on the run's market frames (statistics fitted on the training
+    range, no CNN stage); it is fitted on the training range and its threshold chosen on the validation
+    selection window, the window the agent's checkpoints are chosen on.
+    """
+    cfg = prep.cfg
+    layout = cfg.features.layout.model_copy(update={"name": "basic"})
+    bcfg = cfg.model_copy(
+        update={
+            "features": cfg.features.model_copy(update={"layout": layout}),
+            "cnn": cfg.cnn.model_copy(update={"enabled": False}),
+        }
+    )
+    bprep = prepare(bcfg, frames=prep.frames, splits=prep.splits)
+    validation = None
+    if prep.splits.validation is not None:
+        validation = bprep.period(bprep.selection_windows(prep.splits.validation)[0])
+    model = fit_supervised(bprep.builder, bprep.train_period, validation, cfg.env)
+    bper = bprep.period(target)
+    if bper.n_steps != per.n_steps:
+        raise BundleError(f"the supervised baseline's period has {bper.n_steps} steps, the agent's {per.n_steps}")
+    return model, backtest_supervised(model, bprep.builder, bper, cfg.env)
 
 
 def backtest_learner(learner: DQNLearner, prep: Prepared, period: PeriodData) -> BacktestResult:
