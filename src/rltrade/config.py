@@ -245,6 +245,113 @@ def trade_cost_fraction(q: _Q, taker_fee: float, half_spread_bps: float, impact_
     return q * (taker_fee + (half_spread_bps + impact_bps * q) * BPS)
 
 
+class FeeTier(NamedTuple):
+    """A named exchange fee tier: what a user at that tier pays per trade (``--fee NAME``)."""
+
+    name: str
+    what: str
+    fee: float
+    """Fee per trade as a fraction of the traded notional."""
+    liquidity: Literal["taker", "maker"]
+    funding: bool
+    """True for perpetual futures: shorts and longs pay or receive funding (``env.funding_file``)."""
+    dated: str
+    """When the rate applies: from which date, and when it was recorded here."""
+
+
+FEE_TIERS: Final[dict[str, FeeTier]] = {
+    t.name: t
+    for t in (
+        FeeTier(
+            "binance-spot",
+            "Binance spot, regular user (VIP 0), taker",
+            0.001,
+            "taker",
+            False,
+            "0.1 % since Binance's launch (2017-07); recorded 2026-11-30",
+        ),
+        FeeTier(
+            "binance-spot-bnb",
+            "Binance spot, regular user (VIP 0), taker, fees paid in BNB (25 % off)",
+            0.00075,
+            "taker",
+            False,
+            "the 25 % BNB discount since 2018-07; recorded 2026-11-30",
+        ),
+        FeeTier(
+            "binance-usdm",
+            "Binance USDⓈ-M perpetual futures, regular user (VIP 0), taker, with funding",
+            0.0005,
+            "taker",
+            True,
+            "0.05 % as recorded 2026-11-30 (earlier schedules differ; check the exchange's for older periods)",
+        ),
+        FeeTier(
+            "binance-spot-maker",
+            "Binance spot, regular user (VIP 0), maker",
+            0.001,
+            "maker",
+            False,
+            "recorded 2026-11-30",
+        ),
+        FeeTier(
+            "binance-usdm-maker",
+            "Binance USDⓈ-M perpetual futures, regular user (VIP 0), maker",
+            0.0002,
+            "maker",
+            True,
+            "recorded 2026-11-30",
+        ),
+    )
+}
+"""The named fee tiers ``--fee`` accepts. Rates are the exchange's published regular-user rates as this project
+recorded them (not re-checked against binance.com from the build machine); maker tiers are listed so that asking
+for one gets a clear refusal: the env fills every order as a taker (no limit-order fill model)."""
+
+
+def fee_overrides(value: str) -> dict[str, Any]:
+    """Return the ``env`` config overrides of a ``--fee`` value: a tier name of :data:`FEE_TIERS` or a number.
+
+    A number is a taker fee as a fraction (``0.0004``) or in percent (``0.04%``). Raises ``ValueError`` with
+    what to do for an unknown name, a maker tier or a number outside [0, 1 %].
+    """
+    text = value.strip()
+    tier = FEE_TIERS.get(text.lower())
+    if tier is not None:
+        if tier.liquidity == "maker":
+            raise ValueError(
+                f"--fee {text}: {tier.what} is a maker tier, and the env fills every order as a taker (it has no "
+                "limit-order fill model, so it cannot tell which orders would rest and fill); use a taker tier: "
+                + ", ".join(n for n, t in FEE_TIERS.items() if t.liquidity == "taker")
+            )
+        return {"taker_fee": tier.fee, "fee_tier": tier.name}
+    try:
+        fee = float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
+    except ValueError:
+        names = ", ".join(n for n, t in FEE_TIERS.items() if t.liquidity == "taker")
+        raise ValueError(
+            f"--fee {text!r} is neither a fee tier ({names}) nor a number (a fraction such as 0.0004, or 0.04%)"
+        ) from None
+    if not 0.0 <= fee <= 0.01 or math.isnan(fee):
+        raise ValueError(f"--fee {text}: a taker fee must lie between 0 and 1 % of the notional, got {fee:.4%}")
+    return {"taker_fee": fee, "fee_tier": None}
+
+
+def costs_caption(env: EnvConfig) -> str:
+    """Return one line stating every cost a backtest under ``env`` pays (the caption of every results table)."""
+    tier = FEE_TIERS.get(env.fee_tier) if env.fee_tier is not None else None
+    fee = f"taker fee {env.taker_fee:.4%}" + (f" ({tier.name})" if tier is not None else "")
+    carry = (
+        f"funding from {env.funding_file.name}"
+        if env.funding_file is not None
+        else f"short borrow {env.borrow_annual_rate:.1%}/yr"
+    )
+    return (
+        f"costs: {fee}, half spread {env.half_spread_bps:g} bps, impact {env.impact_bps:g} bps/unit, {carry}, "
+        f"taker fills {env.latency_ms:g} ms after each {env.step.value} decision"
+    )
+
+
 class TradingTerms(NamedTuple):
     """The env settings two runs must share for their backtests to be comparable: clock, fills and every cost."""
 
@@ -293,6 +400,9 @@ class EnvConfig(_Frozen):
     closed or reversed before step ``i + min_hold_steps`` (the order is ignored and the position kept); 1 = no
     minimum. Applies to the agent's env and backtests (:func:`rltrade.env.fills.held_positions`); the baselines
     and oracles are unconstrained (the perfect-foresight oracle stays an upper bound). Not enforced in live yet."""
+    fee_tier: str | None = None
+    """The named fee tier ``taker_fee`` comes from (:data:`FEE_TIERS`, set by ``--fee NAME``); ``null``: a
+    number. A tier must be a taker tier whose fee equals ``taker_fee``; a futures tier needs ``funding_file``."""
 
     @property
     def latency_us(self) -> int:
@@ -303,6 +413,27 @@ class EnvConfig(_Frozen):
     def terms(self) -> TradingTerms:
         """The clock, fill and cost settings (:class:`TradingTerms`)."""
         return TradingTerms(*(getattr(self, name) for name in TradingTerms._fields))
+
+    @model_validator(mode="after")
+    def _known_fee_tier(self) -> EnvConfig:
+        if self.fee_tier is None:
+            return self
+        tier = FEE_TIERS.get(self.fee_tier)
+        if tier is None:
+            raise ValueError(f"env.fee_tier {self.fee_tier!r} is not a fee tier ({', '.join(FEE_TIERS)})")
+        if tier.liquidity != "taker":
+            fee_overrides(tier.name)  # raises the maker tier's refusal
+        if tier.fee != self.taker_fee:
+            raise ValueError(
+                f"env.fee_tier {tier.name} charges {tier.fee:.4%} but env.taker_fee is {self.taker_fee:.4%}; "
+                "set one of them (--fee NAME sets both)"
+            )
+        if tier.funding and self.funding_file is None:
+            raise ValueError(
+                f"env.fee_tier {tier.name} trades perpetual futures, which pay funding: set env.funding_file to a "
+                "USDⓈ-M funding-rate file (e.g. ../shared/data/real/binance_usdm_ETHUSDT_fundingrate_*.csv.gz)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _costs_below_equity(self) -> EnvConfig:

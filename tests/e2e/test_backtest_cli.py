@@ -108,6 +108,21 @@ def test_cli_prints_intervals_and_regime_tables(runs: tuple[Path, Path], capsys:
     assert "per regime: true regimes" in out and "per regime: regimes labelled by the rule-based classifier" in out
     assert "annualised as sqrt(31557600 steps/year" in out
     assert "selected: " in out  # the run's do-no-harm selection
+    assert "costs: taker fee 0.0100%, half spread 0.5 bps" in " ".join(out.split())  # every table states its costs
+
+
+def test_cli_fee_flag_reprices_every_policy(runs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    demo, _ = runs
+    before = json.loads((demo / "eval" / "metrics.json").read_text())
+    assert main(["backtest", "--run", str(demo), "--fee", "binance-spot-bnb", "--resamples", "100"]) == 0
+    assert "costs: taker fee 0.0750% (binance-spot-bnb)" in " ".join(capsys.readouterr().out.split())
+    after = json.loads((demo / "eval" / "metrics.json").read_text())
+    assert after["costs"]["env"]["taker_fee"] == 0.00075 and after["costs"]["env"]["fee_tier"] == "binance-spot-bnb"
+    trades = before["metrics"]["buy_and_hold"]["n_trades"]
+    assert before["costs"]["env"]["taker_fee"] == 0.0001  # the run's own fee (tiny config)
+    assert trades > 0 and after["metrics"]["buy_and_hold"]["fees_paid"] > before["metrics"]["buy_and_hold"]["fees_paid"]
+    assert main(["backtest", "--run", str(demo), "--fee", "binance-usdm-maker"]) == 2
+    assert "limit-order fill model" in capsys.readouterr().err
 
 
 def test_cli_period_errors_exit_2(runs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:

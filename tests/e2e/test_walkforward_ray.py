@@ -106,6 +106,7 @@ def test_walkforward_command_prints_the_fold_table(
         and "buy & hold" in text
         and "flat" in text
         and "supervised" in text
+        and "costs: taker fee 0.0100%" in " ".join(text.split())
         and str(out / "walkforward.json") in text
     )
     assert "agent trails buy-and-hold in" in text

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from rltrade.cli.app import ConfigOpt, app, console, progress_bar
 from rltrade.cli.errors import UsageError
+from rltrade.config import FEE_TIERS, fee_overrides
 from rltrade.training.presets import PRESETS
 
 if TYPE_CHECKING:
@@ -40,6 +41,24 @@ ToOpt = Annotated[
     str | None,
     typer.Option("--to", help="... up to this UTC time, exclusive (sets data.end)."),
 ]
+FeeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--fee",
+        help=f"Taker fee: a tier ({', '.join(n for n, t in FEE_TIERS.items() if t.liquidity == 'taker')}) or a "
+        "number (0.0004 or 0.04%); sets env.taker_fee and env.fee_tier. Maker tiers are refused (taker fills only).",
+    ),
+]
+
+
+def fee_env(fee: str | None) -> dict[str, Any]:
+    """Return the ``env`` overrides of ``--fee`` (empty without it); a bad value is a usage error (exit 2)."""
+    if fee is None:
+        return {}
+    try:
+        return fee_overrides(fee)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def range_overrides(start: str | None, end: str | None) -> dict[str, Any]:
@@ -58,6 +77,7 @@ def train_cmd(
     real_data: RealOpt = None,
     start: FromOpt = None,
     end: ToOpt = None,
+    fee: FeeOpt = None,
 ) -> None:
     """Train end to end: data → features → agent, with validation backtests and checkpoints."""
     from rltrade.training.bundle import refuse_existing_run
@@ -68,7 +88,7 @@ def train_cmd(
 
         given = [flag for flag, value in (("--config", config), ("--preset", preset), ("--run-dir", run_dir),
                                           ("--steps", steps), ("--from", start), ("--to", end),
-                                          ("--real-data", real_data)) if value is not None]  # fmt: skip
+                                          ("--real-data", real_data), ("--fee", fee)) if value is not None]  # fmt: skip
         if given:
             raise UsageError(f"--resume continues the run on its own config and folder; drop {', '.join(given)}")
         train_run(open_bundle(resume).config, resume, resume=True)
@@ -76,7 +96,10 @@ def train_cmd(
     if run_dir is not None:
         refuse_existing_run(run_dir)  # before any data preparation or CNN fitting
     overrides: dict[str, Any] = {"train": {"total_steps": steps}} if steps is not None else {}
-    cfg = load_with_preset(config, preset, {**overrides, **range_overrides(start, end)})
+    env = fee_env(fee)
+    cfg = load_with_preset(
+        config, preset, {**overrides, **range_overrides(start, end), **({"env": env} if env else {})}
+    )
     run_data_step(cfg, preset, real_data)
     train_run(cfg, run_dir or Path("runs") / dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
 
@@ -143,15 +166,19 @@ METRIC_COLUMNS = {
 """Metric key → column header of :func:`print_metrics_table`."""
 
 
-def print_metrics_table(title: str, rows: Mapping[str, PolicyMetrics]) -> None:
-    """One row per policy; a Sharpe interval column when the rows carry ``sharpe_ci_low`` / ``sharpe_ci_high``."""
+def print_metrics_table(title: str, rows: Mapping[str, PolicyMetrics], costs: str | None = None) -> None:
+    """One row per policy; a Sharpe interval column when the rows carry ``sharpe_ci_low`` / ``sharpe_ci_high``.
+
+    ``costs`` (:func:`rltrade.config.costs_caption`) is the caption's first line: every table states its costs.
+    """
     first = cast(Mapping[str, object], next(iter(rows.values()), {}))
     level = first.get("sharpe_ci_level")
     with_ci = isinstance(level, float)
     cols = [c for c in METRIC_COLUMNS if with_ci or c != "sharpe_ci"]
     annualisation = first.get("annualisation")
-    caption = f"Sharpe and Sortino annualised as {annualisation}" if annualisation else None
-    table = Table(title=title, caption=caption)
+    lines = [costs] if costs else []
+    lines += [f"Sharpe and Sortino annualised as {annualisation}"] if annualisation else []
+    table = Table(title=title, caption="\n".join(lines) or None)
     table.add_column("policy")
     for c in cols:
         table.add_column(f"sharpe {level:.0%} CI" if c == "sharpe_ci" else METRIC_COLUMNS[c], justify="right")
@@ -233,6 +260,7 @@ def backtest_cmd(
     random_seeds: Annotated[int, typer.Option(min=1, help="Seeds of the random baseline.")] = 3,
     start: Annotated[str | None, typer.Option("--from", help="Backtest from this UTC time (with --to).")] = None,
     end: Annotated[str | None, typer.Option("--to", help="... up to this UTC time, exclusive.")] = None,
+    fee: FeeOpt = None,
 ) -> None:
     """Backtest a run's best checkpoint beside the baselines; refuses periods the run was fitted on."""
     from rltrade.cli.errors import UsageError
@@ -243,13 +271,20 @@ def backtest_cmd(
     if start is not None and end is not None:
         period = f"{start}..{end}"
     target = _parse_period(period) if period is not None else None
-    result = evaluate_bundle(run, period=target, basic_run=basic_run, n_resamples=resamples, random_seeds=random_seeds)
+    result = evaluate_bundle(
+        run,
+        period=target,
+        basic_run=basic_run,
+        n_resamples=resamples,
+        random_seeds=random_seeds,
+        env_overrides=fee_env(fee),
+    )
     print_evaluation(run, result, f"backtest of {run} (PnL after costs)")
 
 
 def print_evaluation(run: Path, result: Evaluation, title: str) -> None:
     """Print the metrics table, the agent-vs-best-baseline interval and the per-regime tables of an evaluation."""
-    print_metrics_table(title, result.metrics)
+    print_metrics_table(title, result.metrics, result.costs)
     if result.selection is not None:
         console.print(str(result.selection["label"]), highlight=False)
     c = result.comparison

@@ -13,8 +13,8 @@ from rich.text import Text
 
 from rltrade.cli.app import ConfigOpt, app, console, progress_bar
 from rltrade.cli.errors import UsageError
-from rltrade.cli.train import FromOpt, PresetOpt, RealOpt, ToOpt, range_overrides
-from rltrade.config import Config
+from rltrade.cli.train import FeeOpt, FromOpt, PresetOpt, RealOpt, ToOpt, fee_env, range_overrides
+from rltrade.config import Config, costs_caption
 
 WALKFORWARD_BASELINES = ("flat", "buy_and_hold", "supervised", "momentum")
 """The baselines the walk-forward table shows beside the agent (``walkforward.json`` holds every baseline of every
@@ -29,13 +29,21 @@ StepsOpt = Annotated[int | None, typer.Option("--steps", help="Override train.to
 
 
 def load_cfg(
-    config: Path | None, preset: str | None, steps: int | None, start: str | None = None, end: str | None = None
+    config: Path | None,
+    preset: str | None,
+    steps: int | None,
+    start: str | None = None,
+    end: str | None = None,
+    fee: str | None = None,
 ) -> Config:
-    """Load the config of ``config`` over ``preset``, with ``--steps``, ``--from`` and ``--to`` on top."""
+    """Load the config of ``config`` over ``preset``, with ``--steps``, ``--from``, ``--to`` and ``--fee`` on top."""
     from rltrade.training.presets import load_with_preset
 
     overrides: dict[str, Any] = {"train": {"total_steps": steps}} if steps is not None else {}
-    return load_with_preset(config, preset, {**overrides, **range_overrides(start, end)})
+    env = fee_env(fee)
+    return load_with_preset(
+        config, preset, {**overrides, **range_overrides(start, end), **({"env": env} if env else {})}
+    )
 
 
 def _prepare_data(cfg: Config, preset: str | None, real_data: Path | None) -> None:
@@ -107,11 +115,12 @@ def walkforward_cmd(
     real_data: RealOpt = None,
     start: FromOpt = None,
     end: ToOpt = None,
+    fee: FeeOpt = None,
 ) -> None:
     """Walk-forward: retrain the agent on rolling folds, several seeds each, test each fold after its training."""
     from rltrade.training.walkforward import WalkForwardError, run_walkforward
 
-    cfg = load_cfg(config, preset, steps, start, end)
+    cfg = load_cfg(config, preset, steps, start, end, fee)
     _prepare_data(cfg, preset, real_data)
     folder = _out(out, "walkforward")
     n_folds = folds if folds is not None else cfg.splits.walk_forward_folds
@@ -131,7 +140,10 @@ def walkforward_cmd(
         )
     except WalkForwardError as exc:
         raise UsageError(str(exc)) from None
-    table = Table(title=f"walk-forward: agent's test return over seeds beside baselines (PnL after costs) — {folder}")
+    table = Table(
+        title=f"walk-forward: agent's test return over seeds beside baselines (PnL after costs) — {folder}",
+        caption=costs_caption(cfg.env),
+    )
     for col in ("fold", "test range (UTC)", "seeds", "return mean ± std", "min", "max", "Sharpe mean ± std"):
         table.add_column(col, justify="left" if col.startswith("test") else "right")
     for col in ("flat", "buy & hold", "supervised", "momentum", "selected"):
@@ -214,7 +226,10 @@ def ablation_cmd(
         )
     except WalkForwardError as exc:
         raise UsageError(str(exc)) from None
-    table = Table(title=f"ablation on the test range (PnL after costs; Δ paired by seed) — {folder}")
+    table = Table(
+        title=f"ablation on the test range (PnL after costs; Δ paired by seed) — {folder}",
+        caption=costs_caption(cfg.env),
+    )
     for col in ("removed", "status", "seeds", "return mean ± std", "Δ vs all mean ± std", "Sharpe", "dir. acc."):
         table.add_column(col, justify="left" if col in ("removed", "status") else "right")
     for s in result.summary:

@@ -43,7 +43,7 @@ import numpy as np
 import polars as pl
 
 from rltrade.agent.learner import DQNLearner
-from rltrade.config import Config, TradingTerms
+from rltrade.config import Config, EnvConfig, TradingTerms, costs_caption
 from rltrade.data.atomic import write_json_atomic
 from rltrade.data.splits import SplitError, TimeRange
 from rltrade.data.synthetic import SignalTruth
@@ -112,6 +112,8 @@ class Evaluation:
     selection: dict[str, Any] | None = None
     """The run's do-no-harm selection (``selection.json``; :mod:`rltrade.training.confirmation`), None when the
     run has none."""
+    costs: str = ""
+    """The costs every policy paid (:func:`rltrade.config.costs_caption`)."""
 
 
 def _covering(cfg: Config, period: TimeRange) -> Config:
@@ -141,8 +143,13 @@ def evaluate_bundle(
     n_resamples: int = 1000,
     ci_level: float = 0.95,
     seed: int = 0,
+    env_overrides: Mapping[str, Any] | None = None,
 ) -> Evaluation:
-    """Backtest the run and the baselines on ``period`` (default: the run's test range); see the module docstring."""
+    """Backtest the run and the baselines on ``period`` (default: the run's test range); see the module docstring.
+
+    ``env_overrides`` (``--fee``: ``taker_fee``, ``fee_tier``) change the costs every policy pays here; the
+    agent and its checkpoint choice stay what training made under the run's own costs.
+    """
     bundle = open_bundle(run_dir)
     cfg = run_config(bundle)
     target = period if period is not None else bundle.split("test")
@@ -150,6 +157,9 @@ def evaluate_bundle(
     if period is not None:
         cfg = _covering(cfg, period)
     basic = _open_basic(basic_run, cfg, target) if basic_run is not None else None
+    if env_overrides:
+        env = EnvConfig.model_validate({**cfg.env.model_dump(), **env_overrides})
+        cfg = cfg.model_copy(update={"env": env})
     prep = prepare(cfg, stats=bundle.feature_stats, splits=bundle.fold(), cnn_dir=run_dir / "cnn")
     per = _period(prep, target) if period is not None else prep.test_period
     learner = load_learner(run_dir, prep.layout, cfg, which="best")
@@ -191,11 +201,12 @@ def evaluate_bundle(
             "bootstrap": {**bootstrap, "n_resamples": n_resamples, "ci_level": ci_level},
             "targets": targets,
             "selection": selection,
+            "costs": {"caption": costs_caption(cfg.env), "env": cfg.env.model_dump(mode="json")},
         },
     )
     write_json_atomic(out_dir / "regimes.json", rows)
     write_json_atomic(out_dir / "supervised.json", sup_model.summary())
-    return Evaluation(target, metrics, comparison, rows, selection)
+    return Evaluation(target, metrics, comparison, rows, selection, costs_caption(cfg.env))
 
 
 RETURNS_FILE: Final = "returns.parquet"
@@ -390,6 +401,7 @@ def _open_basic(basic_run: Path, cfg: Config, target: TimeRange) -> RunBundle:
 def _basic_agent(bundle: RunBundle, prep: Prepared, target: TimeRange, per: PeriodData) -> BacktestResult:
     """Backtest the companion ``basic``-layout run's agent on the evaluated run's period (and market frames)."""
     bcfg = run_config(bundle)
+    bcfg = bcfg.model_copy(update={"env": prep.cfg.env})  # same terms (checked), with any --fee override
     bprep = prepare(
         bcfg, frames=prep.frames, stats=bundle.feature_stats, splits=bundle.fold(), cnn_dir=bundle.root / "cnn"
     )
