@@ -90,6 +90,11 @@ def _diff(d: Mapping[str, Any]) -> str:
     return f"{d['sharpe_diff']:+.2f} [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]"
 
 
+def _selected(doc: Mapping[str, Any]) -> str:
+    counts = doc.get("aggregate", {}).get("overall", {}).get("selected", {})
+    return ", ".join(f"{name} in {n} job{'s' if n != 1 else ''}" for name, n in counts.items()) or "unknown"
+
+
 def _costs(cfg: Mapping[str, Any]) -> str:
     env = cfg.get("env", {})
     return (
@@ -115,6 +120,10 @@ def section(folder: Path, doc: Mapping[str, Any]) -> list[str]:
         f"{len(doc.get('seeds', []))}; {v['aggregate']['n_folds']} folds "
         f"({'expanding' if doc.get('expanding') else 'rolling'})",
         f"- each cell: test return / annualised Sharpe [{v['n_resamples']}-resample stationary-bootstrap 95 % CI]",
+        f"- the agent row is the trained agent as it trades; the runs' do-no-harm selection (validation, then "
+        f"confirmation) picked: {_selected(doc)}",
+        "- seed ensemble (Q-values averaged over a fold's seeds): "
+        + ("a row below" if "ensemble" in policies else "none (it needs at least 2 seeds per fold)"),
         "",
         "| fold | test range | market | " + " | ".join(NAMES[p] for p in policies) + " | agent − B&H Sharpe |",
         "|" + "---|" * (len(policies) + 4),

@@ -27,6 +27,7 @@ def walkforward_folder(root: Path) -> Path:
         "seeds": [0],
         "expanding": False,
         "config": {"env": {"step": "1h", "taker_fee": 0.001, "half_spread_bps": 1.0, "impact_bps": 0.0}},
+        "aggregate": {"overall": {"selected": {"flat": 1, "buy_and_hold": 1}}},
         "verdict": verdict,
     }
     (root / "walkforward.json").write_text(json.dumps(doc))
@@ -48,6 +49,7 @@ def test_the_page_states_the_numbers_of_the_folder(tmp_path: Path) -> None:
     assert f"{agg['policies']['buy_and_hold']['total_return']:+.1%}" in text
     assert f"in {agg['agent_trails']['buy_and_hold']} of 2 folds" in text
     assert "taker fee 0.100% per side" in text and "do not edit by hand" in text
+    assert "picked: flat in 1 job, buy_and_hold in 1 job" in text and "it needs at least 2 seeds" in text
     assert text.count("| 0 |") == 1 and text.count("| 1 |") == 1 and "| **all** |" in text
 
     def bump(v: dict[str, Any]) -> None:
