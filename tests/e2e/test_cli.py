@@ -118,8 +118,72 @@ def test_features_layout_and_lookahead_check(tmp_path: Path, capsys: pytest.Capt
     assert "15,588 market" in capsys.readouterr().out
     assert main(["features", "layout", "--layout", "nope"]) == 2
     capsys.readouterr()
-    assert main(["check", "lookahead", "-c", str(cfg), "--layout", "demo", "-n", "3"]) == 0
-    assert "zero differences" in capsys.readouterr().out
+    assert main(["check", "lookahead", "-c", str(cfg), "--layout", "demo", "-n", "2", "--trades", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "zero differences" in out and "seeded untrained CNNs" in out and "refitted on" in out
+
+
+def test_the_lookahead_check_at_its_defaults_catches_a_bar_shown_1us_early(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The planted leak (a hidden, tests-only option) must fail the check as the user runs it."""
+    cfg = small_config(tmp_path)
+    assert main(["check", "lookahead", "-c", str(cfg), "--layout", "demo", "--plant-leak", "eth_1h"]) == 4
+    out = capsys.readouterr().out
+    assert "look-ahead leak in: state/eth_1h" in out
+    assert main(["check", "lookahead", "-c", str(cfg), "--plant-leak", "regime"]) == 2
+    assert "must name a bar block" in capsys.readouterr().err
+
+
+def _run_with_cnns(tmp_path: Path) -> Path:
+    """A run folder as training leaves it for the check: config, feature stats, two CNN folds per timeframe."""
+    import json
+
+    from rltrade.config import load_config
+    from rltrade.data.market import load_market
+    from rltrade.data.splits import TimeRange
+    from rltrade.features.layout import build_layout
+    from rltrade.features.market_features import fit_feature_stats
+    from rltrade.models.blocks import untrained_cnns
+    from rltrade.models.io import save_cnn
+    from rltrade.training.bundle import create_bundle
+
+    cfg = load_config(small_config(tmp_path, features="{layout: {name: demo}}", cnn="{window: 16}"))
+    frames = load_market(cfg.data)
+    start, end = frames.tick_span_us()  # type: ignore[misc]
+    mid = (start + end) // 2
+    train, test = TimeRange(start, mid), TimeRange(mid, end)
+    stats = fit_feature_stats(frames, train)
+    run = tmp_path / "run"
+    create_bundle(
+        run,
+        cfg,
+        build_layout(cfg.features.layout),
+        stats,
+        frames,
+        splits={"train": train, "test": test},
+        fitted=[train],
+    )
+    entries: dict[str, dict[str, list[dict[str, str]]]] = {}
+    for k, predict in enumerate((TimeRange(start - 3 * 86_400_000_000, mid), TimeRange(mid, end + 1))):
+        for tf, (model, _) in untrained_cnns(cfg.cnn, seed=k).items():
+            name = f"cnn_{tf.value}_fold{k}.pt"
+            model.extra["predict"] = predict.to_dict()
+            save_cnn(model, run / "cnn" / name)
+            entries.setdefault(tf.value, {"folds": []})["folds"].append({"file": name})
+    (run / "cnn" / "metrics.json").write_text(json.dumps({"timeframes": entries}))
+    return run
+
+
+def test_the_lookahead_check_of_a_run_uses_its_cnns_and_fitted_range(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _run_with_cnns(tmp_path)
+    assert main(["check", "lookahead", "--run", str(run), "-n", "2", "--trades", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "the run's fold models (1s, 1m, 1h, 1d)" in out and "zero differences" in out
+    assert main(["check", "lookahead", "--run", str(tmp_path)]) == 3  # not a run folder
+    capsys.readouterr()
 
 
 def test_unknown_timeframe_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

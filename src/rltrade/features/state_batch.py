@@ -174,9 +174,12 @@ class BatchStateBuilder:
         return np.clip(ret, -RETURN_CLIP, RETURN_CLIP).astype(np.float32), ok_BK[:, 0]
 
     def _stale(self, t_B: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
-        ts = self.features.trade_ts_us.get("eth")
-        if ts is None or ts.size == 0 or not self.layout.has("eth_ticks"):
+        if not self.layout.has("eth_ticks"):
             return np.zeros(t_B.shape[0], bool)
+        ts = self.features.trade_ts_us.get("eth")
+        if ts is None or ts.size == 0:
+            # No trade yet is a stale feed, as in the streaming builder (and as with trades that start later).
+            return np.ones(t_B.shape[0], bool)
         k_B = np.searchsorted(ts, t_B, side="right") - 1
         last_B = np.where(k_B >= 0, ts[np.maximum(k_B, 0)], np.iinfo(np.int64).min // 2)
         return np.asarray(t_B - last_B > self.features.spec.stale_after_us)

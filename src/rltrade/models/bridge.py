@@ -9,7 +9,8 @@ Caching by bar close: a window ending at a closed bar is the same all through th
 are relative to its own last close, :mod:`rltrade.features.bar_channels`), so a CNN runs once per bar
 of its timeframe, never per tick or per state query:
 
-* offline: :func:`compute_rows` runs the CNN once per bar, in batches, producing the rows of a
+* offline: :func:`compute_rows` runs the CNN once per bar, in fixed-size batches (a row never depends
+  on which other rows share its batch, bit for bit), producing the rows of a
   :class:`~rltrade.features.cnn_blocks.CnnOutputs`; the state builder then gathers them for any number
   of query times without running a model;
 * live: :class:`StreamingCnnBridge` runs each timeframe's CNN when (and only when) a new bar of that
@@ -89,13 +90,32 @@ def run_cnn(
 def compute_rows(
     trained: TrainedCnn, data: TimeframeData, rows: npt.ArrayLike, *, batch: int | None = None
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-    """``(hidden_RH, preds_R4)`` for the windows ending at bars ``rows``: one CNN pass per bar, batched."""
+    """``(hidden_RH, preds_R4)`` for the windows ending at bars ``rows``: one CNN pass per bar, batched.
+
+    Bit-causal: every forward pass has exactly ``batch`` windows (default ``inference_batch``). Bar
+    ``r`` always runs in the pass of bars ``r // batch · batch …`` at position ``r % batch``; the slots
+    of bars not asked for hold zero windows. So a row's output is the same to the last bit whichever
+    other rows are computed with it: cutting the data at ``t`` (fewer later bars, a shorter last batch)
+    changes no earlier row. Without the padding, a short batch (under 16 windows on a CPU build) takes
+    other kernels and rounds differently (about 1e-7).
+    """
     r = np.asarray(rows, dtype=np.int64).reshape(-1)
     step = batch or trained.config.inference_batch
     hidden = np.zeros((r.shape[0], trained.model.shape.hidden), np.float32)
     preds = np.zeros((r.shape[0], 4), np.float32)
-    for a in range(0, r.shape[0], step):
-        hidden[a : a + step], preds[a : a + step] = run_cnn(trained.model, data.windows(r[a : a + step]))
+    if r.size == 0:
+        return hidden, preds
+    chunk = r // step
+    order = np.argsort(chunk, kind="stable")
+    _, starts = np.unique(chunk[order], return_index=True)
+    x = np.zeros((step, data.window, data.n_channels), np.float32)
+    for a, b in zip(starts, [*starts[1:], r.size], strict=True):
+        sel = order[a:b]
+        slot = r[sel] % step
+        x[:] = 0.0
+        x[slot] = data.windows(r[sel])
+        h, p = run_cnn(trained.model, x)
+        hidden[sel], preds[sel] = h[slot], p[slot]
     return hidden, preds
 
 

@@ -53,7 +53,10 @@ def test_offline_rows_run_each_cnn_once_per_bar_and_gathering_runs_none() -> Non
     try:
         blocks = cnn_blocks_from_frames(frames, models, FEATURES, embargo_us=EMBARGO_US)
         for tf, counter in counters.items():
-            assert counter.windows == len(frames.bars["eth"][tf]), tf
+            # One pass per block of inference_batch bars (fixed size, padded): each bar runs exactly once.
+            batch = models[tf][0].config.inference_batch
+            n_bars = len(frames.bars["eth"][tf])
+            assert counter.calls == -(-n_bars // batch) and counter.windows == counter.calls * batch, tf
             counter.windows = counter.calls = 0
         layout = build_layout(DEMO.layout)
         batch = BatchStateBuilder(layout, build_market_features(frames, layout, DEMO, cnn=blocks))
@@ -153,13 +156,31 @@ def test_cnn_blocks_pass_the_lookahead_check_and_a_leaky_cnn_is_caught() -> None
     check.register("cnn", fn)
     check.register("leak_cnn_next_bar", _leaky_next_bar)
     rng = np.random.default_rng(2)
-    times = sample_times(frames, 4, rng)
+    times = sample_times(frames, 4, rng, closes=1)
     report = check.run(frames, times, rng=rng)
     assert report.leaky() == ["leak_cnn_next_bar/preds"]
     cnn = {k: v for k, v in report.blocks.items() if k.startswith("cnn/")}
     assert set(cnn) == {"cnn/cnn_hidden", "cnn/cnn_predictions", "cnn/cnn_present", "cnn/cnn_flags"}
-    assert all(r.checked == 8 and r.differing == 0 for r in cnn.values())
-    # Not vacuous: at the checked times the blocks hold model outputs.
-    _, end = frames.tick_span_us()  # type: ignore[misc]
-    full = fn(derive_frames(frames, (end // US_PER_SECOND + 1) * US_PER_SECOND), times)
+    # Exact (tolerance 0): the rows are bit-causal.
+    assert check.tolerance("cnn/cnn_hidden") == 0.0
+    assert all(r.checked == 2 * times.size and r.differing == 0 for r in cnn.values())
+    # Not vacuous: at the checked times in the tick period the blocks hold model outputs.
+    start, end = frames.tick_span_us()  # type: ignore[misc]
+    ticks = times[(times >= start + 20 * 60 * US_PER_SECOND) & (times <= end)]
+    assert ticks.size >= 2
+    full = fn(derive_frames(frames, (end // US_PER_SECOND + 1) * US_PER_SECOND), ticks)
     assert full["cnn_present"][:, 1:].all() and np.abs(full["cnn_hidden"]).sum() > 0
+
+
+def test_offline_rows_do_not_depend_on_the_rows_computed_with_them() -> None:
+    """Bit-causal inference: a row is the same to the last bit alone, in any subset, or with every bar."""
+    frames = cnn_market()
+    trained, _ = tiny_models()[Timeframe.M1]
+    data = build_timeframe_data(frames, Timeframe.M1, trained.config, FEATURES, with_labels=False)
+    every = np.arange(data.n_bars)
+    hidden, preds = compute_rows(trained, data, every)
+    rng = np.random.default_rng(0)
+    for rows in (every[-1:], every[-3:], rng.choice(every, 37, replace=False), every[: data.n_bars // 2]):
+        h, p = compute_rows(trained, data, rows)
+        assert np.array_equal(h, hidden[rows]) and np.array_equal(p, preds[rows])
+    assert np.isfinite(hidden).all() and np.abs(hidden).sum() > 0
