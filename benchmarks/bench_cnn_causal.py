@@ -1,18 +1,20 @@
 """Bit-causal CNN inference: fixed-size padded batches vs the earlier batches with a short last one.
 
-``compute_rows`` runs every forward pass with exactly ``inference_batch`` windows, aligned on the bar
-index, so a row never depends on which other rows share its batch (a short batch takes other CPU kernels
-and rounds differently, ~1e-7). The baseline is the earlier code, kept here: consecutive batches of
-``inference_batch`` rows, the last one short. Both are timed interleaved in this process:
+``compute_rows`` runs every forward pass with exactly ``inference_batch`` windows (now 256), aligned on
+the bar index, so a row never depends on which other rows share its batch (a short batch takes other CPU
+kernels and rounds differently, ~5e-8). The baseline is the earlier code, kept here: consecutive batches
+of 1,024 rows (the earlier ``inference_batch``), the last one short. Both are timed interleaved in this
+process:
 
 1. **Offline rows**: a month of 1m bars (43,200 windows, window 300, 16 channels), as one call and as
    five calls (one per walk-forward fold's prediction range: each may pad one batch more).
 2. **The CNN stage** of the demo preset (``fit_cnn_blocks``: all four timeframes, walk-forward fits and
-   their rows), with the baseline patched into the modules that call ``compute_rows``.
+   their rows), with the baseline patched into the modules that call ``compute_rows`` and the earlier
+   ``inference_batch`` (1,024) in its config.
 
 Both produce rows equal within 1e-6 (checked); the ratio is the cost of bit-causality.
 
-Run: ``.venv/bin/python -m benchmarks.bench_cnn_causal [--quick]`` (torch limited to 2 threads).
+Run: ``.venv/bin/python -m benchmarks.bench_cnn_causal [--quick] [--threads N]`` (torch: 2 threads by default).
 """
 
 from __future__ import annotations
@@ -29,17 +31,18 @@ import rltrade.models.walkforward as walkforward
 import rltrade.training.cnn_stage as cnn_stage
 from benchmarks._util import quick_parser, report_ratio, time_interleaved
 from benchmarks.bench_cnn import FEATURES, untrained
-from rltrade.config import DataConfig, SyntheticConfig
+from rltrade.config import CnnConfig, DataConfig, SyntheticConfig
 from rltrade.data.market import load_market
 from rltrade.data.splits import TimeRange
 from rltrade.models.bridge import compute_rows, run_cnn
 from rltrade.models.dataset import TimeframeData, build_timeframe_data
-from rltrade.models.settings import CnnConfig
 from rltrade.models.train import TrainedCnn
 from rltrade.training.presets import load_with_preset
 from rltrade.types import US_PER_DAY, Timeframe
 
 Rows = tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]
+OLD_BATCH = 1024
+"""The earlier default ``inference_batch``."""
 
 
 def compute_rows_unpadded(
@@ -82,7 +85,9 @@ def offline(days: int, repeats: int) -> None:
         timings, out = time_interleaved(
             {
                 "padded (bit-causal)": lambda calls=calls: [compute_rows(trained, data, c) for c in calls],
-                "unpadded (before)": lambda calls=calls: [compute_rows_unpadded(trained, data, c) for c in calls],
+                "unpadded (before)": lambda calls=calls: [
+                    compute_rows_unpadded(trained, data, c, batch=OLD_BATCH) for c in calls
+                ],
             },
             repeats=repeats,
         )
@@ -101,21 +106,23 @@ def stage(repeats: int) -> None:
     frames = load_market(cfg.data)
     from rltrade.data.splits import split_span
     from rltrade.features.layout import build_layout
-    from rltrade.training.loop import decision_span
+    from rltrade.training.pipeline import decision_span
 
     layout = build_layout(cfg.features.layout)
     splits = split_span(decision_span(frames, cfg), cfg.splits, step_us=cfg.env.step.us)
 
-    def run(fn: Callable[..., Rows]) -> Callable[[], object]:
+    old_cfg = cfg.model_copy(update={"cnn": cfg.cnn.model_copy(update={"inference_batch": OLD_BATCH})})
+
+    def run(fn: Callable[..., Rows], config: Any) -> Callable[[], object]:
         def go() -> object:
             with patched(fn):
-                return cnn_stage.fit_cnn_blocks(frames, layout, cfg, splits)
+                return cnn_stage.fit_cnn_blocks(frames, layout, config, splits)
 
         return go
 
     print("CNN stage of the demo preset (fit_cnn_blocks, four timeframes):")
     timings, _ = time_interleaved(
-        {"padded (bit-causal)": run(compute_rows), "unpadded (before)": run(compute_rows_unpadded)},
+        {"padded (bit-causal)": run(compute_rows, cfg), "unpadded (before)": run(compute_rows_unpadded, old_cfg)},
         repeats=repeats,
         warmup=0,
     )
@@ -124,10 +131,13 @@ def stage(repeats: int) -> None:
 
 
 def main() -> None:
-    args = quick_parser(__doc__ or "").parse_args()
-    torch.set_num_threads(2)
+    parser = quick_parser(__doc__ or "")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (1 on a crowded machine)")
+    parser.add_argument("--stage-repeats", type=int, default=None, help="timed CNN stages each (default 3, quick 1)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     offline(3 if args.quick else 30, 3 if args.quick else max(3, args.repeats))
-    stage(1 if args.quick else 3)
+    stage(args.stage_repeats or (1 if args.quick else 3))
 
 
 if __name__ == "__main__":

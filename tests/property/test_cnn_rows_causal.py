@@ -15,11 +15,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rltrade.config import CnnConfig
 from rltrade.data.splits import TimeRange
 from rltrade.models.bridge import compute_rows
 from rltrade.models.cnn import CnnShape, build_cnn
 from rltrade.models.dataset import TimeframeData
-from rltrade.models.settings import CnnConfig
 from rltrade.models.train import FitInfo, TrainedCnn
 from rltrade.types import Timeframe
 from tests.support.cnn_models import TINY, tf_data

@@ -95,7 +95,8 @@ def perturb_after(raw: MarketFrames, t_us: int, rng: np.random.Generator, *, sca
 
     Trades after ``t_us``: each gets its own price factor and a larger size; about a third are moved
     later (by up to 1 s, never past the last trade), a tenth dropped, and new ones added (copies of
-    future trades at new times, one of them 1 µs after ``t_us``, the nearest a future trade can be).
+    future trades at new times inside the trades' span, one of them 1 µs after ``t_us``, the nearest a
+    future trade can be, when ``t_us`` is inside the span).
     Bars not closed by ``t_us``: OHLC scaled by one factor per bar (so it stays a valid bar), volume by
     another, and ``is_filled`` flipped on about half of them. Nothing at or before ``t_us`` changes.
     """
@@ -152,8 +153,10 @@ def _perturb_trades(df: pl.DataFrame, t_us: int, rng: np.random.Generator, scale
     ).filter(~pl.Series(after & (rng.random(df.height) < 0.1)))
     future = df.filter(pl.Series(after))
     n_new = max(1, n_after // 10)
-    new_ts = np.sort(rng.integers(t_us + 1, last + 1, n_new))
-    new_ts[0] = t_us + 1
+    # Inside the trades' own span (a trade years before the tick period would make years of 1s bars).
+    lo = max(t_us + 1, int(ts[0]))
+    new_ts = np.sort(rng.integers(lo, last + 1, n_new))
+    new_ts[0] = lo
     added = future.sample(n_new, with_replacement=True, seed=int(rng.integers(2**31))).with_columns(
         pl.Series("ts_us", new_ts, dtype=pl.Int64),
         pl.col("price") * pl.Series(np.exp(scale * rng.standard_normal(n_new))),
@@ -240,7 +243,8 @@ class LookaheadCheck:
     """A registry of block functions and the check that runs them (see the module docstring).
 
     Every block must be *exactly* equal (``atol`` 0) unless ``tolerances`` names it (``{block name:
-    atol}``, names as in the report: ``group/block``, or ``block`` for the standard state group).
+    atol}``, names as in the report: ``group/block``, e.g. ``state/eth_1h``). The standard state blocks
+    and the CNN blocks need no tolerance (see the module docstring).
     """
 
     def __init__(self, *, atol: float = 0.0, tolerances: Mapping[str, float] | None = None) -> None:

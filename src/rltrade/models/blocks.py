@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from rltrade.config import FeaturesConfig
+from rltrade.config import CnnConfig, FeaturesConfig
 from rltrade.data.align import last_closed_index
 from rltrade.data.market import MarketFrames
 from rltrade.data.splits import TimeRange
@@ -36,7 +36,6 @@ from rltrade.features.lookahead import BlockFn
 from rltrade.models.bridge import compute_rows, row_model_ids
 from rltrade.models.cnn import CnnShape, build_cnn
 from rltrade.models.dataset import TimeframeData, build_timeframe_data
-from rltrade.models.settings import CnnConfig
 from rltrade.models.train import FitInfo, TrainedCnn
 from rltrade.types import Timeframe
 
