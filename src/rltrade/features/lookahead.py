@@ -66,13 +66,14 @@ def derive_frames(raw: MarketFrames, end_us: int) -> MarketFrames:
             if end > first:
                 out[Timeframe.S1] = trades_to_bars(trades, Timeframe.S1, end_us=end)
         m1 = by_tf.get(Timeframe.M1)
-        if m1 is not None and m1.height:
+        if m1 is not None and m1.height and Timeframe.H1 in by_tf:
             # The forming hour and day are incomplete by design: dropped, as the batch data never has them.
-            if Timeframe.H1 in by_tf:
-                out[Timeframe.H1] = _before_derived(by_tf[Timeframe.H1], _resampled(m1, Timeframe.M1, Timeframe.H1))
-            if Timeframe.D1 in by_tf and Timeframe.H1 in out:
-                d1 = _resampled(out[Timeframe.H1], Timeframe.H1, Timeframe.D1)
-                out[Timeframe.D1] = _before_derived(by_tf[Timeframe.D1], d1)
+            # Only bars rebuilt from the 1m bars replace stored ones (a day from stored hours would replace
+            # the stored day in the full data but not in data cut before the 1m bars).
+            h1 = _resampled(m1, Timeframe.M1, Timeframe.H1)
+            out[Timeframe.H1] = _before_derived(by_tf[Timeframe.H1], h1)
+            if Timeframe.D1 in by_tf and h1.height:
+                out[Timeframe.D1] = _before_derived(by_tf[Timeframe.D1], _resampled(h1, Timeframe.H1, Timeframe.D1))
         bars[role] = out
     return MarketFrames(raw.symbols, raw.trades, bars)
 
