@@ -65,6 +65,10 @@ from rltrade.training.oracle import expected_move_oracle_actions, oracle_actions
 from rltrade.training.pipeline import Prepared, decision_span, prepare
 from rltrade.training.regimes import RegimeRow, regime_rows
 from rltrade.training.supervised import SupervisedModel, backtest_supervised, fit_supervised
+from rltrade.types import Timeframe
+
+BASIC_TIMEFRAMES: Final = (Timeframe.S1, Timeframe.M1)
+"""Bars the ``basic`` layout's return blocks read, for both symbols."""
 
 NOT_BASELINES: Final = frozenset({"agent", "oracle", "expected_move_oracle"})
 """Policies never chosen as the best baseline: the agent itself and the oracles (they know the future prices or
@@ -332,10 +336,12 @@ def supervised_baseline(prep: Prepared, target: TimeRange, per: PeriodData) -> t
 
     Its features are the ``basic`` layout's state on the run's market frames (statistics fitted on the training
     range, no CNN stage); it is fitted on the training range and its threshold chosen on the validation
-    selection window, the window the agent's checkpoints are chosen on.
+    selection window, the window the agent's checkpoints are chosen on. A market without the ``basic`` layout's
+    1 s and 1 m bars (the ``real-1h`` preset's 1h / 1d klines) gives it the run's own layout instead (CNN off).
     """
     cfg = prep.cfg
-    layout = cfg.features.layout.model_copy(update={"name": "basic"})
+    has_basic_bars = all(tf in prep.frames.bars.get(role, {}) for role in ("eth", "btc") for tf in BASIC_TIMEFRAMES)
+    layout = cfg.features.layout.model_copy(update={"name": "basic"}) if has_basic_bars else cfg.features.layout
     bcfg = cfg.model_copy(
         update={
             "features": cfg.features.model_copy(update={"layout": layout}),
