@@ -19,6 +19,7 @@ Order of work, for every requested :class:`~rltrade.data.archives.DataSpec`:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -143,8 +144,8 @@ def download_to_store(
         done += 1
         progress(done, total, f"fetch {f.archive.name}")
 
-    first = fetch_archives(
-        [a for todo in planned.values() for a in todo],
+    fetch = functools.partial(
+        fetch_archives,
         base_url=base_url,
         cache_dir=cache_dir,
         concurrency=concurrency,
@@ -152,6 +153,7 @@ def download_to_store(
         accept_mismatch=accept_mismatch,
         on_done=tick,
     )
+    first = fetch([a for todo in planned.values() for a in todo])
     # Months not published yet: their days, minus those already stored.
     fallback = [
         day
@@ -161,15 +163,7 @@ def download_to_store(
         if day.first < today and not _is_stored(store, day.spec.key(), day)
     ]
     total += len(fallback)
-    second = fetch_archives(
-        fallback,
-        base_url=base_url,
-        cache_dir=cache_dir,
-        concurrency=concurrency,
-        retry=retry,
-        accept_mismatch=accept_mismatch,
-        on_done=tick,
-    )
+    second = fetch(fallback)
     report.fetched = [f for f in first if not (f.outcome == "missing" and f.archive.monthly)] + second
     refused = [f for f in report.fetched if f.outcome == "refused"]
     if refused:

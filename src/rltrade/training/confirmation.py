@@ -70,11 +70,7 @@ def save_checkpoint_returns(run_dir: Path, returns: Mapping[str, F64]) -> None:
 
 def load_checkpoint_returns(run_dir: Path) -> dict[str, F64]:
     """Read what :func:`save_checkpoint_returns` wrote (empty when nothing was)."""
-    path = run_dir / RETURNS_FILE
-    if not path.is_file():
-        return {}
-    with np.load(path, allow_pickle=False) as z:
-        return {k: np.asarray(z[k], dtype=np.float64) for k in z.files}
+    return _read_float_arrays(run_dir / RETURNS_FILE)
 
 
 def total_return(returns_T: F64) -> float:
@@ -147,11 +143,7 @@ def _pbo(returns: Mapping[str, F64]) -> Pbo | None:
 
 def read_selection_detail(run_dir: Path) -> dict[str, F64]:
     """Read ``<run>/selection_detail.npz`` (:data:`DETAIL_FILE`; empty when the run has none)."""
-    path = run_dir / DETAIL_FILE
-    if not path.is_file():
-        return {}
-    with np.load(path, allow_pickle=False) as z:
-        return {k: np.asarray(z[k], dtype=np.float64) for k in z.files}
+    return _read_float_arrays(run_dir / DETAIL_FILE)
 
 
 def read_selection(run_dir: Path) -> dict[str, Any] | None:
@@ -161,3 +153,11 @@ def read_selection(run_dir: Path) -> dict[str, Any] | None:
         return None
     data = json.loads(path.read_text())
     return data if isinstance(data, dict) else None
+
+
+def _read_float_arrays(path: Path) -> dict[str, F64]:
+    """Read every array of the ``.npz`` at ``path`` as float64 (empty when the file does not exist)."""
+    if not path.is_file():
+        return {}
+    with np.load(path, allow_pickle=False) as z:
+        return {k: np.asarray(z[k], dtype=np.float64) for k in z.files}
