@@ -23,16 +23,11 @@ import argparse
 import math
 import statistics
 
-import numpy as np
-
-from rltrade.config import Config
 from rltrade.data.align import BarArrays
-from rltrade.data.market import MarketFrames, load_market
-from rltrade.data.splits import TimeRange, split_span
+from rltrade.data.market import load_market
+from rltrade.data.splits import split_span
 from rltrade.data.synthetic import SignalTruth
-from rltrade.env.fills import short_carry
-from rltrade.env.prices import PeriodData, execution_prices
-from rltrade.features.clock import DecisionClock
+from rltrade.env.prices import price_period
 from rltrade.training.backtest import backtest_actions
 from rltrade.training.baselines import buy_and_hold_actions, threshold_oracle_actions
 from rltrade.training.oracle import expected_move_oracle_actions, oracle_actions
@@ -43,36 +38,13 @@ from rltrade.types import Timeframe
 POLICIES = ("oracle", "expected_move_oracle", "threshold_oracle", "buy_and_hold")
 
 
-def price_period(frames: MarketFrames, target: TimeRange, cfg: Config) -> PeriodData:
-    """The fills, marks and carry of ``target`` (what the oracles and the backtest read); no features."""
-    bars = BarArrays.from_frame(frames.bars["eth"][cfg.env.step], Timeframe(cfg.env.step))
-    clock = DecisionClock.over(target, cfg.env.step.us)
-    n, fill, fill_us, mark = execution_prices(bars, clock, cfg.env.latency_us)
-    t_T = clock.time_of(np.arange(n + 1))
-    log_ret = np.diff(np.log(fill))
-    return PeriodData(
-        clock=clock,
-        n_steps=n,
-        fill_price_T=fill,
-        fill_us_T=fill_us,
-        mark_T=mark,
-        log_ret_T=log_ret,
-        mark_log_ret_T=np.diff(np.log(mark)),
-        carry_T=short_carry(t_T, cfg.env),
-        vol_T=np.zeros(n),
-        regime_T=np.full(n, -1, np.int8),
-        pivot_low_T=np.full(n, -1, np.int64),
-        pivot_high_T=np.full(n, -1, np.int64),
-    )
-
-
 def one_path(seed: int) -> dict[str, float]:
     cfg = load_with_preset(None, "demo", {"data": {"synthetic": {"seed": seed}}})
     frames = load_market(cfg.data)
     truth = frames.extras["signal_truth"]
     assert isinstance(truth, SignalTruth)
     test = split_span(decision_span(frames, cfg), cfg.splits, step_us=cfg.env.step.us).test
-    per = price_period(frames, test, cfg)
+    per = price_period(BarArrays.from_frame(frames.bars["eth"][cfg.env.step], Timeframe(cfg.env.step)), test, cfg.env)
     actions = {
         "oracle": oracle_actions(per, cfg.env),
         "expected_move_oracle": expected_move_oracle_actions(per, truth, cfg.env),

@@ -28,7 +28,7 @@ last decision, at ``t_{n_steps}``, must lie on the clock.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -107,25 +107,42 @@ def build_period(
             f"the env fills on the traded symbol's {env_cfg.step.value} bars, but the features hold {have}; "
             f"use a layout with eth_{env_cfg.step.value} bars or set env.step to one of those timeframes"
         )
-    bars = features.series[key].bars
+    prices = price_period(features.series[key].bars, period, env_cfg, funding)
+    t_T = prices.time_us_T
+    return replace(
+        prices,
+        vol_T=ewm_volatility(prices.log_ret_T, reward_cfg.vol_halflife_steps, reward_cfg.vol_floor),
+        regime_T=_regimes(features, t_T[:-1]),
+        pivot_low_T=_pivot_steps(features.pivots, PivotKind.LOW, reward_cfg.pivot_level, prices.clock, t_T),
+        pivot_high_T=_pivot_steps(features.pivots, PivotKind.HIGH, reward_cfg.pivot_level, prices.clock, t_T),
+        vol_ref_T=ewm_volatility(prices.log_ret_T, reward_cfg.vol_ref_halflife_steps, reward_cfg.vol_floor),
+    )
+
+
+def price_period(
+    bars: BarArrays, period: TimeRange, env_cfg: EnvConfig, funding: pl.DataFrame | None = None
+) -> PeriodData:
+    """Build the fills, marks and carry of ``period`` on the traded symbol's ``bars``, without features.
+
+    What a backtest and the oracles read: volatility is zero, regimes and pivots are unknown (−1), so a reward
+    factor built on them is off. :func:`build_period` adds them from the features.
+    """
     clock = DecisionClock.over(period, env_cfg.step.us)
     n, fill_price, fill_us, mark = execution_prices(bars, clock, env_cfg.latency_us)
     t_T = clock.time_of(np.arange(n + 1))
-    log_ret = np.diff(np.log(fill_price))
     return PeriodData(
         clock=clock,
         n_steps=n,
         fill_price_T=fill_price,
         fill_us_T=fill_us,
         mark_T=mark,
-        log_ret_T=log_ret,
+        log_ret_T=np.diff(np.log(fill_price)),
         mark_log_ret_T=np.diff(np.log(mark)),
         carry_T=short_carry(t_T, env_cfg, funding),
-        vol_T=ewm_volatility(log_ret, reward_cfg.vol_halflife_steps, reward_cfg.vol_floor),
-        regime_T=_regimes(features, t_T[:-1]),
-        pivot_low_T=_pivot_steps(features.pivots, PivotKind.LOW, reward_cfg.pivot_level, clock, t_T),
-        pivot_high_T=_pivot_steps(features.pivots, PivotKind.HIGH, reward_cfg.pivot_level, clock, t_T),
-        vol_ref_T=ewm_volatility(log_ret, reward_cfg.vol_ref_halflife_steps, reward_cfg.vol_floor),
+        vol_T=np.zeros(n),
+        regime_T=np.full(n, -1, np.int8),
+        pivot_low_T=np.full(n, -1, np.int64),
+        pivot_high_T=np.full(n, -1, np.int64),
     )
 
 
