@@ -96,3 +96,48 @@ def _cell(v: Any, *, pct: bool = False) -> str:
     if isinstance(v, float):
         return f"{v:+.3%}" if pct else f"{v:.4g}"
     return str(v)
+
+
+@app.command("audit")
+def audit_cmd(
+    sweep_dir: Annotated[Path, typer.Argument(help="A finished sweep folder (holds sweep.json).")],
+) -> None:
+    """Selection-bias audit: score every trial of a frozen sweep once on test; print the validation–test gaps."""
+    from rltrade.report.sweep import write_sweep_report
+    from rltrade.training.audit import run_audit
+
+    if not sweep_dir.is_dir():
+        raise UsageError(f"{sweep_dir}: no such sweep folder; pass the --out folder of a finished `rltrade sweep`")
+    audit = run_audit(sweep_dir, progress=lambda line: console.print(line, highlight=False))
+    print_audit_table(audit.data, sweep_dir)
+    report = write_sweep_report(sweep_dir)
+    console.print(f"audit: {audit.path}; report: {report} (the selection in sweep.json is unchanged)")
+
+
+def print_audit_table(data: dict[str, Any], folder: Path) -> None:
+    """One row per trial and baseline: validation, test, gap; Spearman and the chosen trial's gap below."""
+    table = Table(
+        title=f"selection-bias audit — {folder} (total return after costs; gap = validation − test)",
+        caption=audit_caption(data),
+    )
+    for col in ("policy", "state", "validation", "test", "gap"):
+        table.add_column(col, justify="left" if col in ("policy", "state") else "right")
+    chosen = data.get("chosen_trial")
+    for r in data["rows"]:
+        name = r["name"] + (" (chosen)" if r["trial"] is not None and r["trial"] == chosen else "")
+        table.add_row(
+            name, r["state"], _cell(r["validation"], pct=True), _cell(r["test"], pct=True), _cell(r["gap"], pct=True)
+        )
+    console.print(table)
+
+
+def audit_caption(data: dict[str, Any]) -> str:
+    """Return the audit's summary line: rank correlation, chosen gap vs median gap, window lengths."""
+    rho = data.get("spearman")
+    rho_text = "not computed (fewer than 3 finished trials)" if rho is None else f"{rho:+.2f}"
+    return (
+        f"Spearman(validation, test) over {data.get('n_ranked', 0)} finished trials: {rho_text} · chosen trial "
+        f"{data.get('chosen_trial')} gap {_cell(data.get('chosen_gap'), pct=True)} vs median gap "
+        f"{_cell(data.get('median_gap'), pct=True)} · test {data.get('test_steps')} steps, validation windows "
+        f"{data.get('validation_steps')} steps · {data.get('selection_label')}"
+    )

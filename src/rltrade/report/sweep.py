@@ -3,13 +3,16 @@
 It holds the trials table, the PBO, the selection, parameter importances and a parallel-coordinate plot (plotly,
 its JavaScript inlined, so the file opens without a network).
 
-Reads ``<sweep>/sweep.json`` and the Optuna study in ``<sweep>/study.journal`` (``rltrade sweep`` writes both).
+Reads ``<sweep>/sweep.json`` and the Optuna study in ``<sweep>/study.journal`` (``rltrade sweep`` writes both), and
+``<sweep>/audit.json`` when ``rltrade audit`` wrote one for this ``sweep.json`` (its SHA-256 matches): the
+selection-bias table, every trial's validation and test return and their gap (:mod:`rltrade.training.audit`).
 Parameter importances are Optuna's default (fANOVA) over the finished trials; with fewer than two finished trials,
 or no parameter that varied, the plot is replaced by a note saying so.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 from pathlib import Path
@@ -25,7 +28,7 @@ def write_sweep_report(sweep_dir: Path, out: Path | None = None) -> Path:
     data = json.loads((sweep_dir / "sweep.json").read_text())
     storage = JournalStorage(JournalFileBackend(str(sweep_dir / "study.journal")))
     study = optuna.load_study(study_name="rltrade-sweep", storage=storage)
-    parts = [f"<h1>Sweep {html.escape(str(sweep_dir))}</h1>", _summary(data), _table(data)]
+    parts = [f"<h1>Sweep {html.escape(str(sweep_dir))}</h1>", _summary(data), _table(data), _audit(sweep_dir)]
     first = True
     for title, make in (
         ("Parameter importance (fANOVA over finished trials)", optuna.visualization.plot_param_importances),
@@ -89,6 +92,38 @@ def _table(data: dict[str, Any]) -> str:
         vals += [_fmt(t.get("value"), pct=True), _fmt(t.get("rerun_value"), pct=True)]
         body.append("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in vals) + "</tr>")
     return f"<h2>Trials</h2><table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _audit(sweep_dir: Path) -> str:
+    """Render the selection-bias audit's table, or a note that none was made for this ``sweep.json``."""
+    path = sweep_dir / "audit.json"
+    head = "<h2>Selection-bias audit (every trial once on test, after the selection was frozen)</h2>"
+    digest = hashlib.sha256((sweep_dir / "sweep.json").read_bytes()).hexdigest()
+    data = json.loads(path.read_text()) if path.is_file() else None
+    if not isinstance(data, dict) or data.get("sweep_sha256") != digest:
+        return head + "<p>not made for this selection: run <code>rltrade audit SWEEP_DIR</code></p>"
+    rho = data.get("spearman")
+    rows = [
+        ("Spearman(validation, test)", "-" if rho is None else f"{rho:+.3f} over {data.get('n_ranked')} trials"),
+        ("chosen trial", str(data.get("chosen_trial"))),
+        ("chosen trial's gap", _fmt(data.get("chosen_gap"), pct=True)),
+        ("median gap (finished trials)", _fmt(data.get("median_gap"), pct=True)),
+        ("test steps", str(data.get("test_steps"))),
+        ("validation window steps (per fold)", str(data.get("validation_steps"))),
+    ]
+    summary = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    cols = ("policy", "state", "validation", "test", "gap = validation − test")
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(v)}</td>"
+            for v in (r["name"], str(r["state"]), *(_fmt(r[k], pct=True) for k in ("validation", "test", "gap")))
+        )
+        + "</tr>"
+        for r in data.get("rows", [])
+    )
+    table = "<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>" + body
+    return f"{head}<table>{summary}</table><table>{table}</table>"
 
 
 def _fmt(v: Any, *, pct: bool = False) -> str:

@@ -165,7 +165,7 @@ def evaluate_bundle(
         env = EnvConfig.model_validate({**cfg.env.model_dump(), **env_overrides})
         cfg = cfg.model_copy(update={"env": env})
     prep = prepare(cfg, stats=bundle.feature_stats, splits=bundle.fold(), cnn_dir=run_dir / "cnn")
-    per = _period(prep, target) if period is not None else prep.test_period
+    per = period_in_span(prep, target) if period is not None else prep.test_period
     learner = load_learner(run_dir, prep.layout, cfg, which="best")
     results: dict[str, BacktestResult] = {"agent": backtest_learner(learner, prep, per)}
     if basic is not None:
@@ -364,7 +364,7 @@ def backtest_learner(learner: DQNLearner, prep: Prepared, period: PeriodData) ->
     return backtest_policy(prep.builder, period, greedy_policy(learner), prep.cfg.env)
 
 
-def _period(prep: Prepared, target: TimeRange) -> PeriodData:
+def period_in_span(prep: Prepared, target: TimeRange) -> PeriodData:
     """``target``'s per-step arrays, refusing a period outside the decision span of the run's market."""
     cfg = prep.cfg
     span = decision_span(prep.frames, cfg)
