@@ -284,7 +284,16 @@ FEE_TIERS: Final[dict[str, FeeTier]] = {
             0.0005,
             "taker",
             True,
-            "0.05 % as recorded 2026-11-30 (earlier schedules differ; check the exchange's for older periods)",
+            "0.05 % (maker 0.02 %) per Binance's futures fee FAQ, checked 2026-12-01; older schedules charged "
+            "0.04 % taker (the FAQ's own worked example): price such periods with --fee 0.04%",
+        ),
+        FeeTier(
+            "binance-usdm-bnb",
+            "Binance USDⓈ-M perpetual futures, regular user (VIP 0), taker, fees paid in BNB (10 % off), with funding",
+            0.00045,
+            "taker",
+            True,
+            "the futures BNB discount of 10 % per Binance's futures fee FAQ, checked 2026-12-01",
         ),
         FeeTier(
             "binance-spot-maker",
@@ -305,7 +314,8 @@ FEE_TIERS: Final[dict[str, FeeTier]] = {
     )
 }
 """The named fee tiers ``--fee`` accepts. Rates are the exchange's published regular-user rates as this project
-recorded them (not re-checked against binance.com from the build machine); maker tiers are listed so that asking
+recorded them (the futures rates checked on 2026-12-01 against Binance's published futures fee FAQ, the spot rates
+not re-checked); maker tiers are listed so that asking
 for one gets a clear refusal: the env fills every order as a taker (no limit-order fill model)."""
 
 

@@ -15,6 +15,7 @@ def test_taker_tiers_and_numbers() -> None:
     assert fee_overrides("binance-spot") == {"taker_fee": 0.001, "fee_tier": "binance-spot"}
     assert fee_overrides("Binance-Spot-BNB") == {"taker_fee": 0.00075, "fee_tier": "binance-spot-bnb"}
     assert fee_overrides("binance-usdm") == {"taker_fee": 0.0005, "fee_tier": "binance-usdm"}
+    assert fee_overrides("binance-usdm-bnb") == {"taker_fee": 0.00045, "fee_tier": "binance-usdm-bnb"}
     assert fee_overrides("0.0004") == {"taker_fee": 0.0004, "fee_tier": None}
     assert fee_overrides("0.04%")["taker_fee"] == pytest.approx(0.0004)
     assert fee_overrides("0") == {"taker_fee": 0.0, "fee_tier": None}
