@@ -182,6 +182,11 @@ def walkforward_cmd(
     if result.verdict is not None:
         from rltrade.report.results import verdict_sentence
 
+        for f in result.verdict["folds"]:
+            sel = f.get("selection")
+            picked = "not recorded" if not isinstance(sel, dict) else sel["label"]
+            console.print(f"fold {f['fold']}, selected per fold (seeds, flat, buy-and-hold): {picked}", highlight=False)
+
         console.print(verdict_sentence(result.verdict).replace("**", ""), highlight=False)
     console.print(f"rows per job, the aggregate and the verdict: {result.path} (write it up: rltrade results {folder})")
     _print_failures(result.failed)

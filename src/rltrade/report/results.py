@@ -9,6 +9,11 @@ interval of the agent's Sharpe minus buy-and-hold's:
 * ``no edge shown``: otherwise (the interval includes 0).
 
 Each sentence also says in how many folds the agent's test return trails buy-and-hold's.
+
+The ``selected per fold`` column is the policy the fold's selection chose among its seeds' selected policies,
+flat and buy-and-hold (:func:`rltrade.training.verdict.fold_selection`). A ``walkforward.json`` written before
+that selection existed gets it from its run folders (their ``selection.json``, ``selection_detail.npz`` and
+``eval/returns.parquet``); a fold whose runs lack them reads "not recorded".
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ WALKFORWARD_FILE: Final = "walkforward.json"
 
 NAMES: Final = {
     "agent": "agent (seeds' mean)",
+    "selected": "selected per fold",
     "ensemble": "seed ensemble",
     "supervised": "supervised",
     "flat": "flat",
@@ -80,9 +86,9 @@ def _day(us: int) -> str:
     return dt.datetime.fromtimestamp(us / 1e6, tz=dt.UTC).strftime("%Y-%m-%d")
 
 
-def _cell(p: Mapping[str, Any] | None) -> str:
+def _cell(p: Mapping[str, Any] | None, *, missing: str = "–") -> str:
     if p is None:
-        return "–"
+        return missing
     return f"{p['total_return']:+.1%} / {p['sharpe']:+.2f} [{p['sharpe_ci_low']:+.2f}, {p['sharpe_ci_high']:+.2f}]"
 
 
@@ -103,10 +109,47 @@ def _costs(cfg: Mapping[str, Any]) -> str:
     )
 
 
+def with_selection(folder: Path, doc: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``doc``'s verdict, with the selection per fold computed from its run folders when it lacks it."""
+    from rltrade.training.metrics import steps_per_year
+    from rltrade.training.verdict import VerdictError, with_fold_selection
+    from rltrade.types import Timeframe
+
+    v: dict[str, Any] = dict(doc["verdict"])
+    if all("selection" in f for f in v["folds"]):
+        return v
+    cfg = doc.get("config", {})
+    sel = cfg.get("selection", {})
+
+    def resolve(row: Mapping[str, Any]) -> Path:
+        stored = Path(str(row.get("run_dir", "")))
+        return stored if stored.is_dir() else Path(folder) / "runs" / str(row.get("name", stored.name))
+
+    try:
+        per_year = steps_per_year(Timeframe(cfg.get("env", {}).get("step", "1s")).us)
+        return with_fold_selection(
+            v,
+            [r for r in doc.get("jobs", []) if "run_dir" in r],
+            per_year,
+            confirm_resamples=int(sel.get("n_resamples", 1000)),
+            confirm_level=float(sel.get("level", 0.95)),
+            resolve=resolve,
+        )
+    except (VerdictError, OSError, KeyError, ValueError):
+        return v
+
+
+def _selected_cell(f: Mapping[str, Any]) -> str:
+    sel = f.get("selection")
+    if not isinstance(sel, dict):
+        return "not recorded"
+    return f"{sel['selected']}: {_cell(f['policies'].get('selected'))}"
+
+
 def section(folder: Path, doc: Mapping[str, Any]) -> list[str]:
     """Return the Markdown lines of one walk-forward folder."""
-    v, cfg = doc["verdict"], doc.get("config", {})
-    policies = [p for p in NAMES if p in v["aggregate"]["policies"]]
+    v, cfg = with_selection(folder, doc), doc.get("config", {})
+    policies = [p for p in NAMES if p in v["aggregate"]["policies"] or p == "selected"]
     data, env, train = cfg.get("data", {}), cfg.get("env", {}), cfg.get("train", {})
     lines = [
         f"## {folder}",
@@ -122,6 +165,12 @@ def section(folder: Path, doc: Mapping[str, Any]) -> list[str]:
         f"- each cell: test return / annualised Sharpe [{v['n_resamples']}-resample stationary-bootstrap 95 % CI]",
         f"- the agent row is the trained agent as it trades; the runs' do-no-harm selection (validation, then "
         f"confirmation) picked: {_selected(doc)}",
+        "- selected per fold: one choice per fold among the seeds' selected policies, flat and buy-and-hold, on "
+        "validation then confirmation (the cell names it): "
+        + (
+            ", ".join(f"fold {f['fold']} {f['selection']['selected']}" for f in v["folds"] if f.get("selection"))
+            or "not recorded"
+        ),
         "- seed ensemble (Q-values averaged over a fold's seeds): "
         + ("a row below" if "ensemble" in policies else "none (it needs at least 2 seeds per fold)"),
         "",
@@ -129,7 +178,7 @@ def section(folder: Path, doc: Mapping[str, Any]) -> list[str]:
         "|" + "---|" * (len(policies) + 4),
     ]
     for f in v["folds"]:
-        cells = [_cell(f["policies"].get(p)) for p in policies]
+        cells = [_selected_cell(f) if p == "selected" else _cell(f["policies"].get(p)) for p in policies]
         lines.append(
             f"| {f['fold']} | {_day(f['start_us'])} → {_day(f['end_us'])} | {f['market']} | "
             + " | ".join(cells)
@@ -138,7 +187,9 @@ def section(folder: Path, doc: Mapping[str, Any]) -> list[str]:
     agg = v["aggregate"]
     lines.append(
         "| **all** | concatenated | | "
-        + " | ".join(_cell(agg["policies"].get(p)) for p in policies)
+        + " | ".join(
+            _cell(agg["policies"].get(p), missing="not recorded" if p == "selected" else "–") for p in policies
+        )
         + f" | {_diff(agg['agent_vs']['buy_and_hold'])} |"
     )
     lines += [

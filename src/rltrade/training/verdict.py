@@ -14,6 +14,18 @@ test range, plus the step's classifier regime). Per fold:
   (:func:`rltrade.training.bootstrap.sharpe_ci`), and the paired interval of the agent's Sharpe minus
   buy-and-hold's and minus flat's (:func:`rltrade.training.bootstrap.sharpe_diff_ci`).
 
+**Selected per fold** (``selected``, when every run of the fold made a do-no-harm selection,
+:mod:`rltrade.training.confirmation`): one choice per fold among the seeds' selected policies and both baselines,
+by :func:`rltrade.training.selection.decide` on the fold's validation range. The candidates are ``flat``,
+``buy_and_hold`` and ``seed<s>`` for every seed whose own run selected its agent (a seed whose run fell back to a
+baseline brings only that baseline), each scored by its selection-window return as the run recorded it; a seed
+that wins is confirmed against both baselines on the confirmation window (its run's ``selection_detail.npz``),
+and a failure falls back to a baseline as every selection does. The ensemble is no candidate (it has no
+validation record). The fold's ``selection`` holds the outcome and ``policies["selected"]`` the test returns of
+what it selected: that seed's agent, or the baseline. PBO is not computed across seeds: the seeds of one
+configuration are about equally good, like a run's checkpoints, so it would read about 0.5 whatever their skill.
+:func:`with_fold_selection` adds the row to a verdict written without it, from the run folders.
+
 Aggregate: each policy's test returns of all folds concatenated in time order (the folds' test ranges are
 disjoint and follow each other), with the same intervals, the count of folds where the agent's return trails
 buy-and-hold's / flat's, and per-regime aggregates of the pooled series:
@@ -37,13 +49,18 @@ import numpy.typing as npt
 import polars as pl
 
 from rltrade.training.bootstrap import sharpe_ci, sharpe_diff_ci
+from rltrade.training.confirmation import read_selection, read_selection_detail
 from rltrade.training.metrics import sharpe
 from rltrade.training.regimes import regime_name
+from rltrade.training.selection import BASELINES, decide
 
 F64 = npt.NDArray[np.float64]
 
 VERDICT_POLICIES: Final = ("agent", "ensemble", "supervised", "flat", "buy_and_hold")
 """The policies of the verdict table, in table order (those a fold has)."""
+
+SELECTED: Final = "selected"
+"""The verdict's name of the policy selected per fold (module docstring)."""
 
 COMPARED_WITH: Final = ("buy_and_hold", "flat")
 """The baselines the agent's Sharpe is differenced against (paired intervals)."""
@@ -133,8 +150,14 @@ def summarise(
     ensemble: EnsembleFn | None = None,
     n_resamples: int = 1000,
     seed: int = 0,
+    confirm_resamples: int = 1000,
+    confirm_level: float = 0.95,
 ) -> dict[str, Any]:
-    """Return the verdict of a walk-forward's job rows (``fold``, ``run_dir`` each): per fold, pooled, per regime."""
+    """Return the verdict of a walk-forward's job rows (``fold``, ``run_dir`` each): per fold, pooled, per regime.
+
+    ``confirm_resamples`` and ``confirm_level`` are the confirmation test's of the selection per fold (the
+    config's ``selection.n_resamples`` and ``selection.level``).
+    """
     by_fold: dict[int, list[Path]] = {}
     for r in sorted(rows, key=lambda r: (r["fold"], r["seed"])):
         by_fold.setdefault(int(r["fold"]), []).append(Path(r["run_dir"]))
@@ -168,7 +191,7 @@ def summarise(
         labels["market"].append(np.full(time_us.size, market))
         labels["classifier"].append(np.array([regime_name(int(x)) for x in regime]))
     complete = {name: np.concatenate(parts) for name, parts in pooled.items() if len(parts) == len(folds)}
-    return {
+    verdict = {
         "folds": folds,
         "aggregate": {
             "n_folds": len(folds),
@@ -190,6 +213,90 @@ def summarise(
         "n_resamples": n_resamples,
         "seed": seed,
     }
+    return with_fold_selection(
+        verdict, rows, per_year, confirm_resamples=confirm_resamples, confirm_level=confirm_level
+    )
+
+
+def fold_selection(
+    runs: Mapping[str, Path], *, confirm_resamples: int, confirm_level: float, seed: int
+) -> tuple[dict[str, Any], F64] | None:
+    """Select one policy for a fold among its seeds' selected policies and both baselines (module docstring).
+
+    ``runs`` maps ``seed<s>`` to the fold's run folders, first seed first. Returns the selection
+    (:meth:`rltrade.training.selection.Selection.to_dict`, plus ``runs``: what each seed's run selected) and the
+    per-step test returns of the selected policy, or None when a run holds no selection record.
+    """
+    sels = {name: read_selection(d) for name, d in runs.items()}
+    details = {name: read_selection_detail(d) for name, d in runs.items()}
+    if not runs or any(s is None or not details[n] for n, s in sels.items()):
+        return None
+    first = next(iter(runs))
+    first_sel = sels[first]
+    assert first_sel is not None
+    scores = {b: float(first_sel["scores"][b]) for b in BASELINES}
+    for name, s in sels.items():
+        assert s is not None
+        if s.get("selected") == "agent":
+            scores[name] = float(s["scores"]["agent"])
+    best = max(scores, key=lambda k: scores[k])
+    confirm: dict[str, F64] | None = None
+    if best not in BASELINES:
+        d = details[best]
+        keys = {best: "agent_confirmation", **{b: f"{b}_confirmation" for b in BASELINES}}
+        if all(k in d for k in keys.values()):
+            confirm = {name: d[k] for name, k in keys.items()}
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xF01D]))
+    sel = decide(scores, confirm, rng=rng, n_resamples=confirm_resamples, level=confirm_level)
+    source, column = (runs[first], sel.selected) if sel.selected in BASELINES else (runs[sel.selected], "agent")
+    returns = read_returns(source)[column].to_numpy().astype(np.float64)
+    runs_selected = {name: str(s["selected"]) for name, s in sels.items() if s is not None}
+    return {**sel.to_dict(), "runs": runs_selected}, returns
+
+
+def with_fold_selection(
+    verdict: Mapping[str, Any],
+    rows: Sequence[Mapping[str, Any]],
+    per_year: float,
+    *,
+    confirm_resamples: int = 1000,
+    confirm_level: float = 0.95,
+    resolve: Callable[[Mapping[str, Any]], Path] | None = None,
+) -> dict[str, Any]:
+    """Return ``verdict`` with the selection per fold (:func:`fold_selection`) and its ``selected`` figures.
+
+    Each fold gets ``selection`` (None: a run of the fold has no selection record) and, when selected,
+    ``policies["selected"]``; the aggregate gets the pooled ``selected`` figures when every fold has them.
+    ``resolve`` finds a job row's run folder (default: its ``run_dir``). The intervals use the verdict's own
+    ``n_resamples`` and ``seed``.
+    """
+    n_resamples, seed = int(verdict["n_resamples"]), int(verdict["seed"])
+    where = resolve if resolve is not None else (lambda r: Path(r["run_dir"]))
+    out = {**verdict, "folds": [dict(f) for f in verdict["folds"]]}
+    pooled: list[F64] = []
+    for f in out["folds"]:
+        mine = sorted((r for r in rows if int(r["fold"]) == int(f["fold"])), key=lambda r: int(r["seed"]))
+        got = fold_selection(
+            {f"seed{r['seed']}": where(r) for r in mine},
+            confirm_resamples=confirm_resamples,
+            confirm_level=confirm_level,
+            seed=seed,
+        )
+        f["selection"] = None if got is None else got[0]
+        if got is not None:
+            f["policies"] = {
+                **f["policies"],
+                SELECTED: policy_figures(got[1], per_year, n_resamples=n_resamples, seed=seed),
+            }
+            pooled.append(got[1])
+    if pooled and len(pooled) == len(out["folds"]):
+        agg = dict(out["aggregate"])
+        agg["policies"] = {
+            **agg["policies"],
+            SELECTED: policy_figures(np.concatenate(pooled), per_year, n_resamples=n_resamples, seed=seed),
+        }
+        out["aggregate"] = agg
+    return out
 
 
 def _regime_rows(series: Mapping[str, F64], label_T: npt.NDArray[Any], per_year: float) -> list[dict[str, Any]]:

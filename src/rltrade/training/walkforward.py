@@ -25,8 +25,9 @@ it (a crashed walk-forward restarts where it stopped).
 Ray) and gathers them as they finish; :func:`run_walkforward` writes ``walkforward.json``: one row per job,
 the spread over seeds (mean, sample std, min, max of test return and Sharpe) per fold and overall, and the
 ``verdict`` (:mod:`rltrade.training.verdict`): the agent beside flat, buy-and-hold (and the supervised
-baseline when evaluated) and the seed ensemble (:func:`ensemble_returns`) in every fold, with bootstrap
-Sharpe intervals per fold, over the concatenated test returns, and per regime. ``rltrade results`` writes
+baseline when evaluated), the seed ensemble (:func:`ensemble_returns`) and the policy selected per fold
+(among the seeds' selected policies, flat and buy-and-hold, on validation then confirmation) in every fold,
+with bootstrap Sharpe intervals per fold, over the concatenated test returns, and per regime. ``rltrade results`` writes
 ``docs/RESULTS.md`` from it.
 
 On a multi-machine cluster every worker needs rltrade installed, the data source reachable (the synthetic
@@ -366,7 +367,17 @@ def run_walkforward(
     rows = [r for r in results if "error" not in r]
     failed = [r for r in results if "error" in r]
     summary = aggregate(rows, plan)
-    judged = summarise(rows, steps_per_year(cfg.env.step.us), ensemble=ensemble_returns) if rows else None
+    judged = (
+        summarise(
+            rows,
+            steps_per_year(cfg.env.step.us),
+            ensemble=ensemble_returns,
+            confirm_resamples=cfg.selection.n_resamples,
+            confirm_level=cfg.selection.level,
+        )
+        if rows
+        else None
+    )
     path = out_dir / "walkforward.json"
     write_json_atomic(
         path,

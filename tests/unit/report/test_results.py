@@ -14,7 +14,7 @@ from rltrade.report.results import results_markdown, verdict_sentence
 from rltrade.training.metrics import steps_per_year
 from rltrade.training.verdict import summarise
 from rltrade.types import Timeframe
-from tests.unit.training.test_verdict import write_run
+from tests.unit.training.test_verdict import write_run, write_selection
 
 
 def walkforward_folder(root: Path) -> Path:
@@ -95,3 +95,25 @@ def test_the_command_writes_the_page_and_refuses_a_folder_without_a_verdict(
     assert "trails buy-and-hold" in capsys.readouterr().out
     assert main(["results", str(tmp_path / "empty"), "--out", str(out)]) == 2
     assert "walkforward.json does not exist" in capsys.readouterr().err
+
+
+def test_the_selected_per_fold_column_from_the_runs_of_an_older_walkforward(tmp_path: Path) -> None:
+    folder = walkforward_folder(tmp_path / "wf")
+    text = results_markdown([folder], command="rltrade results wf")
+    assert "selected per fold" in text and text.count("not recorded") >= 3  # no run holds a selection record
+
+    doc = json.loads((folder / "walkforward.json").read_text())
+    runs = sorted((folder / "runs").iterdir())
+    for run in runs:
+        write_selection(run, "buy_and_hold", {"flat": 0.0, "buy_and_hold": 0.02, "agent": 0.01})
+    for f in doc["verdict"]["folds"]:  # written before the selection per fold existed
+        assert "selection" in f
+        del f["selection"]
+    doc["jobs"] = [
+        {"fold": k, "seed": 0, "name": run.name, "run_dir": f"elsewhere/{run.name}"} for k, run in enumerate(runs)
+    ]
+    (folder / "walkforward.json").write_text(json.dumps(doc))
+    text = results_markdown([folder], command="rltrade results wf")
+    bh = doc["verdict"]["folds"][0]["policies"]["buy_and_hold"]
+    assert f"| buy_and_hold: {bh['total_return']:+.1%} / {bh['sharpe']:+.2f}" in text
+    assert "fold 0 buy_and_hold, fold 1 buy_and_hold" in text and "not recorded" not in text

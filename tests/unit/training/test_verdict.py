@@ -3,6 +3,7 @@ intervals per fold, the pooled interval over the concatenated returns, fold coun
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +116,66 @@ def test_a_run_without_returns_is_refused_with_what_to_do(tmp_path: Path) -> Non
 
 def test_market_labels() -> None:
     assert [market_label(x) for x in (0.5, 0.2, 0.0, -0.2, -0.21)] == ["bull", "range", "range", "range", "bear"]
+
+
+def write_selection(
+    run_dir: Path, selected: str, scores: dict[str, float], confirmation: dict[str, np.ndarray] | None = None
+) -> None:
+    """A run's do-no-harm record: ``selection.json`` and ``selection_detail.npz`` (selection and confirmation)."""
+    status = "confirmed" if selected == "agent" else "failed_confirmation"
+    doc = {"selected": selected, "candidate": "agent", "status": status, "label": f"selected: {selected}"}
+    (run_dir / "selection.json").write_text(json.dumps({**doc, "scores": scores}))
+    detail = {f"{k}_selection": np.zeros(20) for k in ("agent", "flat", "buy_and_hold")}
+    detail |= {f"{k}_confirmation": v for k, v in (confirmation or {}).items()}
+    np.savez(run_dir / "selection_detail.npz", **detail)
+
+
+def test_the_selection_per_fold_chooses_among_the_seeds_selected_policies_and_both_baselines(
+    two_folds: list[dict[str, Any]],
+) -> None:
+    dirs = {(r["fold"], r["seed"]): Path(r["run_dir"]) for r in two_folds}
+    rng = np.random.default_rng(11)
+    winning = {"agent": 0.002 + rng.normal(0, 1e-4, 60), "flat": np.zeros(60), "buy_and_hold": rng.normal(0, 1e-3, 60)}
+    # Fold 0: both seeds' runs selected their agents; seed 1's scored higher on validation and is confirmed.
+    write_selection(dirs[0, 0], "agent", {"flat": 0.0, "buy_and_hold": 0.01, "agent": 0.02}, winning)
+    write_selection(dirs[0, 1], "agent", {"flat": 0.0, "buy_and_hold": 0.01, "agent": 0.05}, winning)
+    # Fold 1: seed 0's agent scored best but its run fell back to flat, so it is no candidate; buy-and-hold wins.
+    write_selection(dirs[1, 0], "flat", {"flat": 0.0, "buy_and_hold": 0.03, "agent": 0.09}, winning)
+    write_selection(dirs[1, 1], "buy_and_hold", {"flat": 0.0, "buy_and_hold": 0.03, "agent": 0.01}, winning)
+
+    v = summarise(two_folds, PER_YEAR, n_resamples=200)
+    s0, s1 = (f["selection"] for f in v["folds"])
+    assert (
+        s0["selected"] == "seed1" and s0["status"] == "confirmed" and s0["runs"] == {"seed0": "agent", "seed1": "agent"}
+    )
+    assert set(s0["scores"]) == {"flat", "buy_and_hold", "seed0", "seed1"}
+    assert s1["selected"] == "buy_and_hold" and s1["status"] == "baseline_best"
+    assert set(s1["scores"]) == {"flat", "buy_and_hold"}  # neither run kept its agent
+    chosen = [
+        pl.read_parquet(dirs[0, 1] / RETURNS_PATH)["agent"].to_numpy(),  # seed 1's own agent, not the seeds' mean
+        series(two_folds, 1, "buy_and_hold"),
+    ]
+    for f, r in zip(v["folds"], chosen, strict=True):
+        ci = sharpe_ci(r, PER_YEAR, rng=np.random.default_rng(0), n_resamples=200)
+        assert f["policies"]["selected"]["total_return"] == pytest.approx(total_return(r))
+        assert f["policies"]["selected"]["sharpe_ci_low"] == ci.low
+    pooled = v["aggregate"]["policies"]["selected"]
+    assert pooled["n_steps"] == 2 * N and pooled["total_return"] == pytest.approx(total_return(np.concatenate(chosen)))
+
+
+def test_a_seed_that_fails_its_fold_confirmation_falls_back_to_a_baseline(two_folds: list[dict[str, Any]]) -> None:
+    dirs = {(r["fold"], r["seed"]): Path(r["run_dir"]) for r in two_folds}
+    losing = {"agent": np.full(60, -0.001), "flat": np.zeros(60), "buy_and_hold": np.full(60, 0.0005)}
+    for k in (0, 1):
+        for s in (0, 1):
+            write_selection(dirs[k, s], "agent", {"flat": 0.0, "buy_and_hold": -0.01, "agent": 0.01 * (s + 1)}, losing)
+    v = summarise(two_folds, PER_YEAR, n_resamples=200)
+    for f in v["folds"]:
+        assert f["selection"]["candidate"] == "seed1" and f["selection"]["status"] == "failed_confirmation"
+        assert f["selection"]["selected"] in ("flat", "buy_and_hold")
+
+
+def test_without_selection_records_the_fold_has_no_selected_row(two_folds: list[dict[str, Any]]) -> None:
+    v = summarise(two_folds, PER_YEAR, n_resamples=50)
+    assert all(f["selection"] is None and "selected" not in f["policies"] for f in v["folds"])
+    assert "selected" not in v["aggregate"]["policies"]

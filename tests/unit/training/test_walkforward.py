@@ -17,6 +17,8 @@ from rltrade.data.market import MarketFrames, load_market
 from rltrade.data.splits import Fold, TimeRange
 from rltrade.training.bundle import open_bundle
 from rltrade.training.confirmation import read_selection
+from rltrade.training.metrics import steps_per_year
+from rltrade.training.verdict import RETURNS_PATH, summarise, total_return
 from rltrade.training.walkforward import WalkForwardError, aggregate, plan_folds, run_fold_job, spread
 from tests.support.tiny_config import tiny
 
@@ -188,6 +190,23 @@ def test_the_run_selects_on_validation_and_confirms_on_its_held_back_tail(fold_j
     assert sel["selected"] in ("flat", "buy_and_hold", "agent") and sel["label"].startswith("selected: ")
     if sel["selected"] == "agent":
         assert sel["status"] == "confirmed"
+
+
+def test_the_fold_selection_of_a_trained_fold_reads_its_runs_records(fold_jobs: dict[str, Any]) -> None:
+    row = fold_jobs["clean"]
+    run = Path(row["run_dir"])
+    own = read_selection(run)
+    assert own is not None
+    v = summarise([row], steps_per_year(fold_jobs["cfg"].env.step.us), n_resamples=200)
+    sel = v["folds"][0]["selection"]
+    assert sel["runs"] == {"seed0": own["selected"]}
+    assert {b: sel["scores"][b] for b in ("flat", "buy_and_hold")} == {
+        b: own["scores"][b] for b in ("flat", "buy_and_hold")
+    }
+    assert ("seed0" in sel["scores"]) == (own["selected"] == "agent")
+    column = "agent" if sel["selected"] == "seed0" else sel["selected"]
+    returns = pl.read_parquet(run / RETURNS_PATH)[column].to_numpy()
+    assert v["folds"][0]["policies"]["selected"]["total_return"] == pytest.approx(total_return(returns))
 
 
 @pytest.mark.slow
