@@ -408,8 +408,8 @@ class EnvConfig(_Frozen):
     min_hold_steps: Annotated[int, Field(ge=1, le=1_000_000)] = 1
     """Minimum holding time of the agent, in decision steps: a long or short opened at step ``i`` cannot be
     closed or reversed before step ``i + min_hold_steps`` (the order is ignored and the position kept); 1 = no
-    minimum. Applies to the agent's env and backtests (:func:`rltrade.env.fills.held_positions`); the baselines
-    and oracles are unconstrained (the perfect-foresight oracle stays an upper bound). Not enforced in live yet."""
+    minimum. Applies to the agent's env, backtests and live sessions (:func:`rltrade.env.fills.held_positions`);
+    the baselines and oracles are unconstrained (the perfect-foresight oracle stays an upper bound)."""
     fee_tier: str | None = None
     """The named fee tier ``taker_fee`` comes from (:data:`FEE_TIERS`, set by ``--fee NAME``); ``null``: a
     number. A tier must be a taker tier whose fee equals ``taker_fee``; a futures tier needs ``funding_file``."""

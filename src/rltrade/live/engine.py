@@ -13,14 +13,18 @@ Glossary of one event (:meth:`LiveEngine.on_event`):
   have been seen (the watermark passed ``t``, so every trade at or before ``t`` is in) the CNN rows are
   brought up to ``t`` (:class:`~rltrade.models.bridge.StreamingCnnBridge`: once per closed bar), the state
   at ``t`` is read, the account block appended as the env does (:class:`~rltrade.live.account.LiveAccount`),
-  the policy acts, and the target goes to the :class:`~rltrade.live.broker.PaperBroker`. If one role has
+  the policy acts, the env's minimum holding time applies (``env.min_hold_steps``: a long or short opened
+  fewer than that many decisions ago is kept, by the env's own :func:`~rltrade.env.fills.held_positions` on the
+  account book's position and entry step), and the target goes to the
+  :class:`~rltrade.live.broker.PaperBroker`. If one role has
   passed ``t`` but the other has not within ``grace_s`` wall seconds, the engine decides with what it has
   and counts a *grace decision* (trades of the slow role at or before ``t`` arriving later are then late);
 * **status**: ``STALE`` of a role marks decisions *stale* until its ``RECOVERED``. The clock still waits
   for the role (a silent one is handled by the grace: ignoring a stale role's watermark at once would run
   the clock past the trades the feed still holds behind the hole, which would then arrive late). A stale
   decision holds (``on_stale="hold"``: keep the position, only going flat is allowed) or goes flat
-  (``"flat"``), and is counted. Connection status and gaps are counted; the wall time spent degraded (a
+  (``"flat"``: a risk rule, applied after the minimum holding time, so it may close a position held for fewer
+  than ``env.min_hold_steps``), and is counted. Connection status and gaps are counted; the wall time spent degraded (a
   role stale or the connection down) gives the uptime.
 
 Decisions on the clock, the fill rule and the accounting are the backtest's, so a replay of stored trades
@@ -46,6 +50,7 @@ import polars as pl
 
 from rltrade.config import EnvConfig, FeaturesConfig
 from rltrade.data.market import MarketFrames
+from rltrade.env.fills import held_positions
 from rltrade.env.trading_env import ACTION_POSITIONS
 from rltrade.features.bar_stream import BarSeed
 from rltrade.features.layout import StateLayout
@@ -95,6 +100,8 @@ class EngineCounters:
     stale_decisions: int = 0
     overridden_actions: int = 0
     """Stale decisions whose target differs from the agent's action."""
+    min_hold_kept: int = 0
+    """Decisions whose close or reversal ``env.min_hold_steps`` refused (the position was kept, as in the env)."""
     fills: int = 0
     status: dict[str, int] = field(default_factory=dict)
     degraded_us: int = 0
@@ -143,6 +150,8 @@ class LiveEngine:
         seed: BarSeed | None = None,
     ) -> None:
         self.layout, self.env_cfg, self.settings, self.policy = layout, env_cfg, settings, policy
+        self.min_hold = env_cfg.min_hold_steps
+        """``env.min_hold_steps``: decisions a long or short is kept before it may be closed or reversed."""
         self.cnn = cnn
         self.step_us = env_cfg.step.us
         self.builder = StreamingStateBuilder(layout, features_cfg, history, t0_us, stats, seed=seed)
@@ -309,6 +318,11 @@ class LiveEngine:
         action = int(act[0])
         t2 = time.perf_counter_ns()
         position = ACTION_POSITIONS[action]
+        book = self.account.book  # decision i − 1 applied by ``vector``: what is held now, and since when
+        kept = int(held_positions(np.array([position], np.int8), book.position, i - book.entry_step, self.min_hold)[0])
+        if kept != position:
+            self.counters.min_hold_kept += 1
+            position = kept
         if self.stale:
             self.counters.stale_decisions += 1
             held = self.broker.target[-1] if self.broker.target else 0

@@ -292,3 +292,49 @@ def test_unknown_role_is_refused(prep: Prepared, cfg: Config, t0: int, events: l
     engine = make_engine(prep, cfg, t0, scripted(random_actions(5)))
     with pytest.raises(ValueError, match="unknown role"):
         engine.on_event(replace(events[0], role="sol"))
+
+
+def test_min_hold_steps_keeps_positions_exactly_as_the_env(
+    prep: Prepared, cfg: Config, t0: int, events: list[TradeEvent], period: PeriodData
+) -> None:
+    held = cfg.env.model_copy(update={"min_hold_steps": 7})
+    actions = random_actions(N_STEPS + 10, seed=5)  # a random order every step: most closes come too early
+    seen_env: list[npt.NDArray[np.float32]] = []
+    it_env = iter(actions.tolist())
+
+    def env_policy(obs: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+        seen_env.append(obs.copy())
+        return np.array([next(it_env)])
+
+    n = period.n_steps
+    ref = backtest_policy(prep.builder, period, env_policy, held)
+    engine = LiveEngine(
+        prep.layout,
+        cfg.features,
+        held,
+        prep.frames,
+        t0,
+        scripted(actions),
+        stats=prep.stats,
+        settings=EngineSettings(grace_s=None),
+    )
+    decisions = run(engine, events)
+    ref_positions = ref.steps["position"].to_numpy()[:n]
+    assert [d.position for d in decisions[:n]] == ref_positions.tolist()
+    assert [d.action for d in decisions[:n]] == actions[:n].tolist()  # the agent's own actions, as it chose them
+    kept = int(np.sum(ref_positions != actions[:n] - 1))
+    assert kept > 20 and engine.counters.min_hold_kept >= kept  # the rule did act, on the same decisions
+    # Every long or short (but the last, cut by the session's end) lasts at least 7 decisions.
+    trades = ref.trades.filter(ref.trades["exit_step"] < n)
+    assert trades.height > 5 and int((trades["exit_step"] - trades["entry_step"]).min()) >= 7
+    live_obs = np.concatenate([d.obs for d in decisions[:n]])
+    assert np.abs(live_obs - np.concatenate(seen_env)).max() <= FLOAT_TOLERANCE  # time in trade too
+    live = engine.broker.result(n)
+    assert live is not None
+    assert_frame_equal(live.trades, ref.trades)
+    assert_frame_equal(live.steps, ref.steps)
+    # Without the rule the same actions trade more often.
+    free = make_engine(prep, cfg, t0, scripted(actions))
+    run(free, events)
+    result = free.broker.result(n)
+    assert result is not None and result.trades.height > ref.trades.height and free.counters.min_hold_kept == 0
