@@ -530,6 +530,13 @@ class AgentConfig(_Frozen):
     """Patch length (kernel = stride) of each stage: a 300-row window shrinks 300 → 30 → 3 rows."""
     encoder_hidden: tuple[Annotated[int, Field(ge=1)], ...] = (128, 128)
     """Hidden widths after the structured encoder's concatenated features."""
+    block_norm: bool = False
+    """Structured encoder only: standardise the state per block before encoding it, with statistics fitted once
+    on evenly spaced training-range states (per channel for tick and bar windows, per column for flat blocks,
+    clipped to ±10; :mod:`rltrade.agent.block_norm` says why not a ``LayerNorm``)."""
+    block_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    """Structured encoder only: probability of zeroing one block's encoded features for one sample in each
+    gradient update (kept blocks scaled by 1 / (1 − p)); never while acting, evaluating or computing targets."""
     n_actions: Annotated[int, Field(ge=2)] = 3
     """Number of discrete actions (short / flat / long by default)."""
     dueling: bool = True
@@ -604,6 +611,11 @@ class AgentConfig(_Frozen):
             raise ValueError(f"batch_size ({self.batch_size}) exceeds buffer_size ({self.buffer_size})")
         if not self.hidden or not self.encoder_hidden:
             raise ValueError("hidden and encoder_hidden need at least one layer")
+        if self.network == "flat" and (self.block_norm or self.block_dropout > 0.0):
+            raise ValueError(
+                "block_norm and block_dropout act on the structured encoder's blocks: "
+                "set network: structured, or turn them off for the flat network"
+            )
         return self
 
 

@@ -18,19 +18,31 @@ cuts the sequence into non-overlapping patches of ``patches[s]`` rows and maps e
 Windows are stored row-major ``[W, C]`` (flat index ``w·C + c``); when W is not a multiple of a
 stage's patch, the window is zero-padded before row 0 (the oldest row), so the newest rows always
 form one full patch.
+
+Two options, both off by default (``agent.block_norm`` and ``agent.block_dropout``):
+
+* **input standardisation**: an :class:`~rltrade.agent.block_norm.InputStandardiser` in front of the
+  blocks, fitted once on training-range states (per channel for windows, per column for flat blocks);
+* **block dropout**: while the learner's update runs the online network (:func:`block_dropout`), each
+  block's encoded features (a window's ``PatchStack`` output, a flat block's values) are zeroed with
+  probability p per sample, the kept ones scaled by 1 / (1 − p) as in ``nn.Dropout``; draws come from
+  the generator the context passes. Acting, evaluation, target values and eval mode never drop.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal, cast
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rltrade.agent.block_norm import InputStandardiser
 from rltrade.agent.networks import QNetwork, build_on
 
 BlockKind = Literal["bars", "ticks", "flat"]
@@ -160,7 +172,15 @@ class StructuredEncoder(nn.Module):
         Width K of the account vector (passed through).
     channels, patches : Sequence[int]
         The ``PatchStack`` stages used for every window shape.
+    input_norm : bool
+        Standardise the state columns first (an ``InputStandardiser``, identity until fitted).
+    block_dropout : float
+        Probability p in [0, 1) of zeroing one block's features for one sample while dropping is on
+        (training mode and a ``dropout_generator`` set by :func:`block_dropout`).
     """
+
+    dropout_generator: torch.Generator | None
+    """The generator of the block-dropout draws; only set inside :func:`block_dropout`."""
 
     def __init__(
         self,
@@ -170,8 +190,12 @@ class StructuredEncoder(nn.Module):
         *,
         channels: Sequence[int] = (16, 32),
         patches: Sequence[int] = (10, 10),
+        input_norm: bool = False,
+        block_dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= block_dropout < 1.0:
+            raise ValueError(f"block_dropout must be in [0, 1), got {block_dropout}")
         ordered = sorted(blocks, key=lambda b: b.start)
         for a, b in itertools.pairwise(ordered):
             if b.start < a.stop:
@@ -192,6 +216,9 @@ class StructuredEncoder(nn.Module):
                 continue
             windows.setdefault((b.kind, b.shape), []).append(b)
             covered.append((b.start, b.stop))
+        block_id = {b.name: i for i, b in enumerate(ordered)}
+        # Which block each output column belongs to (len(blocks): in none, never dropped).
+        column_block: list[int] = []
         self.groups: list[_WindowGroup] = []
         self.stacks = nn.ModuleDict()
         out_dim = 0
@@ -203,16 +230,29 @@ class StructuredEncoder(nn.Module):
             stack = PatchStack(shape[0], shape[1], channels, patches)
             self.stacks[key] = stack
             out_dim += len(members) * stack.out_dim
+            for m in members:
+                column_block += [block_id[m.name]] * stack.out_dim
         # Every state index that is not in a window passes through, merged into as few slices as possible.
         self.flat_ranges: list[tuple[int, int]] = []
+        owner = np.full(state_dim, len(ordered), dtype=np.int64)
+        for b in ordered:
+            owner[b.start : b.stop] = block_id[b.name]
         cursor = 0
         for start, stop in [*covered, (state_dim, state_dim)]:
             if start > cursor:
                 self.flat_ranges.append((cursor, start))
                 out_dim += start - cursor
+                column_block += owner[cursor:start].tolist()
             cursor = stop
+        column_block += [len(ordered)] * account_dim
         self.state_dim, self.account_dim = state_dim, account_dim
         self.out_dim = out_dim + account_dim
+        self.n_blocks = len(ordered)
+        self.block_dropout = float(block_dropout)
+        self.dropout_generator = None
+        self._column_block = tuple(column_block)
+        self._column_block_on: dict[torch.device, Tensor] = {}
+        self.input_norm = InputStandardiser(state_dim) if input_norm else None
 
     def forward(self, state_BF: Tensor, account_BK: Tensor) -> Tensor:
         """Encode the state block by block and append the account: ``[B, out_dim]``.
@@ -225,6 +265,8 @@ class StructuredEncoder(nn.Module):
                 f"got {state_BF.shape[-1]} and {account_BK.shape[-1]}"
             )
         b = state_BF.shape[0]
+        if self.input_norm is not None:
+            state_BF = self.input_norm(state_BF)
         parts: list[Tensor] = []
         for group in self.groups:
             g, size = len(group.starts), group.rows * group.cols
@@ -242,7 +284,37 @@ class StructuredEncoder(nn.Module):
             parts.append(stack(windows.reshape(b * g, group.rows, group.cols)).reshape(b, -1))
         parts += [state_BF[:, start:stop] for start, stop in self.flat_ranges]
         parts.append(account_BK)
-        return torch.cat(parts, dim=1)
+        out_BD = torch.cat(parts, dim=1)
+        if self.training and self.block_dropout > 0.0 and self.dropout_generator is not None:
+            out_BD = out_BD * self._dropout_mask(b, out_BD.device, out_BD.dtype)
+        return out_BD
+
+    def _dropout_mask(self, b: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+        """``[B, out_dim]``: per sample, each block's columns 0 (probability p) or 1 / (1 − p); others 1."""
+        columns = self._column_block_on.get(device)
+        if columns is None:
+            columns = self._column_block_on[device] = torch.tensor(self._column_block, device=device)
+        p = self.block_dropout
+        draws_BN = torch.rand(b, self.n_blocks, generator=self.dropout_generator, device=device)
+        keep_BN = (draws_BN >= p).to(dtype) / (1.0 - p)
+        keep_BN1 = torch.cat([keep_BN, torch.ones(b, 1, device=device, dtype=dtype)], dim=1)
+        return keep_BN1[:, columns]
+
+
+@contextmanager
+def block_dropout(network: nn.Module, generator: torch.Generator) -> Iterator[None]:
+    """Turn on block dropout in every ``StructuredEncoder`` of ``network`` (training mode), drawn from ``generator``.
+
+    Outside the context no encoder drops anything, whatever its mode.
+    """
+    encoders = [m for m in network.modules() if isinstance(m, StructuredEncoder)]
+    for enc in encoders:
+        enc.dropout_generator = generator
+    try:
+        yield
+    finally:
+        for enc in encoders:
+            enc.dropout_generator = None
 
 
 class StructuredBody(nn.Module):
@@ -267,6 +339,8 @@ def structured_q_network(
     channels: Sequence[int] = (16, 32),
     patches: Sequence[int] = (10, 10),
     hidden: Sequence[int] = (128, 128),
+    input_norm: bool = False,
+    block_dropout: float = 0.0,
     n_actions: int = 3,
     dueling: bool = True,
     noisy: bool = False,
@@ -276,12 +350,23 @@ def structured_q_network(
     v_max: float = 10.0,
     device: torch.device | str = "cpu",
 ) -> QNetwork:
-    """Build a network with encoder → Linear(hidden[0]) → ReLU as the body, then a ``QHead`` with ``hidden[1:]``."""
+    """Build a network with encoder → Linear(hidden[0]) → ReLU as the body, then a ``QHead`` with ``hidden[1:]``.
+
+    ``input_norm`` and ``block_dropout``: see :class:`StructuredEncoder`.
+    """
     if len(hidden) < 1:
         raise ValueError("the structured network needs at least one hidden layer after the encoder")
 
     def factory() -> QNetwork:
-        encoder = StructuredEncoder(blocks, state_dim, account_dim, channels=channels, patches=patches)
+        encoder = StructuredEncoder(
+            blocks,
+            state_dim,
+            account_dim,
+            channels=channels,
+            patches=patches,
+            input_norm=input_norm,
+            block_dropout=block_dropout,
+        )
         return QNetwork(
             StructuredBody(encoder, hidden[0]),
             hidden[0],

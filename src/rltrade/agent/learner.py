@@ -41,7 +41,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rltrade.agent.batches import ReplaySample, StateSource
-from rltrade.agent.encoder import BlockSpec, structured_q_network
+from rltrade.agent.block_norm import InputStandardiser, block_statistics
+from rltrade.agent.encoder import BlockSpec, block_dropout, structured_q_network
 from rltrade.agent.networks import QNetwork, flat_q_network
 from rltrade.agent.schedules import epsilon_schedule
 from rltrade.config import AgentConfig, ConfigError
@@ -109,6 +110,8 @@ def build_q_network(
         channels=config.encoder_channels,
         patches=config.encoder_patches,
         hidden=config.encoder_hidden,
+        input_norm=config.block_norm,
+        block_dropout=config.block_dropout,
         n_actions=config.n_actions,
         dueling=config.dueling,
         noisy=noisy,
@@ -201,6 +204,8 @@ class DQNLearner:
         """Draws the noisy layers' noise for updates."""
         self.act_generator = torch.Generator(self.device).manual_seed(act_seed)
         """Default generator of ``act`` (ε draws and acting noise)."""
+        self.blocks: tuple[BlockSpec, ...] = tuple(blocks or ())
+        """The state layout the structured network reads (empty for the flat network)."""
         self.online = build_q_network(config, state_dim, account_dim, init_gen, blocks, self.device)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
         self.noisy = self.online.has_noise
@@ -282,7 +287,7 @@ class DQNLearner:
             else:
                 next_action_B = next_target_q_BA.argmax(dim=1)
 
-        with self._autocast():
+        with self._autocast(), block_dropout(self.online, self.learn_generator):
             out = self.online(state_BF, account_BK).float()
         rows_B = torch.arange(b, device=self.device)
         if self.online.distributional:
@@ -316,6 +321,20 @@ class DQNLearner:
             grad_norm=float(grad_norm.item()),
             td_abs_B=td_abs_B.cpu().numpy().astype(np.float32, copy=False),
         )
+
+    def fit_input_norm(self, states_NF: npt.ArrayLike) -> None:
+        """Fit the per-block input standardiser (``block_norm``) of both networks on ``states_NF``.
+
+        ``states_NF`` must be training-range states only (the caller's duty: :func:`rltrade.training.loop.train`
+        passes evenly spaced rows of the training clock); nothing else is read.
+        """
+        if not self.config.block_norm:
+            raise ValueError("fit_input_norm needs agent.block_norm: true")
+        mean_F, std_F = block_statistics(states_NF, self.blocks)
+        for net in (self.online, self.target):
+            for module in net.modules():
+                if isinstance(module, InputStandardiser):
+                    module.fit(mean_F, std_F)
 
     @torch.no_grad()
     def _sync_target(self) -> None:
@@ -404,7 +423,8 @@ class DQNLearner:
         folders made before ``agent.seed`` defaulted to the top-level seed record ``agent.seed: 0``).
         """
         mine = self.config.model_dump(mode="json")
-        theirs = state["config"]
+        # A field added after the state was saved counts as its default there.
+        theirs = {**type(self.config)().model_dump(mode="json"), **state["config"]}
         diff = sorted(k for k in mine.keys() | theirs.keys() if k != "seed" and mine.get(k) != theirs.get(k))
         if diff:
             details = ", ".join(f"{k}: saved {theirs.get(k)!r} vs now {mine.get(k)!r}" for k in diff)

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rltrade.agent.block_norm import InputStandardiser
 from rltrade.agent.noisy import NoisyLinear
 
 
@@ -173,12 +174,14 @@ class QNetwork(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator) -> None:
-        """(Re)initialise every parameter and buffer from ``generator`` in module order."""
+        """(Re)initialise every parameter and buffer from ``generator`` in module order (input statistics: identity)."""
         for module in self.modules():
             if isinstance(module, NoisyLinear):
                 module.reset_parameters(generator)
             elif isinstance(module, nn.Linear):
                 init_linear(module, generator)
+            elif isinstance(module, InputStandardiser):
+                module.reset()
         if self.n_atoms > 1:
             self.support_N.copy_(torch.linspace(self.v_min, self.v_max, self.n_atoms))
         else:

@@ -72,6 +72,26 @@ OnEval = Callable[[int, DQNLearner, Prepared], None]
 logger = logging.getLogger(__name__)
 
 
+NORM_ROWS: Final = 4_096
+"""Training-clock states that ``agent.block_norm``'s statistics are fitted on."""
+
+
+def norm_rows(n_train: int, rows: int = NORM_ROWS) -> npt.NDArray[np.int64]:
+    """Evenly spaced indices into a training clock of ``n_train`` steps (all of them when fewer than ``rows``).
+
+    Only training steps: the input statistics never see the validation or test range.
+    """
+    if n_train < 2:
+        raise ValueError(f"block_norm needs at least 2 training steps to fit on, got {n_train}")
+    return np.unique(np.linspace(0, n_train - 1, min(n_train, rows)).round().astype(np.int64))
+
+
+def fit_input_norm(learner: DQNLearner, source: ClockStateSource, n_train: int) -> None:
+    """Fit ``agent.block_norm``'s statistics on the training clock's :func:`norm_rows` (no-op when it is off)."""
+    if learner.config.block_norm:
+        learner.fit_input_norm(source.gather(norm_rows(n_train)))
+
+
 @dataclass
 class TrainResult:
     """What a training run ends with: its folder, steps and updates done, the best validation, the wall time."""
@@ -113,6 +133,7 @@ def train(
     nstep = NStepAccumulator(a.n_step, a.gamma, t.n_envs)
     in_flight: dict[str, Stateful] = {"nstep": nstep, "env": VectorEnvState(venv)}
     source = ClockStateSource(prep.builder, prep.train_period.clock)
+    fit_input_norm(learner, source, prep.train_period.clock.n_steps)  # a resume then restores the saved ones
     validation = prep.validation_slice()
     obs, _ = venv.reset(seed=cfg.seed)
     step, best = 0, None

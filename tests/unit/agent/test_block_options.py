@@ -1,0 +1,204 @@
+"""The structured encoder's options for the rich state: per-block input standardisation and block dropout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+
+from rltrade.agent.batches import ArrayStateSource, ReplaySample
+from rltrade.agent.block_norm import InputStandardiser, block_statistics
+from rltrade.agent.encoder import BlockSpec, StructuredEncoder, block_dropout, structured_q_network
+from rltrade.agent.learner import DQNLearner, LearnerConfig
+from rltrade.training.loop import norm_rows
+
+BLOCKS = [
+    BlockSpec("ticks", (6, 2), 0, 12, "ticks"),
+    BlockSpec("bars_a", (6, 3), 12, 30, "bars"),
+    BlockSpec("flags", (2,), 30, 32, "flat"),
+    BlockSpec("bars_b", (6, 3), 32, 50, "bars"),
+]
+WIDTH, K = 52, 3  # state columns 50, 51 are in no block
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _encoder(**options: Any) -> StructuredEncoder:
+    return StructuredEncoder(BLOCKS, WIDTH, K, channels=(4,), patches=(3,), **options)
+
+
+# ---------------------------------------------------------------------------------------- statistics
+def test_block_statistics_are_per_channel_for_windows_and_per_column_for_flat_blocks() -> None:
+    rng = np.random.default_rng(0)
+    states = rng.standard_normal((500, WIDTH)) * 3.0 + 7.0
+    mean, std = block_statistics(states, BLOCKS)
+    assert mean.shape == std.shape == (WIDTH,)
+    # bars_a's channel 1 is every third column of its slice, pooled over its 6 rows.
+    channel = states[:, 12:30].reshape(-1, 3)[:, 1]
+    np.testing.assert_allclose(mean[13:30:3], channel.mean(), rtol=1e-5)
+    np.testing.assert_allclose(std[13:30:3], channel.std(), rtol=1e-5)
+    np.testing.assert_allclose(mean[30:32], states[:, 30:32].mean(axis=0), rtol=1e-5)
+    # Columns in no block are left alone; a constant column keeps scale 1 (centred only).
+    assert np.all(mean[50:] == 0) and np.all(std[50:] == 1)
+    states[:, 30] = 4.0
+    mean, std = block_statistics(states, BLOCKS)
+    assert mean[30] == pytest.approx(4.0) and std[30] == 1.0
+
+
+def test_block_statistics_read_only_the_rows_given() -> None:
+    """Causality: statistics fitted on training rows do not move when later (validation, test) rows change."""
+    rng = np.random.default_rng(1)
+    states = rng.standard_normal((300, WIDTH)).astype(np.float32)
+    train_rows = norm_rows(200, rows=64)
+    assert train_rows.max() < 200 and train_rows.min() == 0 and train_rows.max() == 199
+    before = block_statistics(states[train_rows], BLOCKS)
+    states[200:] = 1e6  # the future
+    after = block_statistics(states[train_rows], BLOCKS)
+    for a, b in zip(before, after, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="at least 2"):
+        norm_rows(1)
+
+
+def test_standardiser_is_the_identity_until_fitted_then_standardises_and_clips() -> None:
+    norm = InputStandardiser(4, clip=3.0)
+    x = torch.tensor([[1.0, 2.0, -1.0, 0.5]])
+    torch.testing.assert_close(norm(x), x)
+    norm.fit([1.0, 0.0, 0.0, 0.0], [2.0, 0.5, 1.0, 0.01])
+    torch.testing.assert_close(norm(x), torch.tensor([[0.0, 3.0, -1.0, 3.0]]))  # 4.0 and 50.0 clipped to 3
+    with pytest.raises(ValueError, match="positive"):
+        norm.fit([0.0] * 4, [1.0, 0.0, 1.0, 1.0])
+
+
+def test_input_norm_changes_the_encoding_and_is_saved_with_the_network() -> None:
+    net = structured_q_network(BLOCKS, WIDTH, K, _gen(), channels=(4,), patches=(3,), hidden=(8,), input_norm=True)
+    plain = structured_q_network(BLOCKS, WIDTH, K, _gen(), channels=(4,), patches=(3,), hidden=(8,))
+    state = (torch.randn(5, WIDTH, generator=_gen(1)) * 2 + 3).clamp(-9.0, 9.0)  # inside the ±10 clip
+    account = torch.randn(5, K, generator=_gen(2))
+    torch.testing.assert_close(net(state, account), plain(state, account))  # identity statistics at first
+    mean, std = block_statistics(state.numpy(), BLOCKS)
+    encoder = net.body.encoder
+    assert isinstance(encoder, StructuredEncoder) and encoder.input_norm is not None
+    encoder.input_norm.fit(mean, std)
+    assert not torch.allclose(net(state, account), plain(state, account))
+    assert "body.encoder.input_norm.mean_F" in net.state_dict()
+    assert "body.encoder.input_norm.mean_F" not in plain.state_dict()  # off: old checkpoints still load
+
+
+# ---------------------------------------------------------------------------------------- block dropout
+def test_block_dropout_zeroes_whole_blocks_and_scales_the_kept_ones() -> None:
+    enc = _encoder(block_dropout=0.5)
+    state, account = torch.randn(64, WIDTH, generator=_gen(0)), torch.randn(64, K, generator=_gen(1))
+    clean = enc(state, account)
+    with block_dropout(enc, _gen(7)):
+        dropped = enc(state, account)
+    assert dropped.shape == clean.shape == (64, enc.out_dim)
+    ratio = torch.where(clean != 0, dropped / clean, torch.full_like(clean, float("nan")))
+    # Column layout: ticks (2 patches × 4), bars_a, bars_b (8 each), flags (2), no block (2), account (3).
+    spans = {"ticks": (0, 8), "bars_a": (8, 16), "bars_b": (16, 24), "flags": (24, 26)}
+    factors = []
+    for start, stop in spans.values():
+        block = ratio[:, start:stop]
+        per_sample = torch.nanmean(block, dim=1)
+        factors += per_sample[~per_sample.isnan()].round(decimals=4).tolist()
+        # Within a sample the whole block shares one factor.
+        assert torch.all((block - per_sample[:, None]).abs().nan_to_num(0.0) < 1e-4)
+    assert set(factors) == {0.0, 2.0}
+    assert 0.35 < factors.count(0.0) / len(factors) < 0.65
+    torch.testing.assert_close(dropped[:, 26:], clean[:, 26:])  # unblocked columns and the account: never
+
+
+def test_block_dropout_is_off_in_eval_mode_and_outside_the_context() -> None:
+    enc = _encoder(block_dropout=0.9)
+    state, account = torch.randn(8, WIDTH, generator=_gen(0)), torch.randn(8, K, generator=_gen(1))
+    clean = enc(state, account)
+    torch.testing.assert_close(enc(state, account), clean)  # training mode, no generator: nothing dropped
+    enc.eval()
+    with block_dropout(enc, _gen(3)):
+        torch.testing.assert_close(enc(state, account), clean)
+    enc.train()
+    with block_dropout(enc, _gen(3)):
+        assert not torch.equal(enc(state, account), clean)
+    assert enc.dropout_generator is None
+
+
+def test_block_dropout_is_deterministic_given_the_generator() -> None:
+    enc = _encoder(block_dropout=0.3)
+    state, account = torch.randn(16, WIDTH, generator=_gen(0)), torch.randn(16, K, generator=_gen(1))
+    outs = []
+    for seed in (5, 5, 6):
+        with block_dropout(enc, _gen(seed)):
+            outs.append(enc(state, account))
+    assert torch.equal(outs[0], outs[1])
+    assert not torch.equal(outs[0], outs[2])
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        _encoder(block_dropout=1.0)
+
+
+# ---------------------------------------------------------------------------------------- learner
+SMALL = {"batch_size": 8, "buffer_size": 64, "lr": 1e-3, "network": "structured"}
+SMALL |= {"encoder_channels": (4,), "encoder_patches": (3,), "encoder_hidden": (8,)}
+
+
+def _sample(seed: int) -> ReplaySample:
+    rng = np.random.default_rng(seed)
+    t_idx = rng.integers(0, 39, 8)
+    return ReplaySample(
+        t_idx_B=t_idx,
+        account_BK=rng.standard_normal((8, K), dtype=np.float32),
+        action_B=rng.integers(0, 3, 8),
+        reward_B=rng.standard_normal(8).astype(np.float32),
+        discount_B=np.full(8, 0.9, dtype=np.float32),
+        next_t_idx_B=t_idx + 1,
+        next_account_BK=rng.standard_normal((8, K), dtype=np.float32),
+        weight_B=np.ones(8, dtype=np.float32),
+        tree_idx_B=np.arange(8),
+    )
+
+
+def test_learner_fits_both_networks_and_drops_blocks_only_in_updates() -> None:
+    config = LearnerConfig.model_validate({**SMALL, "block_norm": True, "block_dropout": 0.5, "seed": 1})
+    source = ArrayStateSource(np.random.default_rng(0).standard_normal((40, WIDTH), dtype=np.float32) * 4 + 2)
+    runs = []
+    for _ in range(2):
+        learner = DQNLearner(config, WIDTH, K, blocks=BLOCKS)
+        learner.fit_input_norm(source.gather(np.arange(30)))
+        for net in (learner.online, learner.target):
+            assert float(net.body.encoder.input_norm.mean_F[30]) == pytest.approx(
+                float(source.gather(np.arange(30))[:, 30].mean()), rel=1e-5
+            )
+        obs = np.concatenate([source.gather(np.arange(4)), np.zeros((4, K), dtype=np.float32)], axis=1)
+        q1, q2 = learner.greedy_q(obs), learner.greedy_q(obs)
+        np.testing.assert_array_equal(q1, q2)  # evaluation never drops
+        runs.append([learner.update(_sample(i), source).loss for i in range(3)])
+    assert runs[0] == runs[1]  # same seed, same dropout draws
+    no_drop = DQNLearner(config.model_copy(update={"block_dropout": 0.0}), WIDTH, K, blocks=BLOCKS)
+    no_drop.fit_input_norm(source.gather(np.arange(30)))
+    assert [no_drop.update(_sample(i), source).loss for i in range(3)] != runs[0]
+    with pytest.raises(ValueError, match="block_norm"):
+        DQNLearner(LearnerConfig.model_validate(SMALL), WIDTH, K, blocks=BLOCKS).fit_input_norm(np.zeros((4, WIDTH)))
+
+
+def test_learner_saved_without_the_new_options_still_loads() -> None:
+    learner = DQNLearner(LearnerConfig.model_validate(SMALL), WIDTH, K, blocks=BLOCKS)
+    state = learner.state_dict()
+    for key in ("block_norm", "block_dropout"):
+        del state["config"][key]
+    DQNLearner(LearnerConfig.model_validate(SMALL), WIDTH, K, blocks=BLOCKS).load_state_dict(state)
+    with pytest.raises(ValueError, match="block_dropout"):
+        DQNLearner(
+            LearnerConfig.model_validate({**SMALL, "block_dropout": 0.2}), WIDTH, K, blocks=BLOCKS
+        ).load_state_dict(state)
+
+
+@pytest.mark.parametrize("fields", [{"block_norm": True}, {"block_dropout": 0.1}])
+def test_config_refuses_the_options_on_the_flat_network(fields: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError, match="structured"):
+        LearnerConfig.model_validate({"network": "flat", **fields})
+    with pytest.raises(ValidationError):
+        LearnerConfig.model_validate({**SMALL, "block_dropout": 1.0})
