@@ -130,3 +130,26 @@ def test_resume_without_a_checkpoint_says_it_starts_over_and_tensorboard_has_eac
             for value in event.summary.value:
                 steps[(value.tag, event.step)] += 1
     assert steps and max(steps.values()) == 1, [k for k, n in steps.items() if n > 1][:5]
+
+
+def test_block_norm_is_fitted_on_training_states_only_and_travels_with_the_checkpoint(tmp_path: Path) -> None:
+    from rltrade.agent.block_norm import block_statistics
+    from rltrade.features.clock import ClockStateSource
+    from rltrade.training.loop import norm_rows
+    from rltrade.training.pipeline import block_specs, prepare
+
+    cfg = tiny(
+        agent={"block_norm": True, "block_dropout": 0.2},
+        train={"total_steps": 80, "eval_every": 1_000, "checkpoint_every": 40},
+    )
+    run = tmp_path / "run"
+    train(cfg, run, log=lambda _: None)
+    saved = _weights(run)["body.encoder.input_norm.mean_F"]
+    bundle = open_bundle(run)
+    prep = prepare(cfg, stats=bundle.feature_stats, splits=bundle.fold(), cnn_dir=run / "cnn")
+    clock = prep.train_period.clock
+    train_states = ClockStateSource(prep.builder, clock).gather(norm_rows(clock.n_steps))
+    mean, _ = block_statistics(train_states, block_specs(prep.layout))
+    torch.testing.assert_close(saved, torch.from_numpy(mean))
+    assert saved.abs().sum() > 0
+    assert "agent" in evaluate_run(run)  # the backtest loads the fitted statistics with the learner

@@ -30,7 +30,7 @@ import json
 import logging
 import subprocess
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final, cast
 
@@ -253,6 +253,7 @@ def start_run(
     resume: bool = False,
     splits: Fold | None = None,
     log: Callable[[str], None] = logger.info,
+    prepared: Prepared | None = None,
 ) -> tuple[Prepared, RunBundle]:
     """Prepare the data and the run folder of a training run.
 
@@ -260,6 +261,10 @@ def start_run(
     resumed one reopens ``run_dir`` and prepares its own config, fitted statistics, ranges and CNNs. Fitted
     CNNs are saved only once the folder exists: a refused run folder never gets its CNN models overwritten.
     ``log`` gets the reason of every timeframe whose CNN was skipped.
+
+    ``prepared`` (a new run only) reuses another run's preparation instead of preparing again: it must
+    come from a config equal to ``cfg`` except for its ``agent`` section (benchmarks that compare agent
+    options on one market, ``benchmarks/bench_rich_state.py``).
     """
     if not resume:
         refuse_existing_run(run_dir)  # before preparing anything
@@ -267,7 +272,12 @@ def start_run(
         bundle = open_bundle(run_dir)
         prep = prepare(bundle.config, stats=bundle.feature_stats, splits=bundle.fold(), cnn_dir=run_dir / "cnn")
     else:
-        prep = prepare(cfg, splits=splits)
+        if prepared is None:
+            prep = prepare(cfg, splits=splits)
+        elif splits is None and prepared.cfg.model_copy(update={"agent": cfg.agent}) == cfg:
+            prep = replace(prepared, cfg=cfg)
+        else:
+            raise ValueError("a reused preparation needs no splits and the same config except its agent section")
         ranges = {"train": prep.splits.train, "test": prep.splits.test}
         if prep.splits.validation is not None:
             ranges["validation"] = prep.splits.validation

@@ -113,15 +113,17 @@ def train(
     log: Callable[[str], None] = logger.info,
     on_eval: OnEval | None = None,
     splits: Fold | None = None,
+    prepared: Prepared | None = None,
 ) -> TrainResult:
     """Train end to end into ``run_dir`` (or continue the run there with ``resume``, on its own config).
 
     ``splits`` overrides the config's train / validation / test fractions (a walk-forward fold); a
-    resumed run always continues on the ranges recorded in its bundle.
+    resumed run always continues on the ranges recorded in its bundle. ``prepared`` reuses the
+    preparation of a config that differs only in its ``agent`` section (:func:`start_run`).
     """
     t_start = time.perf_counter()
     torch.set_num_threads(cfg.train.torch_threads)  # fixed: results must not depend on the core count
-    prep, bundle = start_run(cfg, run_dir, resume=resume, splits=splits, log=log)
+    prep, bundle = start_run(cfg, run_dir, resume=resume, splits=splits, log=log, prepared=prepared)
     cfg, a, t = prep.cfg, prep.cfg.learner_config, prep.cfg.train
     train_env = cfg.env.model_copy(update={"taker_fee": cfg.env.taker_fee * t.fee_multiplier})
     venv = VectorTradingEnv(prep.builder, prep.train_period, t.n_envs, train_env, cfg.reward)

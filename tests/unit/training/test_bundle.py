@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
@@ -12,7 +14,8 @@ from rltrade.data.market import load_market
 from rltrade.data.splits import SplitError, TimeRange
 from rltrade.features.layout import build_layout
 from rltrade.features.market_features import FeatureStats
-from rltrade.training.bundle import BundleError, create_bundle, open_bundle
+from rltrade.training.bundle import BundleError, create_bundle, open_bundle, start_run
+from rltrade.training.pipeline import Prepared
 
 
 def _bundle(tmp_path: Path) -> Path:
@@ -59,3 +62,11 @@ def test_existing_run_is_not_overwritten_and_fitted_periods_are_refused(tmp_path
     bundle.refuse_overlap(TimeRange(100, 150), what="backtest")
     with pytest.raises(SplitError, match="overlaps the fitted range"):
         bundle.refuse_overlap(TimeRange(50, 150), what="backtest")
+
+
+def test_start_run_reuses_a_preparation_only_of_the_same_config_but_the_agent(tmp_path: Path) -> None:
+    cfg = Config()
+    other_market = cast(Prepared, SimpleNamespace(cfg=cfg.model_copy(update={"seed": cfg.seed + 1})))
+    with pytest.raises(ValueError, match="same config except its agent section"):
+        start_run(cfg, tmp_path / "run", prepared=other_market)
+    assert not (tmp_path / "run").exists()
