@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import polars as pl
 
@@ -140,8 +141,16 @@ def prepare(
     )
 
 
+SHORTFALL: Final = "history_shortfall"
+"""Attribute set on the log records of :func:`warn_short_history` (a sweep warns once and filters its runs')."""
+
+
 def warn_short_history(frames: MarketFrames, layout: StateLayout, cfg: Config, start_us: int) -> None:
-    """Warn, before anything is fitted, about bar blocks with fewer than window + warm-up bars by ``start_us``."""
+    """Warn, before anything is fitted, about bar blocks with fewer than window + warm-up bars by ``start_us``.
+
+    Each record carries ``history_shortfall=True`` (:data:`SHORTFALL`), so a caller that has already warned
+    (a sweep, once for all its runs) can filter the repeats.
+    """
     spec = FeatureSpec.from_config(cfg.features, layout, FeatureStats()).bar
     for short in history_shortfalls(frames, layout, spec, start_us):
         until = (
@@ -161,6 +170,7 @@ def warn_short_history(frames: MarketFrames, layout: StateLayout, cfg: Config, s
             short.missing,
             until,
             short.timeframe.value,
+            extra={SHORTFALL: True},
         )
 
 

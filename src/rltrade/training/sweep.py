@@ -21,7 +21,9 @@ writes the study, to an Optuna journal file in the sweep folder (``study.journal
 writers and remote workers cannot reach a local file). Each (trial, fold) is one Ray task of one CPU (a local
 Ray, or the cluster at ``ray_address``); ``executor="local"`` runs them one after another in this process (the
 sequential baseline). The journal keeps each trial's values and fold scores, not its return series (those stay
-in the runs' ``selection_detail.npz``, so the journal stays small). A rerun resumes the study: trials left
+in the runs' ``selection_detail.npz``, so the journal stays small). The driver warns once about history too
+short for a block's warm-up (at the earliest fold's train start); the runs' repeats of it are filtered. A rerun
+resumes the study: trials left
 running by a crash are marked failed, finished ones are kept, and the sweep continues until ``trials`` have
 finished. On a cluster, ``out_dir`` must be on storage every worker and the driver share.
 
@@ -39,9 +41,11 @@ selection's label.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import logging
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
@@ -55,10 +59,12 @@ from rltrade.config import Config, ConfigError, read_yaml_mapping
 from rltrade.data.atomic import write_json_atomic
 from rltrade.data.market import MarketFrames, load_market
 from rltrade.data.splits import Fold, TimeRange, split_span
+from rltrade.features.layout import build_layout
 from rltrade.training.bundle import open_bundle
 from rltrade.training.confirmation import read_selection, read_selection_detail
 from rltrade.training.loop import train
-from rltrade.training.pipeline import decision_span
+from rltrade.training.pipeline import SHORTFALL, decision_span, warn_short_history
+from rltrade.training.pipeline import logger as pipeline_logger
 from rltrade.training.presets import deep_merge
 from rltrade.training.selection import BASELINES, Pbo, Selection, decide, pbo_cscv
 from rltrade.training.walkforward import fold_to_dict, plan_folds
@@ -229,6 +235,25 @@ def inner_folds(cfg: Config, n_folds: int, *, frames: MarketFrames | None = None
     return plan_folds(cfg, TimeRange(span.start_us, end), n_folds), outer
 
 
+class _DropShortfalls(logging.Filter):
+    """Drops :func:`rltrade.training.pipeline.warn_short_history` records (the sweep gave them once)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep every record but a history shortfall."""
+        return not getattr(record, SHORTFALL, False)
+
+
+@contextlib.contextmanager
+def history_warned_once() -> Iterator[None]:
+    """Silence the per-run history-shortfall warnings while the block runs (the sweep's driver warned once)."""
+    drop = _DropShortfalls()
+    pipeline_logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        pipeline_logger.removeFilter(drop)
+
+
 def run_trial_fold(cfg_dict: dict[str, Any], fold: Fold, seeds: Sequence[int], out_dir: str) -> dict[str, Any]:
     """Train ``cfg_dict`` on ``fold`` once per seed (one torch thread) into ``out_dir/fold<k>_seed<s>``.
 
@@ -244,7 +269,8 @@ def run_trial_fold(cfg_dict: dict[str, Any], fold: Fold, seeds: Sequence[int], o
         resume = (run_dir / "manifest.json").exists()
         if resume and open_bundle(run_dir).config != cfg:
             raise SweepError(f"{run_dir} holds a different run; use another sweep folder")
-        train(cfg, run_dir, splits=None if resume else fold, resume=resume, log=lambda _: None)
+        with history_warned_once():
+            train(cfg, run_dir, splits=None if resume else fold, resume=resume, log=lambda _: None)
         sel = read_selection(run_dir)
         detail = read_selection_detail(run_dir)
         if sel is None or not detail:
@@ -390,7 +416,10 @@ def run_sweep(
     t0 = time.perf_counter()
     say = progress or (lambda _: None)
     out_dir.mkdir(parents=True, exist_ok=True)
+    frames = frames if frames is not None else load_market(cfg.data)
     folds, _outer = inner_folds(cfg, space.folds, frames=frames)
+    # Once for the sweep, at its earliest train start (the runs' own warnings are filtered: history_warned_once).
+    warn_short_history(frames, build_layout(cfg.features.layout), cfg, min(f.train.start_us for f in folds))
     base = cfg.model_dump(mode="json")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = _journal(out_dir)
@@ -669,7 +698,8 @@ def _final(cfg: Config, best: int, out_dir: Path, selection: Selection) -> dict[
     final_cfg = Config.model_validate(deep_merge(cfg.model_dump(mode="json"), nested(raw)))
     run_dir = out_dir / "final"
     resume = (run_dir / "manifest.json").exists()
-    train(final_cfg, run_dir, resume=resume, log=lambda _: None)
+    with history_warned_once():
+        train(final_cfg, run_dir, resume=resume, log=lambda _: None)
     ev = evaluate_bundle(run_dir)
     return {
         "run_dir": str(run_dir),

@@ -7,6 +7,7 @@ not move. Running the sweep again on its folder resumes the finished study (no n
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 from rltrade.config import ConfigError
 from rltrade.data.market import MarketFrames, load_market
 from rltrade.data.splits import split_span
-from rltrade.training.pipeline import decision_span
+from rltrade.training.pipeline import SHORTFALL, decision_span
 from rltrade.training.sweep import SweepResult, inner_folds, nested, parse_space, run_sweep
 from tests.support.tiny_config import tiny
 
@@ -102,11 +103,20 @@ def _sweep(frames: MarketFrames, out: Path, mp: pytest.MonkeyPatch) -> SweepResu
     return run_sweep(cfg, parse_space(SPACE, cfg), out, executor="local", final=False, frames=frames)
 
 
-def test_a_sweep_never_reads_the_test_range_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_sweep_never_reads_the_test_range_and_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     cfg = tiny(**SMALL)
     frames = load_market(cfg.data)
     _, outer = inner_folds(cfg, 1, frames=frames)
+    caplog.set_level(logging.WARNING)
     clean = _sweep(frames, tmp_path / "clean", monkeypatch)
+    # The history-too-short warning (the 1 s blocks start with the ticks) comes once per block for the whole
+    # sweep, not once per run (2 trials × 2 seeds + 3 re-run seeds here).
+    shortfalls = [r.getMessage() for r in caplog.records if getattr(r, SHORTFALL, False)]
+    assert shortfalls and len(shortfalls) == len(set(shortfalls))
+    assert len(shortfalls) == len({m.split(":")[0] for m in shortfalls})
+    caplog.clear()
     changed = _sweep(_perturb_from(frames, outer.test.start_us), tmp_path / "changed", monkeypatch)
 
     assert len(clean.trials) == 2 and all(t["state"] in ("complete", "pruned") for t in clean.trials)
