@@ -64,7 +64,15 @@ from rltrade.training.metrics import BacktestMetrics, simple_returns
 from rltrade.training.oracle import expected_move_oracle_actions, oracle_actions
 from rltrade.training.pipeline import Prepared, decision_span, prepare
 from rltrade.training.regimes import RegimeRow, regime_rows
-from rltrade.training.supervised import SupervisedModel, backtest_supervised, fit_supervised
+from rltrade.training.supervised import (
+    SupervisedConfig,
+    SupervisedModel,
+    backtest_supervised,
+    cache_key,
+    fit_supervised,
+    load_model,
+    save_model,
+)
 from rltrade.types import Timeframe
 
 BASIC_TIMEFRAMES: Final = (Timeframe.S1, Timeframe.M1)
@@ -170,7 +178,7 @@ def evaluate_bundle(
     results: dict[str, BacktestResult] = {"agent": backtest_learner(learner, prep, per)}
     if basic is not None:
         results["agent_basic"] = _basic_agent(basic, prep, target, per)
-    sup_model, results["supervised"] = supervised_baseline(prep, target, per)
+    sup_model, results["supervised"] = supervised_baseline(prep, target, per, cache_dir=run_dir / SUPERVISED_CACHE)
     results["flat"] = backtest_actions(per, flat_actions(per), cfg.env)
     results["buy_and_hold"] = backtest_actions(per, buy_and_hold_actions(per), cfg.env)
     results["momentum"] = backtest_actions(per, momentum_actions(per), cfg.env)
@@ -331,8 +339,18 @@ def _validation_targets(prep: Prepared, truth: SignalTruth) -> dict[str, float |
     }
 
 
-def supervised_baseline(prep: Prepared, target: TimeRange, per: PeriodData) -> tuple[SupervisedModel, BacktestResult]:
+SUPERVISED_CACHE: Final = Path("eval") / "supervised"
+"""Where a run folder keeps its fitted supervised baselines (:func:`rltrade.training.supervised.save_model`)."""
+
+
+def supervised_baseline(
+    prep: Prepared, target: TimeRange, per: PeriodData, *, cache_dir: Path | None = None
+) -> tuple[SupervisedModel, BacktestResult]:
     """Fit the supervised baseline (:mod:`rltrade.training.supervised`) on the run's splits and backtest it on ``per``.
+
+    With ``cache_dir`` (the run's ``eval/supervised``) a model fitted before on the same settings, costs, ranges
+    and prices is loaded instead of refitted (:func:`rltrade.training.supervised.cache_key`), and a new one is
+    kept there.
 
     Its features are the ``basic`` layout's state on the run's market frames (statistics fitted on the training
     range, no CNN stage); it is fitted on the training range and its threshold chosen on the validation
@@ -352,7 +370,22 @@ def supervised_baseline(prep: Prepared, target: TimeRange, per: PeriodData) -> t
     validation = None
     if prep.splits.validation is not None:
         validation = bprep.period(bprep.selection_windows(prep.splits.validation)[0])
-    model = fit_supervised(bprep.builder, bprep.train_period, validation, cfg.env)
+    settings = SupervisedConfig()
+    model: SupervisedModel | None = None
+    if cache_dir is not None:
+        parts = {
+            "env": cfg.env.model_dump(mode="json"),
+            "features": bcfg.features.model_dump(mode="json"),
+            "data": cfg.data.model_dump(mode="json"),
+            "train": prep.splits.train.to_dict(),
+            "validation": None if prep.splits.validation is None else prep.splits.validation.to_dict(),
+        }
+        key = cache_key(parts, settings, bprep.train_period, validation)
+        model = load_model(cache_dir, key, settings)
+    if model is None:
+        model = fit_supervised(bprep.builder, bprep.train_period, validation, cfg.env, settings)
+        if cache_dir is not None:
+            save_model(model, cache_dir, key)
     bper = bprep.period(target)
     if bper.n_steps != per.n_steps:
         raise BundleError(f"the supervised baseline's period has {bper.n_steps} steps, the agent's {per.n_steps}")

@@ -24,11 +24,22 @@ and costs as the agent (:func:`rltrade.training.backtest.backtest_actions`).
   selection window, the one the agent's checkpoints are chosen on): the candidate of highest final log equity
   after costs, ties to the larger ``τ``; the candidate ``never`` (τ = 1, always flat) is among them, so the
   baseline does no harm on validation. Without a validation range ``τ`` is ``default_threshold``.
+* **Cache** (:func:`save_model`, :func:`load_model`). A run folder keeps its fitted baseline in
+  ``eval/supervised/<key>.txt`` (the booster in LightGBM's own text model format, never a pickle) and
+  ``<key>.json`` (the threshold, the validation scores and the counts), both written atomically. The key
+  (:func:`cache_key`) hashes everything the fit and the threshold read: the baseline's settings, the costs,
+  the feature and data config, the train and validation ranges, their fill prices and the LightGBM version;
+  so a second backtest of the same run loads the model instead of refitting it, and any change refits.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 import lightgbm as lgb
@@ -36,6 +47,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rltrade.config import EnvConfig
+from rltrade.data.atomic import atomic_write, write_json_atomic
 from rltrade.env.fills import CostModel
 from rltrade.env.prices import PeriodData
 from rltrade.features.state_batch import BatchStateBuilder
@@ -238,3 +250,67 @@ def backtest_supervised(
 ) -> BacktestResult:
     """Backtest the fitted baseline on ``period`` with the env's fills and costs."""
     return backtest_actions(period, supervised_actions(model, builder, period), env_cfg)
+
+
+CACHE_FORMAT: Final = "rltrade.supervised"
+
+
+def cache_key(parts: Mapping[str, Any], cfg: SupervisedConfig, *periods: PeriodData | None) -> str:
+    """Hash of ``parts`` (the caller's config and ranges), ``cfg``, the periods' fill prices and LightGBM's version."""
+    h = hashlib.sha256()
+    doc = {"parts": parts, "cfg": dataclasses.asdict(cfg), "lightgbm": lgb.__version__}
+    h.update(json.dumps(doc, sort_keys=True, default=str).encode())
+    for p in periods:
+        if p is not None:
+            h.update(np.ascontiguousarray(p.time_us_T, dtype=np.int64).tobytes())
+            h.update(np.ascontiguousarray(p.fill_price_T, dtype=np.float64).tobytes())
+    return h.hexdigest()[:32]
+
+
+def save_model(model: SupervisedModel, folder: Path, key: str) -> None:
+    """Write ``model`` to ``folder/<key>.txt`` (LightGBM text format) and ``folder/<key>.json``, atomically."""
+    if model.booster is not None:
+        text = model.booster.model_to_string().encode()
+        atomic_write(folder / f"{key}.txt", lambda fh: fh.write(text))
+    write_json_atomic(
+        folder / f"{key}.json",
+        {
+            "format": CACHE_FORMAT,
+            "version": 1,
+            "key": key,
+            "cfg": dataclasses.asdict(model.cfg),
+            "only_class": model.only_class,
+            "threshold": model.threshold,
+            "round_trip_cost": model.round_trip_cost,
+            "train_rows": model.train_rows,
+            "class_counts": [[k, v] for k, v in model.class_counts.items()],
+            "validation_returns": [[k, v] for k, v in model.validation_returns.items()],
+        },
+    )
+
+
+def load_model(folder: Path, key: str, cfg: SupervisedConfig) -> SupervisedModel | None:
+    """Read what :func:`save_model` wrote under ``key`` (None when absent, incomplete or for other settings)."""
+    meta_path, text_path = folder / f"{key}.json", folder / f"{key}.txt"
+    if not meta_path.is_file():
+        return None
+    meta = json.loads(meta_path.read_text())
+    if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT or meta.get("key") != key:
+        return None
+    if meta.get("cfg") != json.loads(json.dumps(dataclasses.asdict(cfg))):
+        return None
+    booster = None
+    if meta["only_class"] is None:
+        if not text_path.is_file():
+            return None
+        booster = lgb.Booster(model_str=text_path.read_text())
+    return SupervisedModel(
+        booster,
+        None if meta["only_class"] is None else int(meta["only_class"]),
+        float(meta["threshold"]),
+        cfg,
+        float(meta["round_trip_cost"]),
+        int(meta["train_rows"]),
+        {int(k): int(v) for k, v in meta["class_counts"]},
+        {float(k): float(v) for k, v in meta["validation_returns"]},
+    )

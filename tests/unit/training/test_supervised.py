@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,9 +20,12 @@ from rltrade.training.supervised import (
     NO_LABEL,
     SupervisedConfig,
     SupervisedModel,
+    cache_key,
     fit_supervised,
     horizon_labels,
+    load_model,
     period_proba,
+    save_model,
     supervised_actions,
     threshold_actions,
 )
@@ -136,3 +140,50 @@ def test_causality_perturbing_after_the_train_end_changes_neither_fit_nor_thresh
     # The training range's last labels are purged: their horizon would read the validation range's prices.
     labels = horizon_labels(train, SMALL.horizon_steps, model.round_trip_cost)
     assert (labels[-SMALL.horizon_steps :] == NO_LABEL).all()
+
+
+def test_the_cached_model_is_lightgbm_text_and_predicts_bit_for_bit(tmp_path: Path) -> None:
+    model, (train, val, test) = _fitted()
+    setup = basic_signal()
+    key = cache_key({"run": "x"}, SMALL, train, val)
+    save_model(model, tmp_path, key)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{key}.json", f"{key}.txt"]
+    assert (tmp_path / f"{key}.txt").read_text().startswith("tree")  # LightGBM's own text format
+    loaded = load_model(tmp_path, key, SMALL)
+    assert loaded is not None and loaded.booster is not None
+    assert (loaded.threshold, loaded.validation_returns) == (model.threshold, model.validation_returns)
+    assert (loaded.class_counts, loaded.train_rows) == (model.class_counts, model.train_rows)
+    assert np.array_equal(period_proba(loaded, setup.builder, test), period_proba(model, setup.builder, test))
+    # Another key, other settings or other prices find nothing.
+    assert load_model(tmp_path, cache_key({"run": "y"}, SMALL, train, val), SMALL) is None
+    assert load_model(tmp_path, key, dataclasses.replace(SMALL, n_estimators=61)) is None
+    assert cache_key({"run": "x"}, SMALL, train, _with_prices(val, 0, np.random.default_rng(1))) != key
+
+
+def test_a_second_evaluation_loads_the_run_s_model_instead_of_refitting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rltrade.training import evaluate
+    from rltrade.training.pipeline import prepare
+    from tests.support.tiny_config import tiny
+
+    prep = prepare(tiny())
+    per = prep.test_period
+    target = prep.splits.test
+    first_model, first = evaluate.supervised_baseline(prep, target, per, cache_dir=tmp_path)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) in (1, 2) and not any(f.endswith((".pkl", ".pickle")) for f in files)
+
+    def refit(*_a: object, **_k: object) -> SupervisedModel:
+        raise AssertionError("the supervised baseline was refitted")
+
+    monkeypatch.setattr(evaluate, "fit_supervised", refit)
+    again_model, again = evaluate.supervised_baseline(prep, target, per, cache_dir=tmp_path)
+    assert again.metrics == first.metrics and again_model.threshold == first_model.threshold
+    with pytest.raises(AssertionError, match="refitted"):  # other costs: another key, so a refit
+        evaluate.supervised_baseline(
+            dataclasses.replace(prep, cfg=prep.cfg.model_copy(update={"env": LOW_COST})),
+            target,
+            per,
+            cache_dir=tmp_path,
+        )
