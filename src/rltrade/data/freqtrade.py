@@ -13,7 +13,9 @@ trades: ``timestamp`` ms, ``id, type, side, price, amount, cost``), ``.json`` an
 ``.jsongz`` (candles: a list of ``[ms, open, high, low, close, volume]``; trades: lists in the trades
 column order). freqtrade writes no quote volume, trade count or taker volume: those stay null.
 
-Timeframes: a 1s, 1m, 1h or 1d file becomes bars of that timeframe, as they are. Any other spacing (5m,
+Timeframes: a 1s, 1m, 1h or 1d file becomes bars of that timeframe, as they are, plus the coarser wanted
+timeframes it is asked to ``derive`` (the import job asks the finest file of a symbol and market for those
+no imported file holds: a folder of 1m files alone gives 1m, 1h and 1d bars). Any other spacing (5m,
 15m, 4h, 1w, …) is resampled to every wanted timeframe that is a whole multiple of it and coarser —
 a 5m file gives 1h and 1d bars, never 1m or 1s ones, which would have to be invented. Coarse bars missing
 any source bar are dropped and counted (:func:`rltrade.data.resample.resample_bars_with_report`).
@@ -221,18 +223,38 @@ class BarsImport:
     """True when no wanted timeframe can be made from this spacing (e.g. a 1w file)."""
 
 
-def import_candles(info: FreqtradeFile, wanted: tuple[Timeframe, ...], *, strict: bool = False) -> BarsImport:
-    """Read, clean and (for spacings rltrade has no timeframe for) resample one candles file."""
+def coarser(spacing: Spacing, wanted: tuple[Timeframe, ...]) -> tuple[Timeframe, ...]:
+    """Return the ``wanted`` timeframes that bars of ``spacing`` can be resampled to (coarser whole multiples)."""
+    return tuple(tf for tf in wanted if tf.us > spacing.us and tf.us % spacing.us == 0)
+
+
+def import_candles(
+    info: FreqtradeFile,
+    wanted: tuple[Timeframe, ...],
+    *,
+    strict: bool = False,
+    derive: tuple[Timeframe, ...] = (),
+) -> BarsImport:
+    """Read, clean and resample one candles file (module docstring).
+
+    A file of an rltrade timeframe gives its own bars plus those of ``derive`` (coarser timeframes, complete
+    bars only); any other spacing gives every coarser ``wanted`` timeframe.
+    """
     assert info.spacing is not None
     spacing = info.spacing
     native = spacing.timeframe
     cleaned = clean_bars(
         read_candles(info), policy="strict" if strict else "repair", timeframe=native, sources=(str(info.path),)
     )
-    if native is not None:
-        return BarsImport({native: cleaned.frame}, cleaned.report, [], unused=False)
     out: dict[Timeframe, pl.DataFrame] = {}
     reports: list[ResampleReport] = []
+    if native is not None:
+        out[native] = cleaned.frame
+        for tf in coarser(spacing, derive):
+            bars, report = resample_bars_with_report(cleaned.frame, spacing, tf, complete_only=True)
+            out[tf] = bars
+            reports.append(report)
+        return BarsImport(out, cleaned.report, reports, unused=False)
     for tf in wanted:
         if tf.us > spacing.us and tf.us % spacing.us == 0:
             bars, report = resample_bars_with_report(cleaned.frame, spacing, tf, complete_only=True)

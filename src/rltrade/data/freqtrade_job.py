@@ -2,7 +2,9 @@
 
 Every freqtrade file found (see :mod:`rltrade.data.freqtrade`) is imported through the store's public
 ``append`` / ``transaction``, one file at a time and each file all or nothing: candles as bars
-(resampled when their spacing is not an rltrade timeframe), trades as trades. Spot files go to the
+(resampled when their spacing is not an rltrade timeframe), trades as trades. A wanted timeframe that no
+imported file of a symbol and market holds is resampled from that symbol's finest file of an rltrade
+timeframe (:func:`derived_timeframes`): a freqtrade folder of 1m files gives 1h and 1d bars too. Spot files go to the
 ``exchange`` folder of the store, futures files to ``<exchange>usdm`` (``binanceusdm`` for Binance,
 ccxt's id; ``rltrade data download --market um`` uses the same), so spot and perpetual prices never mix.
 
@@ -24,7 +26,13 @@ import polars as pl
 
 from rltrade.data.atomic import atomic_write
 from rltrade.data.cleaning import CleaningReport, FileFormatError
-from rltrade.data.freqtrade import FreqtradeFile, find_files, import_candles, import_trades, read_funding_rates
+from rltrade.data.freqtrade import (
+    FreqtradeFile,
+    find_files,
+    import_candles,
+    import_trades,
+    read_funding_rates,
+)
 from rltrade.data.importers import read_funding
 from rltrade.data.pipeline import Progress, StoreSummary
 from rltrade.data.store import DatasetKey, Store
@@ -82,6 +90,30 @@ def _merge_funding(path: Path, new: pl.DataFrame, source: Path) -> int:
     return merged.height - old.height
 
 
+def derived_timeframes(
+    files: Sequence[FreqtradeFile], wanted: tuple[Timeframe, ...]
+) -> dict[Path, tuple[Timeframe, ...]]:
+    """Return, per candles file, the coarser ``wanted`` timeframes to resample from it.
+
+    For each symbol and market (spot or futures), a wanted timeframe that no file holds as its own spacing
+    is built from the files of the finest spacing that is an rltrade timeframe dividing it (several files of
+    one spacing: several periods), and from no other spacing (two sources of the same bars could disagree).
+    """
+    spaced = [(f, f.spacing.us) for f in files if f.role == "bars" and f.spacing and f.spacing.timeframe]
+    out: dict[Path, tuple[Timeframe, ...]] = {}
+    for symbol, futures in sorted({(f.symbol, f.futures) for f, _ in spaced}):
+        same = [(f, us) for f, us in spaced if (f.symbol, f.futures) == (symbol, futures)]
+        for tf in wanted:
+            if any(us == tf.us for _, us in same):
+                continue
+            sources = [(f, us) for f, us in same if us < tf.us and tf.us % us == 0]
+            finest = min((us for _, us in sources), default=None)
+            for f, us in sources:
+                if us == finest:
+                    out[f.path] = (*out.get(f.path, ()), tf)
+    return out
+
+
 def import_freqtrade(
     paths: Sequence[Path],
     store: Store,
@@ -102,10 +134,19 @@ def import_freqtrade(
             file=", ".join(str(p) for p in paths),
             hint="Point at freqtrade's user_data/data/<exchange> folder, or import Binance dump files by name",
         )
+    derive = derived_timeframes(files, timeframes)
     for i, info in enumerate(files):
         progress(i, len(files), f"import {info.path.name}")
         try:
-            _import_one(info, store, report, exchange=exchange, timeframes=timeframes, strict=strict)
+            _import_one(
+                info,
+                store,
+                report,
+                exchange=exchange,
+                timeframes=timeframes,
+                strict=strict,
+                derive=derive.get(info.path, ()),
+            )
         except pl.exceptions.PolarsError as err:
             raise FileFormatError(
                 f"unreadable ({type(err).__name__}: {str(err)[:200]})", file=str(info.path), hint="Re-download it"
@@ -122,6 +163,7 @@ def _import_one(
     exchange: str,
     timeframes: tuple[Timeframe, ...],
     strict: bool,
+    derive: tuple[Timeframe, ...],
 ) -> None:
     ex = futures_exchange(exchange) if info.futures else exchange
     if info.role == "skipped":
@@ -139,7 +181,7 @@ def _import_one(
         if not cleaning.is_clean:
             report.cleaning.append(cleaning)
     else:
-        result = import_candles(info, timeframes, strict=strict)
+        result = import_candles(info, timeframes, strict=strict, derive=derive)
         if result.unused:
             report.skip(
                 f"{info.spacing.value if info.spacing else '?'} candles: no wanted timeframe "

@@ -152,6 +152,29 @@ def test_futures_folder_imports_prices_and_funding_and_skips_mark(tmp_path: Path
         import_freqtrade([root], store, exchange="binance", timeframes=ALL_TF)
 
 
+def test_1m_files_give_the_wanted_coarser_bars_no_file_holds(tmp_path: Path) -> None:
+    root = tmp_path / "binance"
+    eth_1m = candles(3 * 60 + 7, 60_000, seed=7)  # 3 whole hours and 7 minutes of a 4th
+    write(eth_1m, root / "ETH_USDT-1m.json")
+    write(candles(2 * 60, 60_000, seed=8, start_ms=T0_MS + 86_400_000), root / "older" / "ETH_USDT-1m.json")
+    write(candles(120, 60_000, seed=9), root / "BTC_USDT-1m.json")
+    btc_1h = candles(2, 3_600_000, seed=10)
+    write(btc_1h, root / "BTC_USDT-1h.json")
+    store = Store(tmp_path / "store")
+
+    report = import_freqtrade([root], store, exchange="binance", timeframes=(Timeframe.M1, Timeframe.H1))
+
+    eth = store.read(DatasetKey("binance", "ETHUSDT", Kind.BARS, Timeframe.H1))
+    assert eth.height == 3 + 2, "whole hours of both 1m files, the incomplete one dropped"
+    first = eth_1m.head(60)
+    assert eth.item(0, "open") == first["open"][0] and eth.item(0, "close") == first["close"][59]
+    assert eth.item(0, "high") == first["high"].max() and np.isclose(eth.item(0, "volume"), first["volume"].sum())
+    btc = store.read(DatasetKey("binance", "BTCUSDT", Kind.BARS, Timeframe.H1))
+    assert btc["close"].to_list() == btc_1h["close"].to_list(), "BTC's own 1h file, not bars rebuilt from 1m"
+    assert store.read(DatasetKey("binance", "ETHUSDT", Kind.BARS, Timeframe.D1)).height == 0, "1d not wanted"
+    assert sum("1m→1h" in n for n in report.notes) == 2
+
+
 def test_a_folder_without_freqtrade_files_is_refused(tmp_path: Path) -> None:
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
     with pytest.raises(FileFormatError, match="no freqtrade data file found"):
@@ -203,6 +226,10 @@ def test_real_freqtrade_folder_imports_every_file(tmp_path: Path) -> None:
     for key, rows in expected.items():
         assert store.read(key).height == rows, key
     assert expected[DatasetKey("binanceusdm", "ETHUSDT", Kind.BARS, Timeframe.M1)] == 64_066
-    for symbol in ("ETHUSDT", "BTCUSDT"):  # the 2024 5m files: whole hours and days only, no 1m
-        assert store.read(DatasetKey("binance", symbol, Kind.BARS, Timeframe.H1)).height == 182 * 24
-        assert store.read(DatasetKey("binance", symbol, Kind.BARS, Timeframe.D1)).height == 182
+    h2024 = 1_704_067_200_000_000  # the 2024 5m files: whole hours and days only, no 1m
+    for symbol in ("ETHUSDT", "BTCUSDT"):
+        assert store.read(DatasetKey("binance", symbol, Kind.BARS, Timeframe.H1), h2024).height == 182 * 24
+        assert store.read(DatasetKey("binance", symbol, Kind.BARS, Timeframe.D1), h2024).height == 182
+        # the 1m months give their whole hours too (2020-05-21 00:34 → 2020-06-20 00:32: 719 of them)
+        may_2020 = store.read(DatasetKey("binance", symbol, Kind.BARS, Timeframe.H1), None, 1_592_611_200_000_000)
+        assert may_2020.height == 719
