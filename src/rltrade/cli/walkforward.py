@@ -26,6 +26,10 @@ RayOpt = Annotated[
 ]
 CpusOpt = Annotated[int | None, typer.Option("--num-cpus", help="CPUs of the local Ray (default: all).")]
 StepsOpt = Annotated[int | None, typer.Option("--steps", help="Override train.total_steps of every job.")]
+StoreOpt = Annotated[
+    Path | None,
+    typer.Option("--store", help="Store to read the market from (sets data.store; e.g. one imported month)."),
+]
 
 
 def load_cfg(
@@ -35,15 +39,18 @@ def load_cfg(
     start: str | None = None,
     end: str | None = None,
     fee: str | None = None,
+    store: Path | None = None,
 ) -> Config:
-    """Load the config of ``config`` over ``preset``, with ``--steps``, ``--from``, ``--to`` and ``--fee`` on top."""
-    from rltrade.training.presets import load_with_preset
+    """Load the config of ``config`` over ``preset``, with ``--steps/--from/--to/--fee/--store`` on top."""
+    from rltrade.training.presets import deep_merge, load_with_preset
 
     overrides: dict[str, Any] = {"train": {"total_steps": steps}} if steps is not None else {}
     env = fee_env(fee)
-    return load_with_preset(
-        config, preset, {**overrides, **range_overrides(start, end), **({"env": env} if env else {})}
-    )
+    if env:
+        overrides["env"] = env
+    if store is not None:
+        overrides["data"] = {"store": str(store)}
+    return load_with_preset(config, preset, deep_merge(overrides, range_overrides(start, end)))
 
 
 def _prepare_data(cfg: Config, preset: str | None, real_data: Path | None) -> None:
@@ -116,11 +123,12 @@ def walkforward_cmd(
     start: FromOpt = None,
     end: ToOpt = None,
     fee: FeeOpt = None,
+    store: StoreOpt = None,
 ) -> None:
     """Walk-forward: retrain the agent on rolling folds, several seeds each, test each fold after its training."""
     from rltrade.training.walkforward import WalkForwardError, run_walkforward
 
-    cfg = load_cfg(config, preset, steps, start, end, fee)
+    cfg = load_cfg(config, preset, steps, start, end, fee, store)
     _prepare_data(cfg, preset, real_data)
     folder = _out(out, "walkforward")
     n_folds = folds if folds is not None else cfg.splits.walk_forward_folds

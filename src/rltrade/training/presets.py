@@ -21,6 +21,16 @@
           (:func:`rltrade.data.real.import_real_hourly`) imports the 1h files and resamples the 1d bars from
           them (ETH's 1d file starts in 2020). Layout: ETH 1h / 1d and BTC 1h bar windows and 1h pivots; no
           regime block (the classifier reads 1m bars, which this market lacks). Budget 4,000 steps × 8 envs.
+``real-month`` the ``real`` preset's agent on one month of real 1m klines that ``rltrade data import`` put
+          in a store of its own (a freqtrade folder of 1m files: the import also builds their 1h bars), for
+          one walk-forward per month (``splits.walk_forward_folds`` 3 rolling folds: on a 30-day month each
+          fold fits on ~7.5 days and tests on the next ~7.5; its validation range, the fitted part's last
+          29 %, is ~2.2 days, which checkpoint choice and confirmation split 70 / 30). It has no data step:
+          name the month's store with ``--store`` (or ``data.store``). Layout: ETH 1m / 1h and BTC 1m bar
+          windows, pivots, regime; no 1d block (a month holds ~30 daily bars, fewer than the 48-bar window
+          and its warm-up). Budget 4,000 steps × 8 envs, evaluated every 1,000.
+          ``configs/real-month-usdm.yaml`` adds the USDⓈ-M store folder, fee tier and funding for a
+          perpetual-futures month.
 ``full``  the 15,588-feature ``full`` layout and the original design's hyperparameters (lr 1e-4, γ 0.99,
           buffer 50,000, batch 128, 16 envs) on the structured encoder (per-block patch convolutions over
           the tick and bar windows, 0.18 M parameters instead of the flat network's 16.5 M), the
@@ -192,6 +202,23 @@ REAL_1H_OVERRIDES: Final[Mapping[str, Any]] = {
 }
 """What the ``real-1h`` preset changes on top of the demo's agent (module docstring)."""
 
+REAL_MONTH_OVERRIDES: Final[Mapping[str, Any]] = {
+    "data": {"source": "store", "store": "data_store/month", "timeframes": ["1m", "1h"]},
+    "splits": {"walk_forward_folds": 3},
+    "features": {
+        "layout": {
+            "name": "demo",
+            "ticks": False,
+            "cnn": False,
+            "timeframes": ["1m", "1h"],
+            "reference_timeframes": ["1m"],
+        },
+    },
+    "cnn": {"enabled": False},
+    "train": {"total_steps": 4_000, "eval_every": 1_000, "checkpoint_every": 1_000},
+}
+"""What the ``real-month`` preset changes on top of the ``real`` preset (module docstring)."""
+
 _FULL: Final[Mapping[str, Any]] = {
     "data": {"synthetic": dict(SYNTHETIC_MARKETS["full"])},
     "features": {"layout": {"name": "full"}},
@@ -214,6 +241,11 @@ PRESETS: Final[Mapping[str, Preset]] = MappingProxyType(
         "real": Preset(
             deep_merge({"agent": _DEMO["agent"], "train": _DEMO["train"]}, REAL_OVERRIDES),
             DataStep("the real klines", import_real_klines, REAL_DATA_DIR),
+        ),
+        "real-month": Preset(
+            deep_merge(
+                deep_merge({"agent": _DEMO["agent"], "train": _DEMO["train"]}, REAL_OVERRIDES), REAL_MONTH_OVERRIDES
+            )
         ),
         "full": Preset(_FULL),
         "full-flat": Preset(

@@ -109,3 +109,28 @@ def test_real_1h_store_has_years_of_hours_and_days_resampled_from_them(tmp_path:
     assert folds[0].train.start_us < folds[-1].test.start_us - 6 * 365 * US_PER_DAY  # years apart
     for a, b in itertools.pairwise(folds):
         assert a.test.end_us <= b.test.start_us
+
+
+def test_the_real_month_preset_has_days_of_validation_and_no_1d_block() -> None:
+    from rltrade.data.splits import TimeRange
+    from rltrade.features.layout import build_layout
+    from rltrade.training.walkforward import plan_folds
+
+    cfg = load_with_preset(None, "real-month", {"data": {"store": "somewhere"}})
+    assert PRESETS["real-month"].data_step is None, "a month is imported by the user into a store of its own"
+    assert cfg.env.step is Timeframe.M1 and cfg.data.source == "store" and str(cfg.data.store) == "somewhere"
+    assert cfg.data.timeframes == (Timeframe.M1, Timeframe.H1)
+    assert {b.timeframe for b in build_layout(cfg.features.layout).blocks if b.kind == "bars"} == {
+        Timeframe.M1,
+        Timeframe.H1,
+    }, "a month holds ~30 daily bars, fewer than a 1d window and its warm-up"
+    assert cfg.agent == load_with_preset(None, "real").agent
+    month = TimeRange(0, 30 * US_PER_DAY)
+    folds = plan_folds(cfg, month, cfg.splits.walk_forward_folds)
+    assert len(folds) == 3
+    for f in folds:
+        assert f.validation is not None
+        assert f.validation.end_us - f.validation.start_us > 2 * US_PER_DAY, "validation: days, not an hour"
+        assert f.test.end_us - f.test.start_us >= 7 * US_PER_DAY
+        # checkpoints are chosen on the validation range's first 70 %, within eval_max_steps one-minute steps
+        assert 0.7 * (f.validation.end_us - f.validation.start_us) <= cfg.train.eval_max_steps * 60_000_000
