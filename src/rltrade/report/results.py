@@ -24,6 +24,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from rltrade.config import FEE_TIERS
+
 WALKFORWARD_FILE: Final = "walkforward.json"
 
 NAMES: Final = {
@@ -86,6 +88,10 @@ def _day(us: int) -> str:
     return dt.datetime.fromtimestamp(us / 1e6, tz=dt.UTC).strftime("%Y-%m-%d")
 
 
+def _minute(us: int) -> str:
+    return dt.datetime.fromtimestamp(us / 1e6, tz=dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+
 def _cell(p: Mapping[str, Any] | None, *, missing: str = "–") -> str:
     if p is None:
         return missing
@@ -103,9 +109,54 @@ def _selected(doc: Mapping[str, Any]) -> str:
 
 def _costs(cfg: Mapping[str, Any]) -> str:
     env = cfg.get("env", {})
+    tier = FEE_TIERS.get(env.get("fee_tier") or "")
+    named = f" (fee tier {tier.name}: {tier.what}; {tier.dated})" if tier is not None else ""
+    funding = env.get("funding_file")
+    carry = (
+        f"shorts receive / pay the real USDⓈ-M funding rates of {Path(funding).name}"
+        if funding
+        else f"shorts pay a {float(env.get('borrow_annual_rate', 0.0)):.1%} a year borrow rate"
+    )
     return (
-        f"taker fee {float(env.get('taker_fee', 0.0)):.3%} per side, half spread {env.get('half_spread_bps')} bps, "
-        f"impact {env.get('impact_bps')} bps"
+        f"taker fee {float(env.get('taker_fee', 0.0)):.3%} per side{named}, half spread {env.get('half_spread_bps')} "
+        f"bps, impact {env.get('impact_bps')} bps; {carry}"
+    )
+
+
+def _market(cfg: Mapping[str, Any]) -> str:
+    """Say which market the folder traded: the venue (spot or USDⓈ-M perpetual) and where the prices came from."""
+    data = cfg.get("data")
+    if not data:
+        return "not recorded in walkforward.json"
+    exchange = str(data.get("exchange", ""))
+    venue = (
+        f"{exchange.removesuffix('usdm').capitalize()} USDⓈ-M perpetual futures"
+        if exchange.endswith("usdm")
+        else f"{exchange.capitalize()} spot"
+    )
+    source = (
+        "the embedded synthetic market"
+        if data.get("source") == "synthetic"
+        else f"store {data.get('store')} (exchange folder {exchange})"
+    )
+    return f"{data.get('symbol')} (reference {data.get('reference')}), {venue}; source {source}"
+
+
+def _span(doc: Mapping[str, Any]) -> str:
+    """Say how long the folds' ranges are (fold 0's) and the decision span the folds cover."""
+    folds = doc.get("folds") or []
+    if not folds:
+        return ""
+    first, last = folds[0], folds[-1]
+
+    def days(r: Mapping[str, int] | None) -> str:
+        return "–" if r is None else f"{(r['end_us'] - r['start_us']) / 86_400e6:.1f} d"
+
+    return (
+        f"; decisions {_minute(first['train']['start_us'])} → {_minute(last['test']['end_us'])} UTC; "
+        f"fold 0 fits on {days(first['train'])} of training and {days(first['validation'])} of validation "
+        f"(checkpoint choice, then confirmation against flat and buy-and-hold) and tests on the next "
+        f"{days(first['test'])}"
     )
 
 
@@ -150,18 +201,18 @@ def section(folder: Path, doc: Mapping[str, Any]) -> list[str]:
     """Return the Markdown lines of one walk-forward folder."""
     v, cfg = with_selection(folder, doc), doc.get("config", {})
     policies = [p for p in NAMES if p in v["aggregate"]["policies"] or p == "selected"]
-    data, env, train = cfg.get("data", {}), cfg.get("env", {}), cfg.get("train", {})
+    env, train = cfg.get("env", {}), cfg.get("train", {})
     lines = [
-        f"## {folder}",
+        f"## {Path(folder).name}",
         "",
         verdict_sentence(v),
         "",
-        f"- market: {data.get('symbol')} (reference {data.get('reference')}), {env.get('step')} clock, "
-        f"source {data.get('source')} {data.get('store', '')}",
+        f"- run folder: {folder}",
+        f"- market: {_market(cfg)}; {env.get('step')} clock",
         f"- costs: {_costs(cfg)}",
         f"- budget: {train.get('total_steps')} steps × {train.get('n_envs')} envs per job; seeds per fold "
-        f"{len(doc.get('seeds', []))}; {v['aggregate']['n_folds']} folds "
-        f"({'expanding' if doc.get('expanding') else 'rolling'})",
+        f"{len(doc.get('seeds', []))}",
+        f"- folds: {v['aggregate']['n_folds']} ({'expanding' if doc.get('expanding') else 'rolling'}){_span(doc)}",
         f"- each cell: test return / annualised Sharpe [{v['n_resamples']}-resample stationary-bootstrap 95 % CI]",
         f"- the agent row is the trained agent as it trades; the runs' do-no-harm selection (validation, then "
         f"confirmation) picked: {_selected(doc)}",

@@ -26,12 +26,39 @@ def walkforward_folder(root: Path) -> Path:
         "version": 1,
         "seeds": [0],
         "expanding": False,
-        "config": {"env": {"step": "1h", "taker_fee": 0.001, "half_spread_bps": 1.0, "impact_bps": 0.0}},
+        "folds": [
+            {
+                "index": k,
+                "train": {"start_us": DAY * 10 * k, "end_us": DAY * (10 * k + 6)},
+                "validation": {"start_us": DAY * (10 * k + 6) + HOUR, "end_us": DAY * (10 * k + 8)},
+                "test": {"start_us": DAY * (10 * k + 10), "end_us": DAY * (10 * k + 20)},
+            }
+            for k in (0, 1)
+        ],
+        "config": {
+            "data": {
+                "source": "store",
+                "store": "data_store/x",
+                "exchange": "binance",
+                "symbol": "ETHUSDT",
+                "reference": "BTCUSDT",
+            },
+            "env": {
+                "step": "1h",
+                "taker_fee": 0.001,
+                "half_spread_bps": 1.0,
+                "impact_bps": 0.0,
+                "borrow_annual_rate": 0.05,
+            },
+        },
         "aggregate": {"overall": {"selected": {"flat": 1, "buy_and_hold": 1}}},
         "verdict": verdict,
     }
     (root / "walkforward.json").write_text(json.dumps(doc))
     return root
+
+
+DAY, HOUR = 86_400_000_000, 3_600_000_000
 
 
 def edit(folder: Path, change: Any) -> None:
@@ -49,6 +76,10 @@ def test_the_page_states_the_numbers_of_the_folder(tmp_path: Path) -> None:
     assert f"{agg['policies']['buy_and_hold']['total_return']:+.1%}" in text
     assert f"in {agg['agent_trails']['buy_and_hold']} of 2 folds" in text
     assert "taker fee 0.100% per side" in text and "do not edit by hand" in text
+    assert "ETHUSDT (reference BTCUSDT), Binance spot; source store data_store/x" in text
+    assert "shorts pay a 5.0% a year borrow rate" in text and "## wf\n" in text
+    assert "decisions 1970-01-01 00:00 → 1970-01-31 00:00 UTC" in text
+    assert "fold 0 fits on 6.0 d of training and 2.0 d of validation" in text and "tests on the next 10.0 d" in text
     assert "picked: flat in 1 job, buy_and_hold in 1 job" in text and "it needs at least 2 seeds" in text
     assert text.count("| 0 |") == 1 and text.count("| 1 |") == 1 and "| **all** |" in text
 
@@ -58,6 +89,19 @@ def test_the_page_states_the_numbers_of_the_folder(tmp_path: Path) -> None:
     edit(folder, bump)
     changed = results_markdown([folder], command="rltrade results wf")
     assert changed != text and "+12.3%" in changed and "+12.3%" not in text
+
+
+def test_a_usdm_folder_names_the_perpetual_its_fee_tier_and_funding(tmp_path: Path) -> None:
+    folder = walkforward_folder(tmp_path / "wf-usdm")
+    path = folder / "walkforward.json"
+    doc = json.loads(path.read_text())
+    doc["config"]["data"]["exchange"] = "binanceusdm"
+    doc["config"]["env"].update(taker_fee=0.0005, fee_tier="binance-usdm", funding_file="/x/ETH_funding.csv.gz")
+    path.write_text(json.dumps(doc))
+    text = results_markdown([folder], command="rltrade results wf-usdm")
+    assert "Binance USDⓈ-M perpetual futures" in text and "exchange folder binanceusdm" in text
+    assert "taker fee 0.050% per side (fee tier binance-usdm: Binance USDⓈ-M" in text
+    assert "real USDⓈ-M funding rates of ETH_funding.csv.gz" in text and "borrow" not in text
 
 
 @pytest.mark.parametrize(
