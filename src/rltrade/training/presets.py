@@ -242,11 +242,6 @@ PRESETS: Final[Mapping[str, Preset]] = MappingProxyType(
             deep_merge({"agent": _DEMO["agent"], "train": _DEMO["train"]}, REAL_OVERRIDES),
             DataStep("the real klines", import_real_klines, REAL_DATA_DIR),
         ),
-        "real-month": Preset(
-            deep_merge(
-                deep_merge({"agent": _DEMO["agent"], "train": _DEMO["train"]}, REAL_OVERRIDES), REAL_MONTH_OVERRIDES
-            )
-        ),
         "full": Preset(_FULL),
         "full-flat": Preset(
             {
@@ -259,6 +254,11 @@ PRESETS: Final[Mapping[str, Preset]] = MappingProxyType(
         "real-1h": Preset(
             deep_merge({"agent": _DEMO["agent"], "train": _DEMO["train"]}, REAL_1H_OVERRIDES),
             DataStep("the real 1h klines (1d resampled from them)", import_real_hourly, REAL_DATA_DIR),
+        ),
+        "real-month": Preset(
+            deep_merge(
+                deep_merge({"agent": _DEMO["agent"], "train": _DEMO["train"]}, REAL_OVERRIDES), REAL_MONTH_OVERRIDES
+            )
         ),
     }
 )
