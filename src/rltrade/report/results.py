@@ -252,6 +252,7 @@ def section(folder: Path, doc: Mapping[str, Any]) -> list[str]:
     for source, rows in v["regimes"].items():
         if not rows or all(r["regime"] == "UNKNOWN" for r in rows):
             continue
+        shown = [p for p in policies if any(p in r["policies"] for r in rows)]  # regimes have no per-fold choice
         what = (
             "fold's market, ex post (buy & hold > +20 %: bull, < −20 %: bear)"
             if source == "market"
@@ -260,15 +261,15 @@ def section(folder: Path, doc: Mapping[str, Any]) -> list[str]:
         lines += [
             f"Per regime ({what}): return / Sharpe of the pooled steps",
             "",
-            "| regime | steps | " + " | ".join(NAMES[p] for p in policies) + " |",
-            "|" + "---|" * (len(policies) + 2),
+            "| regime | steps | " + " | ".join(NAMES[p] for p in shown) + " |",
+            "|" + "---|" * (len(shown) + 2),
         ]
         for r in rows:
             cells = [
                 f"{r['policies'][p]['total_return']:+.1%} / {r['policies'][p]['sharpe']:+.2f}"
                 if p in r["policies"]
                 else "–"
-                for p in policies
+                for p in shown
             ]
             lines.append(f"| {r['regime']} | {r['n_steps']} | " + " | ".join(cells) + " |")
         lines.append("")

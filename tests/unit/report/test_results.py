@@ -161,3 +161,5 @@ def test_the_selected_per_fold_column_from_the_runs_of_an_older_walkforward(tmp_
     bh = doc["verdict"]["folds"][0]["policies"]["buy_and_hold"]
     assert f"| buy_and_hold: {bh['total_return']:+.1%} / {bh['sharpe']:+.2f}" in text
     assert "fold 0 buy_and_hold, fold 1 buy_and_hold" in text and "not recorded" not in text
+    regime_heads = [line for line in text.splitlines() if line.startswith("| regime |")]
+    assert regime_heads and all("selected per fold" not in line for line in regime_heads)  # no per-regime choice
