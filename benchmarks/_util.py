@@ -19,10 +19,17 @@ class Timing:
 
     name: str
     seconds: tuple[float, ...]
+    cpu_seconds: tuple[float, ...] = ()
+    """CPU seconds of this process in each repeat (``time.process_time``), where the timer recorded them."""
 
     @property
     def median_s(self) -> float:
         return statistics.median(self.seconds)
+
+    @property
+    def median_cpu_s(self) -> float:
+        """Median CPU seconds per repeat: on a shared machine, less sensitive than wall time to other jobs' load."""
+        return statistics.median(self.cpu_seconds)
 
     def rate(self, items: int) -> float:
         """Items per second at the median time."""
@@ -69,17 +76,19 @@ def time_interleaved(
         for name, fn in fns.items():
             results[name] = fn()
     seconds: dict[str, list[float]] = {name: [] for name in fns}
+    cpu: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
             gc.collect()
             gc.disable()
             try:
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 results[name] = fn()
                 seconds[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
             finally:
                 gc.enable()
-    return [Timing(name, tuple(s)) for name, s in seconds.items()], results
+    return [Timing(name, tuple(s), tuple(cpu[name])) for name, s in seconds.items()], results
 
 
 def report_ratio(ours: Timing, baseline: Timing, *, items: int, unit: str) -> float:
