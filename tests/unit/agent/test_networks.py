@@ -211,6 +211,28 @@ def test_patch_stack_is_a_strided_convolution(rows: int) -> None:
     assert stack.out_dim == expected.shape[1]
 
 
+
+def test_patch_stack_reads_a_strided_view_of_back_to_back_windows_like_their_copy() -> None:
+    # Two 6-row windows inside wider state rows: the stack reads the strided view in place (batched
+    # product) and must give the values and weight gradients of the same windows copied out.
+    stack = PatchStack(6, 3, channels=(4, 5), patches=(3, 2))
+    assert stack.stackable
+    state = torch.randn(4, 50, generator=_gen(0))
+    view_NRC = state[:, 7:43].unflatten(1, (12, 3))
+    assert not view_NRC.is_contiguous()
+    copy_NRC = view_NRC.contiguous()
+    out_view, out_copy = stack(view_NRC), stack(copy_NRC)
+    torch.testing.assert_close(out_view, out_copy)
+    grads = []
+    for out in (out_view, out_copy):
+        stack.zero_grad()
+        (out * torch.arange(out.shape[1])).sum().backward()
+        grads.append([p.grad.clone() for p in stack.parameters() if p.grad is not None])
+    for g_view, g_copy in zip(*grads, strict=True):
+        torch.testing.assert_close(g_view, g_copy)
+    # Each window alone gives its half of the features.
+    torch.testing.assert_close(out_view[:, : stack.out_dim], stack(copy_NRC[:, :6]))
+
 def _layout() -> tuple[list[BlockSpec], int]:
     blocks = [
         BlockSpec("ticks", (6, 2), 0, 12, "ticks"),
