@@ -211,7 +211,6 @@ def test_patch_stack_is_a_strided_convolution(rows: int) -> None:
     assert stack.out_dim == expected.shape[1]
 
 
-
 def test_patch_stack_reads_a_strided_view_of_back_to_back_windows_like_their_copy() -> None:
     # Two 6-row windows inside wider state rows: the stack reads the strided view in place (batched
     # product) and must give the values and weight gradients of the same windows copied out.
@@ -232,6 +231,7 @@ def test_patch_stack_reads_a_strided_view_of_back_to_back_windows_like_their_cop
         torch.testing.assert_close(g_view, g_copy)
     # Each window alone gives its half of the features.
     torch.testing.assert_close(out_view[:, : stack.out_dim], stack(copy_NRC[:, :6]))
+
 
 def _layout() -> tuple[list[BlockSpec], int]:
     blocks = [
