@@ -10,6 +10,11 @@ fsync'ed, then ``os.replace``d over the target (and the folder fsync'ed), so a c
 the old checkpoint or the new one, never a torn file. Reading uses ``torch.load(weights_only=True)``:
 only tensors and plain containers are unpickled, never arbitrary objects. numpy generator states are
 stored as JSON strings (PCG64's state holds 128-bit integers).
+
+Devices: tensors are read with ``map_location`` = the learner's device, so a checkpoint written on a GPU
+loads on a CPU-only machine. Its torch generators' states are CUDA ones, which a CPU generator cannot take:
+:func:`load_learner_state` (evaluation) loads it without them, :func:`load_checkpoint` (resuming
+training, which must continue those streams) refuses it with a :class:`CheckpointError` that says so.
 """
 
 from __future__ import annotations
@@ -135,6 +140,7 @@ def load_learner_state(path: Path, learner: DQNLearner) -> None:
     """
     payload = _read(Path(path), learner.device)
     try:
-        learner.load_state_dict(payload["learner"])
+        # Evaluation draws nothing: a checkpoint written on a GPU loads on a CPU without its random streams.
+        learner.load_state_dict(payload["learner"], random_streams=False)
     except (ValueError, KeyError, RuntimeError) as exc:
         raise CheckpointError(f"{path} does not fit this learner: {exc}") from exc

@@ -414,13 +414,21 @@ class DQNLearner:
             "learn_generator": self.learn_generator.get_state(),
             "act_generator": self.act_generator.get_state(),
             "updates": self.updates,
+            "device": self.device.type,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], *, random_streams: bool = True) -> None:
         """Restore a ``state_dict`` saved by a learner with the same config and observation width.
 
         The seed is not compared: it only initialises the generators, whose saved states are restored (run
         folders made before ``agent.seed`` defaulted to the top-level seed record ``agent.seed: 0``).
+
+        Tensors may come from another device (a checkpoint written on a GPU, read with ``map_location``):
+        they are copied onto this learner's. The generators' states cannot move between device types (a
+        CUDA generator's Philox state is not a CPU Mersenne Twister's), so a state from another device type
+        is refused with ``random_streams=True`` (resuming training, which must continue those streams),
+        and its generators are left as seeded with ``random_streams=False`` (evaluation: greedy actions
+        draw nothing).
         """
         mine = self.config.model_dump(mode="json")
         # A field added after the state was saved counts as its default there.
@@ -435,11 +443,20 @@ class DQNLearner:
                 f"learner state has (state_dim, account_dim)={saved_dims}, this learner "
                 f"{(self.state_dim, self.account_dim)}"
             )
+        streams_fit = all(_generator_state_fits(self.device, state[k]) for k in ("learn_generator", "act_generator"))
+        if random_streams and not streams_fit:
+            saved_on = state.get("device", "another device")
+            raise ValueError(
+                f"learner state was written on {saved_on}: its random streams (exploration, noise) cannot "
+                f"continue on {self.device.type}; resume training on a {saved_on} machine, or load it for "
+                "evaluation only"
+            )
         self.online.load_state_dict(state["online"])
         self.target.load_state_dict(state["target"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.learn_generator.set_state(state["learn_generator"])
-        self.act_generator.set_state(state["act_generator"])
+        if streams_fit:
+            self.learn_generator.set_state(state["learn_generator"])
+            self.act_generator.set_state(state["act_generator"])
         self.updates = int(state["updates"])
 
 
@@ -460,6 +477,15 @@ def resolve_device(name: str) -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise ConfigError(f"train.device must be 'auto', 'cpu' or 'cuda', got {name!r}")
     return device
+
+
+def _generator_state_fits(device: torch.device, state: Tensor) -> bool:
+    """Whether a saved generator state can be restored into a generator on ``device`` (same device type)."""
+    try:
+        torch.Generator(device).set_state(state)
+    except (RuntimeError, TypeError):
+        return False
+    return True
 
 
 def _fused_supported(device: torch.device) -> bool:

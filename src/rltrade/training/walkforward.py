@@ -148,7 +148,8 @@ def fold_plan(cfg: Config, n_folds: int, *, frames: MarketFrames | None = None, 
 
 def weights_fingerprint(checkpoint: Path) -> str:
     """SHA-256 of the online network's weights in ``checkpoint`` (names and bytes, in name order)."""
-    online = torch.load(checkpoint, weights_only=True)["learner"]["online"]
+    # map_location: a checkpoint written on a GPU is fingerprinted on a CPU-only machine too.
+    online = torch.load(checkpoint, map_location="cpu", weights_only=True)["learner"]["online"]
     h = hashlib.sha256()
     for name in sorted(online):
         h.update(name.encode())

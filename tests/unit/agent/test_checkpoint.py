@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from rltrade.agent.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from rltrade.agent.checkpoint import CheckpointError, load_checkpoint, load_learner_state, save_checkpoint
 from rltrade.agent.learner import LearnerConfig
+from rltrade.training.walkforward import weights_fingerprint
 from tests.support.agent_tasks import Agent, ContextTask
+from tests.support.gpu_checkpoint import as_written_on_cuda
 
 BASE = {
     "hidden": (16, 16),
@@ -186,3 +188,32 @@ def test_loading_into_a_different_run_is_refused(tmp_path: Path) -> None:
         _load(path, agent, rngs={"env": np.random.default_rng(0)})
     with pytest.raises(CheckpointError, match="extra saved as"):
         load_checkpoint(path, learner=agent.learner, replay=agent.replay)
+
+
+def test_a_checkpoint_written_on_a_gpu_loads_on_a_cpu_for_evaluation_and_refuses_to_resume(tmp_path: Path) -> None:
+    config = LearnerConfig.model_validate({**BASE, "seed": 3})
+    task = ContextTask(3, total_steps=80)
+    agent = _agent(config, task)
+    for _ in range(80):
+        task.step(agent)
+    assert agent.learner.updates > 0
+    cpu_path, gpu_path = tmp_path / "cpu.pt", tmp_path / "gpu.pt"
+    _save(cpu_path, agent)
+    as_written_on_cuda(cpu_path, gpu_path)
+    if not torch.cuda.is_available():  # the file really holds CUDA storages: a plain load fails here
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(gpu_path, weights_only=True)
+
+    evaluator = _agent(config, task).learner
+    load_learner_state(gpu_path, evaluator)
+    assert evaluator.device == torch.device("cpu")
+    for p, q in zip(evaluator.online.parameters(), agent.learner.online.parameters(), strict=True):
+        assert p.device.type == "cpu" and torch.equal(p, q)
+    assert evaluator.updates == agent.learner.updates
+    obs = np.random.default_rng(0).standard_normal((32, task.state_dim + task.account_dim)).astype(np.float32)
+    assert np.array_equal(evaluator.act(obs, 0, greedy=True), agent.learner.act(obs, 0, greedy=True))
+    assert weights_fingerprint(gpu_path) == weights_fingerprint(cpu_path)
+
+    # Resuming must continue the CUDA random streams, which a CPU generator cannot hold: a clear refusal.
+    with pytest.raises(CheckpointError, match=r"written on cuda: its random streams .* cannot continue on cpu"):
+        _load(gpu_path, _agent(config, task))
