@@ -40,9 +40,12 @@ class SyntheticConfig(_Frozen):
     seed: Annotated[int, Field(ge=0)] = 7
     """Seed of the generator; same seed, same market, bit for bit."""
     end: str = "2026-01-01"
-    """UTC date (exclusive) the generated history ends at."""
+    """UTC date or time (exclusive) the generated market ends at: ``2026-01-01`` (00:00) or
+    ``2026-01-01T05:00`` (a whole hour, UTC). An end after midnight puts a daily close into the last hours
+    (the test range), so the 1d blocks move there."""
     history_days: Annotated[int, Field(ge=2, le=5000)] = 400
-    """Days of 1m/1h/1d history (300 daily bars need at least 300 days)."""
+    """Days of 1m/1h/1d history before the end, from 00:00 UTC (a non-midnight end adds its part-day):
+    300 daily bars need at least 300 days."""
     tick_days: Annotated[float, Field(ge=0.0, le=60.0)] = 1.0
     """Most recent days for which individual trades and 1 s bars are generated."""
     trades_per_second: Annotated[float, Field(gt=0.0, le=200.0)] = 2.0
@@ -56,7 +59,11 @@ class SyntheticConfig(_Frozen):
     correlation: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.8
     """Correlation of ETH and BTC minute returns."""
     mean_regime_hours: Annotated[float, Field(gt=0.0)] = 36.0
-    """Mean duration of a market regime."""
+    """Mean duration of a market regime (geometric durations; unused when ``regime_hours`` is set)."""
+    regime_hours: tuple[Annotated[float, Field(gt=0.0)], Annotated[float, Field(gt=0.0)]] | None = None
+    """Bounded regime schedule ``[lo, hi]``: durations uniform in whole minutes between lo and hi hours, each
+    regime unlike the two before it. Any window of W hours with ``4·hi ≤ W ≤ 10·lo`` then holds at least
+    three regimes for at least 10 % of it each, whatever the seed (``rltrade.data.synthetic_paths``)."""
     spread_bps: Annotated[float, Field(ge=0.0, le=100.0)] = 1.0
     """Quoted bid-ask spread in basis points of price."""
     signal: PlantedSignal | None = PlantedSignal()
@@ -67,6 +74,34 @@ class SyntheticConfig(_Frozen):
         if self.tick_days > self.history_days:
             raise ValueError(f"tick_days ({self.tick_days}) cannot exceed history_days ({self.history_days})")
         return self
+
+    @model_validator(mode="after")
+    def _regime_hours_order(self) -> SyntheticConfig:
+        if self.regime_hours is not None and self.regime_hours[0] > self.regime_hours[1]:
+            raise ValueError(f"regime_hours must be [lo, hi] with lo <= hi, got {list(self.regime_hours)}")
+        return self
+
+    @field_validator("end")
+    @classmethod
+    def _end_is_a_utc_minute(cls, end: str) -> str:
+        parse_synthetic_end(end)
+        return end
+
+
+def parse_synthetic_end(end: str) -> int:
+    """``SyntheticConfig.end`` as µs since the epoch: a UTC date (00:00) or a UTC time on a whole hour."""
+    try:
+        when = dt.datetime.fromisoformat(end)
+    except ValueError:
+        raise ValueError(
+            f"synthetic.end: {end!r} is not a date or time; write a UTC date like 2026-01-01 or 2026-01-01T05:00"
+        ) from None
+    if when.tzinfo is not None and when.utcoffset() != dt.timedelta(0):
+        raise ValueError(f"synthetic.end: {end!r} is not in UTC; write it in UTC (no offset, or Z)")
+    when = when.replace(tzinfo=dt.UTC)
+    if when.minute or when.second or when.microsecond:
+        raise ValueError(f"synthetic.end: {end!r} is not on a whole hour (so every 1h bar is whole); use HH:00")
+    return int(when.timestamp()) * US_PER_SECOND
 
 
 class DataConfig(_Frozen):

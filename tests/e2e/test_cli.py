@@ -59,7 +59,8 @@ def test_run_synthesises_checks_resampling_and_reports(tmp_path: Path, capsys: p
     capsys.readouterr()
     assert main(["run", "-c", str(cfg), "--no-train"]) == 0
     assert "binance/ETHUSDT/bars/1m" in capsys.readouterr().out
-    assert store.read(DatasetKey("binance", "ETHUSDT", Kind.BARS, Timeframe.M1)).height == 5 * 1440
+    # The demo market ends at 05:00 UTC: five whole days of minutes (and daily bars) and the forming day's 5 h.
+    assert store.read(DatasetKey("binance", "ETHUSDT", Kind.BARS, Timeframe.M1)).height == 5 * 1440 + 5 * 60
     assert (tmp_path / "store" / "truth" / "binance" / "truth.json").exists()
 
 

@@ -22,7 +22,16 @@ from rltrade.training.loop import TrainResult, train
 from rltrade.training.presets import load_with_preset
 
 TINY: dict[str, Any] = {
-    "data": {"synthetic": {"history_days": 12, "tick_days": 0.06}},
+    # The market these tests were sized for: ending at midnight, regimes of 2 h on average (not the preset's).
+    "data": {
+        "synthetic": {
+            "history_days": 12,
+            "tick_days": 0.06,
+            "end": "2026-01-01",
+            "regime_hours": None,
+            "mean_regime_hours": 2.0,
+        }
+    },
     "splits": {"purge_s": 120, "embargo_s": 30},
     "cnn": {"window": 32, "conv_channels": [8, 8], "max_epochs": 1, "max_train_windows": 500, "max_val_windows": 200},
     "agent": {"learning_starts": 64, "buffer_size": 2_000, "batch_size": 32, "epsilon_steps": 200},

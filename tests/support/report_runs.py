@@ -23,7 +23,16 @@ from rltrade.training.pipeline import prepare
 from rltrade.training.presets import deep_merge, load_with_preset
 
 TINY_MARKET: dict[str, Any] = {
-    "data": {"synthetic": {"history_days": 12, "tick_days": 0.06}},
+    # The market these tests were sized for: ending at midnight, regimes of 2 h on average (not the preset's).
+    "data": {
+        "synthetic": {
+            "history_days": 12,
+            "tick_days": 0.06,
+            "end": "2026-01-01",
+            "regime_hours": None,
+            "mean_regime_hours": 2.0,
+        }
+    },
     "splits": {"purge_s": 120, "embargo_s": 30},
     "features": {"layout": {"cnn": False}},  # no CNN stage: building the folder takes a second
 }

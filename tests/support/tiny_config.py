@@ -8,7 +8,16 @@ from rltrade.config import Config
 from rltrade.training.presets import deep_merge, load_with_preset
 
 TINY: dict[str, Any] = {
-    "data": {"synthetic": {"history_days": 12, "tick_days": 0.06}},
+    # The market these tests were sized for: ending at midnight, regimes of 2 h on average (not the preset's).
+    "data": {
+        "synthetic": {
+            "history_days": 12,
+            "tick_days": 0.06,
+            "end": "2026-01-01",
+            "regime_hours": None,
+            "mean_regime_hours": 2.0,
+        }
+    },
     "splits": {"purge_s": 120, "embargo_s": 30},
     "cnn": {"enabled": False},
     "agent": {"learning_starts": 64, "buffer_size": 2_000, "batch_size": 32, "epsilon_steps": 200},

@@ -11,6 +11,10 @@
 * Tick period (the last ``tick_days``, rounded up to whole minutes): trades from ``synthetic_trades``;
   the 1s bars are exactly ``trades_to_bars(trades, 1s)`` and their minutes ``resample_bars(1s → 1m)``.
 * 1h = ``resample_bars(1m → 1h)`` and 1d = ``resample_bars(1h → 1d)`` over the whole history.
+* The history starts at 00:00 UTC ``history_days`` before the end's day, so the first daily bar is whole.
+  ``end`` may be a time of day (``2026-01-01T05:00``): the day still forming at the end then has 1m and 1h
+  bars but no daily bar (as on an exchange), and the daily close at midnight falls inside the tick period's
+  last hours, where a training run's test range lies, so the 1d blocks move there.
 
 So every timeframe is consistent by construction. The first symbol plays ETH (the traded follower), the
 second BTC (the leader); the true regime of every minute (and second) is recorded, and with
@@ -20,7 +24,6 @@ Same config → bit-identical frames (on the same platform and library versions)
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,17 +32,19 @@ from types import MappingProxyType
 import numpy as np
 import polars as pl
 
-from rltrade.config import PlantedSignal, SyntheticConfig
+from rltrade.config import PlantedSignal, SyntheticConfig, parse_synthetic_end
 from rltrade.data.resample import resample_bars, trades_to_bars
 from rltrade.data.schema import BAR_SCHEMA, empty_trades
 from rltrade.data.synthetic_paths import (
     DEFAULT_SHAPE,
     STREAM_ACTIVITY,
+    STREAM_STATE,
     STREAM_TRADES,
     MarketPaths,
     MarketShape,
     MinuteState,
     SymbolPath,
+    draw_regime_path,
     rng_stream,
     simulate_paths,
 )
@@ -117,12 +122,8 @@ class SyntheticMarket:
 
 
 def parse_end(end: str) -> int:
-    """``SyntheticConfig.end`` (a UTC date, ``YYYY-MM-DD``) as µs since the epoch at 00:00 UTC."""
-    try:
-        day = dt.date.fromisoformat(end)
-    except ValueError:
-        raise ValueError(f"synthetic.end: {end!r} is not a date; write a UTC date like 2026-01-01") from None
-    return (day - dt.date(1970, 1, 1)).days * US_PER_DAY
+    """``SyntheticConfig.end`` (a UTC date ``YYYY-MM-DD``, or a time on a whole hour) as µs since the epoch."""
+    return parse_synthetic_end(end)
 
 
 @dataclass(frozen=True)
@@ -140,9 +141,10 @@ class _Grid:
 
 def _grid(cfg: SyntheticConfig) -> _Grid:
     end_us = parse_end(cfg.end)
-    n_min = cfg.history_days * 1440
+    # The history starts at 00:00 UTC, so the first daily bar is a whole day even when the end is not midnight.
+    start_us = (end_us - cfg.history_days * US_PER_DAY) // US_PER_DAY * US_PER_DAY
+    n_min = (end_us - start_us) // US_PER_MINUTE
     n_tick = min(n_min, math.ceil(cfg.tick_days * 1440 - 1e-9))  # whole minutes, rounded up
-    start_us = end_us - n_min * US_PER_MINUTE
     tick_start_us = end_us - n_tick * US_PER_MINUTE
     return _Grid(
         start_us=start_us,
@@ -178,6 +180,7 @@ def generate_market(
         annual_vol=cfg.annual_vol,
         correlation=cfg.correlation,
         mean_regime_hours=cfg.mean_regime_hours,
+        regime_hours=cfg.regime_hours,
         lag_s=lag_s,
         strength=strength,
         shape=shape,
@@ -204,6 +207,18 @@ def generate_market(
         regimes=MappingProxyType(regimes),
         signal_truth=truth,
     )
+
+
+def true_regimes(cfg: SyntheticConfig) -> pl.DataFrame:
+    """Return the true regime of every history minute (``open_us``, ``regime``), as ``generate_market(cfg)`` draws it.
+
+    Cheap (no prices, no trades): the regimes are the first draws of the market's state stream.
+    """
+    grid = _grid(cfg)
+    regime_T = draw_regime_path(
+        rng_stream(cfg.seed, STREAM_STATE), len(grid.open_us_T), cfg.mean_regime_hours, cfg.regime_hours
+    )
+    return pl.DataFrame({"open_us": grid.open_us_T, "regime": regime_T})
 
 
 def _symbol_market(
@@ -253,7 +268,9 @@ def _symbol_market(
         minute = old_1m
     bars[Timeframe.M1] = minute
     bars[Timeframe.H1] = resample_bars(minute, Timeframe.M1, Timeframe.H1)
-    bars[Timeframe.D1] = resample_bars(bars[Timeframe.H1], Timeframe.H1, Timeframe.D1)
+    # A day still forming at a non-midnight end has no daily bar yet (module docstring).
+    whole_days = bars[Timeframe.H1].filter(pl.col("open_us") < grid.end_us // US_PER_DAY * US_PER_DAY)
+    bars[Timeframe.D1] = resample_bars(whole_days, Timeframe.H1, Timeframe.D1)
     return SymbolMarket(symbol=symbol, trades=trades, bars=MappingProxyType(bars), quotes_1s=quotes_1s)
 
 

@@ -4,7 +4,8 @@ Everything is vectorised numpy on a 1-minute grid (and a 1-second grid for the t
 minute ``t`` (log prices, ETH = the follower, BTC = the leader)::
 
     regime_t   Markov chain over ``Regime``: durations geometric with mean ``mean_regime_hours``,
-               the next regime uniform among the other three (so each regime holds 1/4 of the time)
+               the next regime uniform among the other three (so each regime holds 1/4 of the time);
+               or, with ``regime_hours = (lo, hi)``, a bounded schedule (:func:`draw_bounded_regimes`)
     sigma_t    = sigma_base · vol_mult[regime_t] · season(t) · exp(h_t)        ETH minute vol
                h = two stationary AR(1) log-vol factors (fast and slow): volatility clustering
                season = intraday cosine peaking mid-afternoon UTC, quieter weekends
@@ -218,6 +219,50 @@ def draw_regimes(rng: np.random.Generator, n_min: int, mean_regime_hours: float)
     return np.repeat(labels_G, dur_G)[:n_min].astype(np.int8)
 
 
+def draw_bounded_regimes(rng: np.random.Generator, n_min: int, lo_hours: float, hi_hours: float) -> np.ndarray:
+    """Regime per minute (int8) on a bounded schedule: every regime lasts ``lo_hours`` to ``hi_hours``.
+
+    Durations are uniform over the whole minutes in ``[lo, hi]`` hours; the first regime is uniform, the
+    second uniform among the other three, each later one uniform among the two unlike the two before it
+    (by symmetry each regime still holds 1/4 of the time). The guarantee, for any seed: a window of ``W``
+    hours with ``4·hi ≤ W ≤ 10·lo`` holds at least three regimes for at least 10 % of it each. Proof: the
+    segment holding the window's start ends by ``start + hi``; the segments wholly inside the window follow
+    it, and the one after the last of them ends after ``start + W`` having begun at most ``hi`` earlier, so
+    k whole segments span more than ``W − 2·hi ≥ 2·hi``: ``k·hi > 2·hi``, k ≥ 3. Three consecutive segments
+    hold three different regimes, each for at least ``lo ≥ W / 10``.
+    """
+    lo, hi = regime_minutes((lo_hours, hi_hours))
+    n_seg = n_min // lo + 1
+    dur_G = rng.integers(lo, hi + 1, size=n_seg)
+    pick_G = rng.integers(0, 4, size=n_seg)
+    labels = [int(pick_G[0])]
+    for g in range(1, n_seg):
+        allowed = [r for r in range(4) if r not in labels[-2:]]
+        labels.append(allowed[int(pick_G[g]) % len(allowed)])
+    return np.repeat(np.asarray(labels, dtype=np.int8), dur_G)[:n_min]
+
+
+def draw_regime_path(
+    rng: np.random.Generator, n_min: int, mean_regime_hours: float, regime_hours: tuple[float, float] | None
+) -> np.ndarray:
+    """Draw the regime of each minute: geometric durations (``regime_hours`` None) or the bounded schedule."""
+    if regime_hours is None:
+        return draw_regimes(rng, n_min, mean_regime_hours)
+    return draw_bounded_regimes(rng, n_min, *regime_hours)
+
+
+def regime_minutes(regime_hours: tuple[float, float]) -> tuple[int, int]:
+    """Return the shortest and longest regime in whole minutes (lo rounded up, hi down; hi ≥ lo ≥ 1)."""
+    lo = max(1, math.ceil(regime_hours[0] * 60.0 - 1e-9))
+    return lo, max(lo, math.floor(regime_hours[1] * 60.0 + 1e-9))
+
+
+def regime_windows(regime_hours: tuple[float, float]) -> tuple[float, float]:
+    """Return the window lengths (hours) for which :func:`draw_bounded_regimes` guarantees three regimes ≥ 10 %."""
+    lo, hi = regime_minutes(regime_hours)
+    return 4.0 * hi / 60.0, 10.0 * lo / 60.0
+
+
 def minute_state(
     rng: np.random.Generator,
     open_us_T: np.ndarray,
@@ -225,10 +270,11 @@ def minute_state(
     annual_vol: float,
     mean_regime_hours: float,
     shape: MarketShape,
+    regime_hours: tuple[float, float] | None = None,
 ) -> MinuteState:
     """Draw regimes and log-vol factors; derive each minute's vol, drift and trade activity."""
     n = len(open_us_T)
-    regime_T = draw_regimes(rng, n, mean_regime_hours)
+    regime_T = draw_regime_path(rng, n, mean_regime_hours, regime_hours)
     logvol_T = np.zeros(n)
     var_h = 0.0
     for sd, tau in (
@@ -375,6 +421,7 @@ def simulate_paths(
     lag_s: int,
     strength: float,
     shape: MarketShape,
+    regime_hours: tuple[float, float] | None = None,
 ) -> MarketPaths:
     """Both symbols' mid paths: minute closes over the history, seconds over the last ``n_tick_min``."""
     n = len(open_us_T)
@@ -385,6 +432,7 @@ def simulate_paths(
         annual_vol=annual_vol,
         mean_regime_hours=mean_regime_hours,
         shape=shape,
+        regime_hours=regime_hours,
     )
     u_eth_T, u_btc_T = minute_shocks(rng_stream(seed, STREAM_MINUTE_SHOCKS), n, correlation, shape)
     sec = second_shocks(rng_stream(seed, STREAM_SECOND_SHOCKS), 60 * n_tick_min, correlation, lag_s, strength, shape)

@@ -1,9 +1,9 @@
 """Named training presets: config overrides applied *under* the user's config file (the file wins).
 
 ``demo``  the ``demo`` state layout (every block, short windows, plus the recent-returns blocks), the
-          structured encoder, walk-forward CNNs, a synthetic market (two days of trades, regimes switching
-          every 2 h on average, 90 days of history) with a strong planted BTC→ETH lead, low fees: trains in
-          minutes on 2 cores.
+          structured encoder, walk-forward CNNs, a synthetic market (two days of trades, regimes lasting 1
+          to 2.1 h, 400 days of history) with a strong planted BTC→ETH lead, low fees: trains in minutes on
+          2 cores.
 ``real``  the demo's agent and training budget on the real Binance 1m/1h/1d klines of ``../shared/data/real``
           on a 1-minute clock, with the ``demo`` layout cut to what the data has (ETH 1m / 1h / 1d bar
           windows, BTC 1m bars, pivots and regime: no ticks, no 1 s blocks, no CNN blocks) and the real costs
@@ -38,16 +38,19 @@
           (volatility as a multiplier on PnL), ``train.device: auto`` (a GPU when torch sees one), and a CNN
           budget that scales with the data: each epoch draws 5 % of a timeframe's labelled windows (at
           least 256, at most 20,000), at most 5 epochs (patience 2), at most 5,000 validation windows; the
-          default synthetic market with two days of trades and regimes switching every 2 h on average.
+          default synthetic market with two days of trades and regimes lasting 1 to 2.1 h.
           ``benchmarks/bench_full_speed.py`` measures its training loop against ``full-flat``'s.
 ``full-flat`` the ``full`` preset as the original design wrote it down, kept as its own preset: the flat
           1024 → 512 network on the whole observation, PnL-only reward, the default CNN budget, the CPU.
           Hours per 10,000 updates on 2 cores; CI runs only a smoke run of a few dozen updates.
 
 Market sizes (:data:`SYNTHETIC_MARKETS`): the validation and test ranges of the ``demo`` and ``full``
-synthetic markets (20 % of the tick period each: 9.6 h) each hold at least three of the generator's true
-regimes for at least 10 % of their steps (at the presets' seed; tested), and the daily history before the
-training start covers the layout's 1d window plus the indicators' warm-up, so no bar block is masked.
+synthetic markets (20 % of the tick period each, less purge and embargo: 8.4 to 9.6 h) each hold at least
+three of the generator's true regimes for at least 10 % of their steps, for any seed: regimes last 1 to
+2.1 h and each differs from the two before it (:data:`REGIME_HOURS`; tested over seeds). The markets end
+at 05:00 UTC, so the test range holds a daily close and the 1d blocks move in it; the daily history before
+the training start covers the layout's 1d window plus the indicators' warm-up (and, in the demo, the 1d
+CNN's first fit), so no bar block is masked.
 
 A training preset names a whole run (data, layout, agent, budget); a *layout* (``features.layout.name``:
 ``full``, ``demo``, ``basic``) names only the state's blocks. The ``demo`` and ``full`` presets use the
@@ -101,12 +104,19 @@ class Preset:
     data_step: DataStep | None = field(default=None)
 
 
-SYNTHETIC_MARKETS: Final[Mapping[str, Mapping[str, float]]] = MappingProxyType(
+SYNTHETIC_END: Final = "2026-01-01T05:00"
+"""The presets' synthetic markets end at 05:00 UTC: the daily close at midnight falls 4.6 h into the test range."""
+REGIME_HOURS: Final = (1.0, 2.1)
+"""Bounded regime durations: any window of 8.4 to 10 h holds three regimes for ≥ 10 % of it each, whatever the
+seed (``synthetic_paths.draw_bounded_regimes``); the presets' validation and test ranges are 8.4 to 9.6 h."""
+
+SYNTHETIC_MARKETS: Final[Mapping[str, Mapping[str, Any]]] = MappingProxyType(
     {
-        # 90 days ≥ the demo layout's 48-bar 1d window + 33 warm-up bars + the 2 tick days.
-        "demo": {"history_days": 90, "tick_days": 2.0, "mean_regime_hours": 2.0},
+        # 400 days: the demo layout's 48-bar 1d window + 33 warm-up bars, and the 1d CNN's first fit
+        # (256 labelled 48-day windows + its early-stopping share) ends before the training start (~370 needed).
+        "demo": {"history_days": 400, "tick_days": 2.0, "regime_hours": REGIME_HOURS, "end": SYNTHETIC_END},
         # The default 400 days ≥ the full layout's 300-bar 1d window + 33 warm-up bars + 2 tick days.
-        "full": {"tick_days": 2.0, "mean_regime_hours": 2.0},
+        "full": {"tick_days": 2.0, "regime_hours": REGIME_HOURS, "end": SYNTHETIC_END},
     }
 )
 """The synthetic market of the ``demo`` and ``full`` presets: enough tick days and regime switches that the

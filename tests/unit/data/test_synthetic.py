@@ -7,17 +7,22 @@ import math
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from rltrade.config import PlantedSignal, SyntheticConfig
 from rltrade.data.resample import resample_bars, trades_to_bars
 from rltrade.data.schema import BAR_SCHEMA, TRADE_SCHEMA
-from rltrade.data.synthetic import SyntheticMarket, generate_market, parse_end
+from rltrade.data.synthetic import SyntheticMarket, generate_market, parse_end, true_regimes
 from rltrade.data.synthetic_paths import (
     DEFAULT_SHAPE,
     MarketShape,
     ar1_filter,
     bridge_extremes,
+    draw_bounded_regimes,
     range_reversion,
+    regime_minutes,
+    regime_windows,
 )
 from rltrade.types import US_PER_DAY, US_PER_HOUR, US_PER_MINUTE, US_PER_SECOND, Regime, Timeframe
 
@@ -148,6 +153,79 @@ def test_bad_inputs_are_refused_with_the_field_named() -> None:
         generate_market(SMALL)["SOLUSDT"]
     with pytest.raises(ValueError, match="hawkes_branching"):
         MarketShape(hawkes_branching=1.0)
+
+
+def test_an_end_time_of_day_keeps_whole_daily_bars_and_starts_the_history_at_midnight() -> None:
+    cfg = SMALL.model_copy(update={"end": "2026-01-01T05:00"})
+    m = generate_market(cfg)
+    end_us = parse_end(cfg.end)
+    assert m.end_us == end_us == parse_end("2026-01-01") + 5 * US_PER_HOUR
+    assert m.start_us == parse_end("2026-01-01") - SMALL.history_days * US_PER_DAY
+    for sym in (ETH, BTC):
+        daily = m[sym].bars[Timeframe.D1]
+        hourly = m[sym].bars[Timeframe.H1]
+        # The forming day (00:00–05:00) has its hours but no daily bar; every daily bar is 24 hourly bars.
+        assert daily["open_us"][-1] + US_PER_DAY == parse_end("2026-01-01")
+        assert hourly["open_us"][-1] == end_us - US_PER_HOUR
+        whole = hourly.filter(pl.col("open_us") < parse_end("2026-01-01"))
+        assert resample_bars(whole, Timeframe.H1, Timeframe.D1).equals(daily)
+        # The tick period's first 1m open (a first trade: the mid ± the half-spread, a second later) is the
+        # last history minute's close, to a few basis points.
+        m1 = m[sym].bars[Timeframe.M1]
+        k = int(np.searchsorted(m1["open_us"].to_numpy(), m.tick_start_us))
+        assert k > 0 and m1["open_us"][k] == m.tick_start_us
+        assert m1["open"][k] == pytest.approx(m1["close"][k - 1], rel=1e-3)
+
+
+@pytest.mark.parametrize("end", ["2026-01-01T05:30", "2026-01-01T05:00+02:00", "tomorrow"])
+def test_an_end_off_the_hour_or_outside_utc_is_refused(end: str) -> None:
+    with pytest.raises(ValueError, match=r"synthetic\.end"):
+        SyntheticConfig(end=end)
+
+
+def test_regime_hours_out_of_order_are_refused() -> None:
+    with pytest.raises(ValueError, match="regime_hours"):
+        SyntheticConfig(regime_hours=(2.0, 1.0))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    lo=st.floats(0.2, 3.0),
+    ratio=st.floats(1.0, 2.5),
+    start_frac=st.floats(0.0, 1.0),
+    length_frac=st.floats(0.0, 1.0),
+)
+def test_bounded_regimes_put_three_regimes_in_every_guaranteed_window(
+    seed: int, lo: float, ratio: float, start_frac: float, length_frac: float
+) -> None:
+    """Any window of W hours, 4·hi ≤ W ≤ 10·lo, holds ≥ 3 regimes for ≥ 10 % of it each (any seed, any start)."""
+    hi = lo * ratio
+    lo_w, hi_w = regime_windows((lo, hi))
+    assume(lo_w <= hi_w)
+    n_min = int(40 * hi * 60) + 1
+    regime_T = draw_bounded_regimes(np.random.default_rng(seed), n_min, lo, hi)
+    assert regime_T.shape == (n_min,)
+    seconds = int((lo_w + length_frac * (hi_w - lo_w)) * 3600)
+    start = int(start_frac * (n_min * 60 - seconds))
+    labels = np.repeat(regime_T, 60)[start : start + seconds]
+    share = np.bincount(labels, minlength=4) / labels.size
+    assert (share >= 0.10).sum() >= 3, share
+    # Each run lasts lo to hi hours (whole minutes), and each regime differs from the two before it.
+    cut = np.flatnonzero(np.diff(regime_T)) + 1
+    runs = np.diff(cut)
+    lo_min, hi_min = regime_minutes((lo, hi))
+    assert lo * 60 - 1e-6 <= lo_min <= runs.min() and runs.max() <= hi_min
+    seq = regime_T[np.r_[0, cut]]
+    assert (seq[2:] != seq[:-2]).all() and (seq[1:] != seq[:-1]).all()
+
+
+def test_bounded_regimes_hold_each_regime_a_quarter_of_the_time_and_true_regimes_match_the_market() -> None:
+    regime_T = draw_bounded_regimes(np.random.default_rng(0), 400 * 1440, 1.0, 2.1)
+    share = np.bincount(regime_T, minlength=4) / regime_T.size
+    np.testing.assert_allclose(share, 0.25, atol=0.02)
+    cfg = SMALL.model_copy(update={"regime_hours": (0.5, 1.0), "end": "2026-01-01T05:00"})
+    assert true_regimes(cfg).equals(generate_market(cfg).regimes[Timeframe.M1])
 
 
 # --- consistency between trades and every timeframe --------------------------------------------------
