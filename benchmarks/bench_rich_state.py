@@ -1,0 +1,201 @@
+"""Does the rich state earn its keep (issue 13, item 5)? The demo layout's agent vs the basic layout's, per option.
+
+On the demo preset's planted-signal synthetic market (BTC leads ETH by 5 s), each variant is trained with
+the same seeds and backtested greedily (its best validation checkpoint) on the held-out test range:
+
+    basic          the ``basic`` layout (~100 features: recent ETH / BTC returns, regime), the demo agent
+    demo           the ``demo`` layout (every block, short windows), the demo preset's agent as it is
+    demo+norm      ``agent.block_norm``: per-block input standardisation fitted on training states
+    demo+capacity  wider encoder: ``encoder_channels`` [16, 32] (demo: [8, 16]), ``encoder_hidden`` [128]
+                   (demo: [64])
+    demo+dropout   ``agent.block_dropout`` 0.2: whole blocks zeroed per sample in each update
+    demo+all       the three together
+
+For each variant: the mean test return ± its standard error over the seeds, the paired difference vs
+``basic`` (same seed, same market) with the standard error of the paired differences, and the verdict
+**match** when that mean difference is ≥ −1 SE; plus the median wall time of a training run.
+Every demo variant of one seed reuses one preparation of the market (data, features, CNNs:
+``train(prepared=...)``), so only the agents differ.
+
+The budget is by default a seventh of the demo preset's (``--steps`` 2,000 loop steps × 8 envs instead of
+15,000, ε annealed over the first half, three validation backtests of 30 min) on half its market
+(``--tick-days`` 1 instead of 2: a 4.8 h test range): the full budget does not fit a grid of 18 runs on a
+shared 2-core machine. Every finished run is appended to ``--out`` (JSON lines), so an interrupted grid continues
+where it stopped (``--out`` of the earlier call) and several processes can share the seeds
+(``--seeds 0 1``, ``--seeds 2``) before ``--table`` prints the combined table.
+
+    python -m benchmarks.bench_rich_state                              # 3 seeds × 6 variants
+    python -m benchmarks.bench_rich_state --quick                      # plumbing check, not a result
+    python -m benchmarks.bench_rich_state --table rich_state.jsonl     # the table of finished runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rltrade.config import Config
+from rltrade.training.bundle import load_learner
+from rltrade.training.evaluate import backtest_learner
+from rltrade.training.loop import train
+from rltrade.training.pipeline import Prepared, prepare
+from rltrade.training.presets import deep_merge, load_with_preset
+
+CAPACITY: Mapping[str, Any] = {"encoder_channels": [16, 32], "encoder_hidden": [128]}
+VARIANTS: Mapping[str, tuple[str, Mapping[str, Any]]] = {
+    "basic": ("basic", {}),
+    "demo": ("demo", {}),
+    "demo+norm": ("demo", {"block_norm": True}),
+    "demo+capacity": ("demo", CAPACITY),
+    "demo+dropout": ("demo", {"block_dropout": 0.2}),
+    "demo+all": ("demo", {"block_norm": True, "block_dropout": 0.2, **CAPACITY}),
+}
+"""Variant name → (state layout, ``agent`` overrides on top of the demo preset)."""
+
+
+def budget(steps: int, tick_days: float) -> dict[str, Any]:
+    """The demo preset's schedule scaled to ``steps`` loop steps on ``tick_days`` of trades.
+
+    ε falls over the first half, three validation backtests of 30 min each choose the checkpoint.
+    """
+    every = max(steps // 3, 1)
+    return {
+        "data": {"synthetic": {"tick_days": tick_days}},
+        "agent": {"epsilon_steps": max(steps // 2, 1), "beta_steps": steps},
+        "train": {"total_steps": steps, "eval_every": every, "checkpoint_every": every, "eval_max_steps": 1_800},
+    }
+
+
+def variant_config(name: str, seed: int, steps: int, tick_days: float) -> Config:
+    """The demo preset with the variant's layout and agent options, seed ``seed`` and :func:`budget`."""
+    layout, agent = VARIANTS[name]
+    over = deep_merge(
+        budget(steps, tick_days), {"seed": seed, "features": {"layout": {"name": layout}}, "agent": dict(agent)}
+    )
+    return load_with_preset(None, "demo", over)
+
+
+def run_variant(cfg: Config, prepared: Prepared, run_dir: Path) -> dict[str, float]:
+    """Train one variant on a shared preparation; its best checkpoint's test return and the training wall time."""
+    t0 = time.perf_counter()
+    train(cfg, run_dir, log=lambda _: None, prepared=prepared)
+    wall = time.perf_counter() - t0
+    learner = load_learner(run_dir, prepared.layout, cfg, which="best")
+    test = backtest_learner(learner, prepared, prepared.test_period).metrics
+    return {"test_return": float(test["total_return"]), "n_trades": float(test["n_trades"]), "wall_s": wall}
+
+
+def read_rows(paths: Sequence[Path]) -> list[dict[str, Any]]:
+    """The finished runs recorded in ``paths`` (JSON lines; missing files count as empty)."""
+    rows: list[dict[str, Any]] = []
+    for path in paths:
+        if path.exists():
+            rows += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return rows
+
+
+def mean_se(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error (sample standard deviation / √n; NaN for fewer than 2 values)."""
+    m = statistics.fmean(values)
+    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
+    return m, se
+
+
+def table(rows: Sequence[dict[str, Any]], reference: str = "basic") -> list[dict[str, Any]]:
+    """Per variant: mean test return ± SE, the paired difference vs ``reference`` ± SE, match, median wall.
+
+    Only seeds the variant and the reference both finished are paired; match is ``diff ≥ −SE(diff)``.
+    """
+    by: dict[str, dict[int, dict[str, Any]]] = {}
+    for r in rows:
+        by.setdefault(r["variant"], {})[int(r["seed"])] = r
+    ref = by.get(reference, {})
+    out: list[dict[str, Any]] = []
+    for name in [v for v in VARIANTS if v in by] + sorted(set(by) - set(VARIANTS)):
+        runs = by[name]
+        mean, se = mean_se([r["test_return"] for r in runs.values()])
+        seeds = sorted(set(runs) & set(ref))
+        line: dict[str, Any] = {
+            "variant": name,
+            "seeds": sorted(runs),
+            "mean": mean,
+            "se": se,
+            "wall_s": statistics.median(r["wall_s"] for r in runs.values()),
+        }
+        if name != reference and seeds:
+            diff, diff_se = mean_se([runs[s]["test_return"] - ref[s]["test_return"] for s in seeds])
+            match = None if math.isnan(diff_se) else bool(diff >= -diff_se)  # one seed: no verdict
+            line |= {"paired_seeds": seeds, "diff": diff, "diff_se": diff_se, "match": match}
+        out.append(line)
+    return out
+
+
+def print_table(rows: Sequence[dict[str, Any]]) -> None:
+    """Print :func:`table` of ``rows`` and, per run, the seed's test return."""
+    for r in sorted(rows, key=lambda r: list(VARIANTS).index(r["variant"]) if r["variant"] in VARIANTS else 99):
+        print(f"  {r['variant']:<14} seed {r['seed']}  test {r['test_return']:+.4%}  wall {r['wall_s']:.0f} s")
+    base = next((t for t in table(rows) if t["variant"] == "basic"), None)
+    basic_wall = base["wall_s"] if base else float("nan")
+    print(
+        f"\n{'variant':<14} {'seeds':>5} {'mean test return ± SE':>22} {'paired diff vs basic ± SE':>26} "
+        f"{'match?':>7} {'wall/run':>9} {'× basic':>8}"
+    )
+    for t in table(rows):
+        diff = f"{t['diff']:+.2%} ± {t['diff_se']:.2%}" if "diff" in t else "—"
+        match = {True: "yes", False: "no"}.get(t.get("match"), "—")
+        print(
+            f"{t['variant']:<14} {len(t['seeds']):>5} {t['mean']:>+12.2%} ± {t['se']:>6.2%} {diff:>26} "
+            f"{match:>7} {t['wall_s']:>7.0f} s {t['wall_s'] / basic_wall:>7.2f}×"
+        )
+    print("match: the paired difference of the means vs basic is ≥ −1 standard error (issue 13, item 5)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    ap.add_argument("--steps", type=int, default=2_000, help="loop steps per run (demo preset: 15,000)")
+    ap.add_argument("--tick-days", type=float, default=1.0, help="days of trades (demo preset: 2)")
+    ap.add_argument("--out", type=Path, default=None, help="JSON lines of finished runs (default: a temporary file)")
+    ap.add_argument("--table", type=Path, nargs="+", help="only print the table of these JSON-lines files")
+    ap.add_argument("--quick", action="store_true", help="seed 0, basic and demo+all, 600 steps (plumbing only)")
+    args = ap.parse_args()
+    if args.quick:
+        args.seeds, args.variants, args.steps, args.tick_days = [0], ["basic", "demo+all"], 600, 0.25
+    if args.table:
+        print_table(read_rows(args.table))
+        return
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory(prefix="bench_rich_state_") as tmp:
+        out: Path = args.out if args.out is not None else Path(tmp) / "rich_state.jsonl"
+        done = {(r["variant"], r["seed"], r["steps"], r["tick_days"]) for r in read_rows([out])}
+        for seed in args.seeds:
+            prepared: dict[str, Prepared] = {}
+            for name in args.variants:
+                if (name, seed, args.steps, args.tick_days) in done:
+                    continue
+                cfg = variant_config(name, seed, args.steps, args.tick_days)
+                layout = VARIANTS[name][0]
+                if layout not in prepared:
+                    prepared[layout] = prepare(cfg)
+                result = run_variant(cfg, prepared[layout], Path(tmp) / f"{name}_{seed}")
+                row = {"variant": name, "seed": seed, "steps": args.steps, "tick_days": args.tick_days, **result}
+                with out.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(f"{name} seed {seed}: test {result['test_return']:+.4%}, {result['wall_s']:.0f} s", flush=True)
+        print_table([r for r in read_rows([out]) if (r["steps"], r["tick_days"]) == (args.steps, args.tick_days)])
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
