@@ -146,16 +146,19 @@ def print_table(rows: Sequence[dict[str, Any]]) -> None:
         print(f"  {r['variant']:<14} seed {r['seed']}  test {r['test_return']:+.4%}  wall {r['wall_s']:.0f} s")
     base = next((t for t in table(rows) if t["variant"] == "basic"), None)
     basic_wall = base["wall_s"] if base else float("nan")
+    vs_demo = {t["variant"]: t for t in table(rows, reference="demo")}
     print(
         f"\n{'variant':<14} {'seeds':>5} {'mean test return ± SE':>22} {'paired diff vs basic ± SE':>26} "
-        f"{'match?':>7} {'wall/run':>9} {'× basic':>8}"
+        f"{'match?':>7} {'wall/run':>9} {'× basic':>8} {'paired diff vs demo ± SE':>25}"
     )
     for t in table(rows):
         diff = f"{t['diff']:+.2%} ± {t['diff_se']:.2%}" if "diff" in t else "—"
         match = {True: "yes", False: "no"}.get(t.get("match"), "—")
+        other = vs_demo[t["variant"]]
+        diff_demo = f"{other['diff']:+.2%} ± {other['diff_se']:.2%}" if "diff" in other else "—"
         print(
             f"{t['variant']:<14} {len(t['seeds']):>5} {t['mean']:>+12.2%} ± {t['se']:>6.2%} {diff:>26} "
-            f"{match:>7} {t['wall_s']:>7.0f} s {t['wall_s'] / basic_wall:>7.2f}×"
+            f"{match:>7} {t['wall_s']:>7.0f} s {t['wall_s'] / basic_wall:>7.2f}× {diff_demo:>25}"
         )
     print("match: the paired difference of the means vs basic is ≥ −1 standard error (issue 13, item 5)")
 
@@ -173,7 +176,10 @@ def main() -> None:
     if args.quick:
         args.seeds, args.variants, args.steps, args.tick_days = [0], ["basic", "demo+all"], 600, 0.25
     if args.table:
-        print_table(read_rows(args.table))
+        rows = read_rows(args.table)
+        for key in sorted({(r["steps"], r.get("tick_days")) for r in rows}, key=str):
+            print(f"\n{key[0]:,} steps per run, {key[1]} tick days:")
+            print_table([r for r in rows if (r["steps"], r.get("tick_days")) == key])
         return
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="bench_rich_state_") as tmp:
