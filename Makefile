@@ -15,8 +15,13 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet -e '.[dev,ray]' '$(TORCH_PIN)'
 	touch $(STAMP)
 
+# The main job, then a one-minute live soak of its agent with the CNNs (the scorecard's uptime input: README),
+# then the scorecard and the report again with it.
 run: $(STAMP)
 	$(BIN)/rltrade run
+	$(BIN)/python -m benchmarks.bench_live_soak --run runs/demo --minutes 1 --faults-at-rate
+	$(BIN)/rltrade scorecard runs/demo
+	$(BIN)/rltrade report runs/demo
 
 test: lint
 	$(BIN)/python -m pytest -q

@@ -119,9 +119,12 @@ def test_uptime_from_a_soak_or_a_session_with_cnns_on_only(tmp_path: Path) -> No
     off = uptime_score(live, cnn_served=False)
     assert off.status == NOT_MEASURED and "CNNs off" in off.figure
     # A soak summary wins over the session report, and says itself whether the CNNs were on.
-    (live / "soak_summary.json").write_text(json.dumps({"uptime": 0.99, "cnn_enabled": True, "alive_s": 7200.0}))
+    faults = {"gaps": 0, "drops": 1, "at_rate": True}
+    soak_json = {"uptime": 0.99, "cnn_enabled": True, "alive_s": 60.4, "faults": faults}
+    (live / "soak_summary.json").write_text(json.dumps(soak_json))
     soak = uptime_score(live, cnn_served=False)
     assert soak.status == FAIL and soak.source == "live/soak_summary.json"
+    assert soak.figure == "99.000% over 60 s" and soak.details["faults"] == faults
     (live / "soak_summary.json").write_text(json.dumps({"cnn_enabled": True}))
     assert uptime_score(live, cnn_served=True).status == NOT_MEASURED
 
