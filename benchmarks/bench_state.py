@@ -1,10 +1,14 @@
 """State builders: batch gather throughput vs a plain numpy copy of the same bytes; streaming latency.
 
 1. Batch gather at the full 15,588-feature layout on the synthetic market: states/s for batches of
-   128, and the ratio to ``np.take`` of the same number of bytes from a preallocated float32 matrix
-   (the memory-bandwidth bound a precomputed state matrix would give, which we never materialise);
-   beside it the numpy gather the compiled kernels replaced (``tests/support/numpy_gather.py``, the
-   same values bit for bit), as the "before".
+   128, and the ratio to two copies of the same number of bytes: ``np.take`` of whole state rows from
+   a preallocated float32 matrix (the memory-bandwidth bound a precomputed state matrix would give,
+   which we never materialise), and a compiled copy of the same bytes in the gather's own chunks
+   (each block's window copied contiguously out of an interleaved per-row float32 array as long as
+   its series, at a random end row, into its columns: what the gather would cost if it did no
+   arithmetic). Beside them the numpy gather the compiled kernels replaced
+   (``tests/support/numpy_gather.py``, the same values bit for bit), as the "before". Ratios are
+   given for wall time and for this process's CPU time (the shared machine's load moves wall time).
 2. Streaming builder on the real 11-minute ETH/BTC tick window (full layout): per-trade update latency
    p50/p99, and per-second ``state_at`` latency p50/p99. Baseline: rebuilding the state from scratch
    with the batch builder at each second (what a naive live loop would do).
@@ -15,6 +19,7 @@ from __future__ import annotations
 import sys
 import time
 
+import numba
 import numpy as np
 
 from benchmarks._util import quick_parser, time_interleaved
@@ -41,6 +46,7 @@ def bench_gather(quick: bool, repeats: int) -> None:
     rows = [rng.integers(0, matrix.shape[0], batch) for _ in range(n_batches)]
 
     before = NumpyBatchStateBuilder(layout, builder.features)
+    chunks = _ChunkCopy(layout, builder, rng, batch, n_batches)
 
     def gather() -> None:
         for t in times:
@@ -54,15 +60,27 @@ def bench_gather(quick: bool, repeats: int) -> None:
         for r in rows:
             np.take(matrix, r, axis=0)
 
-    (ours, old, base), _ = time_interleaved(
-        {"batch gather": gather, "numpy gather (before)": gather_before, "numpy copy": copy}, repeats=repeats
+    (ours, old, base, chunk), _ = time_interleaved(
+        {"batch gather": gather, "numpy gather (before)": gather_before, "numpy copy": copy, "chunk copy": chunks.run},
+        repeats=repeats,
     )
     n = batch * n_batches
     print(f"batch gather, full layout ({layout.size:,} floats = {layout.size * 4 / 1024:.0f} KiB per state), B={batch}")
-    print(f"  rltrade gather  {n / ours.median_s:12,.0f} states/s  ({ours.median_s / n_batches * 1e3:.1f} ms/batch)")
-    print(f"  before (numpy)  {n / old.median_s:12,.0f} states/s  ({old.median_s / n_batches * 1e3:.1f} ms/batch)")
-    print(f"  numpy copy      {n / base.median_s:12,.0f} states/s  ({base.median_s / n_batches * 1e3:.2f} ms/batch)")
-    print(f"  gather / copy throughput: {base.median_s / ours.median_s:.3f} (1.0 = memory-bandwidth bound)")
+    for name, tm in (
+        ("rltrade gather", ours),
+        ("before (numpy)", old),
+        ("numpy copy of rows", base),
+        ("chunk copy", chunk),
+    ):
+        print(
+            f"  {name:<19} {n / tm.median_s:12,.0f} states/s  ({tm.median_s / n_batches * 1e3:6.2f} ms/batch wall, "
+            f"{tm.median_cpu_s / n_batches * 1e3:6.2f} ms CPU)"
+        )
+    for name, tm in (("numpy copy of rows", base), ("chunk copy", chunk)):
+        print(
+            f"  gather / {name} throughput: {tm.median_s / ours.median_s:.3f} wall, "
+            f"{tm.median_cpu_s / ours.median_cpu_s:.3f} CPU (1.0 = as fast as that copy)"
+        )
     print(
         f"  before / copy throughput: {base.median_s / old.median_s:.3f}; speed-up {old.median_s / ours.median_s:.1f}x"
     )
@@ -118,6 +136,49 @@ def bench_stream(quick: bool) -> None:
     print(f"  state_at (per second) p50 {np.percentile(st, 50):8.1f} µs   p99 {np.percentile(st, 99):8.1f} µs")
     print(f"  baseline: recompute all kernels from raw data each second  p50 {np.percentile(nv, 50):8.1f} µs")
     print(f"  state_at speed-up vs the naive recompute: {np.percentile(nv, 50) / np.percentile(st, 50):.0f}x")
+
+
+@numba.njit(nogil=True, cache=True)
+def _copy_chunks(src_T: np.ndarray, end_B: np.ndarray, width: int, out_BF: np.ndarray, col0: int) -> None:
+    """For each state ``b``, copy the ``width`` floats of ``src_T`` ending at flat index ``end_B[b]`` to its columns."""
+    for b in range(end_B.shape[0]):
+        lo = end_B[b] - width
+        for i in range(width):
+            out_BF[b, col0 + i] = src_T[lo + i]
+
+
+class _ChunkCopy:
+    """The gather's bytes copied without arithmetic: per block, one contiguous chunk per state.
+
+    Each block gets a float32 array as long as its series (bars, trades; 20,000 rows for the small
+    blocks) with the block's per-row width, interleaved; a state copies the block's ``size`` floats
+    ending at a random row into its columns of a fresh ``[B, F]`` matrix, as the gather writes them.
+    """
+
+    def __init__(
+        self, layout: StateLayout, builder: BatchStateBuilder, rng: np.random.Generator, batch: int, n_batches: int
+    ) -> None:
+        f = builder.features
+        self.size, self.batch = layout.size, batch
+        self.blocks: list[tuple[np.ndarray, int, int, list[np.ndarray]]] = []
+        for block in layout.blocks:
+            if block.kind == "bars" and block.symbol is not None and block.timeframe is not None:
+                rows = max(len(f.series[(block.symbol, block.timeframe)].bars), block.shape[0])
+                per_row = block.size // block.shape[0]
+            elif block.kind == "ticks" and f.trades is not None:
+                rows, per_row = max(f.trades.ts_us_N.shape[0], block.shape[0]), block.size // block.shape[0]
+            else:
+                rows, per_row = 20_000, block.size
+            src = rng.standard_normal(rows * per_row).astype(np.float32)
+            n_rows = block.size // per_row
+            ends = [(rng.integers(n_rows, rows + 1, batch)) * per_row for _ in range(n_batches)]
+            self.blocks.append((src, block.size, block.start, ends))
+
+    def run(self) -> None:
+        for k in range(len(self.blocks[0][3])):
+            out = np.empty((self.batch, self.size), np.float32)
+            for src, size, start, ends in self.blocks:
+                _copy_chunks(src, ends[k], size, out, start)
 
 
 def _only(layout: StateLayout, name: str) -> StateLayout:
