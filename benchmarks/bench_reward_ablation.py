@@ -26,17 +26,19 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from benchmarks._util import quick_parser
 from rltrade.agent.learner import DQNLearner
 from rltrade.config import Config
+from rltrade.env.prices import build_period
 from rltrade.env.reward import MULTI_FACTOR_REWARD
 from rltrade.training.bundle import load_learner
 from rltrade.training.evaluate import backtest_learner
 from rltrade.training.loop import train
-from rltrade.training.pipeline import Prepared
+from rltrade.training.pipeline import Prepared, prepare
 from rltrade.training.presets import load_with_preset, preset
 
 PRESET = {"synthetic": "demo", "real": "real"}
@@ -57,7 +59,33 @@ def config(market: str, seed: int, reward: str, steps: int | None, cnn: bool) ->
     return load_with_preset(None, PRESET[market], over)
 
 
-def run_one(cfg: Config, run_dir: Path) -> dict[str, float]:
+def reuse(prepared: Prepared, cfg: Config) -> Prepared:
+    """``prepared`` for ``cfg``, a config that differs in its seed, agent or reward (CNN stage off) only.
+
+    The market, splits, statistics and features do not depend on them (the seed only seeds the CNNs, which
+    are off); the per-period env arrays depend on the reward (its volatility reference) and are rebuilt.
+    """
+    if prepared.cnn is not None:
+        raise ValueError("a preparation with CNNs depends on the seed: prepare each seed")
+    same = prepared.cfg.model_copy(update={"seed": cfg.seed, "agent": cfg.agent, "reward": cfg.reward})
+    if same != cfg:
+        raise ValueError("a reused preparation needs the same config except its seed, agent and reward")
+    features, splits = prepared.builder.features, prepared.splits
+
+    def period(r: Any) -> Any:
+        return build_period(features, r, cfg.env, cfg.reward, funding=prepared.funding)
+
+    val = None if splits.validation is None else period(splits.validation)
+    return replace(
+        prepared,
+        cfg=cfg,
+        train_period=period(splits.train),
+        validation_period=val,
+        test_period=period(splits.test),
+    )
+
+
+def run_one(cfg: Config, run_dir: Path, prepared: Prepared | None = None) -> dict[str, float]:
     """Train, then the kept (best-validation) checkpoint's validation and test returns after costs."""
     seen: dict[str, Any] = {}
 
@@ -65,7 +93,7 @@ def run_one(cfg: Config, run_dir: Path) -> dict[str, float]:
         seen["prep"] = prep
 
     t0 = time.perf_counter()
-    result = train(cfg, run_dir, log=lambda _: None, on_eval=on_eval)
+    result = train(cfg, run_dir, log=lambda _: None, on_eval=on_eval, prepared=prepared)
     prep: Prepared = seen["prep"]
     learner = load_learner(run_dir, prep.layout, cfg, which="best")
     test = backtest_learner(learner, prep, prep.test_period).metrics
@@ -114,10 +142,13 @@ def main() -> None:
                 # The preset's explicit data step (what `rltrade train --preset real` runs first); idempotent.
                 step.run(config(market, 0, "pnl_only", steps, cnn).data, step.source)
             rows: dict[str, list[dict[str, float]]] = {r: [] for r in REWARDS}
+            # Without CNNs one preparation serves every seed and reward (reuse); with them, each run prepares.
+            shared = None if cnn else prepare(config(market, 0, "pnl_only", steps, cnn))
             for seed in range(seeds):
                 for reward in REWARDS:
                     cfg = config(market, seed, reward, steps, cnn)
-                    res = run_one(cfg, Path(tmp) / f"{market}-{reward}-{seed}")
+                    prepared = None if shared is None else reuse(shared, cfg)
+                    res = run_one(cfg, Path(tmp) / f"{market}-{reward}-{seed}", prepared)
                     rows[reward].append(res)
                     print(
                         f"  {market:<9} seed {seed}  {reward:<12}  validation {res['validation']:+8.2%}  "
