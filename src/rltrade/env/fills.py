@@ -12,10 +12,14 @@ about the squared log move over the hold (0.5 bp of equity for a 1 % move).
 
 Costs of a change ``Δ = |p_i − p_{i−1}|`` (0, 1 or 2), charged on the equity at the fill: the traded
 fraction of equity ``q = position_fraction · Δ`` pays ``q · (taker_fee + (half_spread_bps + impact_bps · q)
-· 1e-4)``, i.e. log equity moves by ``log1p(−that)``. A short pays a carry per step, ``carry_i`` per unit of
-short fraction: ``borrow_annual_rate · step / year`` (a year is 365.25 days), or with a funding table the
-USDⓈ-M funding of the events in ``(t_i, t_{i+1}]`` taken with the short's sign (a short *receives* a positive
-funding rate, so carry can be negative).
+· 1e-4)``, i.e. log equity moves by ``log1p(−that)``. Carry, ``carry_i`` per unit of short fraction over the
+step, enters as ``log1p(s · carry_i)``:
+
+* spot (no funding table): a short pays the borrow rate, ``borrow_annual_rate · step / year`` (a year is
+  365.25 days); a long pays nothing;
+* perpetual futures (``env.funding_file``): ``carry_i`` is minus the funding rates of the events in
+  ``(t_i, t_{i+1}]``, and *both* sides hold it: a long pays a positive rate and a short receives it (the
+  exchange's rule: longs pay shorts when the rate is positive), so carry can be negative.
 
 The account block (``features.account``) must be causal, but the fill of the decision just taken prints
 after the next state's time. So the account tracks a *mark equity*: the same formula with decision-time
@@ -53,11 +57,15 @@ class CostModel:
     half_spread_bps: float
     impact_bps: float
     position_fraction: float
+    funding: bool = False
+    """Perpetual futures: longs hold the carry too (with the opposite sign), not only shorts."""
 
     @classmethod
     def from_config(cls, cfg: EnvConfig) -> CostModel:
-        """Return the cost model of the env config (fee, half spread, impact, position fraction)."""
-        return cls(cfg.taker_fee, cfg.half_spread_bps, cfg.impact_bps, cfg.position_fraction)
+        """Return the cost model of the env config (fee, half spread, impact, position fraction, funding)."""
+        return cls(
+            cfg.taker_fee, cfg.half_spread_bps, cfg.impact_bps, cfg.position_fraction, cfg.funding_file is not None
+        )
 
     def cost_fraction(self, delta_units: npt.ArrayLike) -> F64:
         """Fraction of equity paid for changing the position by ``delta_units`` (``|p_i − p_{i−1}|``)."""
@@ -86,12 +94,14 @@ def position_log_return(
 
     ``position`` is the target held over the step (``p_i``), ``prev_position`` the one held before
     (``p_{i−1}``), ``log_ret`` the price log return over the step, ``carry`` the short carry per unit of
-    short fraction. Returns ``(s · log_ret + log1p(−cost) + [p < 0] · log1p(−|s| · carry), cost)``.
+    short fraction. Returns ``(s · log_ret + log1p(−cost) + [holds carry] · log1p(s · carry), cost)``, where
+    a short always holds the carry and a long only under ``costs.funding`` (module docstring).
     """
     p = np.asarray(position, dtype=np.float64)
     cost = costs.cost_fraction(p - np.asarray(prev_position, dtype=np.float64))
     s = costs.position_fraction * p
-    carry_log = np.where(p < 0, np.log1p(-np.abs(s) * np.asarray(carry, dtype=np.float64)), 0.0)
+    holds = (p != 0) if costs.funding else (p < 0)
+    carry_log = np.where(holds, np.log1p(s * np.asarray(carry, dtype=np.float64)), 0.0)
     return s * np.asarray(log_ret, dtype=np.float64) + np.log1p(-cost) + carry_log, cost
 
 
@@ -100,7 +110,8 @@ def short_carry(times_us: npt.NDArray[np.int64], cfg: EnvConfig, funding: pl.Dat
 
     Without ``funding``: the constant borrow rate, pro rata. With ``funding`` (a
     :func:`rltrade.data.importers.read_funding` frame): minus the sum of the funding rates of the events
-    inside each step (a short on a perpetual receives positive funding). The table must cover the steps.
+    inside each step (a short on a perpetual receives positive funding, a long pays it:
+    :func:`position_log_return` under ``CostModel.funding``). The table must cover the steps.
     """
     t = np.asarray(times_us, dtype=np.int64)
     if funding is None:

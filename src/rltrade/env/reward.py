@@ -8,7 +8,7 @@ step's log return between fills (``log(P_{i+1} / P_i)``):
 ============  =====================================================================================
 factor        value at step ``i``
 ============  =====================================================================================
-pnl           log equity change after every cost: ``s · r + log1p(−cost) + [p < 0] · log1p(−|s| · carry)``
+pnl           log equity change after every cost: ``s · r + log1p(−cost) + [holds carry] · log1p(s · carry)``
               (:func:`rltrade.env.fills.position_log_return`): realised and unrealised PnL after fees
 direction     ``sign(p) · sign(r)``: +1 on the right side of the step's move, −1 on the wrong side, 0 flat
 regime        ``p · d`` with ``d`` = +1 in a trend-up regime, −1 in a trend-down one, 0 otherwise (the

@@ -11,7 +11,7 @@ a trade can fill several pending orders (after a silent spell).
 
 Accounting is :func:`rltrade.training.backtest.backtest_actions`' exactly: when ``P_{i+1}`` prints, log equity
 moves by ``position_log_return(p_i, p_{i−1}, log P_{i+1} − log P_i, carry_i)`` (:mod:`rltrade.env.fills`:
-fee, half spread and impact on the change, a short's borrow carry over ``(t_i, t_{i+1}]``), and the fee of
+fee, half spread and impact on the change, the carry (borrow or funding) over ``(t_i, t_{i+1}]``), and the fee of
 decision ``i`` is paid on the equity before it. :meth:`PaperBroker.result` hands the session's fills to
 ``backtest_actions`` itself, so the report's equity curve, trades table and metrics are the backtest's code.
 """

@@ -4,7 +4,7 @@ Both oracles maximise the final log equity of :func:`rltrade.training.backtest.b
 starting flat, the position ``p_i ∈ {−1, 0, +1}`` decided at step ``i`` earns
 
     ``g_i(p_{i−1}, p_i) = position_log_return(p_i, p_{i−1}, x_i, carry_i)``
-    (``s · x_i + log1p(−cost(|p_i − p_{i−1}|)) + [p_i < 0] · log1p(−|s| · carry_i)``, :mod:`rltrade.env.fills`)
+    (``s · x_i + log1p(−cost(|p_i − p_{i−1}|)) + [holds carry] · log1p(s · carry_i)``, :mod:`rltrade.env.fills`)
 
 and the position still open after the last decision is closed at ``P_n``, paying
 ``log1p(−cost(|p_{n−1}|))``. Fills (``P_i`` after the latency), fee, half spread, impact and the short's

@@ -50,6 +50,19 @@ def test_fees_never_help_and_shorts_pay_borrow() -> None:
     assert short[0] == pytest.approx(math.log1p(-2e-6)) and long_[0] == 0.0
 
 
+def test_on_perpetuals_longs_pay_the_funding_shorts_receive() -> None:
+    # A positive funding rate of 1e-4 in the step: carry per unit of short is -1e-4 (short_carry's sign).
+    perp = CostModel(0.0, 0.0, 0.0, 0.5, funding=True)
+    spot = CostModel(0.0, 0.0, 0.0, 0.5)
+    held, _ = position_log_return([1, -1, 0], [1, -1, 0], [0.0] * 3, [-1e-4] * 3, perp)
+    assert held.tolist() == pytest.approx([math.log1p(-0.5e-4), math.log1p(0.5e-4), 0.0])
+    # On spot the same carry is a short's borrow only: a long holds none of it.
+    on_spot, _ = position_log_return([1, -1], [1, -1], [0.0] * 2, [-1e-4] * 2, spot)
+    assert on_spot.tolist() == pytest.approx([0.0, math.log1p(0.5e-4)])
+    assert CostModel.from_config(EnvConfig(funding_file=Path("f.csv"))).funding
+    assert not CostModel.from_config(EnvConfig()).funding
+
+
 def test_constant_borrow_is_pro_rata_per_step() -> None:
     t = np.arange(4, dtype=np.int64) * US_PER_SECOND
     carry = short_carry(t, EnvConfig(borrow_annual_rate=0.1))
