@@ -113,7 +113,8 @@ def _costs(cfg: Mapping[str, Any]) -> str:
     named = f" (fee tier {tier.name}: {tier.what}; {tier.dated})" if tier is not None else ""
     funding = env.get("funding_file")
     carry = (
-        f"shorts receive / pay the real USDⓈ-M funding rates of {Path(funding).name}"
+        f"longs pay and shorts receive the real USDⓈ-M funding rates (the reverse when negative) of "
+        f"{Path(funding).name}"
         if funding
         else f"shorts pay a {float(env.get('borrow_annual_rate', 0.0)):.1%} a year borrow rate"
     )

@@ -101,7 +101,8 @@ def test_a_usdm_folder_names_the_perpetual_its_fee_tier_and_funding(tmp_path: Pa
     text = results_markdown([folder], command="rltrade results wf-usdm")
     assert "Binance USDⓈ-M perpetual futures" in text and "exchange folder binanceusdm" in text
     assert "taker fee 0.050% per side (fee tier binance-usdm: Binance USDⓈ-M" in text
-    assert "real USDⓈ-M funding rates of ETH_funding.csv.gz" in text and "borrow" not in text
+    funding = "longs pay and shorts receive the real USDⓈ-M funding rates (the reverse when negative) of ETH_funding"
+    assert funding in text and "borrow" not in text
 
 
 @pytest.mark.parametrize(
