@@ -670,7 +670,9 @@ class TrainConfig(_Frozen):
     checkpoint_every: Annotated[int, Field(ge=1)] = 5_000
     """Steps between last.pt checkpoints (what --resume continues from)."""
     max_wall_s: Annotated[float | None, Field(gt=0.0)] = None
-    """Stop (checkpointing first) after this much wall time; None for no limit."""
+    """Stop (checkpointing first) after this much wall time of training, counted from the end of the
+    preparation (data, features and the CNN stage are not counted, so a limit shorter than them still trains);
+    ``--resume`` continues. None for no limit."""
     torch_threads: Annotated[int, Field(ge=1, le=256)] = 1
     """Torch intra-op threads. Fixed (not the machine's core count) so results repeat across machines;
     1 is fastest for the small demo networks and immune to other processes on a shared machine."""

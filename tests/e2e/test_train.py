@@ -141,6 +141,29 @@ def test_resume_without_a_checkpoint_says_it_starts_over_and_tensorboard_has_eac
     assert steps and max(steps.values()) == 1, [k for k, n in steps.items() if n > 1][:5]
 
 
+def test_the_wall_time_limit_counts_training_not_the_preparation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import types
+
+    import rltrade.training.loop as loop
+
+    offset = [0.0]
+    real_start_run = loop.start_run
+
+    def slow_start_run(*args: Any, **kwargs: Any) -> Any:
+        out = real_start_run(*args, **kwargs)
+        offset[0] += 10_000.0  # a preparation far longer than the limit
+        return out
+
+    monkeypatch.setattr(loop, "time", types.SimpleNamespace(perf_counter=lambda: time.perf_counter() + offset[0]))
+    monkeypatch.setattr(loop, "start_run", slow_start_run)
+    said: list[str] = []
+    cfg = tiny(train={"total_steps": 40, "checkpoint_every": 20, "eval_every": 1_000, "max_wall_s": 600})
+    assert train(cfg, tmp_path / "run", log=said.append).steps == 40
+    assert not any("wall-time limit" in s for s in said), said
+
+
 def test_block_norm_is_fitted_on_training_states_only_and_travels_with_the_checkpoint(tmp_path: Path) -> None:
     from rltrade.agent.block_norm import block_statistics
     from rltrade.features.clock import ClockStateSource

@@ -124,6 +124,7 @@ def train(
     t_start = time.perf_counter()
     torch.set_num_threads(cfg.train.torch_threads)  # fixed: results must not depend on the core count
     prep, bundle = start_run(cfg, run_dir, resume=resume, splits=splits, log=log, prepared=prepared)
+    t_train = time.perf_counter()  # train.max_wall_s counts from here: the preparation above is not training
     cfg, a, t = prep.cfg, prep.cfg.learner_config, prep.cfg.train
     train_env = cfg.env.model_copy(update={"taker_fee": cfg.env.taker_fee * t.fee_multiplier})
     venv = VectorTradingEnv(prep.builder, prep.train_period, t.n_envs, train_env, cfg.reward)
@@ -190,8 +191,8 @@ def train(
             save("last")
         if progress is not None:
             progress(step, t.total_steps, live)
-        if t.max_wall_s is not None and time.perf_counter() - t_start > t.max_wall_s:
-            log(f"wall-time limit {t.max_wall_s:.0f} s reached at step {step:,}")
+        if t.max_wall_s is not None and time.perf_counter() - t_train > t.max_wall_s:
+            log(f"wall-time limit {t.max_wall_s:.0f} s of training reached at step {step:,}")
             break
     save("last")
     writer.close()
