@@ -3,7 +3,10 @@
 Shapes (B batch, W bars, C channels = 8 traded symbol [+ 8 reference])::
 
     x_BWC ─ ÷ input_scale_C ─► [B, C, W] ─ conv k, stride 1 ─ ReLU ─ (conv k, stride 2 ─ ReLU) × (n-1)
-          ─► [B, C_last, L] ─ flatten ─ dropout ─► hidden: Linear + ReLU [B, H] ─► head: Linear [B, 4]
+          ─► [B, C_last, L] ─ flatten ─ dropout ─► hidden: Linear + act [B, H] ─► head: Linear [B, 4]
+
+``act`` is ``cnn.hidden_activation``: LeakyReLU (slope 0.01) by default, so no hidden unit can die into a
+constant feature; ReLU for CNNs saved before the option existed.
 
 ``out_B4`` holds 3 class logits (down, flat, up) and the next-pivot distance (in ATRs). ``hidden`` is a
 named submodule so the CNN–RL bridge can read it with a forward hook (:mod:`rltrade.models.bridge`).
@@ -48,11 +51,21 @@ class CnnShape:
     kernel_size: int
     hidden: int
     dropout: float
+    hidden_activation: str = "relu"
+    """``relu`` or ``leaky_relu`` (``CnnConfig.hidden_activation``); ``relu`` for shapes saved without it."""
 
     @classmethod
     def of(cls, cfg: CnnConfig, in_channels: int) -> CnnShape:
         """Return the shape of the CNN that ``cfg`` describes over ``in_channels`` input channels."""
-        return cls(in_channels, cfg.window, tuple(cfg.conv_channels), cfg.kernel_size, cfg.hidden, cfg.dropout)
+        return cls(
+            in_channels,
+            cfg.window,
+            tuple(cfg.conv_channels),
+            cfg.kernel_size,
+            cfg.hidden,
+            cfg.dropout,
+            cfg.hidden_activation,
+        )
 
     def to_dict(self) -> dict[str, object]:
         """Return the shape as a JSON-ready dict (stored beside the weights)."""
@@ -63,6 +76,7 @@ class CnnShape:
             "kernel_size": self.kernel_size,
             "hidden": self.hidden,
             "dropout": self.dropout,
+            "hidden_activation": self.hidden_activation,
         }
 
     @classmethod
@@ -77,6 +91,7 @@ class CnnShape:
             int(raw["kernel_size"]),  # type: ignore[call-overload]
             int(raw["hidden"]),  # type: ignore[call-overload]
             float(raw["dropout"]),  # type: ignore[arg-type]
+            str(raw.get("hidden_activation", "relu")),
         )
 
 
@@ -99,7 +114,10 @@ class TimeframeCnn(nn.Module):
             c_in, length = c_out, _conv_out(length, shape.kernel_size, stride)
         self.convs = nn.Sequential(*layers)
         self.dropout = nn.Dropout(shape.dropout)
-        self.hidden = nn.Sequential(nn.Linear(c_in * length, shape.hidden), nn.ReLU())
+        if shape.hidden_activation not in ("relu", "leaky_relu"):
+            raise ValueError(f"unknown CNN hidden activation {shape.hidden_activation!r}; use relu or leaky_relu")
+        act = nn.LeakyReLU(0.01) if shape.hidden_activation == "leaky_relu" else nn.ReLU()
+        self.hidden = nn.Sequential(nn.Linear(c_in * length, shape.hidden), act)
         """The last hidden layer: its output is the state's ``cnn_hidden`` row."""
         self.head = nn.Linear(shape.hidden, N_OUTPUTS)
         self.register_buffer("input_scale_C", torch.ones(shape.in_channels))

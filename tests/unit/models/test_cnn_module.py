@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -35,6 +37,20 @@ def test_hook_output_equals_the_modules_own_hidden_activations() -> None:
     assert np.array_equal(hidden, hidden_ref.numpy())
     assert np.allclose(preds, predictions(out_ref).numpy(), atol=1e-7)
     assert (hidden >= 0).all(), "the hidden layer is read after its ReLU"
+
+
+def test_leaky_hidden_layer_has_no_dead_units_and_old_shapes_load_as_relu() -> None:
+    leaky = replace(SHAPE, hidden_activation="leaky_relu")
+    model = build_cnn(leaky, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model.hidden[0].bias.fill_(-1e3)  # every unit far below zero: a ReLU layer would be all 0
+    hidden, _ = run_cnn(model, _x(b=8))
+    assert (hidden < 0).all() and np.all(hidden.std(axis=0) > 0), "each unit still follows its input"
+    assert CnnShape.from_dict(leaky.to_dict()) == leaky
+    saved_before = {k: v for k, v in SHAPE.to_dict().items() if k != "hidden_activation"}
+    assert CnnShape.from_dict(saved_before).hidden_activation == "relu"
+    with pytest.raises(ValueError, match="unknown CNN hidden activation"):
+        build_cnn(replace(SHAPE, hidden_activation="tanh"), torch.Generator().manual_seed(0))
 
 
 def test_bridge_runs_in_eval_mode_without_grad_and_removes_its_hook() -> None:
