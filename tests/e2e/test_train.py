@@ -19,29 +19,26 @@ from rltrade.data.splits import SplitError, TimeRange
 from rltrade.training.bundle import open_bundle
 from rltrade.training.evaluate import evaluate_run
 from rltrade.training.loop import TrainResult, train
-from rltrade.training.presets import load_with_preset
+from rltrade.training.presets import deep_merge, load_with_preset
+from tests.support.tiny_config import TINY_MARKET
 
-TINY: dict[str, Any] = {
-    # The market these tests were sized for: ending at midnight, regimes of 2 h on average (not the preset's).
-    "data": {
-        "synthetic": {
-            "history_days": 12,
-            "tick_days": 0.06,
-            "end": "2026-01-01",
-            "regime_hours": None,
-            "mean_regime_hours": 2.0,
-        }
+TINY: dict[str, Any] = deep_merge(
+    TINY_MARKET,
+    {
+        "cnn": {
+            "window": 32,
+            "conv_channels": [8, 8],
+            "max_epochs": 1,
+            "max_train_windows": 500,
+            "max_val_windows": 200,
+        },
+        "agent": {"learning_starts": 64, "buffer_size": 2_000, "batch_size": 32, "epsilon_steps": 200},
+        "train": {"total_steps": 240, "n_envs": 4, "eval_every": 120, "eval_max_steps": 200, "checkpoint_every": 40},
     },
-    "splits": {"purge_s": 120, "embargo_s": 30},
-    "cnn": {"window": 32, "conv_channels": [8, 8], "max_epochs": 1, "max_train_windows": 500, "max_val_windows": 200},
-    "agent": {"learning_starts": 64, "buffer_size": 2_000, "batch_size": 32, "epsilon_steps": 200},
-    "train": {"total_steps": 240, "n_envs": 4, "eval_every": 120, "eval_max_steps": 200, "checkpoint_every": 40},
-}
+)
 
 
 def tiny(preset: str = "demo", **extra: Any) -> Config:
-    from rltrade.training.presets import deep_merge
-
     return load_with_preset(None, preset, deep_merge(TINY, extra))
 
 

@@ -13,22 +13,23 @@ from rltrade.config import Config
 from rltrade.data.market import MarketFrames
 from rltrade.live.events import TradeEvent
 from rltrade.training.presets import deep_merge, load_with_preset
+from tests.support.tiny_config import TINY_MARKET
 
-TINY_LIVE: dict[str, Any] = {
-    "data": {
-        "synthetic": {
-            "history_days": 12,
-            "tick_days": 0.06,
-            "end": "2026-01-01",
-            "regime_hours": None,
-            "mean_regime_hours": 36.0,
-        }
+TINY_LIVE: dict[str, Any] = deep_merge(
+    TINY_MARKET,
+    {
+        "data": {"synthetic": {"mean_regime_hours": 36.0}},
+        "cnn": {"enabled": False},
+        "agent": {"learning_starts": 32, "buffer_size": 512, "batch_size": 16, "epsilon_steps": 50, "hidden": [64, 32]},
+        "train": {
+            "total_steps": 64,
+            "n_envs": 2,
+            "eval_every": 1_000,
+            "eval_max_steps": 100,
+            "checkpoint_every": 1_000,
+        },
     },
-    "splits": {"purge_s": 120, "embargo_s": 30},
-    "cnn": {"enabled": False},
-    "agent": {"learning_starts": 32, "buffer_size": 512, "batch_size": 16, "epsilon_steps": 50, "hidden": [64, 32]},
-    "train": {"total_steps": 64, "n_envs": 2, "eval_every": 1_000, "eval_max_steps": 100, "checkpoint_every": 1_000},
-}
+)
 """About 1.4 h of synthetic trades (≈ 40 k ETH, 55 k BTC) on 12 days of bars; a 64-step run trains in ~3 s.
 The regime duration stays the generator's default and the market ends at midnight (the demo preset's short
 bounded regimes and 05:00 end would change the trade rate these tests are sized for).

@@ -21,28 +21,19 @@ from rltrade.training.baselines import buy_and_hold_actions, flat_actions, momen
 from rltrade.training.bundle import create_bundle
 from rltrade.training.pipeline import prepare
 from rltrade.training.presets import deep_merge, load_with_preset
+from tests.support.tiny_config import TINY_MARKET
 
-TINY_MARKET: dict[str, Any] = {
-    # The market these tests were sized for: ending at midnight, regimes of 2 h on average (not the preset's).
-    "data": {
-        "synthetic": {
-            "history_days": 12,
-            "tick_days": 0.06,
-            "end": "2026-01-01",
-            "regime_hours": None,
-            "mean_regime_hours": 2.0,
-        }
-    },
-    "splits": {"purge_s": 120, "embargo_s": 30},
-    "features": {"layout": {"cnn": False}},  # no CNN stage: building the folder takes a second
-}
+RUN_MARKET: dict[str, Any] = deep_merge(
+    TINY_MARKET,
+    {"features": {"layout": {"cnn": False}}},  # no CNN stage: building the folder takes a second
+)
 
 TB_TAGS = ("train/loss", "train/q_mean", "validation/total_return", "reward/cnn")
 """Scalars the fake run logs; ``reward/cnn`` is all zeros (a reward term with weight 0)."""
 
 
 def tiny_config() -> Config:
-    return load_with_preset(None, "demo", deep_merge(TINY_MARKET, {}))
+    return load_with_preset(None, "demo", RUN_MARKET)
 
 
 CNN_METRICS: dict[str, Any] = {

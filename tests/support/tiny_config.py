@@ -7,8 +7,7 @@ from typing import Any
 from rltrade.config import Config
 from rltrade.training.presets import deep_merge, load_with_preset
 
-TINY: dict[str, Any] = {
-    # The market these tests were sized for: ending at midnight, regimes of 2 h on average (not the preset's).
+TINY_MARKET: dict[str, Any] = {
     "data": {
         "synthetic": {
             "history_days": 12,
@@ -19,10 +18,18 @@ TINY: dict[str, Any] = {
         }
     },
     "splits": {"purge_s": 120, "embargo_s": 30},
-    "cnn": {"enabled": False},
-    "agent": {"learning_starts": 64, "buffer_size": 2_000, "batch_size": 32, "epsilon_steps": 200},
-    "train": {"total_steps": 240, "n_envs": 4, "eval_every": 120, "eval_max_steps": 200, "checkpoint_every": 120},
 }
+"""The market the tests that train were sized for: 1.4 h of trades on 12 days of bars, ending at midnight,
+regimes of 2 h on average (not the demo preset's 400 days, 05:00 end and short bounded regimes)."""
+
+TINY: dict[str, Any] = deep_merge(
+    TINY_MARKET,
+    {
+        "cnn": {"enabled": False},
+        "agent": {"learning_starts": 64, "buffer_size": 2_000, "batch_size": 32, "epsilon_steps": 200},
+        "train": {"total_steps": 240, "n_envs": 4, "eval_every": 120, "eval_max_steps": 200, "checkpoint_every": 120},
+    },
+)
 """Overrides of the demo preset (as in tests/e2e/test_train.py), without the CNN stage: fitting the CNNs would
 cost a minute per run (their own tests cover them); the state's CNN blocks stay in the layout, masked."""
 
