@@ -29,7 +29,7 @@ from rltrade.features.layout import CNN_TIMEFRAMES, build_layout
 from rltrade.features.state_stream import StreamingStateBuilder
 from rltrade.models.bridge import StreamingCnnBridge, compute_rows, run_cnn
 from rltrade.models.cnn import CnnShape, build_cnn
-from rltrade.models.dataset import build_timeframe_data
+from rltrade.models.dataset import TimeframeData, build_timeframe_data
 from rltrade.models.train import FitInfo, TrainedCnn
 from rltrade.types import US_PER_DAY, Timeframe
 
@@ -88,13 +88,17 @@ def streaming(n_ticks: int) -> None:
     print(f"  speed-up of the cache: {ratio:.1f}x in mean latency, {p50_ratio:.0f}x at p50")
 
 
-def offline(days: int, repeats: int) -> None:
+def offline_setup(days: int) -> tuple[CnnConfig, TimeframeData, TrainedCnn, npt.NDArray[np.int64]]:
+    """The default 1m CNN (untrained), the 1m windows of a synthetic market and the rows of its last ``days``."""
     cfg = CnnConfig()
     frames = load_market(DataConfig(synthetic=SyntheticConfig(seed=2, history_days=days + 1, tick_days=0.0)))
     data = build_timeframe_data(frames, Timeframe.M1, cfg, FEATURES, with_labels=False)
-    trained = untrained(Timeframe.M1, cfg, 0)
     end = int(data.close_us_T[-1])
-    rows = data.rows_in(TimeRange(end - days * US_PER_DAY, end + 1))
+    return cfg, data, untrained(Timeframe.M1, cfg, 0), data.rows_in(TimeRange(end - days * US_PER_DAY, end + 1))
+
+
+def offline(days: int, repeats: int) -> None:
+    cfg, data, trained, rows = offline_setup(days)
     print(f"offline: {rows.size:,} windows of 1m bars ({days} days), window {cfg.window}, 16 channels")
     ours, (hidden, preds) = time_median("batched", lambda: compute_rows(trained, data, rows), repeats=repeats)
     head = rows[: min(1_000, rows.size)]

@@ -30,15 +30,12 @@ import torch
 import rltrade.models.walkforward as walkforward
 import rltrade.training.cnn_stage as cnn_stage
 from benchmarks._util import quick_parser, report_ratio, time_interleaved
-from benchmarks.bench_cnn import FEATURES, untrained
-from rltrade.config import CnnConfig, DataConfig, SyntheticConfig
+from benchmarks.bench_cnn import offline_setup
 from rltrade.data.market import load_market
-from rltrade.data.splits import TimeRange
 from rltrade.models.bridge import compute_rows, run_cnn
-from rltrade.models.dataset import TimeframeData, build_timeframe_data
+from rltrade.models.dataset import TimeframeData
 from rltrade.models.train import TrainedCnn
 from rltrade.training.presets import load_with_preset
-from rltrade.types import US_PER_DAY, Timeframe
 
 Rows = tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]
 OLD_BATCH = 1024
@@ -70,12 +67,7 @@ def patched(fn: Callable[..., Rows]) -> Any:
 
 
 def offline(days: int, repeats: int) -> None:
-    cfg = CnnConfig()
-    frames = load_market(DataConfig(synthetic=SyntheticConfig(seed=2, history_days=days + 1, tick_days=0.0)))
-    data = build_timeframe_data(frames, Timeframe.M1, cfg, FEATURES, with_labels=False)
-    trained = untrained(Timeframe.M1, cfg, 0)
-    end = int(data.close_us_T[-1])
-    rows = data.rows_in(TimeRange(end - days * US_PER_DAY, end + 1))
+    cfg, data, trained, rows = offline_setup(days)
     folds = np.array_split(rows, 5)
     print(
         f"offline rows: {rows.size:,} windows of 1m bars ({days} days), "

@@ -294,14 +294,7 @@ def bar_windows_into(
     """
     b, w = mask_BW.shape
     width = w * N_BAR_CHANNELS
-    if (
-        out_BF.ndim != 2
-        or out_BF.shape[0] != b
-        or not 0 <= col0 <= out_BF.shape[1] - width
-        or out_BF.dtype != np.float32
-        or not out_BF.flags.c_contiguous
-        or idx_B.shape != (b,)
-    ):
+    if not kernels.fits_state_matrix(out_BF, b, col0, width) or idx_B.shape != (b,):
         raise ValueError(
             f"bar_windows_into: need a C-contiguous float32 [{b}, >= {col0 + width}] matrix, got {out_BF.shape} "
             f"{out_BF.dtype}; idx {idx_B.shape}, mask {(b, w)}"

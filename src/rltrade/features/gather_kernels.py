@@ -34,6 +34,20 @@ _PW_BLOCKSIZE = 128  # numpy's pairwise-summation block (numpy/_core/src/umath/l
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
+def fits_state_matrix(out_BF: np.ndarray, rows: int, col0: int, width: int) -> bool:
+    """Return whether ``out_BF`` can take ``width`` columns from ``col0`` of ``rows`` states.
+
+    That is a C-contiguous ``float32 [rows, F]`` state matrix, what the ``*_into`` kernels write into.
+    """
+    return (
+        out_BF.ndim == 2
+        and out_BF.shape[0] == rows
+        and 0 <= col0 <= out_BF.shape[1] - width
+        and out_BF.dtype == np.float32
+        and bool(out_BF.flags.c_contiguous)
+    )
+
+
 def _compiled(fn: _F) -> _F:
     """Compile ``fn`` with numba (``_JIT`` options); typed so that mypy keeps checking ``fn``'s signature."""
     return cast(_F, numba.njit(**_JIT)(fn))

@@ -280,14 +280,7 @@ def tick_windows_into(
     m = spec.max_trades
     b = t_B.shape[0]
     width = m * N_TICK_FEATURES
-    if (
-        out_BF.ndim != 2
-        or out_BF.shape[0] != b
-        or not 0 <= col0 <= out_BF.shape[1] - width
-        or out_BF.dtype != np.float32
-        or not out_BF.flags.c_contiguous
-        or mask_BM.shape != (b, m)
-    ):
+    if not kernels.fits_state_matrix(out_BF, b, col0, width) or mask_BM.shape != (b, m):
         raise ValueError(
             f"tick_windows_into: need a C-contiguous float32 [{b}, >= {col0 + width}] matrix, got {out_BF.shape} "
             f"{out_BF.dtype}; mask {mask_BM.shape}, m={m}"
