@@ -17,6 +17,10 @@ For each variant: the mean test return ± its standard error over the seeds, the
 Every demo variant of one seed reuses one preparation of the market (data, features, CNNs:
 ``train(prepared=...)``), so only the agents differ.
 
+``--preset full`` runs the same comparison on the ``full`` preset: its market (the demo's planted signal with
+720 days of history), its agent (the design's hyperparameters, batch 128, 16 envs) and reward (multi-factor),
+``full`` (the 15,588-feature layout) and ``full+norm`` / ``full+dropout`` against ``basic`` on that preset.
+
 The budget is by default a seventh of the demo preset's (``--steps`` 2,000 loop steps × 8 envs instead of
 15,000, ε annealed over the first half, three validation backtests of 30 min) on half its market
 (``--tick-days`` 1 instead of 2: a 4.8 h test range): the full budget does not fit a grid of 18 runs on a
@@ -26,6 +30,7 @@ where it stopped (``--out`` of the earlier call) and several processes can share
 
     python -m benchmarks.bench_rich_state                              # 3 seeds × 6 variants
     python -m benchmarks.bench_rich_state --quick                      # plumbing check, not a result
+    python -m benchmarks.bench_rich_state --preset full --variants basic demo demo+norm --steps 15000 --tick-days 2
     python -m benchmarks.bench_rich_state --table rich_state.jsonl     # the table of finished runs
 """
 
@@ -76,13 +81,25 @@ def budget(steps: int, tick_days: float) -> dict[str, Any]:
     }
 
 
-def variant_config(name: str, seed: int, steps: int, tick_days: float) -> Config:
-    """The demo preset with the variant's layout and agent options, seed ``seed`` and :func:`budget`."""
-    layout, agent = VARIANTS[name]
+def variant_label(name: str, preset: str) -> str:
+    """The variant's name on ``preset``: its rich layout is the preset's own (``demo+norm`` → ``full+norm``)."""
+    return name if preset == "demo" else name.replace("demo", preset)
+
+
+def variant_layout(name: str, preset: str) -> str:
+    """The state layout of variant ``name`` on ``preset``: ``basic``, or the preset's own rich layout."""
+    layout = VARIANTS[name][0]
+    return preset if layout == "demo" else layout
+
+
+def variant_config(name: str, seed: int, steps: int, tick_days: float, preset: str = "demo") -> Config:
+    """``preset`` with the variant's layout and agent options, seed ``seed`` and :func:`budget`."""
+    agent = VARIANTS[name][1]
+    layout = variant_layout(name, preset)
     over = deep_merge(
         budget(steps, tick_days), {"seed": seed, "features": {"layout": {"name": layout}}, "agent": dict(agent)}
     )
-    return load_with_preset(None, "demo", over)
+    return load_with_preset(None, preset, over)
 
 
 def run_variant(cfg: Config, prepared: Prepared, run_dir: Path) -> dict[str, float]:
@@ -93,6 +110,11 @@ def run_variant(cfg: Config, prepared: Prepared, run_dir: Path) -> dict[str, flo
     learner = load_learner(run_dir, prepared.layout, cfg, which="best")
     test = backtest_learner(learner, prepared, prepared.test_period).metrics
     return {"test_return": float(test["total_return"]), "n_trades": float(test["n_trades"]), "wall_s": wall}
+
+
+def _key(row: Mapping[str, Any]) -> tuple[str, int, float]:
+    """(preset, steps, tick days) of a finished run; rows written before ``--preset`` existed ran on the demo."""
+    return (row.get("preset", "demo"), row["steps"], row["tick_days"])
 
 
 def read_rows(paths: Sequence[Path]) -> list[dict[str, Any]]:
@@ -121,7 +143,7 @@ def table(rows: Sequence[dict[str, Any]], reference: str = "basic") -> list[dict
         by.setdefault(r["variant"], {})[int(r["seed"])] = r
     ref = by.get(reference, {})
     out: list[dict[str, Any]] = []
-    for name in [v for v in VARIANTS if v in by] + sorted(set(by) - set(VARIANTS)):
+    for name in sorted(by, key=_order):
         runs = by[name]
         mean, se = mean_se([r["test_return"] for r in runs.values()])
         seeds = sorted(set(runs) & set(ref))
@@ -140,21 +162,27 @@ def table(rows: Sequence[dict[str, Any]], reference: str = "basic") -> list[dict
     return out
 
 
-def print_table(rows: Sequence[dict[str, Any]]) -> None:
-    """Print :func:`table` of ``rows`` and, per run, the seed's test return."""
-    for r in sorted(rows, key=lambda r: list(VARIANTS).index(r["variant"]) if r["variant"] in VARIANTS else 99):
+def _order(label: str) -> tuple[int, str]:
+    """Table order: the :data:`VARIANTS` order whatever the preset, unknown names last."""
+    names = [variant_label(v, p) for p in ("demo", "full") for v in VARIANTS]
+    return (names.index(label) % len(VARIANTS) if label in names else len(VARIANTS), label)
+
+
+def print_table(rows: Sequence[dict[str, Any]], preset: str = "demo") -> None:
+    """Print :func:`table` of ``rows`` (runs on ``preset``) and, per run, the seed's test return."""
+    for r in sorted(rows, key=lambda r: _order(r["variant"])):
         print(f"  {r['variant']:<14} seed {r['seed']}  test {r['test_return']:+.4%}  wall {r['wall_s']:.0f} s")
     base = next((t for t in table(rows) if t["variant"] == "basic"), None)
     basic_wall = base["wall_s"] if base else float("nan")
-    vs_demo = {t["variant"]: t for t in table(rows, reference="demo")}
+    vs_rich = {t["variant"]: t for t in table(rows, reference=preset)}
     print(
         f"\n{'variant':<14} {'seeds':>5} {'mean test return ± SE':>22} {'paired diff vs basic ± SE':>26} "
-        f"{'match?':>7} {'wall/run':>9} {'× basic':>8} {'paired diff vs demo ± SE':>25}"
+        f"{'match?':>7} {'wall/run':>9} {'× basic':>8} {'paired diff vs ' + preset + ' ± SE':>25}"
     )
     for t in table(rows):
         diff = f"{t['diff']:+.2%} ± {t['diff_se']:.2%}" if "diff" in t else "—"
         match = {True: "yes", False: "no"}.get(t.get("match"), "—")
-        other = vs_demo[t["variant"]]
+        other = vs_rich[t["variant"]]
         diff_demo = f"{other['diff']:+.2%} ± {other['diff_se']:.2%}" if "diff" in other else "—"
         print(
             f"{t['variant']:<14} {len(t['seeds']):>5} {t['mean']:>+12.2%} ± {t['se']:>6.2%} {diff:>26} "
@@ -165,6 +193,7 @@ def print_table(rows: Sequence[dict[str, Any]]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", choices=["demo", "full"], default="demo", help="whose market, agent and rich layout")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     ap.add_argument("--steps", type=int, default=2_000, help="loop steps per run (demo preset: 15,000)")
@@ -173,33 +202,38 @@ def main() -> None:
     ap.add_argument("--table", type=Path, nargs="+", help="only print the table of these JSON-lines files")
     ap.add_argument("--quick", action="store_true", help="seed 0, basic and demo+all, 600 steps (plumbing only)")
     args = ap.parse_args()
+    if args.preset != "demo" and {"demo+capacity", "demo+all"} & set(args.variants):
+        ap.error(f"the capacity variants widen the demo's encoder; the {args.preset} preset's is wider already")
     if args.quick:
         args.seeds, args.variants, args.steps, args.tick_days = [0], ["basic", "demo+all"], 600, 0.25
     if args.table:
         rows = read_rows(args.table)
-        for key in sorted({(r["steps"], r.get("tick_days")) for r in rows}, key=str):
-            print(f"\n{key[0]:,} steps per run, {key[1]} tick days:")
-            print_table([r for r in rows if (r["steps"], r.get("tick_days")) == key])
+        for key in sorted({_key(r) for r in rows}, key=str):
+            print(f"\n{key[0]} preset, {key[1]:,} steps per run, {key[2]} tick days:")
+            print_table([r for r in rows if _key(r) == key], preset=key[0])
         return
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="bench_rich_state_") as tmp:
         out: Path = args.out if args.out is not None else Path(tmp) / "rich_state.jsonl"
-        done = {(r["variant"], r["seed"], r["steps"], r["tick_days"]) for r in read_rows([out])}
+        this = (args.preset, args.steps, args.tick_days)
+        done = {(r["variant"], r["seed"], *_key(r)) for r in read_rows([out])}
         for seed in args.seeds:
             prepared: dict[str, Prepared] = {}
             for name in args.variants:
-                if (name, seed, args.steps, args.tick_days) in done:
+                label = variant_label(name, args.preset)
+                if (label, seed, *this) in done:
                     continue
-                cfg = variant_config(name, seed, args.steps, args.tick_days)
-                layout = VARIANTS[name][0]
+                cfg = variant_config(name, seed, args.steps, args.tick_days, args.preset)
+                layout = variant_layout(name, args.preset)
                 if layout not in prepared:
                     prepared[layout] = prepare(cfg)
-                result = run_variant(cfg, prepared[layout], Path(tmp) / f"{name}_{seed}")
-                row = {"variant": name, "seed": seed, "steps": args.steps, "tick_days": args.tick_days, **result}
+                result = run_variant(cfg, prepared[layout], Path(tmp) / f"{label}_{seed}")
+                row = {"variant": label, "seed": seed, "preset": args.preset, "steps": args.steps}
+                row |= {"tick_days": args.tick_days, **result}
                 with out.open("a") as f:
                     f.write(json.dumps(row) + "\n")
-                print(f"{name} seed {seed}: test {result['test_return']:+.4%}, {result['wall_s']:.0f} s", flush=True)
-        print_table([r for r in read_rows([out]) if (r["steps"], r["tick_days"]) == (args.steps, args.tick_days)])
+                print(f"{label} seed {seed}: test {result['test_return']:+.4%}, {result['wall_s']:.0f} s", flush=True)
+        print_table([r for r in read_rows([out]) if _key(r) == this], preset=args.preset)
 
 
 if __name__ == "__main__":

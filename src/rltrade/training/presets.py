@@ -38,10 +38,13 @@
           (volatility as a multiplier on PnL), ``train.device: auto`` (a GPU when torch sees one), and a CNN
           budget that scales with the data: each epoch draws 5 % of a timeframe's labelled windows (at
           least 256, at most 20,000), at most 5 epochs (patience 2), at most 5,000 validation windows; the
-          default synthetic market with two days of trades and regimes lasting 1 to 2.1 h.
+          demo's planted-signal market and costs (:data:`PLANTED_SIGNAL_MARKET`, :data:`PLANTED_SIGNAL_COSTS`)
+          with two days of trades, regimes lasting 1 to 2.1 h and 720 days of history (the 300-day 1d window,
+          its warm-up and the 1d CNN's fits before the training start).
           ``benchmarks/bench_full_speed.py`` measures its training loop against ``full-flat``'s.
 ``full-flat`` the ``full`` preset as the original design wrote it down, kept as its own preset: the flat
-          1024 → 512 network on the whole observation, PnL-only reward, the default CNN budget, the CPU.
+          1024 → 512 network on the whole observation, PnL-only reward, the default CNN budget, the CPU, on
+          the ``full`` preset's market.
           Hours per 10,000 updates on 2 cores; CI runs only a smoke run of a few dozen updates.
 
 Market sizes (:data:`SYNTHETIC_MARKETS`): the validation and test ranges of the ``demo`` and ``full``
@@ -115,22 +118,28 @@ SYNTHETIC_MARKETS: Final[Mapping[str, Mapping[str, Any]]] = MappingProxyType(
         # 400 days: the demo layout's 48-bar 1d window + 33 warm-up bars, and the 1d CNN's first fit
         # (256 labelled 48-day windows + its early-stopping share) ends before the training start (~370 needed).
         "demo": {"history_days": 400, "tick_days": 2.0, "regime_hours": REGIME_HOURS, "end": SYNTHETIC_END},
-        # The default 400 days ≥ the full layout's 300-bar 1d window + 33 warm-up bars + 2 tick days.
-        "full": {"tick_days": 2.0, "regime_hours": REGIME_HOURS, "end": SYNTHETIC_END},
+        # 720 days: the full layout's 300-bar 1d window + 33 warm-up bars, and the 1d CNN's fits (300-day windows,
+        # 256 of them labelled for the first fit, then its early-stopping share and the walk-forward folds' own
+        # validation windows) before the training start; with 400 the 1d CNN validated on 2 windows.
+        "full": {"history_days": 720, "tick_days": 2.0, "regime_hours": REGIME_HOURS, "end": SYNTHETIC_END},
     }
 )
 """The synthetic market of the ``demo`` and ``full`` presets: enough tick days and regime switches that the
 validation and test ranges each see three or more true regimes (module docstring)."""
 
+PLANTED_SIGNAL_MARKET: Final[Mapping[str, Any]] = MappingProxyType(
+    {"trades_per_second": 10.0, "annual_vol": 1.5, "signal": {"lag_s": 5, "strength": 0.8}}
+)
+"""The ``demo`` and ``full`` presets' synthetic trading: 10 trades/s, 150 % annual volatility and a strong planted
+BTC→ETH lead (5 s, 80 % of ETH's 1 s return variance), the signal both layouts are judged on (issue 13, item 5)."""
+PLANTED_SIGNAL_COSTS: Final[Mapping[str, Any]] = MappingProxyType(
+    {"taker_fee": 0.0001, "impact_bps": 0.0, "half_spread_bps": 0.5}
+)
+"""Their costs: 0.01 % taker fee, 0.5 bp half-spread, no impact, low enough that a 5 s lead pays on a 1 s clock.
+The real presets keep :class:`~rltrade.config.EnvConfig`'s real costs."""
+
 _DEMO: Final[Mapping[str, Any]] = {
-    "data": {
-        "synthetic": {
-            **SYNTHETIC_MARKETS["demo"],
-            "trades_per_second": 10.0,
-            "annual_vol": 1.5,
-            "signal": {"lag_s": 5, "strength": 0.8},
-        }
-    },
+    "data": {"synthetic": {**SYNTHETIC_MARKETS["demo"], **PLANTED_SIGNAL_MARKET}},
     "splits": {"train": 0.6, "validation": 0.2, "purge_s": 600, "embargo_s": 60},
     "features": {"layout": {"name": "demo", "returns": True}},
     "cnn": {
@@ -141,7 +150,7 @@ _DEMO: Final[Mapping[str, Any]] = {
         "horizons": {"1s": 10, "1m": 60, "1h": 4, "1d": 1},
         "flat_quantile": 0.34,
     },
-    "env": {"taker_fee": 0.0001, "impact_bps": 0.0, "half_spread_bps": 0.5, "episode_steps": 600},
+    "env": {**PLANTED_SIGNAL_COSTS, "episode_steps": 600},
     "reward": {"pnl_weight": 10_000.0},
     "agent": {
         "network": "structured",
@@ -230,7 +239,7 @@ REAL_MONTH_OVERRIDES: Final[Mapping[str, Any]] = {
 """What the ``real-month`` preset changes on top of the ``real`` preset (module docstring)."""
 
 _FULL: Final[Mapping[str, Any]] = {
-    "data": {"synthetic": dict(SYNTHETIC_MARKETS["full"])},
+    "data": {"synthetic": {**SYNTHETIC_MARKETS["full"], **PLANTED_SIGNAL_MARKET}},
     "features": {"layout": {"name": "full"}},
     "cnn": {
         "train_window_fraction": 0.05,
@@ -239,6 +248,7 @@ _FULL: Final[Mapping[str, Any]] = {
         "max_epochs": 5,
         "patience": 2,
     },
+    "env": dict(PLANTED_SIGNAL_COSTS),
     "reward": dict(MULTI_FACTOR_REWARD),
     "agent": {"network": "structured", "batch_size": 128},
     "train": {"n_envs": 16, "device": "auto"},
@@ -255,8 +265,9 @@ PRESETS: Final[Mapping[str, Preset]] = MappingProxyType(
         "full": Preset(_FULL),
         "full-flat": Preset(
             {
-                "data": {"synthetic": dict(SYNTHETIC_MARKETS["full"])},
+                "data": {"synthetic": {**SYNTHETIC_MARKETS["full"], **PLANTED_SIGNAL_MARKET}},
                 "features": {"layout": {"name": "full"}},
+                "env": dict(PLANTED_SIGNAL_COSTS),
                 "agent": {"network": "flat"},
                 "train": {"n_envs": 16},
             }

@@ -97,12 +97,10 @@ def test_daily_history_covers_the_1d_window_and_the_test_range_holds_a_daily_clo
         assert inside_test.sum() >= 1, f"{name} {role}: no daily close inside the test range"
 
 
-def test_the_demo_1d_cnn_serves_from_the_training_start(
+def test_the_1d_cnn_serves_from_the_training_start(
     preset_market: tuple[str, Config, MarketFrames, Fold],
 ) -> None:
-    name, cfg, frames, splits = preset_market
-    if name != "demo":
-        pytest.skip("the full layout's 300-day CNN window needs more history than the full preset generates")
+    _, cfg, frames, splits = preset_market
     planned = _plan_timeframe(frames, cfg, Timeframe.D1, splits, cfg.cnn.walk_forward_folds, cfg.cnn.min_fit_windows)
     assert not isinstance(planned, str), planned
     _, plans = planned
