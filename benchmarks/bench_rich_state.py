@@ -14,6 +14,9 @@ the same seeds and backtested greedily (its best validation checkpoint) on the h
 For each variant: the mean test return ± its standard error over the seeds, the paired difference vs
 ``basic`` (same seed, same market) with the standard error of the paired differences, and the verdict
 **match** when that mean difference is ≥ −1 SE; plus the median wall time of a training run.
+The same runs give the convergence comparison of the scorecard (issue 13, item 6): per run, the loop step and
+wall time at which its validation return first reached half the expected-move oracle's on the same slice, and
+its wall time as a ratio to the basic agent's of the same seed (the design's target: < 50 %).
 Every demo variant of one seed reuses one preparation of the market (data, features, CNNs:
 ``train(prepared=...)``), so only the agents differ.
 
@@ -22,7 +25,7 @@ Every demo variant of one seed reuses one preparation of the market (data, featu
 ``full`` (the 15,588-feature layout) and ``full+norm`` / ``full+dropout`` against ``basic`` on that preset.
 
 The budget is by default a seventh of the demo preset's (``--steps`` 2,000 loop steps × 8 envs instead of
-15,000, ε annealed over the first half, three validation backtests of 30 min) on half its market
+15,000, ε annealed over the first half, six validation backtests of 30 min) on half its market
 (``--tick-days`` 1 instead of 2: a 4.8 h test range): the full budget does not fit a grid of 18 runs on a
 shared 2-core machine. Every finished run is appended to ``--out`` (JSON lines), so an interrupted grid continues
 where it stopped (``--out`` of the earlier call) and several processes can share the seeds
@@ -51,10 +54,11 @@ import torch
 
 from rltrade.config import Config
 from rltrade.training.bundle import load_learner
-from rltrade.training.evaluate import backtest_learner
+from rltrade.training.evaluate import backtest_learner, validation_targets
 from rltrade.training.loop import train
 from rltrade.training.pipeline import Prepared, prepare
 from rltrade.training.presets import deep_merge, load_with_preset
+from rltrade.training.scorecard import TARGET_SHARE, validation_curve
 
 CAPACITY: Mapping[str, Any] = {"encoder_channels": [16, 32], "encoder_hidden": [128]}
 VARIANTS: Mapping[str, tuple[str, Mapping[str, Any]]] = {
@@ -71,9 +75,10 @@ VARIANTS: Mapping[str, tuple[str, Mapping[str, Any]]] = {
 def budget(steps: int, tick_days: float) -> dict[str, Any]:
     """The demo preset's schedule scaled to ``steps`` loop steps on ``tick_days`` of trades.
 
-    ε falls over the first half, three validation backtests of 30 min each choose the checkpoint.
+    ε falls over the first half; six validation backtests of 30 min each choose the checkpoint and draw the
+    convergence curve (the demo preset: every 2,500 of its 15,000 steps).
     """
-    every = max(steps // 3, 1)
+    every = max(steps // 6, 1)
     return {
         "data": {"synthetic": {"tick_days": tick_days}},
         "agent": {"epsilon_steps": max(steps // 2, 1), "beta_steps": steps},
@@ -102,14 +107,57 @@ def variant_config(name: str, seed: int, steps: int, tick_days: float, preset: s
     return load_with_preset(None, preset, over)
 
 
-def run_variant(cfg: Config, prepared: Prepared, run_dir: Path) -> dict[str, float]:
-    """Train one variant on a shared preparation; its best checkpoint's test return and the training wall time."""
+def run_variant(cfg: Config, prepared: Prepared, run_dir: Path) -> dict[str, Any]:
+    """Train one variant on a shared preparation.
+
+    Returns its best checkpoint's test return and trades, the training wall time, the convergence target
+    (:data:`~rltrade.training.scorecard.TARGET_SHARE` of the expected-move oracle's return on the validation
+    slice the loop backtests) and the validation curve: ``[loop step, seconds since training began, return]``.
+    """
     t0 = time.perf_counter()
     train(cfg, run_dir, log=lambda _: None, prepared=prepared)
     wall = time.perf_counter() - t0
     learner = load_learner(run_dir, prepared.layout, cfg, which="best")
     test = backtest_learner(learner, prepared, prepared.test_period).metrics
-    return {"test_return": float(test["total_return"]), "n_trades": float(test["n_trades"]), "wall_s": wall}
+    truth = prepared.frames.extras["signal_truth"]
+    oracle = validation_targets(prepared, truth)["validation_expected_move_oracle_return"]
+    curve = validation_curve(run_dir / "tensorboard")
+    points = [] if curve is None else [[int(s), float(w), float(v)] for s, w, v in zip(*curve, strict=True)]
+    return {
+        "test_return": float(test["total_return"]),
+        "n_trades": float(test["n_trades"]),
+        "wall_s": wall,
+        "n_envs": cfg.train.n_envs,
+        "target": TARGET_SHARE * float(oracle),
+        "curve": points,
+    }
+
+
+def time_to_target(row: Mapping[str, Any]) -> tuple[float, int] | None:
+    """(seconds, env steps) at the run's first validation backtest at or above its target; None if none was."""
+    for step, wall, value in row.get("curve", []):
+        if value >= row["target"]:
+            return wall, step * row["n_envs"]
+    return None
+
+
+def print_convergence(rows: Sequence[dict[str, Any]]) -> None:
+    """Per variant and seed, when the validation return first reached the target; the median ratio to basic.
+
+    A run that never reached it within its budget counts as "> budget" (and its ratio as unknown).
+    """
+    rows = [r for r in rows if "curve" in r]
+    if not rows:
+        return
+    basic = {r["seed"]: time_to_target(r) for r in rows if r["variant"] == "basic"}
+    print(f"\nconvergence: validation return ≥ {TARGET_SHARE:.0%} of the expected-move oracle's on the same slice")
+    print(f"{'variant':<14} {'seed':>4} {'target':>8} {'reached at':>26} {'wall × basic':>13}")
+    for r in sorted(rows, key=lambda r: (_order(r["variant"]), r["seed"])):
+        hit, ref = time_to_target(r), basic.get(r["seed"])
+        budget = r["steps"] * r["n_envs"]
+        when = f"{hit[0]:.0f} s / {hit[1]:,} env steps" if hit else f"> budget ({budget:,})"
+        ratio = f"{hit[0] / ref[0]:.2f}×" if hit and ref else "—"
+        print(f"{r['variant']:<14} {r['seed']:>4} {r['target']:>+8.2%} {when:>26} {ratio:>13}")
 
 
 def _key(row: Mapping[str, Any]) -> tuple[str, int, float]:
@@ -211,6 +259,7 @@ def main() -> None:
         for key in sorted({_key(r) for r in rows}, key=str):
             print(f"\n{key[0]} preset, {key[1]:,} steps per run, {key[2]} tick days:")
             print_table([r for r in rows if _key(r) == key], preset=key[0])
+            print_convergence([r for r in rows if _key(r) == key])
         return
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="bench_rich_state_") as tmp:
@@ -234,6 +283,7 @@ def main() -> None:
                     f.write(json.dumps(row) + "\n")
                 print(f"{label} seed {seed}: test {result['test_return']:+.4%}, {result['wall_s']:.0f} s", flush=True)
         print_table([r for r in read_rows([out]) if _key(r) == this], preset=args.preset)
+        print_convergence([r for r in read_rows([out]) if _key(r) == this])
 
 
 if __name__ == "__main__":

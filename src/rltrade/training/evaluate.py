@@ -191,7 +191,7 @@ def evaluate_bundle(
         results["expected_move_oracle"] = backtest_actions(
             per, expected_move_oracle_actions(per, truth, cfg.env), cfg.env
         )
-        targets = _validation_targets(prep, truth)
+        targets = validation_targets(prep, truth)
 
     selection = read_selection(run_dir)
     metrics, comparison = _with_intervals(results, n_resamples=n_resamples, level=ci_level, seed=seed)
@@ -321,7 +321,7 @@ def _with_intervals(
     return metrics, comparison
 
 
-def _validation_targets(prep: Prepared, truth: SignalTruth) -> dict[str, float | int]:
+def validation_targets(prep: Prepared, truth: SignalTruth) -> dict[str, float | int]:
     """Backtest the expected-move oracle on the validation range as the training loop does; return its return.
 
     The range is the validation's selection window, its first ``train.eval_max_steps`` steps

@@ -211,7 +211,7 @@ def coverage_score(table: pl.DataFrame) -> Score:
     )
 
 
-def _validation_curve(log_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def validation_curve(log_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(loop steps, seconds since the log's first event, validation return) of a run's TensorBoard log."""
     if not log_dir.is_dir():
         return None
@@ -253,7 +253,7 @@ def time_to_target(log_dir: Path, target: float, *, n_envs: int, total_steps: in
         ``wall_s`` (since the log's first event) and ``env_steps``, both None when it never got there,
         ``budget_env_steps`` and ``evaluations``; None when ``log_dir`` holds no validation curve.
     """
-    curve = _validation_curve(log_dir)
+    curve = validation_curve(log_dir)
     if curve is None:
         return None
     steps, wall, value = curve
