@@ -50,9 +50,9 @@ from rltrade.training.confirmation import read_selection
 from rltrade.training.evaluate import backtest_learner, period_in_span, run_config
 from rltrade.training.pipeline import Prepared, decision_span, prepare
 from rltrade.training.selection import BASELINES
+from rltrade.training.sweep import RESULT as SWEEP_FILE
 
 AUDIT_FILE: Final = "audit.json"
-SWEEP_FILE: Final = "sweep.json"
 MIN_TRIALS_FOR_RANK: Final = 3
 """Fewest finished trials for a rank correlation."""
 
