@@ -23,15 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from benchmarks._sb3 import learn_evaluated, sb3_dqn
 from rltrade.config import Config
-from rltrade.training.backtest import backtest_policy
 from rltrade.training.bundle import open_bundle, write_json_atomic
 from rltrade.training.loop import train
 from rltrade.training.pipeline import prepare
@@ -63,45 +61,15 @@ def basic_learner(cfg: Config, out: Path, target: float) -> dict[str, Any]:
 
 
 def sb3_learner(cfg: Config, run: Path, target: float) -> dict[str, Any]:
-    from stable_baselines3 import DQN
-    from stable_baselines3.common.callbacks import BaseCallback
-
-    from rltrade.env.trading_env import TradingEnv
-
     bundle = open_bundle(run)
     prep = prepare(cfg, stats=bundle.feature_stats, splits=bundle.fold(), cnn_dir=run / "cnn")
     val = prep.validation_slice()
     if val is None:
         raise RuntimeError(f"{run} has no validation range")
-    env = TradingEnv(prep.builder, prep.train_period, cfg.env, cfg.reward)
-    model = DQN(
-        "MlpPolicy",
-        env,
-        seed=cfg.seed,
-        learning_starts=cfg.agent.learning_starts,
-        buffer_size=50_000,
-        optimize_memory_usage=True,
-        replay_buffer_kwargs={"handle_timeout_termination": False},
-        verbose=0,
-        device="cpu",
-    )
     budget = cfg.train.total_steps * cfg.train.n_envs
     every = cfg.train.eval_every * cfg.train.n_envs
-    points: list[tuple[float, int, float]] = []
-    t0 = time.perf_counter()
-
-    def policy(obs: np.ndarray) -> np.ndarray:
-        return np.asarray(model.predict(obs, deterministic=True)[0])
-
-    class Evaluate(BaseCallback):
-        def _on_step(self) -> bool:
-            if self.num_timesteps % every == 0:
-                ret = float(backtest_policy(prep.builder, val, policy, cfg.env).metrics["total_return"])
-                points.append((time.perf_counter() - t0, self.num_timesteps, ret))
-            return True
-
-    model.learn(total_timesteps=budget, callback=Evaluate())
-    return reached(points, target, budget)
+    curve = learn_evaluated(sb3_dqn(cfg, prep), cfg, prep, val, total_env_steps=budget, every_env_steps=every)
+    return reached(curve.points, target, budget)
 
 
 def main() -> None:

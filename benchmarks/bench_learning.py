@@ -36,10 +36,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks._sb3 import learn_evaluated, sb3_dqn
 from rltrade.agent.learner import DQNLearner
 from rltrade.config import Config
 from rltrade.data.synthetic import SignalTruth
-from rltrade.training.backtest import backtest_actions, backtest_policy
+from rltrade.training.backtest import backtest_actions
 from rltrade.training.baselines import buy_and_hold_actions, flat_actions, momentum_actions
 from rltrade.training.bundle import load_learner
 from rltrade.training.evaluate import backtest_learner
@@ -117,42 +118,22 @@ def run_agent(
 
 def run_sb3(cfg: Config, agent_run: Path, wall_cap_s: float, eval_every: int) -> Curve:
     """stable-baselines3 DQN (default MLP) on the same env and reward, under the same wall-clock cap."""
-    from stable_baselines3 import DQN
-    from stable_baselines3.common.callbacks import BaseCallback
-
-    from rltrade.env.trading_env import TradingEnv
     from rltrade.training.pipeline import prepare
 
     prep = prepare(cfg, cnn_dir=agent_run / "cnn")  # the agent run's CNNs: the same state
-    env = TradingEnv(prep.builder, prep.train_period, cfg.env, cfg.reward)
-    model = DQN(
-        "MlpPolicy",
-        env,
-        seed=cfg.seed,
-        learning_starts=cfg.agent.learning_starts,
-        buffer_size=cfg.agent.buffer_size,  # its default (1M full states) would need ~26 GB here
-        verbose=0,
-        device="cpu",
+    # Its buffer as the agent's: SB3's default (1M full states) would need ~26 GB here.
+    model = sb3_dqn(cfg, prep, buffer_size=cfg.agent.buffer_size, optimize_memory_usage=False)
+    sb3 = learn_evaluated(
+        model,
+        cfg,
+        prep,
+        prep.test_period,
+        total_env_steps=10**9,
+        every_env_steps=eval_every,
+        exclude_eval_time=True,
+        wall_cap_s=wall_cap_s,
     )
-    curve = Curve("sb3_dqn")
-    t0 = time.perf_counter()
-    spent = {"eval_s": 0.0}
-
-    def policy(obs: np.ndarray) -> np.ndarray:
-        return model.predict(obs, deterministic=True)[0]
-
-    class Cap(BaseCallback):
-        def _on_step(self) -> bool:
-            if self.num_timesteps % eval_every == 0:
-                e0 = time.perf_counter()
-                res = backtest_policy(prep.builder, prep.test_period, policy, cfg.env)
-                ret = float(res.metrics["total_return"])
-                curve.points.append((e0 - t0 - spent["eval_s"], self.num_timesteps, ret))
-                spent["eval_s"] += time.perf_counter() - e0
-            return time.perf_counter() - t0 - spent["eval_s"] < wall_cap_s
-
-    model.learn(total_timesteps=10**9, callback=Cap())
-    return curve
+    return Curve("sb3_dqn", sb3.points)
 
 
 def main() -> None:

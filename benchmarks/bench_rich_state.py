@@ -10,6 +10,9 @@ the same seeds and backtested greedily (its best validation checkpoint) on the h
                    (demo: [64])
     demo+dropout   ``agent.block_dropout`` 0.2: whole blocks zeroed per sample in each update
     demo+all       the three together
+    sb3            stable-baselines3's DQN (default MLP, 50k buffer, ``optimize_memory_usage``) on the demo layout's
+                   env, state and reward, one env for the same env-step budget, evaluated as often; its best
+                   validation weights are tested (the external baseline of the scorecard's convergence metric)
 
 For each variant: the mean test return ± its standard error over the seeds, the paired difference vs
 ``basic`` (same seed, same market) with the standard error of the paired differences, and the verdict
@@ -52,7 +55,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks._sb3 import greedy, learn_evaluated, sb3_dqn
 from rltrade.config import Config
+from rltrade.training.backtest import backtest_policy
 from rltrade.training.bundle import load_learner
 from rltrade.training.evaluate import backtest_learner, validation_targets
 from rltrade.training.loop import train
@@ -68,6 +73,7 @@ VARIANTS: Mapping[str, tuple[str, Mapping[str, Any]]] = {
     "demo+capacity": ("demo", CAPACITY),
     "demo+dropout": ("demo", {"block_dropout": 0.2}),
     "demo+all": ("demo", {"block_norm": True, "block_dropout": 0.2, **CAPACITY}),
+    "sb3": ("demo", {}),
 }
 """Variant name → (state layout, ``agent`` overrides on top of the demo preset)."""
 
@@ -130,6 +136,35 @@ def run_variant(cfg: Config, prepared: Prepared, run_dir: Path) -> dict[str, Any
         "n_envs": cfg.train.n_envs,
         "target": TARGET_SHARE * float(oracle),
         "curve": points,
+    }
+
+
+def run_sb3(cfg: Config, prepared: Prepared) -> dict[str, Any]:
+    """SB3 DQN on the variant's env for ``total_steps × n_envs`` env steps, as :func:`run_variant` reports it.
+
+    Its curve's steps are env steps / ``n_envs``, the loop steps of an rltrade run of the same budget.
+    """
+    val = prepared.validation_slice()
+    assert val is not None, "the demo and full presets have a validation range"
+    n_envs, t = cfg.train.n_envs, cfg.train
+    model = sb3_dqn(cfg, prepared)
+    t0 = time.perf_counter()
+    curve = learn_evaluated(
+        model, cfg, prepared, val, total_env_steps=t.total_steps * n_envs, every_env_steps=t.eval_every * n_envs
+    )
+    wall = time.perf_counter() - t0
+    if curve.best_state is not None:
+        model.policy.load_state_dict(curve.best_state)
+    test = backtest_policy(prepared.builder, prepared.test_period, greedy(model), cfg.env).metrics
+    truth = prepared.frames.extras["signal_truth"]
+    oracle = validation_targets(prepared, truth)["validation_expected_move_oracle_return"]
+    return {
+        "test_return": float(test["total_return"]),
+        "n_trades": float(test["n_trades"]),
+        "wall_s": wall,
+        "n_envs": n_envs,
+        "target": TARGET_SHARE * float(oracle),
+        "curve": [[steps // n_envs, w, v] for w, steps, v in curve.points],
     }
 
 
@@ -276,7 +311,10 @@ def main() -> None:
                 layout = variant_layout(name, args.preset)
                 if layout not in prepared:
                     prepared[layout] = prepare(cfg)
-                result = run_variant(cfg, prepared[layout], Path(tmp) / f"{label}_{seed}")
+                if name == "sb3":
+                    result = run_sb3(cfg, prepared[layout])
+                else:
+                    result = run_variant(cfg, prepared[layout], Path(tmp) / f"{label}_{seed}")
                 row = {"variant": label, "seed": seed, "preset": args.preset, "steps": args.steps}
                 row |= {"tick_days": args.tick_days, **result}
                 with out.open("a") as f:
