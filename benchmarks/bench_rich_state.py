@@ -10,6 +10,9 @@ the same seeds and backtested greedily (its best validation checkpoint) on the h
                    (demo: [64])
     demo+dropout   ``agent.block_dropout`` 0.2: whole blocks zeroed per sample in each update
     demo+all       the three together
+    demo+returns   the layout's recent-returns blocks on (``features.layout.returns``: the last 30 1 s and 15
+                   1 m log returns of ETH and BTC, what ``basic`` is made of); the ``demo`` preset has them
+                   already, the ``full`` layout (15,588 features) does not
     sb3            stable-baselines3's DQN (default MLP, 50k buffer, ``optimize_memory_usage``) on the demo layout's
                    env, state and reward, one env for the same env-step budget, evaluated as often; its best
                    validation weights are tested (the external baseline of the scorecard's convergence metric)
@@ -25,7 +28,8 @@ Every demo variant of one seed reuses one preparation of the market (data, featu
 
 ``--preset full`` runs the same comparison on the ``full`` preset: its market (the demo's planted signal with
 720 days of history), its agent (the design's hyperparameters, batch 128, 16 envs) and reward (multi-factor),
-``full`` (the 15,588-feature layout) and ``full+norm`` / ``full+dropout`` against ``basic`` on that preset.
+``full`` (the 15,588-feature layout), ``full+norm``, ``full+dropout`` and ``full+returns`` against ``basic``
+on that preset.
 
 The budget is by default a seventh of the demo preset's (``--steps`` 2,000 loop steps × 8 envs instead of
 15,000, ε annealed over the first half, six validation backtests of 30 min) on half its market
@@ -73,9 +77,12 @@ VARIANTS: Mapping[str, tuple[str, Mapping[str, Any]]] = {
     "demo+capacity": ("demo", CAPACITY),
     "demo+dropout": ("demo", {"block_dropout": 0.2}),
     "demo+all": ("demo", {"block_norm": True, "block_dropout": 0.2, **CAPACITY}),
+    "demo+returns": ("demo", {}),
     "sb3": ("demo", {}),
 }
 """Variant name → (state layout, ``agent`` overrides on top of the demo preset)."""
+LAYOUT_OPTIONS: Mapping[str, Mapping[str, Any]] = {"demo+returns": {"returns": True}}
+"""Variant name → ``features.layout`` options besides its name (the demo preset has the returns blocks already)."""
 
 
 def budget(steps: int, tick_days: float) -> dict[str, Any]:
@@ -107,9 +114,9 @@ def variant_config(name: str, seed: int, steps: int, tick_days: float, preset: s
     """``preset`` with the variant's layout and agent options, seed ``seed`` and :func:`budget`."""
     agent = VARIANTS[name][1]
     layout = variant_layout(name, preset)
-    over = deep_merge(
-        budget(steps, tick_days), {"seed": seed, "features": {"layout": {"name": layout}}, "agent": dict(agent)}
-    )
+    layout_cfg = {"name": layout, **LAYOUT_OPTIONS.get(name, {})}
+    variant = {"seed": seed, "features": {"layout": layout_cfg}, "agent": dict(agent)}
+    over = deep_merge(budget(steps, tick_days), variant)
     return load_with_preset(None, preset, over)
 
 
@@ -308,7 +315,7 @@ def main() -> None:
                 if (label, seed, *this) in done:
                     continue
                 cfg = variant_config(name, seed, args.steps, args.tick_days, args.preset)
-                layout = variant_layout(name, args.preset)
+                layout = variant_layout(name, args.preset) + ("+returns" if name in LAYOUT_OPTIONS else "")
                 if layout not in prepared:
                     prepared[layout] = prepare(cfg)
                 if name == "sb3":
