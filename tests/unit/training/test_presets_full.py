@@ -14,6 +14,7 @@ def test_full_trains_the_structured_encoder_on_the_multi_factor_reward() -> None
     cfg = load_with_preset(None, "full")
     assert cfg.features.layout.name == "full"
     assert (cfg.agent.network, cfg.agent.batch_size, cfg.train.n_envs) == ("structured", 128, 16)
+    assert cfg.agent.block_norm and cfg.agent.block_dropout == 0.0
     assert cfg.train.device == "auto" and not cfg.train.mixed_precision
     assert cfg.reward.volatility_mode == "multiplier" and not cfg.reward.pnl_only
     for name, value in MULTI_FACTOR_REWARD.items():
@@ -23,7 +24,7 @@ def test_full_trains_the_structured_encoder_on_the_multi_factor_reward() -> None
 
 def test_full_flat_is_the_original_design_and_the_other_presets_keep_the_defaults() -> None:
     flat = load_with_preset(None, "full-flat")
-    assert flat.agent.network == "flat" and flat.agent.hidden == (1024, 512)
+    assert flat.agent.network == "flat" and flat.agent.hidden == (1024, 512) and not flat.agent.block_norm
     assert flat.reward.pnl_only and flat.reward.volatility_mode == "additive"
     assert flat.train.device == "cpu" and flat.cnn.train_window_fraction is None
     for name in ("demo", "real"):
