@@ -13,6 +13,7 @@ the same seeds and backtested greedily (its best validation checkpoint) on the h
     demo+returns   the layout's recent-returns blocks on (``features.layout.returns``: the last 30 1 s and 15
                    1 m log returns of ETH and BTC, what ``basic`` is made of); the ``demo`` preset has them
                    already, the ``full`` layout (15,588 features) does not
+    demo+norm+returns  both
     sb3            stable-baselines3's DQN (default MLP, 50k buffer, ``optimize_memory_usage``) on the demo layout's
                    env, state and reward, one env for the same env-step budget, evaluated as often; its best
                    validation weights are tested (the external baseline of the scorecard's convergence metric)
@@ -78,10 +79,14 @@ VARIANTS: Mapping[str, tuple[str, Mapping[str, Any]]] = {
     "demo+dropout": ("demo", {"block_dropout": 0.2}),
     "demo+all": ("demo", {"block_norm": True, "block_dropout": 0.2, **CAPACITY}),
     "demo+returns": ("demo", {}),
+    "demo+norm+returns": ("demo", {"block_norm": True}),
     "sb3": ("demo", {}),
 }
 """Variant name → (state layout, ``agent`` overrides on top of the demo preset)."""
-LAYOUT_OPTIONS: Mapping[str, Mapping[str, Any]] = {"demo+returns": {"returns": True}}
+LAYOUT_OPTIONS: Mapping[str, Mapping[str, Any]] = {
+    "demo+returns": {"returns": True},
+    "demo+norm+returns": {"returns": True},
+}
 """Variant name → ``features.layout`` options besides its name (the demo preset has the returns blocks already)."""
 
 
