@@ -18,6 +18,7 @@ the same seeds and backtested greedily (its best validation checkpoint) on the h
                    env, state and reward, one env for the same env-step budget, evaluated as often; its best
                    validation weights are tested (the external baseline of the scorecard's convergence metric)
 
+Flat and buy-and-hold are backtested once per seed on the same test range and sit in the table beside them.
 For each variant: the mean test return ± its standard error over the seeds, the paired difference vs
 ``basic`` (same seed, same market) with the standard error of the paired differences, and the verdict
 **match** when that mean difference is ≥ −1 SE; plus the median wall time of a training run.
@@ -55,14 +56,17 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from benchmarks._sb3 import greedy, learn_evaluated, sb3_dqn
+from benchmarks.bench_convergence import reached
 from rltrade.config import Config
-from rltrade.training.backtest import backtest_policy
+from rltrade.training.backtest import backtest_actions, backtest_policy
+from rltrade.training.baselines import buy_and_hold_actions, flat_actions
 from rltrade.training.bundle import load_learner
 from rltrade.training.evaluate import backtest_learner, validation_targets
 from rltrade.training.loop import train
@@ -71,23 +75,32 @@ from rltrade.training.presets import deep_merge, load_with_preset
 from rltrade.training.scorecard import TARGET_SHARE, validation_curve
 
 CAPACITY: Mapping[str, Any] = {"encoder_channels": [16, 32], "encoder_hidden": [128]}
-VARIANTS: Mapping[str, tuple[str, Mapping[str, Any]]] = {
-    "basic": ("basic", {}),
-    "demo": ("demo", {}),
-    "demo+norm": ("demo", {"block_norm": True}),
-    "demo+capacity": ("demo", CAPACITY),
-    "demo+dropout": ("demo", {"block_dropout": 0.2}),
-    "demo+all": ("demo", {"block_norm": True, "block_dropout": 0.2, **CAPACITY}),
-    "demo+returns": ("demo", {}),
-    "demo+norm+returns": ("demo", {"block_norm": True}),
-    "sb3": ("demo", {}),
+RETURNS: Mapping[str, Any] = {"returns": True}
+
+
+class Variant(NamedTuple):
+    """A variant: its state layout (``demo`` stands for the preset's own rich layout) and its overrides."""
+
+    layout: str
+    agent: Mapping[str, Any] = MappingProxyType({})
+    layout_options: Mapping[str, Any] = MappingProxyType({})
+    """``features.layout`` options besides its name."""
+
+
+VARIANTS: Mapping[str, Variant] = {
+    "basic": Variant("basic"),
+    "demo": Variant("demo"),
+    "demo+norm": Variant("demo", {"block_norm": True}),
+    "demo+capacity": Variant("demo", CAPACITY),
+    "demo+dropout": Variant("demo", {"block_dropout": 0.2}),
+    "demo+all": Variant("demo", {"block_norm": True, "block_dropout": 0.2, **CAPACITY}),
+    "demo+returns": Variant("demo", layout_options=RETURNS),
+    "demo+norm+returns": Variant("demo", {"block_norm": True}, RETURNS),
+    "sb3": Variant("demo"),
 }
-"""Variant name → (state layout, ``agent`` overrides on top of the demo preset)."""
-LAYOUT_OPTIONS: Mapping[str, Mapping[str, Any]] = {
-    "demo+returns": {"returns": True},
-    "demo+norm+returns": {"returns": True},
-}
-"""Variant name → ``features.layout`` options besides its name (the demo preset has the returns blocks already)."""
+"""Variant name → its layout and overrides on top of the preset."""
+BASELINES: tuple[str, ...] = ("flat", "buy_and_hold")
+"""Policies backtested once per seed on the same test range, beside the variants."""
 
 
 def budget(steps: int, tick_days: float) -> dict[str, Any]:
@@ -109,20 +122,26 @@ def variant_label(name: str, preset: str) -> str:
     return name if preset == "demo" else name.replace("demo", preset)
 
 
-def variant_layout(name: str, preset: str) -> str:
-    """The state layout of variant ``name`` on ``preset``: ``basic``, or the preset's own rich layout."""
-    layout = VARIANTS[name][0]
-    return preset if layout == "demo" else layout
-
-
 def variant_config(name: str, seed: int, steps: int, tick_days: float, preset: str = "demo") -> Config:
     """``preset`` with the variant's layout and agent options, seed ``seed`` and :func:`budget`."""
-    agent = VARIANTS[name][1]
-    layout = variant_layout(name, preset)
-    layout_cfg = {"name": layout, **LAYOUT_OPTIONS.get(name, {})}
-    variant = {"seed": seed, "features": {"layout": layout_cfg}, "agent": dict(agent)}
-    over = deep_merge(budget(steps, tick_days), variant)
-    return load_with_preset(None, preset, over)
+    v = VARIANTS[name]
+    layout = {"name": preset if v.layout == "demo" else v.layout, **v.layout_options}
+    variant = {"seed": seed, "features": {"layout": layout}, "agent": dict(v.agent)}
+    return load_with_preset(None, preset, deep_merge(budget(steps, tick_days), variant))
+
+
+def convergence_target(prepared: Prepared) -> float:
+    """:data:`~rltrade.training.scorecard.TARGET_SHARE` of the expected-move oracle's return on the validation
+    slice the loop backtests (the scorecard's convergence target)."""
+    truth = prepared.frames.extras["signal_truth"]
+    return TARGET_SHARE * float(validation_targets(prepared, truth)["validation_expected_move_oracle_return"])
+
+
+def baseline_returns(cfg: Config, prepared: Prepared) -> dict[str, float]:
+    """Flat's and buy-and-hold's test returns after costs on the variants' test range."""
+    period = prepared.test_period
+    actions = {"flat": flat_actions(period), "buy_and_hold": buy_and_hold_actions(period)}
+    return {name: float(backtest_actions(period, a, cfg.env).metrics["total_return"]) for name, a in actions.items()}
 
 
 def run_variant(cfg: Config, prepared: Prepared, run_dir: Path) -> dict[str, Any]:
@@ -137,8 +156,6 @@ def run_variant(cfg: Config, prepared: Prepared, run_dir: Path) -> dict[str, Any
     wall = time.perf_counter() - t0
     learner = load_learner(run_dir, prepared.layout, cfg, which="best")
     test = backtest_learner(learner, prepared, prepared.test_period).metrics
-    truth = prepared.frames.extras["signal_truth"]
-    oracle = validation_targets(prepared, truth)["validation_expected_move_oracle_return"]
     curve = validation_curve(run_dir / "tensorboard")
     points = [] if curve is None else [[int(s), float(w), float(v)] for s, w, v in zip(*curve, strict=True)]
     return {
@@ -146,7 +163,7 @@ def run_variant(cfg: Config, prepared: Prepared, run_dir: Path) -> dict[str, Any
         "n_trades": float(test["n_trades"]),
         "wall_s": wall,
         "n_envs": cfg.train.n_envs,
-        "target": TARGET_SHARE * float(oracle),
+        "target": convergence_target(prepared),
         "curve": points,
     }
 
@@ -168,24 +185,21 @@ def run_sb3(cfg: Config, prepared: Prepared) -> dict[str, Any]:
     if curve.best_state is not None:
         model.policy.load_state_dict(curve.best_state)
     test = backtest_policy(prepared.builder, prepared.test_period, greedy(model), cfg.env).metrics
-    truth = prepared.frames.extras["signal_truth"]
-    oracle = validation_targets(prepared, truth)["validation_expected_move_oracle_return"]
     return {
         "test_return": float(test["total_return"]),
         "n_trades": float(test["n_trades"]),
         "wall_s": wall,
         "n_envs": n_envs,
-        "target": TARGET_SHARE * float(oracle),
+        "target": convergence_target(prepared),
         "curve": [[steps // n_envs, w, v] for w, steps, v in curve.points],
     }
 
 
 def time_to_target(row: Mapping[str, Any]) -> tuple[float, int] | None:
     """(seconds, env steps) at the run's first validation backtest at or above its target; None if none was."""
-    for step, wall, value in row.get("curve", []):
-        if value >= row["target"]:
-            return wall, step * row["n_envs"]
-    return None
+    n = row["n_envs"]
+    hit = reached([(w, step * n, v) for step, w, v in row["curve"]], row["target"], row["steps"] * n)
+    return None if hit["wall_s"] is None else (hit["wall_s"], hit["env_steps"])
 
 
 def print_convergence(rows: Sequence[dict[str, Any]]) -> None:
@@ -247,7 +261,7 @@ def table(rows: Sequence[dict[str, Any]], reference: str = "basic") -> list[dict
             "seeds": sorted(runs),
             "mean": mean,
             "se": se,
-            "wall_s": statistics.median(r["wall_s"] for r in runs.values()),
+            "wall_s": statistics.median(r.get("wall_s", 0.0) for r in runs.values()),
         }
         if name != reference and seeds:
             diff, diff_se = mean_se([runs[s]["test_return"] - ref[s]["test_return"] for s in seeds])
@@ -266,7 +280,7 @@ def _order(label: str) -> tuple[int, str]:
 def print_table(rows: Sequence[dict[str, Any]], preset: str = "demo") -> None:
     """Print :func:`table` of ``rows`` (runs on ``preset``) and, per run, the seed's test return."""
     for r in sorted(rows, key=lambda r: _order(r["variant"])):
-        print(f"  {r['variant']:<14} seed {r['seed']}  test {r['test_return']:+.4%}  wall {r['wall_s']:.0f} s")
+        print(f"  {r['variant']:<14} seed {r['seed']}  test {r['test_return']:+.4%}  wall {r.get('wall_s', 0):.0f} s")
     base = next((t for t in table(rows) if t["variant"] == "basic"), None)
     basic_wall = base["wall_s"] if base else float("nan")
     vs_rich = {t["variant"]: t for t in table(rows, reference=preset)}
@@ -276,14 +290,49 @@ def print_table(rows: Sequence[dict[str, Any]], preset: str = "demo") -> None:
     )
     for t in table(rows):
         diff = f"{t['diff']:+.2%} ± {t['diff_se']:.2%}" if "diff" in t else "—"
+        line = f"{t['variant']:<14} {len(t['seeds']):>5} {t['mean']:>+12.2%} ± {t['se']:>6.2%} {diff:>26}"
+        if t["variant"] in BASELINES:  # not trained: no match, no wall time
+            print(line)
+            continue
         match = {True: "yes", False: "no"}.get(t.get("match"), "—")
         other = vs_rich[t["variant"]]
-        diff_demo = f"{other['diff']:+.2%} ± {other['diff_se']:.2%}" if "diff" in other else "—"
-        print(
-            f"{t['variant']:<14} {len(t['seeds']):>5} {t['mean']:>+12.2%} ± {t['se']:>6.2%} {diff:>26} "
-            f"{match:>7} {t['wall_s']:>7.0f} s {t['wall_s'] / basic_wall:>7.2f}× {diff_demo:>25}"
-        )
+        diff_rich = f"{other['diff']:+.2%} ± {other['diff_se']:.2%}" if "diff" in other else "—"
+        print(f"{line} {match:>7} {t['wall_s']:>7.0f} s {t['wall_s'] / basic_wall:>7.2f}× {diff_rich:>25}")
     print("match: the paired difference of the means vs basic is ≥ −1 standard error (issue 13, item 5)")
+
+
+def run_seed(args: argparse.Namespace, seed: int, out: Path, tmp: Path, done: set[tuple[Any, ...]]) -> None:
+    """Run the variants of ``seed`` not in ``done`` (one preparation per layout), then its baselines; append to
+    ``out``."""
+    this = (args.preset, args.steps, args.tick_days)
+    prepared: dict[str, Prepared] = {}  # by layout: the variants of one seed share a market
+
+    def prepared_for(cfg: Config) -> Prepared:
+        key = cfg.features.layout.model_dump_json()
+        if key not in prepared:
+            prepared[key] = prepare(cfg)
+        return prepared[key]
+
+    def record(row: dict[str, Any]) -> None:
+        fields = {"seed": seed, "preset": args.preset, "steps": args.steps, "tick_days": args.tick_days}
+        with out.open("a") as f:
+            f.write(json.dumps({**fields, **row}) + "\n")
+
+    for name in args.variants:
+        label = variant_label(name, args.preset)
+        if (label, seed, *this) in done:
+            continue
+        cfg = variant_config(name, seed, args.steps, args.tick_days, args.preset)
+        if name == "sb3":
+            result = run_sb3(cfg, prepared_for(cfg))
+        else:
+            result = run_variant(cfg, prepared_for(cfg), tmp / f"{label}_{seed}")
+        record({"variant": label, **result})
+        print(f"{label} seed {seed}: test {result['test_return']:+.4%}, {result['wall_s']:.0f} s", flush=True)
+    if not all((b, seed, *this) in done for b in BASELINES):
+        cfg = variant_config("basic", seed, args.steps, args.tick_days, args.preset)
+        for b, ret in baseline_returns(cfg, prepared_for(cfg)).items():
+            record({"variant": b, "test_return": ret})
 
 
 def main() -> None:
@@ -314,24 +363,7 @@ def main() -> None:
         this = (args.preset, args.steps, args.tick_days)
         done = {(r["variant"], r["seed"], *_key(r)) for r in read_rows([out])}
         for seed in args.seeds:
-            prepared: dict[str, Prepared] = {}
-            for name in args.variants:
-                label = variant_label(name, args.preset)
-                if (label, seed, *this) in done:
-                    continue
-                cfg = variant_config(name, seed, args.steps, args.tick_days, args.preset)
-                layout = variant_layout(name, args.preset) + ("+returns" if name in LAYOUT_OPTIONS else "")
-                if layout not in prepared:
-                    prepared[layout] = prepare(cfg)
-                if name == "sb3":
-                    result = run_sb3(cfg, prepared[layout])
-                else:
-                    result = run_variant(cfg, prepared[layout], Path(tmp) / f"{label}_{seed}")
-                row = {"variant": label, "seed": seed, "preset": args.preset, "steps": args.steps}
-                row |= {"tick_days": args.tick_days, **result}
-                with out.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
-                print(f"{label} seed {seed}: test {result['test_return']:+.4%}, {result['wall_s']:.0f} s", flush=True)
+            run_seed(args, seed, out, Path(tmp), done)
         print_table([r for r in read_rows([out]) if _key(r) == this], preset=args.preset)
         print_convergence([r for r in read_rows([out]) if _key(r) == this])
 
