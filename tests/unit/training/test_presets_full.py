@@ -3,6 +3,8 @@ budget, device auto); ``full-flat`` keeps the original design's literal network 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from rltrade.config import ConfigError
@@ -35,3 +37,11 @@ def test_full_flat_is_the_original_design_and_the_other_presets_keep_the_default
 def test_an_unknown_device_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"train\.device"):
         load_with_preset(None, "full", {"train": {"device": "gpu"}})
+
+
+def test_the_readme_scored_full_run_config_is_the_benchmark_budget_on_the_full_preset() -> None:
+    from benchmarks.bench_rich_state import variant_config
+
+    cfg = load_with_preset(Path(__file__).resolve().parents[3] / "configs" / "full-15k.yaml", "full")
+    bench = variant_config("demo+norm", 0, 15_000, 2.0, "full")  # the benchmark's full+norm run, seed 0
+    assert cfg.model_dump() == bench.model_dump()
