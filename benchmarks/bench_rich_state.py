@@ -76,6 +76,8 @@ from rltrade.training.scorecard import TARGET_SHARE, validation_curve
 
 CAPACITY: Mapping[str, Any] = {"encoder_channels": [16, 32], "encoder_hidden": [128]}
 RETURNS: Mapping[str, Any] = {"returns": True}
+EVAL_STEPS = 1_800
+"""Default length of the validation backtests: 30 min of the 1 s clock (``--eval-minutes``)."""
 
 
 class Variant(NamedTuple):
@@ -103,17 +105,18 @@ BASELINES: tuple[str, ...] = ("flat", "buy_and_hold")
 """Policies backtested once per seed on the same test range, beside the variants."""
 
 
-def budget(steps: int, tick_days: float) -> dict[str, Any]:
+def budget(steps: int, tick_days: float, eval_steps: int = EVAL_STEPS) -> dict[str, Any]:
     """The demo preset's schedule scaled to ``steps`` loop steps on ``tick_days`` of trades.
 
-    ε falls over the first half; six validation backtests of 30 min each choose the checkpoint and draw the
-    convergence curve (the demo preset: every 2,500 of its 15,000 steps).
+    ε falls over the first half; six validation backtests of ``eval_steps`` steps each (the first ones of the
+    validation selection window) choose the checkpoint and draw the convergence curve (the demo preset: every
+    2,500 of its 15,000 steps).
     """
     every = max(steps // 6, 1)
     return {
         "data": {"synthetic": {"tick_days": tick_days}},
         "agent": {"epsilon_steps": max(steps // 2, 1), "beta_steps": steps},
-        "train": {"total_steps": steps, "eval_every": every, "checkpoint_every": every, "eval_max_steps": 1_800},
+        "train": {"total_steps": steps, "eval_every": every, "checkpoint_every": every, "eval_max_steps": eval_steps},
     }
 
 
@@ -122,12 +125,14 @@ def variant_label(name: str, preset: str) -> str:
     return name if preset == "demo" else name.replace("demo", preset)
 
 
-def variant_config(name: str, seed: int, steps: int, tick_days: float, preset: str = "demo") -> Config:
+def variant_config(
+    name: str, seed: int, steps: int, tick_days: float, preset: str = "demo", eval_steps: int = EVAL_STEPS
+) -> Config:
     """``preset`` with the variant's layout and agent options, seed ``seed`` and :func:`budget`."""
     v = VARIANTS[name]
     layout = {"name": preset if v.layout == "demo" else v.layout, **v.layout_options}
     variant = {"seed": seed, "features": {"layout": layout}, "agent": dict(v.agent)}
-    return load_with_preset(None, preset, deep_merge(budget(steps, tick_days), variant))
+    return load_with_preset(None, preset, deep_merge(budget(steps, tick_days, eval_steps), variant))
 
 
 def convergence_target(prepared: Prepared) -> float:
@@ -221,9 +226,10 @@ def print_convergence(rows: Sequence[dict[str, Any]]) -> None:
         print(f"{r['variant']:<14} {r['seed']:>4} {r['target']:>+8.2%} {when:>26} {ratio:>13}")
 
 
-def _key(row: Mapping[str, Any]) -> tuple[str, int, float]:
-    """(preset, steps, tick days) of a finished run; rows written before ``--preset`` existed ran on the demo."""
-    return (row.get("preset", "demo"), row["steps"], row["tick_days"])
+def _key(row: Mapping[str, Any]) -> tuple[str, int, float, int]:
+    """(preset, steps, tick days, validation steps) of a finished run; rows written before ``--preset`` and
+    ``--eval-minutes`` existed ran on the demo with 30-minute validation backtests."""
+    return (row.get("preset", "demo"), row["steps"], row["tick_days"], row.get("eval_steps", EVAL_STEPS))
 
 
 def read_rows(paths: Sequence[Path]) -> list[dict[str, Any]]:
@@ -304,7 +310,7 @@ def print_table(rows: Sequence[dict[str, Any]], preset: str = "demo") -> None:
 def run_seed(args: argparse.Namespace, seed: int, out: Path, tmp: Path, done: set[tuple[Any, ...]]) -> None:
     """Run the variants of ``seed`` not in ``done`` (one preparation per layout), then its baselines; append to
     ``out``."""
-    this = (args.preset, args.steps, args.tick_days)
+    this = (args.preset, args.steps, args.tick_days, args.eval_steps)
     prepared: dict[str, Prepared] = {}  # by layout: the variants of one seed share a market
 
     def prepared_for(cfg: Config) -> Prepared:
@@ -314,7 +320,8 @@ def run_seed(args: argparse.Namespace, seed: int, out: Path, tmp: Path, done: se
         return prepared[key]
 
     def record(row: dict[str, Any]) -> None:
-        fields = {"seed": seed, "preset": args.preset, "steps": args.steps, "tick_days": args.tick_days}
+        fields = dict(zip(("preset", "steps", "tick_days", "eval_steps"), this, strict=True))
+        fields["seed"] = seed
         with out.open("a") as f:
             f.write(json.dumps({**fields, **row}) + "\n")
 
@@ -322,7 +329,7 @@ def run_seed(args: argparse.Namespace, seed: int, out: Path, tmp: Path, done: se
         label = variant_label(name, args.preset)
         if (label, seed, *this) in done:
             continue
-        cfg = variant_config(name, seed, args.steps, args.tick_days, args.preset)
+        cfg = variant_config(name, seed, args.steps, args.tick_days, args.preset, args.eval_steps)
         if name == "sb3":
             result = run_sb3(cfg, prepared_for(cfg))
         else:
@@ -330,7 +337,7 @@ def run_seed(args: argparse.Namespace, seed: int, out: Path, tmp: Path, done: se
         record({"variant": label, **result})
         print(f"{label} seed {seed}: test {result['test_return']:+.4%}, {result['wall_s']:.0f} s", flush=True)
     if not all((b, seed, *this) in done for b in BASELINES):
-        cfg = variant_config("basic", seed, args.steps, args.tick_days, args.preset)
+        cfg = variant_config("basic", seed, args.steps, args.tick_days, args.preset, args.eval_steps)
         for b, ret in baseline_returns(cfg, prepared_for(cfg)).items():
             record({"variant": b, "test_return": ret})
 
@@ -342,10 +349,14 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     ap.add_argument("--steps", type=int, default=2_000, help="loop steps per run (demo preset: 15,000)")
     ap.add_argument("--tick-days", type=float, default=1.0, help="days of trades (demo preset: 2)")
+    ap.add_argument(
+        "--eval-minutes", type=float, default=EVAL_STEPS / 60, help="length of each validation backtest (1 s clock)"
+    )
     ap.add_argument("--out", type=Path, default=None, help="JSON lines of finished runs (default: a temporary file)")
     ap.add_argument("--table", type=Path, nargs="+", help="only print the table of these JSON-lines files")
     ap.add_argument("--quick", action="store_true", help="seed 0, basic and demo+all, 600 steps (plumbing only)")
     args = ap.parse_args()
+    args.eval_steps = round(args.eval_minutes * 60)
     if args.preset != "demo" and {"demo+capacity", "demo+all"} & set(args.variants):
         ap.error(f"the capacity variants widen the demo's encoder; the {args.preset} preset's is wider already")
     if args.quick:
@@ -353,14 +364,14 @@ def main() -> None:
     if args.table:
         rows = read_rows(args.table)
         for key in sorted({_key(r) for r in rows}, key=str):
-            print(f"\n{key[0]} preset, {key[1]:,} steps per run, {key[2]} tick days:")
+            print(f"\n{key[0]} preset, {key[1]:,} steps per run, {key[2]} tick days, {key[3] / 60:g}-min validation:")
             print_table([r for r in rows if _key(r) == key], preset=key[0])
             print_convergence([r for r in rows if _key(r) == key])
         return
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="bench_rich_state_") as tmp:
         out: Path = args.out if args.out is not None else Path(tmp) / "rich_state.jsonl"
-        this = (args.preset, args.steps, args.tick_days)
+        this = (args.preset, args.steps, args.tick_days, args.eval_steps)
         done = {(r["variant"], r["seed"], *_key(r)) for r in read_rows([out])}
         for seed in args.seeds:
             run_seed(args, seed, out, Path(tmp), done)
