@@ -33,15 +33,7 @@ from rltrade.config import Config
 from rltrade.training.bundle import open_bundle, write_json_atomic
 from rltrade.training.loop import train
 from rltrade.training.pipeline import prepare
-from rltrade.training.scorecard import TARGET_SHARE, time_to_target
-
-
-def reached(points: list[tuple[float, int, float]], target: float, budget: int) -> dict[str, Any]:
-    """The first (wall s, env steps) at which a curve of (wall, env steps, return) reaches ``target``."""
-    for wall, steps, ret in points:
-        if ret >= target:
-            return {"wall_s": wall, "env_steps": steps, "budget_env_steps": budget, "evaluations": len(points)}
-    return {"wall_s": None, "env_steps": None, "budget_env_steps": budget, "evaluations": len(points)}
+from rltrade.training.scorecard import TARGET_SHARE, first_reached, time_to_target
 
 
 def basic_learner(cfg: Config, out: Path, target: float) -> dict[str, Any]:
@@ -69,7 +61,7 @@ def sb3_learner(cfg: Config, run: Path, target: float) -> dict[str, Any]:
     budget = cfg.train.total_steps * cfg.train.n_envs
     every = cfg.train.eval_every * cfg.train.n_envs
     curve = learn_evaluated(sb3_dqn(cfg, prep), cfg, prep, val, total_env_steps=budget, every_env_steps=every)
-    return reached(curve.points, target, budget)
+    return first_reached(curve.points, target, budget)
 
 
 def main() -> None:

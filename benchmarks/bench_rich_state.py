@@ -63,7 +63,6 @@ import numpy as np
 import torch
 
 from benchmarks._sb3 import greedy, learn_evaluated, sb3_dqn
-from benchmarks.bench_convergence import reached
 from rltrade.config import Config
 from rltrade.training.backtest import backtest_actions, backtest_policy
 from rltrade.training.baselines import buy_and_hold_actions, flat_actions
@@ -72,7 +71,7 @@ from rltrade.training.evaluate import backtest_learner, validation_targets
 from rltrade.training.loop import train
 from rltrade.training.pipeline import Prepared, prepare
 from rltrade.training.presets import deep_merge, load_with_preset
-from rltrade.training.scorecard import TARGET_SHARE, validation_curve
+from rltrade.training.scorecard import TARGET_SHARE, first_reached, validation_curve
 
 CAPACITY: Mapping[str, Any] = {"encoder_channels": [16, 32], "encoder_hidden": [128]}
 RETURNS: Mapping[str, Any] = {"returns": True}
@@ -203,7 +202,7 @@ def run_sb3(cfg: Config, prepared: Prepared) -> dict[str, Any]:
 def time_to_target(row: Mapping[str, Any]) -> tuple[float, int] | None:
     """(seconds, env steps) at the run's first validation backtest at or above its target; None if none was."""
     n = row["n_envs"]
-    hit = reached([(w, step * n, v) for step, w, v in row["curve"]], row["target"], row["steps"] * n)
+    hit = first_reached([(w, step * n, v) for step, w, v in row["curve"]], row["target"], row["steps"] * n)
     return None if hit["wall_s"] is None else (hit["wall_s"], hit["env_steps"])
 
 

@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -250,24 +250,26 @@ def time_to_target(log_dir: Path, target: float, *, n_envs: int, total_steps: in
     Returns
     -------
     dict or None
-        ``wall_s`` (since the log's first event) and ``env_steps``, both None when it never got there,
-        ``budget_env_steps`` and ``evaluations``; None when ``log_dir`` holds no validation curve.
+        :func:`first_reached` of the curve; None when ``log_dir`` holds no validation curve.
     """
     curve = validation_curve(log_dir)
     if curve is None:
         return None
     steps, wall, value = curve
-    budget = total_steps * n_envs
-    hit = np.flatnonzero(value >= target)
-    if hit.size == 0:
-        return {"wall_s": None, "env_steps": None, "budget_env_steps": budget, "evaluations": int(steps.size)}
-    k = int(hit[0])
-    return {
-        "wall_s": float(wall[k]),
-        "env_steps": int(steps[k]) * n_envs,
-        "budget_env_steps": budget,
-        "evaluations": int(steps.size),
-    }
+    points = [(float(w), int(s) * n_envs, float(v)) for s, w, v in zip(steps, wall, value, strict=True)]
+    return first_reached(points, target, total_steps * n_envs)
+
+
+def first_reached(points: Sequence[tuple[float, int, float]], target: float, budget: int) -> dict[str, Any]:
+    """Find the first point of a validation curve of ``(wall s, env steps, return)`` at or above ``target``.
+
+    Returns ``wall_s`` and ``env_steps`` of that point (both None when no point got there: "> budget"),
+    ``budget_env_steps`` (``budget``) and ``evaluations`` (the curve's points): a ``convergence.json`` learner.
+    """
+    for wall, steps, value in points:
+        if value >= target:
+            return {"wall_s": wall, "env_steps": steps, "budget_env_steps": budget, "evaluations": len(points)}
+    return {"wall_s": None, "env_steps": None, "budget_env_steps": budget, "evaluations": len(points)}
 
 
 def _when(r: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ from rltrade.training.scorecard import (
     PASS,
     accuracy_score,
     coverage_score,
+    first_reached,
     regimes_score,
     time_to_target,
     uptime_score,
@@ -155,3 +156,15 @@ def test_time_to_target_reads_the_validation_curve_and_ratios_say_budget(tmp_pat
     assert wall_ratio({"wall_s": 10.0}, {"wall_s": 40.0}) == 0.25
     assert wall_ratio({"wall_s": 10.0}, {"wall_s": None}) == 0.0
     assert wall_ratio({"wall_s": None}, {"wall_s": 40.0}) is None
+
+
+def test_first_reached_takes_the_first_point_at_or_above_the_target() -> None:
+    points = [(10.0, 400, 0.01), (20.0, 800, 0.03), (30.0, 1200, 0.02), (40.0, 1600, 0.05)]
+    assert first_reached(points, 0.03, 2000) == {
+        "wall_s": 20.0,
+        "env_steps": 800,
+        "budget_env_steps": 2000,
+        "evaluations": 4,
+    }
+    never = first_reached(points, 0.06, 2000)
+    assert never["wall_s"] is None and never["env_steps"] is None and never["evaluations"] == 4
