@@ -4,7 +4,8 @@ On the demo preset's planted-signal synthetic market (BTC leads ETH by 5 s), eac
 the same seeds and backtested greedily (its best validation checkpoint) on the held-out test range:
 
     basic          the ``basic`` layout (~100 features: recent ETH / BTC returns, regime), the demo agent
-    demo           the ``demo`` layout (every block, short windows), the demo preset's agent as it is
+    demo           the ``demo`` layout (every block, short windows), the demo preset's agent with neither
+                   option below (``block_norm`` and ``block_dropout`` off, whatever the preset sets)
     demo+norm      ``agent.block_norm``: per-block input standardisation fitted on training states
     demo+capacity  wider encoder: ``encoder_channels`` [16, 32] (demo: [8, 16]), ``encoder_hidden`` [128]
                    (demo: [64])
@@ -83,6 +84,8 @@ from rltrade.training.scorecard import TARGET_SHARE, first_reached, validation_c
 
 CAPACITY: Mapping[str, Any] = {"encoder_channels": [16, 32], "encoder_hidden": [128]}
 RETURNS: Mapping[str, Any] = {"returns": True}
+PLAIN_AGENT: Mapping[str, Any] = {"block_norm": False, "block_dropout": 0.0}
+"""The agent options every variant starts from (the variant's own overrides go on top)."""
 EVAL_STEPS = 1_800
 """Default length of the validation backtests: 30 min of the 1 s clock (``--eval-minutes``)."""
 
@@ -135,10 +138,15 @@ def variant_label(name: str, preset: str) -> str:
 def variant_config(
     name: str, seed: int, steps: int, tick_days: float, preset: str = "demo", eval_steps: int = EVAL_STEPS
 ) -> Config:
-    """``preset`` with the variant's layout and agent options, seed ``seed`` and :func:`budget`."""
+    """``preset`` with the variant's layout and agent options, seed ``seed`` and :func:`budget`.
+
+    The preset's own block normalisation and dropout are off unless the variant turns them on, so that each
+    variant's name says what it adds (the ``full`` preset has ``block_norm``, the ``demo`` one ``block_dropout``).
+    """
     v = VARIANTS[name]
     layout = {"name": preset if v.layout == "demo" else v.layout, **v.layout_options}
-    variant = {"seed": seed, "features": {"layout": layout}, "agent": dict(v.agent)}
+    agent = {**PLAIN_AGENT, **v.agent}
+    variant = {"seed": seed, "features": {"layout": layout}, "agent": agent}
     return load_with_preset(None, preset, deep_merge(budget(steps, tick_days, eval_steps), variant))
 
 

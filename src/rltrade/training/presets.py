@@ -1,10 +1,13 @@
 """Named training presets: config overrides applied *under* the user's config file (the file wins).
 
 ``demo``  the ``demo`` state layout (every block, short windows, plus the recent-returns blocks), the
-          structured encoder, walk-forward CNNs, a synthetic market (two days of trades, regimes lasting 1
+          structured encoder with block dropout (``agent.block_dropout`` 0.2: chosen on validation returns in
+          ``benchmarks/bench_rich_state.py``, where it brings the demo agent level with the basic layout's on
+          the test range, README), walk-forward CNNs, a synthetic market (two days of trades, regimes lasting 1
           to 2.1 h, 400 days of history) with a strong planted BTC→ETH lead, low fees: trains in minutes on
           2 cores.
-``real``  the demo's agent and training budget on the real Binance 1m/1h/1d klines of ``../shared/data/real``
+``real``  the demo's agent (without its block dropout, chosen on the planted signal only) and training
+          budget on the real Binance 1m/1h/1d klines of ``../shared/data/real``
           on a 1-minute clock, with the ``demo`` layout cut to what the data has (ETH 1m / 1h / 1d bar
           windows, BTC 1m bars, pivots and regime: no ticks, no 1 s blocks, no CNN blocks) and the real costs
           of ``EnvConfig``. Its data step (:func:`rltrade.data.real.import_real_klines`) imports the files into
@@ -155,6 +158,25 @@ SYNTHETIC_MARKETS: Final[Mapping[str, Mapping[str, Any]]] = MappingProxyType(
 """The synthetic market of the ``demo`` and ``full`` presets: the planted signal, and enough tick days and regime
 switches that the validation and test ranges each see three or more true regimes (module docstring)."""
 
+DEMO_AGENT: Final[Mapping[str, Any]] = MappingProxyType(
+    {
+        "network": "structured",
+        "encoder_channels": [8, 16],
+        "encoder_patches": [4, 4],
+        "encoder_hidden": [64],
+        "lr": 5e-4,
+        "buffer_size": 50_000,
+        "batch_size": 64,
+        "learning_starts": 1_000,
+        "epsilon_steps": 6_000,
+        "epsilon_end": 0.02,
+        "target_update_interval": 250,
+        "beta_steps": 15_000,
+        "gamma": 0.9,
+    }
+)
+"""The demo's agent, shared by the real-data presets; the ``demo`` preset adds block dropout (:data:`_DEMO`)."""
+
 _DEMO: Final[Mapping[str, Any]] = {
     "data": {"synthetic": dict(SYNTHETIC_MARKETS["demo"])},
     "splits": {"train": 0.6, "validation": 0.2, "purge_s": 600, "embargo_s": 60},
@@ -169,21 +191,7 @@ _DEMO: Final[Mapping[str, Any]] = {
     },
     "env": {**PLANTED_SIGNAL_COSTS, "episode_steps": 600},
     "reward": {"pnl_weight": 10_000.0},
-    "agent": {
-        "network": "structured",
-        "encoder_channels": [8, 16],
-        "encoder_patches": [4, 4],
-        "encoder_hidden": [64],
-        "lr": 5e-4,
-        "buffer_size": 50_000,
-        "batch_size": 64,
-        "learning_starts": 1_000,
-        "epsilon_steps": 6_000,
-        "epsilon_end": 0.02,
-        "target_update_interval": 250,
-        "beta_steps": 15_000,
-        "gamma": 0.9,
-    },
+    "agent": {**DEMO_AGENT, "block_dropout": 0.2},
     "train": {
         "total_steps": 15_000,
         "n_envs": 8,
@@ -276,7 +284,7 @@ PRESETS: Final[Mapping[str, Preset]] = MappingProxyType(
     {
         "demo": Preset(_DEMO),
         "real": Preset(
-            deep_merge({"agent": _DEMO["agent"], "train": _DEMO["train"]}, REAL_OVERRIDES),
+            deep_merge({"agent": dict(DEMO_AGENT), "train": _DEMO["train"]}, REAL_OVERRIDES),
             DataStep("the real klines", import_real_klines, REAL_DATA_DIR),
         ),
         "full": Preset(_FULL),
@@ -290,12 +298,12 @@ PRESETS: Final[Mapping[str, Preset]] = MappingProxyType(
             }
         ),
         "real-1h": Preset(
-            deep_merge({"agent": _DEMO["agent"], "train": _DEMO["train"]}, REAL_1H_OVERRIDES),
+            deep_merge({"agent": dict(DEMO_AGENT), "train": _DEMO["train"]}, REAL_1H_OVERRIDES),
             DataStep("the real 1h klines (1d resampled from them)", import_real_hourly, REAL_DATA_DIR),
         ),
         "real-month": Preset(
             deep_merge(
-                deep_merge({"agent": _DEMO["agent"], "train": _DEMO["train"]}, REAL_OVERRIDES), REAL_MONTH_OVERRIDES
+                deep_merge({"agent": dict(DEMO_AGENT), "train": _DEMO["train"]}, REAL_OVERRIDES), REAL_MONTH_OVERRIDES
             )
         ),
     }

@@ -12,7 +12,7 @@ from rltrade.config import Config, ConfigError
 from rltrade.data.market import load_market
 from rltrade.data.real import RealDataMissing, import_real_klines
 from rltrade.training.pipeline import prepare
-from rltrade.training.presets import PRESETS, REAL_OVERRIDES, deep_merge, load_with_preset
+from rltrade.training.presets import DEMO_AGENT, PRESETS, REAL_OVERRIDES, deep_merge, load_with_preset
 from rltrade.types import US_PER_DAY, Timeframe
 from tests.support.real_data import require_real
 
@@ -63,11 +63,13 @@ def test_real_store_ends_with_the_month_and_tests_on_its_last_days(tmp_path: Pat
 def test_the_real_preset_trains_the_demo_agent_on_a_minute_clock() -> None:
     cfg = load_with_preset(None, "real")
     demo = load_with_preset(None, "demo")
-    assert cfg.agent == demo.agent and cfg.train.total_steps == demo.train.total_steps
+    assert demo.agent.block_dropout > 0.0, "block dropout is the demo's, chosen on the planted signal only"
+    assert cfg.agent == demo.agent.model_copy(update={"block_dropout": 0.0})
+    assert cfg.train.total_steps == demo.train.total_steps
     assert cfg.train.eval_max_steps == REAL_OVERRIDES["train"]["eval_max_steps"] != demo.train.eval_max_steps
     assert cfg.env.step is Timeframe.M1 and not cfg.features.layout.ticks and not cfg.features.layout.returns
     real, demo_preset = PRESETS["real"], PRESETS["demo"]
-    assert "agent" not in REAL_OVERRIDES and real.overrides["agent"] is demo_preset.overrides["agent"]
+    assert "agent" not in REAL_OVERRIDES and real.overrides["agent"] == dict(DEMO_AGENT)
     assert real.data_step is not None and real.data_step.run is import_real_klines and demo_preset.data_step is None
 
 
@@ -84,7 +86,7 @@ def test_the_real_1h_preset_walks_forward_on_an_hourly_clock() -> None:
     cfg = load_with_preset(None, "real-1h")
     assert cfg.env.step is Timeframe.H1 and cfg.data.timeframes == (Timeframe.H1, Timeframe.D1)
     assert cfg.splits.walk_forward_folds >= 8 and not cfg.features.layout.ticks
-    assert cfg.agent == load_with_preset(None, "demo").agent
+    assert cfg.agent == load_with_preset(None, "real").agent
     step = PRESETS["real-1h"].data_step
     assert step is not None and step.run is import_real_hourly
 
