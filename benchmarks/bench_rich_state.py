@@ -15,6 +15,7 @@ the same seeds and backtested greedily (its best validation checkpoint) on the h
                    1 m log returns of ETH and BTC, what ``basic`` is made of); the ``demo`` preset has them
                    already, the ``full`` layout (15,588 features) does not
     demo+norm+returns  both
+    demo+norm+dropout  block normalisation and dropout (the ``full`` agent never trades without the first)
     sb3            stable-baselines3's DQN (default MLP, 50k buffer, ``optimize_memory_usage``) on the demo layout's
                    env, state and reward, one env for the same env-step budget, evaluated as often; its best
                    validation weights are tested (the external baseline of the scorecard's convergence metric)
@@ -108,6 +109,7 @@ VARIANTS: Mapping[str, Variant] = {
     "demo+all": Variant("demo", {"block_norm": True, "block_dropout": 0.2, **CAPACITY}),
     "demo+returns": Variant("demo", layout_options=RETURNS),
     "demo+norm+returns": Variant("demo", {"block_norm": True}, RETURNS),
+    "demo+norm+dropout": Variant("demo", {"block_norm": True, "block_dropout": 0.2}),
     "sb3": Variant("demo"),
 }
 """Variant name → its layout and overrides on top of the preset."""
