@@ -16,7 +16,7 @@ def test_full_trains_the_structured_encoder_on_the_multi_factor_reward() -> None
     cfg = load_with_preset(None, "full")
     assert cfg.features.layout.name == "full"
     assert (cfg.agent.network, cfg.agent.batch_size, cfg.train.n_envs) == ("structured", 128, 16)
-    assert cfg.agent.block_norm and cfg.agent.block_dropout == 0.0
+    assert cfg.agent.block_norm and cfg.agent.block_dropout == 0.2, "both chosen on validation in bench_rich_state"
     assert cfg.train.device == "auto" and not cfg.train.mixed_precision
     assert cfg.reward.volatility_mode == "multiplier" and not cfg.reward.pnl_only
     for name, value in MULTI_FACTOR_REWARD.items():
