@@ -17,9 +17,9 @@
           (``train.eval_max_steps`` 8,000 one-minute steps covers them) and its last ~2.2 days (~3,200 steps,
           ``selection.confirm_fraction`` 0.3) only confirm the choice against flat and buy-and-hold.
           The demo's 1 s clock has two days of ticks: its checkpoints are chosen on 2 h (7,200 steps: the
-          validation range's first hour is its weakest stretch, the expected-move oracle making +15 % on it
-          against +38 % on the first two, so the checkpoint choice and the scorecard's convergence target read
-          a more typical stretch) and confirmed on the validation range's last ~2.9 h.
+          validation range starts with its weakest stretch, the expected-move oracle making +3.5 % on its first
+          30 minutes, +15 % on its first hour and +38 % on its first two, so the checkpoint choice and the
+          scorecard's convergence target read a more typical stretch) and confirmed on its last ~2.9 h.
 ``real-1h`` the demo's agent on the real 1h files whole (2018-03-27 → 2026-05-16 after a warm-up quarter for
           the 1d window: bull, bear and range years) on a 1-hour clock, for the walk-forward verdict
           (``splits.walk_forward_folds`` 8 rolling folds of about 10 months each). Its data step
