@@ -6,10 +6,10 @@
 
 For each market (``synthetic``: the ``demo`` preset's market with the planted BTC→ETH lead; ``real``: the
 ``real`` preset on ``../shared/data/real``, skipped with the reason when absent) and each seed, the same
-config is trained twice: with the preset's own PnL-only reward and with the multi-factor reward of the
-``full`` preset (:data:`rltrade.env.reward.MULTI_FACTOR_REWARD`: direction, regime, CNN agreement and
-pivot accuracy added with small weights, volatility as a multiplier on PnL). Both are scored the same
-way, by PnL after costs, never by the shaped reward.
+config is trained twice: with a PnL-only reward (the preset's PnL scale, every factor off) and with the
+multi-factor reward of the ``full`` preset (:data:`rltrade.env.reward.MULTI_FACTOR_REWARD`: direction,
+regime, CNN agreement and pivot accuracy added with small weights, volatility as a multiplier on PnL).
+Both are scored the same way, by PnL after costs, never by the shaped reward.
 
 The default is decided on the **validation** range only: the best validation return of each run (the
 checkpoint a run keeps), paired by seed. Multi-factor wins when the mean paired difference exceeds one
@@ -32,7 +32,7 @@ from typing import Any
 
 from benchmarks._util import quick_parser
 from rltrade.agent.learner import DQNLearner
-from rltrade.config import Config
+from rltrade.config import Config, RewardConfig
 from rltrade.env.prices import build_period
 from rltrade.env.reward import MULTI_FACTOR_REWARD
 from rltrade.training.bundle import load_learner
@@ -42,15 +42,21 @@ from rltrade.training.pipeline import Prepared, prepare
 from rltrade.training.presets import load_with_preset, preset
 
 PRESET = {"synthetic": "demo", "real": "real"}
+PNL_ONLY: dict[str, Any] = {
+    name: field.default
+    for name, field in RewardConfig.model_fields.items()
+    if name in MULTI_FACTOR_REWARD and name != "pnl_weight"
+}
+"""The reward overrides of the PnL-only arm: every factor of :data:`MULTI_FACTOR_REWARD` at its default (off)."""
 REWARDS = ("pnl_only", "multi_factor")
 
 
 def config(market: str, seed: int, reward: str, steps: int | None, cnn: bool) -> Config:
     """The market's preset for one seed, with the PnL-only or the multi-factor reward."""
     over: dict[str, Any] = {"seed": seed}
-    if reward == "multi_factor":
-        # Keep the preset's PnL scale (its pnl_weight) and add the factors around it.
-        over["reward"] = {k: v for k, v in MULTI_FACTOR_REWARD.items() if k != "pnl_weight"}
+    # Keep the preset's PnL scale (its pnl_weight); PnL-only turns every factor off whatever the preset sets.
+    factors = {k: v for k, v in MULTI_FACTOR_REWARD.items() if k != "pnl_weight"}
+    over["reward"] = factors if reward == "multi_factor" else PNL_ONLY
     if steps is not None:
         every = max(steps // 3, 1)
         over["train"] = {"total_steps": steps, "eval_every": every, "checkpoint_every": every}

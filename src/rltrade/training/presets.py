@@ -3,9 +3,10 @@
 ``demo``  the ``demo`` state layout (every block, short windows, plus the recent-returns blocks), the
           structured encoder with block dropout (``agent.block_dropout`` 0.2: chosen on validation returns in
           ``benchmarks/bench_rich_state.py``, where it brings the demo agent level with the basic layout's on
-          the test range, README), walk-forward CNNs, a synthetic market (two days of trades, regimes lasting 1
-          to 2.1 h, 400 days of history) with a strong planted BTC→ETH lead, low fees: trains in minutes on
-          2 cores.
+          the test range, README), the multi-factor reward of the ``full`` preset (chosen on validation
+          returns at this budget by ``benchmarks/bench_reward_ablation.py``, README), walk-forward CNNs, a
+          synthetic market (two days of trades, regimes lasting 1 to 2.1 h, 400 days of history) with a
+          strong planted BTC→ETH lead, low fees: trains in minutes on 2 cores.
 ``real``  the demo's agent (without its block dropout, chosen on the planted signal only) and training
           budget on the real Binance 1m/1h/1d klines of ``../shared/data/real``
           on a 1-minute clock, with the ``demo`` layout cut to what the data has (ETH 1m / 1h / 1d bar
@@ -191,7 +192,7 @@ _DEMO: Final[Mapping[str, Any]] = {
         "flat_quantile": 0.34,
     },
     "env": {**PLANTED_SIGNAL_COSTS, "episode_steps": 600},
-    "reward": {"pnl_weight": 10_000.0},
+    "reward": dict(MULTI_FACTOR_REWARD),
     "agent": {**DEMO_AGENT, "block_dropout": 0.2},
     "train": {
         "total_steps": 15_000,
