@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._util import quick_parser
+from benchmarks.bench_rich_state import baseline_returns
 from rltrade.agent.learner import DQNLearner
 from rltrade.config import Config, RewardConfig
 from rltrade.env.prices import build_period
@@ -92,7 +93,8 @@ def reuse(prepared: Prepared, cfg: Config) -> Prepared:
 
 
 def run_one(cfg: Config, run_dir: Path, prepared: Prepared | None = None) -> dict[str, float]:
-    """Train, then the kept (best-validation) checkpoint's validation and test returns after costs."""
+    """Train, then the kept (best-validation) checkpoint's validation and test returns after costs, beside flat's
+    and buy-and-hold's on the same validation slice and test range (``<baseline>_validation``, ``_test``)."""
     seen: dict[str, Any] = {}
 
     def on_eval(step: int, learner: DQNLearner, prep: Prepared) -> None:
@@ -104,11 +106,17 @@ def run_one(cfg: Config, run_dir: Path, prepared: Prepared | None = None) -> dic
     learner = load_learner(run_dir, prep.layout, cfg, which="best")
     test = backtest_learner(learner, prep, prep.test_period).metrics
     best = result.best_validation or {}
-    return {
+    out = {
         "validation": float(best.get("total_return", math.nan)),
         "test": float(test["total_return"]),
         "wall_s": time.perf_counter() - t0,
     }
+    val = prep.validation_slice()
+    on_val = {} if val is None else baseline_returns(cfg, prep, val)
+    for name, ret in baseline_returns(cfg, prep).items():
+        out[f"{name}_test"] = ret
+        out[f"{name}_validation"] = on_val.get(name, math.nan)
+    return out
 
 
 def decide(pnl_only: list[float], multi: list[float]) -> tuple[str, float, float]:
@@ -171,6 +179,11 @@ def main() -> None:
                 f"{market}: (not used to decide) mean test return PnL-only {statistics.fmean(tst['pnl_only']):+.2%}, "
                 f"multi-factor {statistics.fmean(tst['multi_factor']):+.2%}"
             )
+            first = rows["pnl_only"][0]
+            for name in ("flat", "buy_and_hold"):
+                print(
+                    f"{market}: {name} validation {first[name + '_validation']:+.2%}, test {first[name + '_test']:+.2%}"
+                )
 
 
 if __name__ == "__main__":

@@ -74,6 +74,7 @@ import torch
 
 from benchmarks._sb3 import greedy, learn_evaluated, sb3_dqn
 from rltrade.config import Config
+from rltrade.env.prices import PeriodData
 from rltrade.training.backtest import backtest_actions, backtest_policy
 from rltrade.training.baselines import buy_and_hold_actions, flat_actions
 from rltrade.training.bundle import load_learner
@@ -159,9 +160,9 @@ def convergence_target(prepared: Prepared) -> float:
     return TARGET_SHARE * float(validation_targets(prepared, truth)["validation_expected_move_oracle_return"])
 
 
-def baseline_returns(cfg: Config, prepared: Prepared) -> dict[str, float]:
-    """Flat's and buy-and-hold's test returns after costs on the variants' test range."""
-    period = prepared.test_period
+def baseline_returns(cfg: Config, prepared: Prepared, period: PeriodData | None = None) -> dict[str, float]:
+    """Flat's and buy-and-hold's returns after costs on ``period`` (default: the variants' test range)."""
+    period = prepared.test_period if period is None else period
     actions = {"flat": flat_actions(period), "buy_and_hold": buy_and_hold_actions(period)}
     return {name: float(backtest_actions(period, a, cfg.env).metrics["total_return"]) for name, a in actions.items()}
 
