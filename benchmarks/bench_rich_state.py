@@ -16,6 +16,10 @@ the same seeds and backtested greedily (its best validation checkpoint) on the h
                    already, the ``full`` layout (15,588 features) does not
     demo+norm+returns  both
     demo+norm+dropout  block normalisation and dropout (the ``full`` agent never trades without the first)
+    demo+recent    ``agent.encoder_recent_rows`` 10: the newest 10 rows of every tick and bar window also reach
+                   the head unpatched (a full-resolution skip path beside the patch stacks; the layout is
+                   unchanged, unlike ``+returns``)
+    demo+norm+dropout+recent  the last two together (the ``full`` preset's agent plus the skip path)
     sb3            stable-baselines3's DQN (default MLP, 50k buffer, ``optimize_memory_usage``) on the demo layout's
                    env, state and reward, one env for the same env-step budget, evaluated as often; its best
                    validation weights are tested (the external baseline of the scorecard's convergence metric)
@@ -86,7 +90,8 @@ from rltrade.training.scorecard import TARGET_SHARE, first_reached, validation_c
 
 CAPACITY: Mapping[str, Any] = {"encoder_channels": [16, 32], "encoder_hidden": [128]}
 RETURNS: Mapping[str, Any] = {"returns": True}
-PLAIN_AGENT: Mapping[str, Any] = {"block_norm": False, "block_dropout": 0.0}
+RECENT: Mapping[str, Any] = {"encoder_recent_rows": 10}
+PLAIN_AGENT: Mapping[str, Any] = {"block_norm": False, "block_dropout": 0.0, "encoder_recent_rows": 0}
 """The agent options every variant starts from (the variant's own overrides go on top)."""
 EVAL_STEPS = 1_800
 """Default length of the validation backtests: 30 min of the 1 s clock (``--eval-minutes``)."""
@@ -111,6 +116,8 @@ VARIANTS: Mapping[str, Variant] = {
     "demo+returns": Variant("demo", layout_options=RETURNS),
     "demo+norm+returns": Variant("demo", {"block_norm": True}, RETURNS),
     "demo+norm+dropout": Variant("demo", {"block_norm": True, "block_dropout": 0.2}),
+    "demo+recent": Variant("demo", RECENT),
+    "demo+norm+dropout+recent": Variant("demo", {"block_norm": True, "block_dropout": 0.2, **RECENT}),
     "sb3": Variant("demo"),
 }
 """Variant name → its layout and overrides on top of the preset."""

@@ -572,6 +572,9 @@ class AgentConfig(_Frozen):
     block_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     """Structured encoder only: probability of zeroing one block's encoded features for one sample in each
     gradient update (kept blocks scaled by 1 / (1 − p)); never while acting, evaluating or computing targets."""
+    encoder_recent_rows: Annotated[int, Field(ge=0)] = 0
+    """Structured encoder only: the newest R rows of every tick and bar window also pass through unpatched,
+    beside the window's patch features (a full-resolution skip path for the freshest data; 0: none)."""
     n_actions: Annotated[int, Field(ge=2)] = 3
     """Number of discrete actions (short / flat / long by default)."""
     dueling: bool = True
@@ -646,9 +649,9 @@ class AgentConfig(_Frozen):
             raise ValueError(f"batch_size ({self.batch_size}) exceeds buffer_size ({self.buffer_size})")
         if not self.hidden or not self.encoder_hidden:
             raise ValueError("hidden and encoder_hidden need at least one layer")
-        if self.network == "flat" and (self.block_norm or self.block_dropout > 0.0):
+        if self.network == "flat" and (self.block_norm or self.block_dropout > 0.0 or self.encoder_recent_rows):
             raise ValueError(
-                "block_norm and block_dropout act on the structured encoder's blocks: "
+                "block_norm, block_dropout and encoder_recent_rows act on the structured encoder's blocks: "
                 "set network: structured, or turn them off for the flat network"
             )
         return self

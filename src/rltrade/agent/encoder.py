@@ -19,14 +19,19 @@ Windows are stored row-major ``[W, C]`` (flat index ``w·C + c``); when W is not
 stage's patch, the window is zero-padded before row 0 (the oldest row), so the newest rows always
 form one full patch.
 
-Two options, both off by default (``agent.block_norm`` and ``agent.block_dropout``):
+Three options, all off by default (``agent.block_norm``, ``agent.block_dropout`` and
+``agent.encoder_recent_rows``):
 
 * **input standardisation**: an :class:`~rltrade.agent.block_norm.InputStandardiser` in front of the
   blocks, fitted once on training-range states (per channel for windows, per column for flat blocks);
 * **block dropout**: while the learner's update runs the online network (:func:`block_dropout`), each
   block's encoded features (a window's ``PatchStack`` output, a flat block's values) are zeroed with
   probability p per sample, the kept ones scaled by 1 / (1 − p) as in ``nn.Dropout``; draws come from
-  the generator the context passes. Acting, evaluation, target values and eval mode never drop.
+  the generator the context passes. Acting, evaluation, target values and eval mode never drop;
+* **recent rows**: the newest R rows of every tick and bar window also pass through unpatched, beside its
+  ``PatchStack`` features (``R × C`` more columns per window, counted as part of the window's block for
+  dropout). The stack compresses each 10-row patch into 16 channels and then mixes it with 90 older rows;
+  the skip path keeps the freshest rows (a 5-second lead, the last minute's bar) at full resolution.
 """
 
 from __future__ import annotations
@@ -167,6 +172,21 @@ class _WindowGroup:
     contiguous: bool
 
 
+def _ordered_blocks(blocks: Sequence[BlockSpec], state_dim: int) -> list[BlockSpec]:
+    """``blocks`` by start; ``ValueError`` when two overlap, one ends past ``state_dim`` or names repeat."""
+    ordered = sorted(blocks, key=lambda b: b.start)
+    for a, b in itertools.pairwise(ordered):
+        if b.start < a.stop:
+            raise ValueError(f"blocks {a.name!r} [{a.start}, {a.stop}) and {b.name!r} [{b.start}, {b.stop}) overlap")
+    if ordered and ordered[-1].stop > state_dim:
+        last = ordered[-1]
+        raise ValueError(f"block {last.name!r} ends at {last.stop}, past the state width {state_dim}")
+    names = [b.name for b in blocks]
+    if len(set(names)) != len(names):
+        raise ValueError(f"block names must be unique, got {names}")
+    return ordered
+
+
 class StructuredEncoder(nn.Module):
     """State [B, state_dim] and account [B, K] → features [B, out_dim] by block.
 
@@ -185,6 +205,8 @@ class StructuredEncoder(nn.Module):
     block_dropout : float
         Probability p in [0, 1) of zeroing one block's features for one sample while dropping is on
         (training mode and a ``dropout_generator`` set by :func:`block_dropout`).
+    recent_rows : int
+        R ≥ 0: the newest ``min(R, W)`` rows of each window also pass through unpatched (0: none).
     """
 
     dropout_generator: torch.Generator | None
@@ -200,22 +222,14 @@ class StructuredEncoder(nn.Module):
         patches: Sequence[int] = (10, 10),
         input_norm: bool = False,
         block_dropout: float = 0.0,
+        recent_rows: int = 0,
     ) -> None:
         super().__init__()
         if not 0.0 <= block_dropout < 1.0:
             raise ValueError(f"block_dropout must be in [0, 1), got {block_dropout}")
-        ordered = sorted(blocks, key=lambda b: b.start)
-        for a, b in itertools.pairwise(ordered):
-            if b.start < a.stop:
-                raise ValueError(
-                    f"blocks {a.name!r} [{a.start}, {a.stop}) and {b.name!r} [{b.start}, {b.stop}) overlap"
-                )
-        if ordered and ordered[-1].stop > state_dim:
-            last = ordered[-1]
-            raise ValueError(f"block {last.name!r} ends at {last.stop}, past the state width {state_dim}")
-        names = [b.name for b in blocks]
-        if len(set(names)) != len(names):
-            raise ValueError(f"block names must be unique, got {names}")
+        if recent_rows < 0:
+            raise ValueError(f"recent_rows must be ≥ 0, got {recent_rows}")
+        ordered = _ordered_blocks(blocks, state_dim)
 
         windows: dict[tuple[str, tuple[int, ...]], list[BlockSpec]] = {}
         covered: list[tuple[int, int]] = []
@@ -240,6 +254,13 @@ class StructuredEncoder(nn.Module):
             out_dim += len(members) * stack.out_dim
             for m in members:
                 column_block += [block_id[m.name]] * stack.out_dim
+        # The newest rows of every window, after all the stacks' features (same group order).
+        self.recent_rows = int(recent_rows)
+        for group, members in zip(self.groups, windows.values(), strict=True):
+            recent = min(self.recent_rows, group.rows) * group.cols
+            out_dim += len(members) * recent
+            for m in members:
+                column_block += [block_id[m.name]] * recent
         # Every state index that is not in a window passes through, merged into as few slices as possible.
         self.flat_ranges: list[tuple[int, int]] = []
         owner = np.full(state_dim, len(ordered), dtype=np.int64)
@@ -290,12 +311,24 @@ class StructuredEncoder(nn.Module):
                 windows = torch.cat([state_BF[:, s : s + size] for s in group.starts], dim=1)
             # [B, G·W·C] → [B·G, W, C]: windows of one sample stay adjacent, so the output reshapes back.
             parts.append(stack(windows.reshape(b * g, group.rows, group.cols)).reshape(b, -1))
+        if self.recent_rows:
+            parts += [self._recent(state_BF, group) for group in self.groups]
         parts += [state_BF[:, start:stop] for start, stop in self.flat_ranges]
         parts.append(account_BK)
         out_BD = torch.cat(parts, dim=1)
         if self.training and self.block_dropout > 0.0 and self.dropout_generator is not None:
             out_BD = out_BD * self._dropout_mask(b, out_BD.device, out_BD.dtype)
         return out_BD
+
+    def _recent(self, state_BF: Tensor, group: _WindowGroup) -> Tensor:
+        """``[B, G·R·C]``: the newest R rows of each of the group's windows, oldest first (a copy)."""
+        r, size = min(self.recent_rows, group.rows), group.rows * group.cols
+        tail = (group.rows - r) * group.cols
+        if group.contiguous:
+            g, first = len(group.starts), group.starts[0]
+            windows_BGS: Tensor = state_BF[:, first : first + g * size].unflatten(1, (g, size))
+            return windows_BGS[:, :, tail:].reshape(state_BF.shape[0], -1)
+        return torch.cat([state_BF[:, s + tail : s + size] for s in group.starts], dim=1)
 
     def _dropout_mask(self, b: int, device: torch.device, dtype: torch.dtype) -> Tensor:
         """``[B, out_dim]``: per sample, each block's columns 0 (probability p) or 1 / (1 − p); others 1."""
@@ -349,6 +382,7 @@ def structured_q_network(
     hidden: Sequence[int] = (128, 128),
     input_norm: bool = False,
     block_dropout: float = 0.0,
+    recent_rows: int = 0,
     n_actions: int = 3,
     dueling: bool = True,
     noisy: bool = False,
@@ -360,7 +394,7 @@ def structured_q_network(
 ) -> QNetwork:
     """Build a network with encoder → Linear(hidden[0]) → ReLU as the body, then a ``QHead`` with ``hidden[1:]``.
 
-    ``input_norm`` and ``block_dropout``: see :class:`StructuredEncoder`.
+    ``input_norm``, ``block_dropout`` and ``recent_rows``: see :class:`StructuredEncoder`.
     """
     if len(hidden) < 1:
         raise ValueError("the structured network needs at least one hidden layer after the encoder")
@@ -374,6 +408,7 @@ def structured_q_network(
             patches=patches,
             input_norm=input_norm,
             block_dropout=block_dropout,
+            recent_rows=recent_rows,
         )
         return QNetwork(
             StructuredBody(encoder, hidden[0]),

@@ -112,6 +112,7 @@ def build_q_network(
         hidden=config.encoder_hidden,
         input_norm=config.block_norm,
         block_dropout=config.block_dropout,
+        recent_rows=config.encoder_recent_rows,
         n_actions=config.n_actions,
         dueling=config.dueling,
         noisy=noisy,

@@ -1,4 +1,4 @@
-"""The structured encoder's options for the rich state: per-block input standardisation and block dropout."""
+"""The structured encoder's options for the rich state: per-block input standardisation, block dropout, recent rows."""
 
 from __future__ import annotations
 
@@ -140,6 +140,45 @@ def test_block_dropout_is_deterministic_given_the_generator() -> None:
         _encoder(block_dropout=1.0)
 
 
+# ---------------------------------------------------------------------------------------- recent rows
+def test_recent_rows_pass_the_newest_rows_of_every_window_through_unpatched() -> None:
+    state, account = torch.randn(5, WIDTH, generator=_gen(0)), torch.randn(5, K, generator=_gen(1))
+    plain, enc = _encoder(), _encoder(recent_rows=2)
+    enc.load_state_dict(plain.state_dict())  # the skip path adds no weights
+    # Two rows of ticks (2 channels) and of both bar windows (3 channels): 4 + 6 + 6 more columns.
+    assert enc.out_dim == plain.out_dim + 16
+    out, base = enc(state, account), plain(state, account)
+    torch.testing.assert_close(out[:, :24], base[:, :24])  # the stacks' features come first, unchanged
+    # Then the newest rows, per group (ticks; bars_a, bars_b: not adjacent in the state), oldest row first.
+    torch.testing.assert_close(out[:, 24:40], torch.cat([state[:, 8:12], state[:, 24:30], state[:, 44:50]], dim=1))
+    torch.testing.assert_close(out[:, 40:], base[:, 24:])  # flat columns and the account after them
+    # More rows than a window has: the whole window.
+    assert _encoder(recent_rows=99).out_dim == plain.out_dim + WIDTH - 4
+
+
+def test_recent_rows_of_adjacent_windows_read_the_same_values_as_separate_ones() -> None:
+    adjacent = [BlockSpec("a", (4, 2), 0, 8, "bars"), BlockSpec("b", (4, 2), 8, 16, "bars")]
+    enc = StructuredEncoder(adjacent, 16, 1, channels=(3,), patches=(2,), recent_rows=3)
+    state = torch.arange(32, dtype=torch.float32).reshape(2, 16)
+    recent = enc(state, torch.zeros(2, 1))[:, 2 * 2 * 3 : -1]
+    torch.testing.assert_close(recent, torch.cat([state[:, 2:8], state[:, 10:16]], dim=1))
+
+
+def test_block_dropout_drops_a_window_and_its_recent_rows_together() -> None:
+    enc = _encoder(block_dropout=0.5, recent_rows=2)
+    state, account = torch.randn(64, WIDTH, generator=_gen(0)) + 3.0, torch.randn(64, K, generator=_gen(1))
+    clean = enc(state, account)
+    with block_dropout(enc, _gen(7)):
+        dropped = enc(state, account)
+    # bars_a: its stack columns 8:16 and its recent columns 28:34 share one factor (0 or 2) per sample.
+    factor_B = dropped[:, 28] / clean[:, 28]
+    assert set(factor_B.round(decimals=4).tolist()) == {0.0, 2.0}
+    torch.testing.assert_close(dropped[:, 28:34], clean[:, 28:34] * factor_B[:, None])
+    torch.testing.assert_close(dropped[:, 8:16], clean[:, 8:16] * factor_B[:, None])
+    with pytest.raises(ValueError, match="recent_rows"):
+        _encoder(recent_rows=-1)
+
+
 # ---------------------------------------------------------------------------------------- learner
 SMALL = {"batch_size": 8, "buffer_size": 64, "lr": 1e-3, "network": "structured"}
 SMALL |= {"encoder_channels": (4,), "encoder_patches": (3,), "encoder_hidden": (8,)}
@@ -187,7 +226,7 @@ def test_learner_fits_both_networks_and_drops_blocks_only_in_updates() -> None:
 def test_learner_saved_without_the_new_options_still_loads() -> None:
     learner = DQNLearner(LearnerConfig.model_validate(SMALL), WIDTH, K, blocks=BLOCKS)
     state = learner.state_dict()
-    for key in ("block_norm", "block_dropout"):
+    for key in ("block_norm", "block_dropout", "encoder_recent_rows"):
         del state["config"][key]
     DQNLearner(LearnerConfig.model_validate(SMALL), WIDTH, K, blocks=BLOCKS).load_state_dict(state)
     with pytest.raises(ValueError, match="block_dropout"):
@@ -196,7 +235,7 @@ def test_learner_saved_without_the_new_options_still_loads() -> None:
         ).load_state_dict(state)
 
 
-@pytest.mark.parametrize("fields", [{"block_norm": True}, {"block_dropout": 0.1}])
+@pytest.mark.parametrize("fields", [{"block_norm": True}, {"block_dropout": 0.1}, {"encoder_recent_rows": 5}])
 def test_config_refuses_the_options_on_the_flat_network(fields: dict[str, Any]) -> None:
     with pytest.raises(ValidationError, match="structured"):
         LearnerConfig.model_validate({"network": "flat", **fields})
