@@ -11,8 +11,10 @@
           budget on the real Binance 1m/1h/1d klines of ``../shared/data/real``
           on a 1-minute clock, with the ``demo`` layout cut to what the data has (ETH 1m / 1h / 1d bar
           windows, BTC 1m bars, pivots and regime: no ticks, no 1 s blocks, no CNN blocks) and the real costs
-          of ``EnvConfig``. Its data step (:func:`rltrade.data.real.import_real_klines`) imports the files into
-          ``data.store``; the CLI runs it before training. Splits are 60 / 25 / 15 % of the 1m month, so the
+          of ``EnvConfig``; PnL-only reward (the multi-factor one tied on validation at this budget in
+          ``benchmarks/bench_reward_ablation.py --markets real``, README). Its data step
+          (:func:`rltrade.data.real.import_real_klines`) imports the files into ``data.store``; the CLI runs
+          it before training. Splits are 60 / 25 / 15 % of the 1m month, so the
           test range is its last ~4.5 days (2024-08-21 → 2024-08-25), purged and embargoed, and the
           validation range ~7.5 days, long enough to select on: checkpoints are chosen on its first ~5.2 days
           (``train.eval_max_steps`` 8,000 one-minute steps covers them) and its last ~2.2 days (~3,200 steps,
