@@ -20,6 +20,7 @@ the same seeds and backtested greedily (its best validation checkpoint) on the h
                    the head unpatched (a full-resolution skip path beside the patch stacks; the layout is
                    unchanged, unlike ``+returns``)
     demo+norm+dropout+recent  the last two together (the ``full`` preset's agent plus the skip path)
+    demo+norm+dropout+recent30  the same with the newest 30 rows (``basic`` has the last 30 1 s returns)
     sb3            stable-baselines3's DQN (default MLP, 50k buffer, ``optimize_memory_usage``) on the demo layout's
                    env, state and reward, one env for the same env-step budget, evaluated as often; its best
                    validation weights are tested (the external baseline of the scorecard's convergence metric)
@@ -118,6 +119,7 @@ VARIANTS: Mapping[str, Variant] = {
     "demo+norm+dropout": Variant("demo", {"block_norm": True, "block_dropout": 0.2}),
     "demo+recent": Variant("demo", RECENT),
     "demo+norm+dropout+recent": Variant("demo", {"block_norm": True, "block_dropout": 0.2, **RECENT}),
+    "demo+norm+dropout+recent30": Variant("demo", {"block_norm": True, "block_dropout": 0.2, "encoder_recent_rows": 30}),
     "sb3": Variant("demo"),
 }
 """Variant name → its layout and overrides on top of the preset."""
