@@ -92,6 +92,7 @@ from rltrade.training.scorecard import TARGET_SHARE, first_reached, validation_c
 CAPACITY: Mapping[str, Any] = {"encoder_channels": [16, 32], "encoder_hidden": [128]}
 RETURNS: Mapping[str, Any] = {"returns": True}
 RECENT: Mapping[str, Any] = {"encoder_recent_rows": 10}
+RECENT30: Mapping[str, Any] = {"encoder_recent_rows": 30}
 PLAIN_AGENT: Mapping[str, Any] = {"block_norm": False, "block_dropout": 0.0, "encoder_recent_rows": 0}
 """The agent options every variant starts from (the variant's own overrides go on top)."""
 EVAL_STEPS = 1_800
@@ -119,7 +120,7 @@ VARIANTS: Mapping[str, Variant] = {
     "demo+norm+dropout": Variant("demo", {"block_norm": True, "block_dropout": 0.2}),
     "demo+recent": Variant("demo", RECENT),
     "demo+norm+dropout+recent": Variant("demo", {"block_norm": True, "block_dropout": 0.2, **RECENT}),
-    "demo+norm+dropout+recent30": Variant("demo", {"block_norm": True, "block_dropout": 0.2, "encoder_recent_rows": 30}),
+    "demo+norm+dropout+recent30": Variant("demo", {"block_norm": True, "block_dropout": 0.2, **RECENT30}),
     "sb3": Variant("demo"),
 }
 """Variant name → its layout and overrides on top of the preset."""
