@@ -244,14 +244,15 @@ def print_convergence(rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         return
     basic = {r["seed"]: time_to_target(r) for r in rows if r["variant"] == "basic"}
+    w = _name_width(rows)
     print(f"\nconvergence: validation return ≥ {TARGET_SHARE:.0%} of the expected-move oracle's on the same slice")
-    print(f"{'variant':<14} {'seed':>4} {'target':>8} {'reached at':>26} {'wall × basic':>13}")
+    print(f"{'variant':<{w}} {'seed':>4} {'target':>8} {'reached at':>26} {'wall × basic':>13}")
     for r in sorted(rows, key=lambda r: (_order(r["variant"]), r["seed"])):
         hit, ref = time_to_target(r), basic.get(r["seed"])
         budget = r["steps"] * r["n_envs"]
         when = f"{hit[0]:.0f} s / {hit[1]:,} env steps" if hit else f"> budget ({budget:,})"
         ratio = f"{hit[0] / ref[0]:.2f}×" if hit and ref else "—"
-        print(f"{r['variant']:<14} {r['seed']:>4} {r['target']:>+8.2%} {when:>26} {ratio:>13}")
+        print(f"{r['variant']:<{w}} {r['seed']:>4} {r['target']:>+8.2%} {when:>26} {ratio:>13}")
 
 
 def _key(row: Mapping[str, Any]) -> tuple[str, int, float, int]:
@@ -317,20 +318,28 @@ def _order(label: str) -> tuple[int, str]:
     return (names.index(label) % len(VARIANTS) if label in names else len(VARIANTS), label)
 
 
+def _name_width(rows: Sequence[Mapping[str, Any]]) -> int:
+    """Width of the variant column: the longest name, at least 14."""
+    return max([14, *(len(r["variant"]) for r in rows)])
+
+
 def print_table(rows: Sequence[dict[str, Any]], preset: str = "demo") -> None:
-    """Print :func:`table` of ``rows`` (runs on ``preset``) and, per run, the seed's test return."""
-    for r in sorted(rows, key=lambda r: _order(r["variant"])):
-        print(f"  {r['variant']:<14} seed {r['seed']}  test {r['test_return']:+.4%}  wall {r.get('wall_s', 0):.0f} s")
+    """Print :func:`table` of ``rows`` (runs on ``preset``) and, per run, the seed's test and best validation return."""
+    w = _name_width(rows)
+    for r in sorted(rows, key=lambda r: (_order(r["variant"]), r["seed"])):
+        best = f"  best validation {max(v for _, _, v in r['curve']):+.2%}" if r.get("curve") else ""
+        wall = f"  wall {r['wall_s']:.0f} s" if "wall_s" in r else ""
+        print(f"  {r['variant']:<{w}} seed {r['seed']}  test {r['test_return']:+.4%}{best}{wall}")
     base = next((t for t in table(rows) if t["variant"] == "basic"), None)
     basic_wall = base["wall_s"] if base else float("nan")
     vs_rich = {t["variant"]: t for t in table(rows, reference=preset)}
     print(
-        f"\n{'variant':<14} {'seeds':>5} {'mean test return ± SE':>22} {'paired diff vs basic ± SE':>26} "
+        f"\n{'variant':<{w}} {'seeds':>5} {'mean test return ± SE':>22} {'paired diff vs basic ± SE':>26} "
         f"{'match?':>7} {'wall/run':>9} {'× basic':>8} {'paired diff vs ' + preset + ' ± SE':>25}"
     )
     for t in table(rows):
         diff = f"{t['diff']:+.2%} ± {t['diff_se']:.2%}" if "diff" in t else "—"
-        line = f"{t['variant']:<14} {len(t['seeds']):>5} {t['mean']:>+12.2%} ± {t['se']:>6.2%} {diff:>26}"
+        line = f"{t['variant']:<{w}} {len(t['seeds']):>5} {t['mean']:>+12.2%} ± {t['se']:>6.2%} {diff:>26}"
         if t["variant"] in BASELINES:  # not trained: no match, no wall time
             print(line)
             continue
