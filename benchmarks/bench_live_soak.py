@@ -17,12 +17,15 @@ late messages.
 
 Reported (printed, and written to ``RUN_DIR/live/soak_summary.json`` for ``rltrade scorecard``; schema in
 docs/ARCHITECTURE.md): uptime ``1 − degraded / alive`` (a role stale or the connection down), latency
-p50/p99 per trade (receipt → processed), per decision (receipt of the trade that allowed it → action,
+p50/p99 per trade (receipt → processed, and its two parts: the wait before the engine gets the trade, which
+holds the feed's reorder buffer, up to ``reorder_hold_s`` = 0.5 s behind a missing trade id, and the time in
+the engine, any decision the trade triggers included), per decision (receipt of the trade that allowed it → action,
 CNN and agent included) and per stage, the RSS slope after the first 10 % (MB per minute), the feed's
 and engine's counters, and the baseline: recomputing the state from raw data at a decision
 (``MarketFrames.until(t)`` → ``build_market_features`` → ``BatchStateBuilder.gather``; no CNN), median of
 ``--repeats``, beside the engine's mean processing time per decision. Targets: uptime > 99.5 % and p99 per
-trade < 5 ms on a quiet machine.
+trade < 5 ms on a quiet machine (reported end to end and in the engine alone: in a short soak one gap's
+0.5 s hold delays about 1 % of the trades, and so sets the end-to-end p99 by itself).
 
 Run: ``.venv/bin/python -m benchmarks.bench_live_soak --run runs/demo`` (one hour);
 ``--minutes 5`` for a short look; ``--quick`` without a run for the smoke version. ``make run`` ends with
@@ -41,7 +44,7 @@ import json
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import psutil
@@ -54,6 +57,7 @@ from rltrade.features.market_features import build_market_features
 from rltrade.features.state_batch import BatchStateBuilder
 from rltrade.features.state_stream import seed_from_frames
 from rltrade.live.engine import Decision, EngineSettings, LiveEngine, wall_us
+from rltrade.live.events import TradeEvent
 from rltrade.live.feed import LiveFeed, LiveFeedConfig
 from rltrade.live.latency import LatencyHistogram
 from tests.support.live_market import trade_events
@@ -140,7 +144,7 @@ def fault_plan(
 
 
 async def _soak(
-    engine: LiveEngine, url: str, server: Any, wall_s: float, per_event: LatencyHistogram
+    engine: LiveEngine, url: str, server: Any, wall_s: float, per_event: LatencyHistogram, trades: _TradeSplit
 ) -> dict[str, Any]:
     feed = LiveFeed(LiveFeedConfig.model_validate({"url": url, "backoff_base_s": 0.1, "book": False}))
     proc = psutil.Process()
@@ -150,12 +154,16 @@ async def _soak(
 
     def timed(ev: Any, now: int | None = None) -> list[Decision]:
         t = time.perf_counter()
+        if isinstance(ev, TradeEvent):
+            trades.wait.add(wall_us() - ev.recv_us)
         try:
             return on_event(ev, now)
         finally:
             spent = time.perf_counter() - t
             busy[0] += spent
             per_event.add(spent * 1e6)
+            if isinstance(ev, TradeEvent):
+                trades.engine.add(spent * 1e6)
 
     engine.on_event = timed  # type: ignore[method-assign]
     start = time.perf_counter()
@@ -244,6 +252,16 @@ def _synthetic(quick: bool) -> tuple[Any, MarketFrames, Any, Any, Any, int]:
     return cfg, frames, model, greedy_policy(learner), None, t0
 
 
+class _TradeSplit(NamedTuple):
+    """A trade's receipt → processed latency in two parts: before the engine got it, and inside the engine."""
+
+    wait: LatencyHistogram
+    """Receipt → the engine's ``on_event``: the feed's reorder hold (a trade behind a missing id waits up to
+    ``reorder_hold_s``, 0.5 s, for it) and the event loop's queue."""
+    engine: LatencyHistogram
+    """Inside ``on_event``: merge, release, state update and any decision the trade triggers (CNN, policy)."""
+
+
 def _lat(s: dict[str, Any]) -> dict[str, Any]:
     return {"n": s["n"], "p50_ms": (s["p50_us"] or 0.0) / 1e3, "p99_ms": (s["p99_us"] or 0.0) / 1e3}
 
@@ -300,8 +318,9 @@ def main() -> None:
         seed=seed_from_frames(frames),
     )
     per_event = LatencyHistogram()
+    trades = _TradeSplit(LatencyHistogram(), LatencyHistogram())
     with replay_server_thread(script, speed=args.speed) as server:
-        soak = asyncio.run(_soak(engine, server.url, server, wall_s, per_event))
+        soak = asyncio.run(_soak(engine, server.url, server, wall_s, per_event, trades))
     c, feed = engine.counters, soak["feed"]
     alive = soak["alive_s"]
     degraded = engine.degraded_us(soak["end_us"]) / 1e6
@@ -333,6 +352,8 @@ def main() -> None:
         "trades_processed": c.trades_processed,
         "latency_ms": {
             "per_trade": lat["trade"],
+            "per_trade_wait": _lat(trades.wait.summary()),
+            "per_trade_engine": _lat(trades.engine.summary()),
             "per_decision": lat["decision"],
             "stages": {s: lat[s] for s in ("update", "cnn", "state", "policy", "broker")},
             "per_event": ev,
@@ -364,7 +385,11 @@ def main() -> None:
         },
         "partial_bars": dict(engine.builder.partial_bars),
         "targets": {"uptime_min": 0.995, "p99_per_trade_ms_max": 5.0},
-        "met": {"uptime": uptime > 0.995, "p99_per_trade": lat["trade"]["p99_ms"] < 5.0},
+        "met": {
+            "uptime": uptime > 0.995,
+            "p99_per_trade": lat["trade"]["p99_ms"] < 5.0,
+            "p99_per_trade_engine": _lat(trades.engine.summary())["p99_ms"] < 5.0,
+        },
     }
     print(f"alive {alive:.1f} s · busy {soak['busy_s'] / alive:.1%} · uptime {uptime:.3%} (degraded {degraded:.1f} s)")
     print(f"decisions {c.decisions:,} ({c.stale_decisions} stale, {c.grace_decisions} grace)", end=" · ")
@@ -374,7 +399,9 @@ def main() -> None:
         f"late {feed.late_dropped} · gaps {feed.gaps} ({feed.missing_trades} trades) · "
         f"malformed {sum(feed.malformed.values())} · reconnects {feed.reconnects} · status {c.status}"
     )
-    for name, s in [("per trade", lat["trade"]), ("per decision", lat["decision"])] + [
+    latency = summary["latency_ms"]
+    split = [("  wait", latency["per_trade_wait"]), ("  engine", latency["per_trade_engine"])]
+    for name, s in [("per trade", lat["trade"]), *split, ("per decision", lat["decision"])] + [
         (f"stage {k}", lat[k]) for k in ("update", "cnn", "state", "policy", "broker")
     ]:
         print(f"  latency {name:<13} p50 {s['p50_ms']:8.3f} ms  p99 {s['p99_ms']:8.3f} ms  n {s['n']:,}")
@@ -383,9 +410,11 @@ def main() -> None:
         f"baseline (recompute from raw per decision, no CNN): median {base_ms:.1f} ms · engine "
         f"{per_decision_ms:.2f} ms per decision (all its work, CNN included) · ratio {base_ms / per_decision_ms:.0f}x"
     )
+    met = summary["met"]
     print(
-        f"targets: uptime > 99.5 % {'ok' if summary['met']['uptime'] else 'MISSED'} · "
-        f"p99 per trade < 5 ms {'ok' if summary['met']['p99_per_trade'] else 'MISSED'}"
+        f"targets: uptime > 99.5 % {'ok' if met['uptime'] else 'MISSED'} · "
+        f"p99 per trade < 5 ms {'ok' if met['p99_per_trade'] else 'MISSED'} "
+        f"(in the engine: {'ok' if met['p99_per_trade_engine'] else 'MISSED'})"
     )
     out = args.out or (args.run / SUMMARY_FILE if args.run is not None else None)
     if out is not None:
