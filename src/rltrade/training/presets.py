@@ -43,8 +43,10 @@
           buffer 50,000, batch 128, 16 envs) on the structured encoder (per-block patch convolutions over
           the tick and bar windows, 0.18 M parameters instead of the flat network's 16.5 M) with per-block
           input normalisation (``agent.block_norm``: without it the full agent never traded in
-          ``benchmarks/bench_rich_state.py --preset full``, README) and block dropout (``agent.block_dropout``
-          0.2: chosen there on validation returns, as in the demo), the
+          ``benchmarks/bench_rich_state.py --preset full``, README), block dropout (``agent.block_dropout``
+          0.2: chosen there on validation returns, as in the demo) and the newest 30 rows of every window
+          passed to the head unpatched (``agent.encoder_recent_rows`` 30: chosen there on validation returns
+          over none and over 10), the
           multi-factor reward with the documented weights of :data:`rltrade.env.reward.MULTI_FACTOR_REWARD`
           (volatility as a multiplier on PnL), ``train.device: auto`` (a GPU when torch sees one), and a CNN
           budget that scales with the data: each epoch draws 5 % of a timeframe's labelled windows (at
@@ -279,7 +281,13 @@ _FULL: Final[Mapping[str, Any]] = {
     },
     "env": dict(PLANTED_SIGNAL_COSTS),
     "reward": dict(MULTI_FACTOR_REWARD),
-    "agent": {"network": "structured", "batch_size": 128, "block_norm": True, "block_dropout": 0.2},
+    "agent": {
+        "network": "structured",
+        "batch_size": 128,
+        "block_norm": True,
+        "block_dropout": 0.2,
+        "encoder_recent_rows": 30,
+    },
     "train": {"n_envs": 16, "device": "auto"},
 }
 """The ``full`` preset (module docstring); ``full-flat`` is the original design's literal version."""
