@@ -43,7 +43,7 @@ from rltrade.features.clock import ClockStateSource
 from rltrade.features.state_batch import BatchStateBuilder
 from rltrade.training.bundle import new_learner
 from rltrade.training.pipeline import Prepared, prepare
-from rltrade.training.presets import load_with_preset
+from rltrade.training.presets import deep_merge, load_with_preset
 from tests.support.numpy_gather import NumpyBatchStateBuilder
 
 BATCH = 128
@@ -95,18 +95,25 @@ def make_runner(name: str, cfg: Config, prep: Prepared, builder: BatchStateBuild
     return runner
 
 
-def configs(quick: bool) -> dict[str, Config]:
+def configs(quick: bool, recent_rows: int | None = None) -> dict[str, Config]:
+    """``full-flat`` (before) and ``full`` (after) on the same market; ``recent_rows`` overrides the latter's
+    ``agent.encoder_recent_rows`` (None: the preset's)."""
     data: dict[str, Any] = {"synthetic": {"history_days": 330 if quick else 400, "tick_days": 0.5 if quick else 1.0}}
     common: dict[str, Any] = {"data": data, "cnn": {"enabled": False}, "agent": {"batch_size": BATCH}}
     before = load_with_preset(None, "full-flat", common)
-    after = load_with_preset(None, "full", common)
+    after_agent = {} if recent_rows is None else {"encoder_recent_rows": recent_rows}
+    after = load_with_preset(None, "full", deep_merge(common, {"agent": after_agent}))
     return {BEFORE: before, AFTER: after}
 
 
 def main() -> None:
     parser = quick_parser(__doc__ or "")
+    parser.add_argument(
+        "--recent-rows", type=int, default=None, help="the full agent's encoder_recent_rows (default: the preset's)"
+    )
     args = parser.parse_args()
-    cfgs = configs(args.quick)
+    cfgs = configs(args.quick, args.recent_rows)
+    print(f"full preset agent: encoder_recent_rows {cfgs[AFTER].agent.encoder_recent_rows}")
     first = next(iter(cfgs.values()))
     torch.set_num_threads(first.train.torch_threads)
     t0 = time.perf_counter()
