@@ -21,6 +21,7 @@ the same seeds and backtested greedily (its best validation checkpoint) on the h
                    unchanged, unlike ``+returns``)
     demo+norm+dropout+recent  the last two together (the ``full`` preset's agent plus the skip path)
     demo+norm+dropout+recent30  the same with the newest 30 rows (``basic`` has the last 30 1 s returns)
+    demo+dropout+recent  the ``demo`` preset's agent (block dropout) plus the newest 10 rows
     sb3            stable-baselines3's DQN (default MLP, 50k buffer, ``optimize_memory_usage``) on the demo layout's
                    env, state and reward, one env for the same env-step budget, evaluated as often; its best
                    validation weights are tested (the external baseline of the scorecard's convergence metric)
@@ -120,6 +121,7 @@ VARIANTS: Mapping[str, Variant] = {
     "demo+norm+dropout": Variant("demo", {"block_norm": True, "block_dropout": 0.2}),
     "demo+recent": Variant("demo", RECENT),
     "demo+norm+dropout+recent": Variant("demo", {"block_norm": True, "block_dropout": 0.2, **RECENT}),
+    "demo+dropout+recent": Variant("demo", {"block_dropout": 0.2, **RECENT}),
     "demo+norm+dropout+recent30": Variant("demo", {"block_norm": True, "block_dropout": 0.2, **RECENT30}),
     "sb3": Variant("demo"),
 }
