@@ -94,6 +94,8 @@ CAPACITY: Mapping[str, Any] = {"encoder_channels": [16, 32], "encoder_hidden": [
 RETURNS: Mapping[str, Any] = {"returns": True}
 RECENT: Mapping[str, Any] = {"encoder_recent_rows": 10}
 RECENT30: Mapping[str, Any] = {"encoder_recent_rows": 30}
+NORM_DROPOUT: Mapping[str, Any] = {"block_norm": True, "block_dropout": 0.2}
+"""The ``full`` preset's two block options."""
 PLAIN_AGENT: Mapping[str, Any] = {"block_norm": False, "block_dropout": 0.0, "encoder_recent_rows": 0}
 """The agent options every variant starts from (the variant's own overrides go on top)."""
 EVAL_STEPS = 1_800
@@ -115,14 +117,14 @@ VARIANTS: Mapping[str, Variant] = {
     "demo+norm": Variant("demo", {"block_norm": True}),
     "demo+capacity": Variant("demo", CAPACITY),
     "demo+dropout": Variant("demo", {"block_dropout": 0.2}),
-    "demo+all": Variant("demo", {"block_norm": True, "block_dropout": 0.2, **CAPACITY}),
+    "demo+all": Variant("demo", {**NORM_DROPOUT, **CAPACITY}),
     "demo+returns": Variant("demo", layout_options=RETURNS),
     "demo+norm+returns": Variant("demo", {"block_norm": True}, RETURNS),
-    "demo+norm+dropout": Variant("demo", {"block_norm": True, "block_dropout": 0.2}),
+    "demo+norm+dropout": Variant("demo", NORM_DROPOUT),
     "demo+recent": Variant("demo", RECENT),
-    "demo+norm+dropout+recent": Variant("demo", {"block_norm": True, "block_dropout": 0.2, **RECENT}),
+    "demo+norm+dropout+recent": Variant("demo", {**NORM_DROPOUT, **RECENT}),
     "demo+dropout+recent": Variant("demo", {"block_dropout": 0.2, **RECENT}),
-    "demo+norm+dropout+recent30": Variant("demo", {"block_norm": True, "block_dropout": 0.2, **RECENT30}),
+    "demo+norm+dropout+recent30": Variant("demo", {**NORM_DROPOUT, **RECENT30}),
     "sb3": Variant("demo"),
 }
 """Variant name → its layout and overrides on top of the preset."""

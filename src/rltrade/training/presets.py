@@ -41,7 +41,7 @@
           perpetual-futures month.
 ``full``  the 15,588-feature ``full`` layout and the original design's hyperparameters (lr 1e-4, γ 0.99,
           buffer 50,000, batch 128, 16 envs) on the structured encoder (per-block patch convolutions over
-          the tick and bar windows, 0.18 M parameters instead of the flat network's 16.5 M) with per-block
+          the tick and bar windows, 0.37 M parameters instead of the flat network's 16.5 M) with per-block
           input normalisation (``agent.block_norm``: without it the full agent never traded in
           ``benchmarks/bench_rich_state.py --preset full``, README), block dropout (``agent.block_dropout``
           0.2: chosen there on validation returns, as in the demo) and the newest 30 rows of every window
