@@ -95,15 +95,28 @@ def make_runner(name: str, cfg: Config, prep: Prepared, builder: BatchStateBuild
     return runner
 
 
-def configs(quick: bool, recent_rows: int | None = None) -> dict[str, Config]:
+BREAKDOWN: dict[str, dict[str, Any]] = {
+    "after without block_norm": {"block_norm": False},
+    "after without block_dropout": {"block_dropout": 0.0},
+    "after without recent rows": {"encoder_recent_rows": 0},
+    "after without all three": {"block_norm": False, "block_dropout": 0.0, "encoder_recent_rows": 0},
+}
+"""``--breakdown``: the ``full`` preset's agent with its options off, one at a time and all together."""
+
+
+def configs(quick: bool, recent_rows: int | None = None, *, breakdown: bool = False) -> dict[str, Config]:
     """``full-flat`` (before) and ``full`` (after) on the same market; ``recent_rows`` overrides the latter's
-    ``agent.encoder_recent_rows`` (None: the preset's)."""
+    ``agent.encoder_recent_rows`` (None: the preset's); ``breakdown`` adds the :data:`BREAKDOWN` contenders."""
     data: dict[str, Any] = {"synthetic": {"history_days": 330 if quick else 400, "tick_days": 0.5 if quick else 1.0}}
     common: dict[str, Any] = {"data": data, "cnn": {"enabled": False}, "agent": {"batch_size": BATCH}}
     before = load_with_preset(None, "full-flat", common)
     after_agent = {} if recent_rows is None else {"encoder_recent_rows": recent_rows}
     after = load_with_preset(None, "full", deep_merge(common, {"agent": after_agent}))
-    return {BEFORE: before, AFTER: after}
+    out = {BEFORE: before, AFTER: after}
+    if breakdown:
+        for name, agent in BREAKDOWN.items():
+            out[name] = load_with_preset(None, "full", deep_merge(common, {"agent": {**after_agent, **agent}}))
+    return out
 
 
 def main() -> None:
@@ -111,16 +124,24 @@ def main() -> None:
     parser.add_argument(
         "--recent-rows", type=int, default=None, help="the full agent's encoder_recent_rows (default: the preset's)"
     )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also time the full agent without each of block_norm, block_dropout, the recent rows, and all three",
+    )
     args = parser.parse_args()
-    cfgs = configs(args.quick, args.recent_rows)
+    cfgs = configs(args.quick, args.recent_rows, breakdown=args.breakdown)
     print(f"full preset agent: encoder_recent_rows {cfgs[AFTER].agent.encoder_recent_rows}")
     first = next(iter(cfgs.values()))
     torch.set_num_threads(first.train.torch_threads)
     t0 = time.perf_counter()
     prep = prepare(first)
     print(f"prepared the full layout ({prep.layout.size:,} features) in {time.perf_counter() - t0:.0f} s")
-    builders = {BEFORE: NumpyBatchStateBuilder(prep.layout, prep.builder.features), AFTER: prep.builder}
-    runners = {name: make_runner(name, cfg, prep, builders[name]) for name, cfg in cfgs.items()}
+    numpy_builder = NumpyBatchStateBuilder(prep.layout, prep.builder.features)
+    runners = {
+        name: make_runner(name, cfg, prep, numpy_builder if name == BEFORE else prep.builder)
+        for name, cfg in cfgs.items()
+    }
     steps = 3 if args.quick else 10
     timings, _ = time_interleaved(
         {name: (lambda r=r: r.run(steps)) for name, r in runners.items()}, repeats=args.repeats, warmup=1
@@ -135,18 +156,25 @@ def main() -> None:
         rates[tm.name] = updates_s * BATCH
         cpu_rates[tm.name] = steps / tm.median_cpu_s * BATCH
         print(
-            f"  {tm.name:<28} {parameter_count(r.learner.online) / 1e6:6.2f} M params  "
+            f"  {tm.name:<30} {parameter_count(r.learner.online) / 1e6:6.2f} M params  "
             f"{updates_s:7.2f} updates/s  {rates[tm.name]:9,.0f} samples/s  "
             f"({tm.median_s / steps * 1e3:7.1f} ms per step, {tm.median_cpu_s / steps * 1e3:7.1f} ms CPU; "
             f"median of {len(tm.seconds)})"
         )
-    before, after = rates.values()
-    cpu_before, cpu_after = cpu_rates.values()
+    before, after = rates[BEFORE], rates[AFTER]
+    cpu_before, cpu_after = cpu_rates[BEFORE], cpu_rates[AFTER]
     print(f"  samples/s after / before: {after / before:.2f}x wall clock (target 10x)")
     print(
         f"  samples per CPU-second after / before: {cpu_after / cpu_before:.2f}x "
         "(this process's CPU time: what wall clock gives on an otherwise idle machine)"
     )
+    for name in BREAKDOWN if args.breakdown else ():
+        tm = next(t for t in timings if t.name == name)
+        extra_ms = (next(t for t in timings if t.name == AFTER).median_cpu_s - tm.median_cpu_s) / steps * 1e3
+        print(
+            f"  {name}: {rates[name] / before:.2f}x wall, {cpu_rates[name] / cpu_before:.2f}x per CPU-second; "
+            f"what it turns off costs {extra_ms:+.1f} ms CPU per step"
+        )
     _profile(runners[AFTER], steps)
 
 
