@@ -2,6 +2,7 @@
 
     python -m benchmarks.bench_full_speed            # full layout, design batch 128, 16 envs
     python -m benchmarks.bench_full_speed --quick    # fewer steps per repeat, shorter history
+    python -m benchmarks.bench_full_speed --breakdown  # also: one thread, and each option off
 
 What is timed is the training loop's body exactly as ``rltrade train`` runs it (``training.loop``): act on
 the ``n_envs`` observations, step the vector env (one batched state gather), n-step transitions into the
@@ -15,7 +16,13 @@ stage is switched off here because it runs once before training and its rows cos
   512 → heads, 16.5 M parameters; now the ``full-flat`` preset) and the numpy state gather
   (``tests/support/numpy_gather.py``: the same states bit for bit, ~0.05 of a memory copy);
 * **after**: the new ``full`` preset: the structured encoder (per-block patch convolutions over the
-  windows) and the compiled gather kernels.
+  windows) and the compiled gather kernels, with the update's s' half on a worker thread
+  (``agent.overlap_update``: the same updates bit for bit, on a second core). Before ran on one thread
+  (its ``overlap_update`` is turned off here): torch's own thread count is 1 in both
+  (``train.torch_threads``).
+
+``--breakdown`` adds the ``full`` agent on one thread and without each of its three encoder options
+(``block_norm``, ``block_dropout``, ``encoder_recent_rows``), then without all three: what each costs.
 
 Timings alternate between contenders within each repeat (the machine is shared) and report medians.
 """
@@ -96,12 +103,14 @@ def make_runner(name: str, cfg: Config, prep: Prepared, builder: BatchStateBuild
 
 
 BREAKDOWN: dict[str, dict[str, Any]] = {
+    "after on one thread": {"overlap_update": False},
     "after without block_norm": {"block_norm": False},
     "after without block_dropout": {"block_dropout": 0.0},
     "after without recent rows": {"encoder_recent_rows": 0},
     "after without all three": {"block_norm": False, "block_dropout": 0.0, "encoder_recent_rows": 0},
 }
-"""``--breakdown``: the ``full`` preset's agent with its options off, one at a time and all together."""
+"""``--breakdown``: the ``full`` preset's agent without the update's worker thread, and with its three encoder
+options off, one at a time and all together."""
 
 
 def configs(quick: bool, recent_rows: int | None = None, *, breakdown: bool = False) -> dict[str, Config]:
@@ -109,7 +118,7 @@ def configs(quick: bool, recent_rows: int | None = None, *, breakdown: bool = Fa
     ``agent.encoder_recent_rows`` (None: the preset's); ``breakdown`` adds the :data:`BREAKDOWN` contenders."""
     data: dict[str, Any] = {"synthetic": {"history_days": 330 if quick else 400, "tick_days": 0.5 if quick else 1.0}}
     common: dict[str, Any] = {"data": data, "cnn": {"enabled": False}, "agent": {"batch_size": BATCH}}
-    before = load_with_preset(None, "full-flat", common)
+    before = load_with_preset(None, "full-flat", deep_merge(common, {"agent": {"overlap_update": False}}))
     after_agent = {} if recent_rows is None else {"encoder_recent_rows": recent_rows}
     after = load_with_preset(None, "full", deep_merge(common, {"agent": after_agent}))
     out = {BEFORE: before, AFTER: after}

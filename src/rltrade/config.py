@@ -575,6 +575,10 @@ class AgentConfig(_Frozen):
     encoder_recent_rows: Annotated[int, Field(ge=0)] = 0
     """Structured encoder only: the newest R rows of every tick and bar window also pass through unpatched,
     beside the window's patch features (a full-resolution skip path for the freshest data; 0: none)."""
+    overlap_update: bool = True
+    """On a CPU, compute the next-state half of each update (its states, the target network's values, the online
+    network's argmax) on a second thread while this one gathers the current states and runs the online network:
+    the same updates bit for bit, in less wall time on two or more cores (:mod:`rltrade.agent.learner`)."""
     n_actions: Annotated[int, Field(ge=2)] = 3
     """Number of discrete actions (short / flat / long by default)."""
     dueling: bool = True

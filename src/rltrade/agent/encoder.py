@@ -37,6 +37,7 @@ Three options, all off by default (``agent.block_norm``, ``agent.block_dropout``
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -204,13 +205,10 @@ class StructuredEncoder(nn.Module):
         Standardise the state columns first (an ``InputStandardiser``, identity until fitted).
     block_dropout : float
         Probability p in [0, 1) of zeroing one block's features for one sample while dropping is on
-        (training mode and a ``dropout_generator`` set by :func:`block_dropout`).
+        (training mode, in a thread that entered :func:`block_dropout`).
     recent_rows : int
         R ≥ 0: the newest ``min(R, W)`` rows of each window also pass through unpatched (0: none).
     """
-
-    dropout_generator: torch.Generator | None
-    """The generator of the block-dropout draws; only set inside :func:`block_dropout`."""
 
     def __init__(
         self,
@@ -278,7 +276,6 @@ class StructuredEncoder(nn.Module):
         self.out_dim = out_dim + account_dim
         self.n_blocks = len(ordered)
         self.block_dropout = float(block_dropout)
-        self.dropout_generator = None
         self._column_block = tuple(column_block)
         self._column_block_on: dict[torch.device, Tensor] = {}
         self.input_norm = InputStandardiser(state_dim) if input_norm else None
@@ -320,6 +317,11 @@ class StructuredEncoder(nn.Module):
             out_BD = out_BD * self._dropout_mask(b, out_BD.device, out_BD.dtype)
         return out_BD
 
+    @property
+    def dropout_generator(self) -> torch.Generator | None:
+        """The generator of the block-dropout draws in the calling thread: set only inside :func:`block_dropout`."""
+        return _dropout_generators().get(self)
+
     def _recent(self, state_BF: Tensor, group: _WindowGroup) -> Tensor:
         """``[B, G·R·C]``: the newest R rows of each of the group's windows, oldest first (a copy)."""
         r, size = min(self.recent_rows, group.rows), group.rows * group.cols
@@ -342,20 +344,38 @@ class StructuredEncoder(nn.Module):
         return keep_BN1.index_select(1, columns)  # the same values as keep_BN1[:, columns], ~6x faster on a CPU
 
 
+_DROPOUT = threading.local()
+"""Per thread, the encoders whose block dropout is on and their generators (``generators``: a dict)."""
+
+
+def _dropout_generators() -> dict[StructuredEncoder, torch.Generator]:
+    """Return the calling thread's ``{encoder: generator}`` of :func:`block_dropout` (empty outside it)."""
+    generators: dict[StructuredEncoder, torch.Generator] | None = getattr(_DROPOUT, "generators", None)
+    if generators is None:
+        generators = _DROPOUT.generators = {}
+    return generators
+
+
 @contextmanager
 def block_dropout(network: nn.Module, generator: torch.Generator) -> Iterator[None]:
     """Turn on block dropout in every ``StructuredEncoder`` of ``network`` (training mode), drawn from ``generator``.
 
-    Outside the context no encoder drops anything, whatever its mode.
+    Outside the context no encoder drops anything, whatever its mode. The switch is per thread: while the
+    learner's update runs the online network with dropout on one thread, a forward pass of the same
+    network on another thread (the next-state half of the update, ``agent.overlap_update``) drops nothing.
     """
+    generators = _dropout_generators()
     encoders = [m for m in network.modules() if isinstance(m, StructuredEncoder)]
-    for enc in encoders:
-        enc.dropout_generator = generator
+    before = {enc: generators.get(enc) for enc in encoders}
+    generators.update(dict.fromkeys(encoders, generator))
     try:
         yield
     finally:
-        for enc in encoders:
-            enc.dropout_generator = None
+        for enc, previous in before.items():
+            if previous is None:
+                del generators[enc]
+            else:
+                generators[enc] = previous
 
 
 class StructuredBody(nn.Module):

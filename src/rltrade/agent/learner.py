@@ -21,6 +21,14 @@ passes ``Config.learner_config``); torch's global RNG is never used. On a CPU wi
 (``train.torch_threads``) the same seed gives the same updates bit for bit; the learner does not turn on
 ``torch.use_deterministic_algorithms`` itself (its tests do, to prove no op it uses is nondeterministic).
 
+Overlap (``agent.overlap_update``, on by default): on a CPU the next-state half of an update (gather s',
+the target network's output and, for double DQN, the online network's argmax on s', all without
+gradients) runs on a second thread while the calling thread gathers s and runs the online network's
+forward pass with gradients; the loss waits for both. Each state row, each forward pass and every
+random draw is the same as in the one-thread order (block dropout is switched on per thread, and only
+the online pass on s draws), so the updates are bit for bit those of ``overlap_update: false``; only the
+wall time changes, on a machine with two or more cores. On a GPU the passes run one after the other.
+
 Device (:func:`resolve_device`): the networks live on ``device``; on a GPU each batch of states goes
 through one pinned host buffer and a non-blocking copy, so the transfer overlaps the next kernel
 launches. ``mixed_precision`` runs the forward passes under ``torch.autocast`` in bfloat16 (the
@@ -31,7 +39,10 @@ range, so no loss scaling is needed). Off by default: results then match bit for
 from __future__ import annotations
 
 import copy
+import os
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -210,6 +221,8 @@ class DQNLearner:
         self.online = build_q_network(config, state_dim, account_dim, init_gen, blocks, self.device)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
         self.noisy = self.online.has_noise
+        self.overlap = bool(config.overlap_update) and self.device.type == "cpu"
+        """Whether updates run their s' half on a worker thread (``agent.overlap_update``; CPU only)."""
         self._params = list(self.online.parameters())
         self.optimizer = torch.optim.Adam(
             self._params, lr=config.lr, eps=config.adam_eps, fused=_fused_supported(self.device)
@@ -269,9 +282,6 @@ class DQNLearner:
     def update(self, sample: ReplaySample, state_source: StateSource) -> UpdateResult:
         """One gradient step on ``sample``; states are gathered from ``state_source``."""
         b = int(sample.action_B.shape[0])
-        state_2BF, account_2BK = self._gather(sample, state_source)
-        state_BF, next_state_BF = state_2BF[:b], state_2BF[b:]
-        account_BK, next_account_BK = account_2BK[:b], account_2BK[b:]
         action_B = torch.from_numpy(np.asarray(sample.action_B, dtype=np.int64)).to(self.device)
         reward_B = torch.from_numpy(np.asarray(sample.reward_B, dtype=np.float32)).to(self.device)
         discount_B = torch.from_numpy(np.asarray(sample.discount_B, dtype=np.float32)).to(self.device)
@@ -280,16 +290,26 @@ class DQNLearner:
             self.online.reset_noise(self.learn_generator)
             self.target.reset_noise(self.learn_generator)
 
-        with torch.no_grad(), self._autocast():
-            next_target_out = self.target(next_state_BF, next_account_BK).float()
+        if self.overlap:
+            # The s' half on the worker thread while this one does s (module docstring: "Overlap").
+            pending = _update_worker().submit(self._next_values, sample, state_source)
+            try:
+                state_BF, account_BK = self._gather(sample.t_idx_B, sample.account_BK, state_source)
+                out = self._online_out(state_BF, account_BK)
+            except BaseException:
+                wait([pending])
+                raise
+            next_target_out, next_action_B = pending.result()
+        else:
+            state_2BF, account_2BK = self._gather(
+                np.concatenate([sample.t_idx_B, sample.next_t_idx_B]),
+                np.concatenate([sample.account_BK, sample.next_account_BK]),
+                state_source,
+            )
+            next_target_out, next_action_B = self._next_out(state_2BF[b:], account_2BK[b:])
+            out = self._online_out(state_2BF[:b], account_2BK[:b])
+        with torch.no_grad():
             next_target_q_BA = self.target.q_from_output(next_target_out)
-            if self.config.double:
-                next_action_B = self.online.q_values(next_state_BF, next_account_BK).argmax(dim=1)
-            else:
-                next_action_B = next_target_q_BA.argmax(dim=1)
-
-        with self._autocast(), block_dropout(self.online, self.learn_generator):
-            out = self.online(state_BF, account_BK).float()
         rows_B = torch.arange(b, device=self.device)
         if self.online.distributional:
             with torch.no_grad():
@@ -347,21 +367,42 @@ class DQNLearner:
             for target_p, online_p in pairs:
                 target_p.copy_(online_p)
 
-    def _gather(self, sample: ReplaySample, state_source: StateSource) -> tuple[Tensor, Tensor]:
-        """Gather the states and accounts of s (first B rows) and s' (last B rows).
+    def _next_values(self, sample: ReplaySample, state_source: StateSource) -> tuple[Tensor, Tensor]:
+        """Gather s' and compute :meth:`_next_out` on it (what the worker thread runs)."""
+        return self._next_out(*self._gather(sample.next_t_idx_B, sample.next_account_BK, state_source))
 
-        The states are gathered in one call and used in place (never copied into a [2B, F + K] observation).
+    def _next_out(self, next_state_BF: Tensor, next_account_BK: Tensor) -> tuple[Tensor, Tensor]:
+        """Return the target network's output on s' and the action a* it is valued at (no gradients)."""
+        with torch.no_grad(), self._autocast():
+            next_target_out = self.target(next_state_BF, next_account_BK).float()
+            if self.config.double:
+                next_action_B = self.online.q_values(next_state_BF, next_account_BK).argmax(dim=1)
+            else:
+                next_action_B = self.target.q_from_output(next_target_out).argmax(dim=1)
+        return next_target_out, next_action_B
+
+    def _online_out(self, state_BF: Tensor, account_BK: Tensor) -> Tensor:
+        """Return the online network's output on s, with gradients and block dropout (this thread only)."""
+        with self._autocast(), block_dropout(self.online, self.learn_generator):
+            out: Tensor = self.online(state_BF, account_BK).float()
+        return out
+
+    def _gather(
+        self, t_idx_B: npt.ArrayLike, account_BK: npt.ArrayLike, state_source: StateSource
+    ) -> tuple[Tensor, Tensor]:
+        """Gather the states at ``t_idx_B`` in one call and pair them with ``account_BK``, on the device.
+
+        The states are used in place (never copied into a [B, F + K] observation).
         """
-        t_idx = np.concatenate([sample.t_idx_B, sample.next_t_idx_B])
-        states_2BF = np.asarray(state_source.gather(t_idx), dtype=np.float32)
-        account_2BK = np.concatenate([sample.account_BK, sample.next_account_BK]).astype(np.float32, copy=False)
-        if states_2BF.shape[1] != self.state_dim or account_2BK.shape[1] != self.account_dim:
+        states_BF = np.asarray(state_source.gather(np.asarray(t_idx_B)), dtype=np.float32)
+        accounts_BK = np.asarray(account_BK).astype(np.float32, copy=False)
+        if states_BF.shape[1] != self.state_dim or accounts_BK.shape[1] != self.account_dim:
             raise ValueError(
-                f"the state source gives {states_2BF.shape[1]} features and the replay {account_2BK.shape[1]} "
+                f"the state source gives {states_BF.shape[1]} features and the replay {accounts_BK.shape[1]} "
                 f"account values, but the learner was built for state_dim={self.state_dim} and "
                 f"account_dim={self.account_dim}"
             )
-        return self._to_device(states_2BF), torch.from_numpy(account_2BK).to(self.device)
+        return self._to_device(states_BF), torch.from_numpy(accounts_BK).to(self.device)
 
     def _to_device(self, states_NF: npt.NDArray[np.float32]) -> Tensor:
         """Move a state batch to the learner's device.
@@ -459,6 +500,28 @@ class DQNLearner:
             self.learn_generator.set_state(state["learn_generator"])
             self.act_generator.set_state(state["act_generator"])
         self.updates = int(state["updates"])
+
+
+_WORKER: ThreadPoolExecutor | None = None
+_WORKER_LOCK = threading.Lock()
+
+
+def _update_worker() -> ThreadPoolExecutor:
+    """Return the process's one worker thread for the s' half of updates (started on first use)."""
+    global _WORKER
+    with _WORKER_LOCK:
+        if _WORKER is None:
+            _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rltrade-update")
+        return _WORKER
+
+
+def _forget_worker() -> None:
+    """In a forked child the parent's worker thread does not exist: start a new one on first use."""
+    global _WORKER, _WORKER_LOCK
+    _WORKER, _WORKER_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_worker)
 
 
 def resolve_device(name: str) -> torch.device:

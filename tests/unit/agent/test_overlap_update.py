@@ -1,0 +1,142 @@
+"""``agent.overlap_update``: the s' half of an update on a worker thread gives the same updates bit for bit."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from rltrade.agent.batches import ArrayStateSource, ReplaySample
+from rltrade.agent.encoder import BlockSpec, StructuredEncoder, block_dropout
+from rltrade.agent.learner import DQNLearner, LearnerConfig
+
+BLOCKS = (
+    BlockSpec("ticks", (6, 2), 0, 12, "ticks"),
+    BlockSpec("bars_a", (6, 3), 12, 30, "bars"),
+    BlockSpec("flags", (2,), 30, 32, "flat"),
+    BlockSpec("bars_b", (6, 3), 32, 50, "bars"),
+)
+F_STATE, K, B, T = 52, 3, 32, 200
+SMALL: dict[str, Any] = {"hidden": (16, 8), "batch_size": B, "buffer_size": 256, "lr": 3e-3, "seed": 7}
+STRUCTURED: dict[str, Any] = {
+    "network": "structured",
+    "encoder_channels": (4,),
+    "encoder_patches": (3,),
+    "encoder_hidden": (16,),
+    "block_norm": True,
+    "block_dropout": 0.3,
+    "encoder_recent_rows": 2,
+}
+
+
+def _samples(n: int) -> list[ReplaySample]:
+    rng = np.random.default_rng(3)
+    out = []
+    for _ in range(n):
+        t_idx = rng.integers(0, T - 3, B)
+        out.append(
+            ReplaySample(
+                t_idx_B=t_idx,
+                account_BK=rng.standard_normal((B, K), dtype=np.float32),
+                action_B=rng.integers(0, 3, B),
+                reward_B=rng.standard_normal(B).astype(np.float32),
+                discount_B=np.where(rng.random(B) < 0.1, 0.0, 0.97).astype(np.float32),
+                next_t_idx_B=t_idx + 3,
+                next_account_BK=rng.standard_normal((B, K), dtype=np.float32),
+                weight_B=rng.uniform(0.3, 1.0, B).astype(np.float32),
+                tree_idx_B=np.arange(B),
+            )
+        )
+    return out
+
+
+def _learner(fields: dict[str, Any], overlap: bool) -> DQNLearner:
+    config = LearnerConfig.model_validate({**SMALL, **fields, "overlap_update": overlap})
+    blocks = BLOCKS if fields.get("network") == "structured" else None
+    return DQNLearner(config, F_STATE, K, blocks=blocks)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        STRUCTURED,
+        {**STRUCTURED, "double": False},
+        {**STRUCTURED, "exploration": "noisy", "distributional": True, "n_atoms": 11},
+        {"target_update": "polyak", "tau": 0.1},
+    ],
+    ids=["structured-norm-dropout-recent", "vanilla-dqn", "noisy-c51", "flat-polyak"],
+)
+def test_overlapped_updates_equal_the_one_thread_order_bit_for_bit(fields: dict[str, Any]) -> None:
+    states = np.random.default_rng(0).standard_normal((T, F_STATE), dtype=np.float32) * 2.0 + 0.5
+    source = ArrayStateSource(states)
+    one, two = _learner(fields, overlap=False), _learner(fields, overlap=True)
+    assert two.overlap and not one.overlap
+    if fields.get("block_norm"):
+        for learner in (one, two):
+            learner.fit_input_norm(states[:100])
+    for sample in _samples(12):
+        a, b = one.update(sample, source), two.update(sample, source)
+        assert (a.loss, a.q_mean, a.grad_norm) == (b.loss, b.q_mean, b.grad_norm)
+        np.testing.assert_array_equal(a.td_abs_B, b.td_abs_B)
+    for net in ("online", "target"):
+        for p, q in zip(getattr(one, net).state_dict().values(), getattr(two, net).state_dict().values(), strict=True):
+            assert torch.equal(p, q)
+    assert one.updates == two.updates == 12
+
+
+class _FailingNext:
+    """A state source that fails on the sample's next states only (they are the indices ≥ ``T - 3``)."""
+
+    def __init__(self, states: np.ndarray) -> None:
+        self.inner = ArrayStateSource(states)
+
+    def gather(self, t_idx_B: np.ndarray) -> np.ndarray:
+        if np.asarray(t_idx_B).max() >= T - 3:
+            raise IndexError("next states out of range")
+        return self.inner.gather(t_idx_B)
+
+
+def test_an_error_on_the_worker_thread_reaches_the_caller_and_the_learner_goes_on() -> None:
+    states = np.random.default_rng(0).standard_normal((T, F_STATE), dtype=np.float32)
+    learner = _learner(STRUCTURED, overlap=True)
+    sample = _samples(1)[0]
+    bad = sample._replace(next_t_idx_B=np.full(B, T - 1))
+    with pytest.raises(IndexError, match="next states out of range"):
+        learner.update(bad, _FailingNext(states))
+    assert learner.updates == 0
+    learner.update(sample, ArrayStateSource(states))
+    assert learner.updates == 1
+
+
+def test_block_dropout_is_on_only_in_the_thread_that_turned_it_on() -> None:
+    enc = StructuredEncoder(BLOCKS, F_STATE, K, channels=(4,), patches=(3,), block_dropout=0.9)
+    state = torch.randn(64, F_STATE, generator=torch.Generator().manual_seed(0))
+    account = torch.randn(64, K, generator=torch.Generator().manual_seed(1))
+    clean = enc(state, account)
+    seen: dict[str, Any] = {}
+
+    def other_thread() -> None:
+        seen["generator"] = enc.dropout_generator
+        seen["out"] = enc(state, account)
+
+    with block_dropout(enc, torch.Generator().manual_seed(2)):
+        assert enc.dropout_generator is not None
+        assert not torch.equal(enc(state, account), clean)
+        worker = threading.Thread(target=other_thread)
+        worker.start()
+        worker.join()
+    assert seen["generator"] is None
+    assert torch.equal(seen["out"], clean)
+    assert enc.dropout_generator is None
+
+
+def test_the_overlap_is_cpu_only_and_can_be_turned_off() -> None:
+    assert LearnerConfig().overlap_update
+    assert _learner(STRUCTURED, overlap=True).overlap
+    assert not _learner(STRUCTURED, overlap=False).overlap
+    if torch.cuda.is_available():  # pragma: no cover - GPU machines only
+        config = LearnerConfig.model_validate({**SMALL, "overlap_update": True})
+        assert not DQNLearner(config, F_STATE, K, device="cuda").overlap
