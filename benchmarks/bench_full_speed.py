@@ -16,10 +16,10 @@ stage is switched off here because it runs once before training and its rows cos
   512 → heads, 16.5 M parameters; now the ``full-flat`` preset) and the numpy state gather
   (``tests/support/numpy_gather.py``: the same states bit for bit, ~0.05 of a memory copy);
 * **after**: the new ``full`` preset: the structured encoder (per-block patch convolutions over the
-  windows) and the compiled gather kernels, with the update's s' half on a worker thread
-  (``agent.overlap_update``: the same updates bit for bit, on a second core). Before ran on one thread
-  (its ``overlap_update`` is turned off here): torch's own thread count is 1 in both
-  (``train.torch_threads``).
+  windows) and the compiled gather kernels, with the update's s' half on a worker thread when that is
+  faster (``agent.overlap_update: auto``: the same updates bit for bit, on a second core; its first
+  probes run untimed). Before ran on one thread (its ``overlap_update`` is off here); torch's own thread
+  count is 1 in both (``train.torch_threads``).
 
 ``--breakdown`` adds the ``full`` agent on one thread and without each of its three encoder options
 (``block_norm``, ``block_dropout``, ``encoder_recent_rows``), then without all three: what each costs.
@@ -97,13 +97,15 @@ def make_runner(name: str, cfg: Config, prep: Prepared, builder: BatchStateBuild
     obs, _ = venv.reset(seed=cfg.seed)
     source = ClockStateSource(builder, prep.train_period.clock)
     runner = Runner(name, cfg, learner, replay, NStepAccumulator(a.n_step, a.gamma, t.n_envs), venv, source, obs)
-    # Fill the replay past one batch without learning (the loop's learning_starts), untimed.
+    # Fill the replay past one batch without learning (the loop's learning_starts), untimed; then the
+    # ``auto`` overlap's first probes (both orders timed), so the timed steps see its choice.
     runner.run(max(2, -(-2 * BATCH // t.n_envs)), learn=False)
+    runner.run(2 * learner.overlap.probe)
     return runner
 
 
 BREAKDOWN: dict[str, dict[str, Any]] = {
-    "after on one thread": {"overlap_update": False},
+    "after on one thread": {"overlap_update": "off"},
     "after without block_norm": {"block_norm": False},
     "after without block_dropout": {"block_dropout": 0.0},
     "after without recent rows": {"encoder_recent_rows": 0},
@@ -118,7 +120,7 @@ def configs(quick: bool, recent_rows: int | None = None, *, breakdown: bool = Fa
     ``agent.encoder_recent_rows`` (None: the preset's); ``breakdown`` adds the :data:`BREAKDOWN` contenders."""
     data: dict[str, Any] = {"synthetic": {"history_days": 330 if quick else 400, "tick_days": 0.5 if quick else 1.0}}
     common: dict[str, Any] = {"data": data, "cnn": {"enabled": False}, "agent": {"batch_size": BATCH}}
-    before = load_with_preset(None, "full-flat", deep_merge(common, {"agent": {"overlap_update": False}}))
+    before = load_with_preset(None, "full-flat", deep_merge(common, {"agent": {"overlap_update": "off"}}))
     after_agent = {} if recent_rows is None else {"encoder_recent_rows": recent_rows}
     after = load_with_preset(None, "full", deep_merge(common, {"agent": after_agent}))
     out = {BEFORE: before, AFTER: after}
@@ -168,7 +170,7 @@ def main() -> None:
             f"  {tm.name:<30} {parameter_count(r.learner.online) / 1e6:6.2f} M params  "
             f"{updates_s:7.2f} updates/s  {rates[tm.name]:9,.0f} samples/s  "
             f"({tm.median_s / steps * 1e3:7.1f} ms per step, {tm.median_cpu_s / steps * 1e3:7.1f} ms CPU; "
-            f"median of {len(tm.seconds)})"
+            f"median of {len(tm.seconds)}; overlap {_overlap(r.learner)})"
         )
     before, after = rates[BEFORE], rates[AFTER]
     cpu_before, cpu_after = cpu_rates[BEFORE], cpu_rates[AFTER]
@@ -185,6 +187,12 @@ def main() -> None:
             f"what it turns off costs {extra_ms:+.1f} ms CPU per step"
         )
     _profile(runners[AFTER], steps)
+
+
+def _overlap(learner: DQNLearner) -> str:
+    """The learner's overlap mode, and in ``auto`` the order it chose."""
+    chooser = learner.overlap
+    return chooser.mode if chooser.mode != "auto" else f"auto: {'on' if chooser.choice else 'off'}"
 
 
 def _profile(r: Runner, steps: int) -> None:

@@ -575,10 +575,11 @@ class AgentConfig(_Frozen):
     encoder_recent_rows: Annotated[int, Field(ge=0)] = 0
     """Structured encoder only: the newest R rows of every tick and bar window also pass through unpatched,
     beside the window's patch features (a full-resolution skip path for the freshest data; 0: none)."""
-    overlap_update: bool = True
+    overlap_update: Literal["auto", "on", "off"] = "auto"
     """On a CPU, compute the next-state half of each update (its states, the target network's values, the online
     network's argmax) on a second thread while this one gathers the current states and runs the online network:
-    the same updates bit for bit, in less wall time on two or more cores (:mod:`rltrade.agent.learner`)."""
+    the same updates bit for bit, only faster or slower. ``auto`` times both orders now and then and keeps the
+    faster (:mod:`rltrade.agent.overlap`); ``on`` / ``off`` (or true / false) fix it."""
     n_actions: Annotated[int, Field(ge=2)] = 3
     """Number of discrete actions (short / flat / long by default)."""
     dueling: bool = True
@@ -639,6 +640,12 @@ class AgentConfig(_Frozen):
     """Transitions stored before the first update."""
     train_every: Annotated[int, Field(ge=1)] = 1
     """Environment steps per gradient update."""
+
+    @field_validator("overlap_update", mode="before")
+    @classmethod
+    def _overlap_from_bool(cls, value: object) -> object:
+        """Read ``true`` / ``false`` as ``on`` / ``off``."""
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
     @model_validator(mode="after")
     def _consistent(self) -> AgentConfig:

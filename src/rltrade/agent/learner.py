@@ -21,13 +21,15 @@ passes ``Config.learner_config``); torch's global RNG is never used. On a CPU wi
 (``train.torch_threads``) the same seed gives the same updates bit for bit; the learner does not turn on
 ``torch.use_deterministic_algorithms`` itself (its tests do, to prove no op it uses is nondeterministic).
 
-Overlap (``agent.overlap_update``, on by default): on a CPU the next-state half of an update (gather s',
-the target network's output and, for double DQN, the online network's argmax on s', all without
-gradients) runs on a second thread while the calling thread gathers s and runs the online network's
-forward pass with gradients; the loss waits for both. Each state row, each forward pass and every
-random draw is the same as in the one-thread order (block dropout is switched on per thread, and only
-the online pass on s draws), so the updates are bit for bit those of ``overlap_update: false``; only the
-wall time changes, on a machine with two or more cores. On a GPU the passes run one after the other.
+Overlap (``agent.overlap_update``; :mod:`rltrade.agent.overlap` decides when): on a CPU the next-state
+half of an update (gather s', the target network's output and, for double DQN, the online network's
+argmax on s', all without gradients) can run on a second thread while the calling thread gathers s
+and runs the online network's forward pass with gradients; the loss waits for both. Each state row,
+each forward pass and every random draw is the same as in the one-thread order (block dropout is
+switched on per thread, and only the online pass on s draws), so the updates are bit for bit those of
+``overlap_update: off``; only the wall time changes. When the worker has not started by the time the s
+half is done, the calling thread takes the s' half back and does it itself. On a GPU the passes run one
+after the other.
 
 Device (:func:`resolve_device`): the networks live on ``device``; on a GPU each batch of states goes
 through one pinned host buffer and a non-blocking copy, so the transfer overlaps the next kernel
@@ -39,10 +41,9 @@ range, so no loss scaling is needed). Off by default: results then match bit for
 from __future__ import annotations
 
 import copy
-import os
-import threading
+import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import wait
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -55,6 +56,7 @@ from rltrade.agent.batches import ReplaySample, StateSource
 from rltrade.agent.block_norm import InputStandardiser, block_statistics
 from rltrade.agent.encoder import BlockSpec, block_dropout, structured_q_network
 from rltrade.agent.networks import QNetwork, flat_q_network
+from rltrade.agent.overlap import OverlapChooser, update_worker
 from rltrade.agent.schedules import epsilon_schedule
 from rltrade.config import AgentConfig, ConfigError
 
@@ -221,8 +223,8 @@ class DQNLearner:
         self.online = build_q_network(config, state_dim, account_dim, init_gen, blocks, self.device)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
         self.noisy = self.online.has_noise
-        self.overlap = bool(config.overlap_update) and self.device.type == "cpu"
-        """Whether updates run their s' half on a worker thread (``agent.overlap_update``; CPU only)."""
+        self.overlap = OverlapChooser(config.overlap_update if self.device.type == "cpu" else "off")
+        """Whether each update runs its s' half on a worker thread (``agent.overlap_update``; CPU only)."""
         self._params = list(self.online.parameters())
         self.optimizer = torch.optim.Adam(
             self._params, lr=config.lr, eps=config.adam_eps, fused=_fused_supported(self.device)
@@ -281,6 +283,8 @@ class DQNLearner:
     # ------------------------------------------------------------------ learning
     def update(self, sample: ReplaySample, state_source: StateSource) -> UpdateResult:
         """One gradient step on ``sample``; states are gathered from ``state_source``."""
+        started = time.perf_counter()
+        overlap = self.overlap.next()
         b = int(sample.action_B.shape[0])
         action_B = torch.from_numpy(np.asarray(sample.action_B, dtype=np.int64)).to(self.device)
         reward_B = torch.from_numpy(np.asarray(sample.reward_B, dtype=np.float32)).to(self.device)
@@ -290,16 +294,20 @@ class DQNLearner:
             self.online.reset_noise(self.learn_generator)
             self.target.reset_noise(self.learn_generator)
 
-        if self.overlap:
+        if overlap:
             # The s' half on the worker thread while this one does s (module docstring: "Overlap").
-            pending = _update_worker().submit(self._next_values, sample, state_source)
+            pending = update_worker().submit(self._next_values, sample, state_source)
             try:
                 state_BF, account_BK = self._gather(sample.t_idx_B, sample.account_BK, state_source)
                 out = self._online_out(state_BF, account_BK)
             except BaseException:
-                wait([pending])
+                if not pending.cancel():
+                    wait([pending])
                 raise
-            next_target_out, next_action_B = pending.result()
+            if pending.cancel():  # the worker never got a core (a busy machine): do the s' half here instead
+                next_target_out, next_action_B = self._next_values(sample, state_source)
+            else:
+                next_target_out, next_action_B = pending.result()
         else:
             state_2BF, account_2BK = self._gather(
                 np.concatenate([sample.t_idx_B, sample.next_t_idx_B]),
@@ -335,6 +343,7 @@ class DQNLearner:
         self.optimizer.step()
         self.updates += 1
         self._sync_target()
+        self.overlap.record(overlap, time.perf_counter() - started)
         return UpdateResult(
             loss=float(loss.item()),
             q_mean=float(q_sa_B.mean().item()),
@@ -500,28 +509,6 @@ class DQNLearner:
             self.learn_generator.set_state(state["learn_generator"])
             self.act_generator.set_state(state["act_generator"])
         self.updates = int(state["updates"])
-
-
-_WORKER: ThreadPoolExecutor | None = None
-_WORKER_LOCK = threading.Lock()
-
-
-def _update_worker() -> ThreadPoolExecutor:
-    """Return the process's one worker thread for the s' half of updates (started on first use)."""
-    global _WORKER
-    with _WORKER_LOCK:
-        if _WORKER is None:
-            _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rltrade-update")
-        return _WORKER
-
-
-def _forget_worker() -> None:
-    """In a forked child the parent's worker thread does not exist: start a new one on first use."""
-    global _WORKER, _WORKER_LOCK
-    _WORKER, _WORKER_LOCK = None, threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_worker)
 
 
 def resolve_device(name: str) -> torch.device:

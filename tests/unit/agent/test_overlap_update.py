@@ -12,6 +12,7 @@ import torch
 from rltrade.agent.batches import ArrayStateSource, ReplaySample
 from rltrade.agent.encoder import BlockSpec, StructuredEncoder, block_dropout
 from rltrade.agent.learner import DQNLearner, LearnerConfig
+from rltrade.agent.overlap import OverlapChooser
 
 BLOCKS = (
     BlockSpec("ticks", (6, 2), 0, 12, "ticks"),
@@ -53,7 +54,7 @@ def _samples(n: int) -> list[ReplaySample]:
     return out
 
 
-def _learner(fields: dict[str, Any], overlap: bool) -> DQNLearner:
+def _learner(fields: dict[str, Any], overlap: bool | str) -> DQNLearner:
     config = LearnerConfig.model_validate({**SMALL, **fields, "overlap_update": overlap})
     blocks = BLOCKS if fields.get("network") == "structured" else None
     return DQNLearner(config, F_STATE, K, blocks=blocks)
@@ -72,19 +73,22 @@ def _learner(fields: dict[str, Any], overlap: bool) -> DQNLearner:
 def test_overlapped_updates_equal_the_one_thread_order_bit_for_bit(fields: dict[str, Any]) -> None:
     states = np.random.default_rng(0).standard_normal((T, F_STATE), dtype=np.float32) * 2.0 + 0.5
     source = ArrayStateSource(states)
-    one, two = _learner(fields, overlap=False), _learner(fields, overlap=True)
-    assert two.overlap and not one.overlap
+    one, two, auto = (_learner(fields, overlap=mode) for mode in (False, True, "auto"))
+    assert (one.overlap.mode, two.overlap.mode, auto.overlap.mode) == ("off", "on", "auto")
+    auto.overlap = OverlapChooser("auto", period=5, probe=2)  # both orders and a choice within the 12 updates
     if fields.get("block_norm"):
-        for learner in (one, two):
+        for learner in (one, two, auto):
             learner.fit_input_norm(states[:100])
     for sample in _samples(12):
-        a, b = one.update(sample, source), two.update(sample, source)
-        assert (a.loss, a.q_mean, a.grad_norm) == (b.loss, b.q_mean, b.grad_norm)
+        a, b, c = (learner.update(sample, source) for learner in (one, two, auto))
+        assert (a.loss, a.q_mean, a.grad_norm) == (b.loss, b.q_mean, b.grad_norm) == (c.loss, c.q_mean, c.grad_norm)
         np.testing.assert_array_equal(a.td_abs_B, b.td_abs_B)
-    for net in ("online", "target"):
-        for p, q in zip(getattr(one, net).state_dict().values(), getattr(two, net).state_dict().values(), strict=True):
-            assert torch.equal(p, q)
-    assert one.updates == two.updates == 12
+        np.testing.assert_array_equal(a.td_abs_B, c.td_abs_B)
+    for other in (two, auto):
+        for net in ("online", "target"):
+            mine, theirs = getattr(one, net).state_dict(), getattr(other, net).state_dict()
+            assert all(torch.equal(p, q) for p, q in zip(mine.values(), theirs.values(), strict=True))
+    assert one.updates == two.updates == auto.updates == 12
 
 
 class _FailingNext:
@@ -133,10 +137,43 @@ def test_block_dropout_is_on_only_in_the_thread_that_turned_it_on() -> None:
     assert enc.dropout_generator is None
 
 
-def test_the_overlap_is_cpu_only_and_can_be_turned_off() -> None:
-    assert LearnerConfig().overlap_update
-    assert _learner(STRUCTURED, overlap=True).overlap
-    assert not _learner(STRUCTURED, overlap=False).overlap
+def test_the_overlap_is_auto_by_default_reads_booleans_and_is_cpu_only() -> None:
+    assert LearnerConfig().overlap_update == "auto"
+    assert LearnerConfig.model_validate({"overlap_update": True}).overlap_update == "on"
+    assert LearnerConfig.model_validate({"overlap_update": False}).overlap_update == "off"
+    with pytest.raises(ValueError, match="overlap_update"):
+        LearnerConfig.model_validate({"overlap_update": "sometimes"})
     if torch.cuda.is_available():  # pragma: no cover - GPU machines only
-        config = LearnerConfig.model_validate({**SMALL, "overlap_update": True})
-        assert not DQNLearner(config, F_STATE, K, device="cuda").overlap
+        config = LearnerConfig.model_validate({**SMALL, "overlap_update": "on"})
+        assert DQNLearner(config, F_STATE, K, device="cuda").overlap.mode == "off"
+
+
+def _drive(chooser: OverlapChooser, seconds: dict[bool, float], updates: int) -> list[bool]:
+    orders = []
+    for _ in range(updates):
+        overlapped = chooser.next()
+        chooser.record(overlapped, seconds[overlapped])
+        orders.append(overlapped)
+    return orders
+
+
+def test_auto_probes_both_orders_each_period_and_keeps_the_faster() -> None:
+    chooser = OverlapChooser("auto", period=10, probe=2)
+    orders = _drive(chooser, {True: 0.03, False: 0.04}, 10)
+    assert orders == [True, True, False, False] + [True] * 6
+    orders = _drive(chooser, {True: 0.09, False: 0.05}, 10)  # the machine got busy: the next probe sees it
+    assert orders == [True, True, False, False] + [False] * 6
+    assert not chooser.choice
+
+
+@pytest.mark.parametrize("mode", ["on", "off"])
+def test_fixed_modes_never_probe(mode: str) -> None:
+    chooser = OverlapChooser(mode, period=4, probe=1)  # type: ignore[arg-type]
+    assert _drive(chooser, {True: 1.0, False: 0.0}, 12) == [mode == "on"] * 12
+
+
+def test_chooser_refuses_bad_settings() -> None:
+    with pytest.raises(ValueError, match="overlap mode"):
+        OverlapChooser("maybe")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="period"):
+        OverlapChooser("auto", period=4, probe=2)

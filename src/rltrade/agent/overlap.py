@@ -1,0 +1,85 @@
+"""When an update runs its s' half on a worker thread (``agent.overlap_update``), and the worker itself.
+
+The overlap never changes a value (:mod:`rltrade.agent.learner` says why), only the wall time. Measured
+on the 2-core development machine with the ``full`` preset (``benchmarks/bench_full_speed.py``): about
+1.35× faster training steps when the machine is otherwise idle, but about 1.6× slower when other jobs
+hold the cores (the caller waits for a worker that waits for a core). So the default, ``auto``, times
+both orders now and then and keeps the faster one:
+
+    each period of ``period`` updates: ``probe`` updates overlapped, then ``probe`` on one thread, then
+    the rest of the period in the order whose median update took less wall time
+
+``on`` and ``off`` fix the order. On a GPU the learner always runs the passes one after the other.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
+
+OverlapMode = Literal["auto", "on", "off"]
+
+_WORKER: ThreadPoolExecutor | None = None
+_WORKER_LOCK = threading.Lock()
+
+
+def update_worker() -> ThreadPoolExecutor:
+    """Return the process's one worker thread for the s' half of updates (started on first use)."""
+    global _WORKER
+    with _WORKER_LOCK:
+        if _WORKER is None:
+            _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rltrade-update")
+        return _WORKER
+
+
+def _forget_worker() -> None:
+    """In a forked child the parent's worker thread does not exist: start a new one on first use."""
+    global _WORKER, _WORKER_LOCK
+    _WORKER, _WORKER_LOCK = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_worker)
+
+
+class OverlapChooser:
+    """Says for each update whether to overlap it, and learns from its wall time in ``auto`` mode.
+
+    Call :meth:`next` before an update and :meth:`record` with its wall time after it.
+    """
+
+    def __init__(self, mode: OverlapMode, *, period: int = 256, probe: int = 8) -> None:
+        if mode not in ("auto", "on", "off"):
+            raise ValueError(f"overlap mode must be 'auto', 'on' or 'off', got {mode!r}")
+        if probe < 1 or period < 2 * probe + 1:
+            raise ValueError(f"need probe >= 1 and period > 2 * probe, got period={period}, probe={probe}")
+        self.mode: OverlapMode = mode
+        self.period, self.probe = period, probe
+        self.choice = mode != "off"
+        """The order used outside the probes: overlapped (True) or one thread (False)."""
+        self._seen = 0
+        self._seconds: dict[bool, list[float]] = {True: [], False: []}
+
+    def next(self) -> bool:
+        """Return whether the next update should run its s' half on the worker thread."""
+        if self.mode != "auto":
+            return self.mode == "on"
+        phase = self._seen % self.period
+        if phase < 2 * self.probe:
+            return phase < self.probe
+        return self.choice
+
+    def record(self, overlapped: bool, seconds: float) -> None:
+        """Note that an update (``overlapped`` or not) took ``seconds`` of wall time."""
+        if self.mode != "auto":
+            return
+        if self._seen % self.period < 2 * self.probe:
+            self._seconds[overlapped].append(seconds)
+        self._seen += 1
+        if self._seen % self.period == 2 * self.probe:
+            on, off = self._seconds[True], self._seconds[False]
+            if on and off:
+                self.choice = statistics.median(on) < statistics.median(off)
+            self._seconds = {True: [], False: []}
