@@ -56,7 +56,7 @@ from rltrade.agent.batches import ReplaySample, StateSource
 from rltrade.agent.block_norm import InputStandardiser, block_statistics
 from rltrade.agent.encoder import BlockSpec, block_dropout, structured_q_network
 from rltrade.agent.networks import QNetwork, flat_q_network
-from rltrade.agent.overlap import OverlapChooser, update_worker
+from rltrade.agent.overlap import OverlapChooser, submit
 from rltrade.agent.schedules import epsilon_schedule
 from rltrade.config import AgentConfig, ConfigError
 
@@ -296,7 +296,7 @@ class DQNLearner:
 
         if overlap:
             # The s' half on the worker thread while this one does s (module docstring: "Overlap").
-            pending = update_worker().submit(self._next_values, sample, state_source)
+            pending = submit(self._next_values, sample, state_source)
             try:
                 state_BF, account_BK = self._gather(sample.t_idx_B, sample.account_BK, state_source)
                 out = self._online_out(state_BF, account_BK)

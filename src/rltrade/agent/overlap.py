@@ -17,13 +17,18 @@ from __future__ import annotations
 import os
 import statistics
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from typing import Literal
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Literal, TypeVar
+
+import torch
 
 OverlapMode = Literal["auto", "on", "off"]
 
+_R = TypeVar("_R")
 _WORKER: ThreadPoolExecutor | None = None
 _WORKER_LOCK = threading.Lock()
+_WORKER_THREADS = threading.local()
 
 
 def update_worker() -> ThreadPoolExecutor:
@@ -33,6 +38,22 @@ def update_worker() -> ThreadPoolExecutor:
         if _WORKER is None:
             _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rltrade-update")
         return _WORKER
+
+
+def submit(fn: Callable[..., _R], *args: object) -> Future[_R]:
+    """Run ``fn(*args)`` on the worker thread with the caller's torch thread count.
+
+    Why: the BLAS thread count is per thread. A new thread's matrix products would use every core and
+    so sum in another order than the caller's (``train.torch_threads``, usually 1): not the same bits.
+    """
+    return update_worker().submit(_with_torch_threads, torch.get_num_threads(), fn, *args)
+
+
+def _with_torch_threads(threads: int, fn: Callable[..., _R], *args: object) -> _R:
+    if getattr(_WORKER_THREADS, "count", None) != threads:
+        torch.set_num_threads(threads)
+        _WORKER_THREADS.count = threads
+    return fn(*args)
 
 
 def _forget_worker() -> None:

@@ -177,3 +177,26 @@ def test_chooser_refuses_bad_settings() -> None:
         OverlapChooser("maybe")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="period"):
         OverlapChooser("auto", period=4, probe=2)
+
+
+@pytest.fixture
+def one_torch_thread() -> Any:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # as training sets it (train.torch_threads)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_the_worker_uses_the_callers_torch_thread_count(one_torch_thread: None) -> None:
+    # A new thread's BLAS would use every core: a wide product then sums in another order than on one thread.
+    width = 1_000
+    states = np.random.default_rng(0).standard_normal((T, width), dtype=np.float32)
+    source = ArrayStateSource(states)
+    config = {**SMALL, "hidden": (256, 64)}
+    one, two = (
+        DQNLearner(LearnerConfig.model_validate({**config, "overlap_update": mode}), width, K) for mode in ("off", "on")
+    )
+    for sample in _samples(4):
+        a, b = one.update(sample, source), two.update(sample, source)
+        assert a.loss == b.loss
+        np.testing.assert_array_equal(a.td_abs_B, b.td_abs_B)
