@@ -1,10 +1,11 @@
 """When an update runs its s' half on a worker thread (``agent.overlap_update``), and the worker itself.
 
-The overlap never changes a value (:mod:`rltrade.agent.learner` says why), only the wall time. Measured
-on the 2-core development machine with the ``full`` preset (``benchmarks/bench_full_speed.py``): about
-1.35× faster training steps when the machine is otherwise idle, but about 1.6× slower when other jobs
-hold the cores (the caller waits for a worker that waits for a core). So the default, ``auto``, times
-both orders now and then and keeps the faster one:
+The overlap never changes a value (:mod:`rltrade.agent.learner` says why), only the wall time. On the
+2-core development machine the ``full`` preset's training steps were 1.08–1.29× faster with it when the
+machine was otherwise idle (``benchmarks/bench_full_speed.py --breakdown``; its two virtual cores share
+more than a real pair would, and the two threads spend ~25 % more CPU than one), while the ``demo``
+preset's small s' half gained nothing. Where other jobs hold the cores, the caller can wait for a worker
+that waits for a core. So the default, ``auto``, times both orders now and then and keeps the faster:
 
     each period of ``period`` updates: ``probe`` updates overlapped, then ``probe`` on one thread, then
     the rest of the period in the order whose median update took less wall time
