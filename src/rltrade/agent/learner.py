@@ -225,6 +225,7 @@ class DQNLearner:
         self.noisy = self.online.has_noise
         self.overlap = OverlapChooser(config.overlap_update if self.device.type == "cpu" else "off")
         """Whether each update runs its s' half on a worker thread (``agent.overlap_update``; CPU only)."""
+        self._last_update: tuple[float, bool] | None = None  # (start, overlapped) of the latest update
         self._params = list(self.online.parameters())
         self.optimizer = torch.optim.Adam(
             self._params, lr=config.lr, eps=config.adam_eps, fused=_fused_supported(self.device)
@@ -284,7 +285,10 @@ class DQNLearner:
     def update(self, sample: ReplaySample, state_source: StateSource) -> UpdateResult:
         """One gradient step on ``sample``; states are gathered from ``state_source``."""
         started = time.perf_counter()
+        if self._last_update is not None:  # the previous step, from its update's start to this one's
+            self.overlap.record(self._last_update[1], started - self._last_update[0])
         overlap = self.overlap.next()
+        self._last_update = (started, overlap)
         b = int(sample.action_B.shape[0])
         action_B = torch.from_numpy(np.asarray(sample.action_B, dtype=np.int64)).to(self.device)
         reward_B = torch.from_numpy(np.asarray(sample.reward_B, dtype=np.float32)).to(self.device)
@@ -343,7 +347,6 @@ class DQNLearner:
         self.optimizer.step()
         self.updates += 1
         self._sync_target()
-        self.overlap.record(overlap, time.perf_counter() - started)
         return UpdateResult(
             loss=float(loss.item()),
             q_mean=float(q_sa_B.mean().item()),

@@ -1,14 +1,19 @@
 """When an update runs its s' half on a worker thread (``agent.overlap_update``), and the worker itself.
 
 The overlap never changes a value (:mod:`rltrade.agent.learner` says why), only the wall time. On the
-2-core development machine the ``full`` preset's training steps were 1.08–1.29× faster with it when the
+2-core development machine the ``full`` preset's training steps were 1.08–1.34× faster with it when the
 machine was otherwise idle (``benchmarks/bench_full_speed.py --breakdown``; its two virtual cores share
 more than a real pair would, and the two threads spend ~25 % more CPU than one), while the ``demo``
-preset's small s' half gained nothing. Where other jobs hold the cores, the caller can wait for a worker
+preset's small s' half made its steps 12–13 % slower. Where other jobs hold the cores, the caller can wait for a worker
 that waits for a core. So the default, ``auto``, times both orders now and then and keeps the faster:
 
     each period of ``period`` updates: ``probe`` updates overlapped, then ``probe`` on one thread, then
-    the rest of the period in the order whose median update took less wall time
+    the rest of the period overlapped only if its median step took under ``margin`` (0.95) of the other's
+
+A step is timed from one update's start to the next one's, so whatever the overlap does to the rest of the
+loop (acting, the env step) counts too, and the margin keeps the simpler order on a tie: on the ``demo``
+preset a first version that timed the update alone and took the faster median chose the overlap in some
+periods and made training ~5 % slower.
 
 ``on`` and ``off`` fix the order. On a GPU the learner always runs the passes one after the other.
 """
@@ -69,16 +74,17 @@ os.register_at_fork(after_in_child=_forget_worker)
 class OverlapChooser:
     """Says for each update whether to overlap it, and learns from its wall time in ``auto`` mode.
 
-    Call :meth:`next` before an update and :meth:`record` with its wall time after it.
+    Call :meth:`next` before an update and :meth:`record` with the wall time of its step (from its start to
+    the next update's start).
     """
 
-    def __init__(self, mode: OverlapMode, *, period: int = 256, probe: int = 8) -> None:
+    def __init__(self, mode: OverlapMode, *, period: int = 512, probe: int = 16, margin: float = 0.95) -> None:
         if mode not in ("auto", "on", "off"):
             raise ValueError(f"overlap mode must be 'auto', 'on' or 'off', got {mode!r}")
         if probe < 1 or period < 2 * probe + 1:
             raise ValueError(f"need probe >= 1 and period > 2 * probe, got period={period}, probe={probe}")
         self.mode: OverlapMode = mode
-        self.period, self.probe = period, probe
+        self.period, self.probe, self.margin = period, probe, margin
         self.choice = mode != "off"
         """The order used outside the probes: overlapped (True) or one thread (False)."""
         self._seen = 0
@@ -94,7 +100,7 @@ class OverlapChooser:
         return self.choice
 
     def record(self, overlapped: bool, seconds: float) -> None:
-        """Note that an update (``overlapped`` or not) took ``seconds`` of wall time."""
+        """Note that a step whose update was ``overlapped`` (or not) took ``seconds`` of wall time."""
         if self.mode != "auto":
             return
         if self._seen % self.period < 2 * self.probe:
@@ -103,5 +109,5 @@ class OverlapChooser:
         if self._seen % self.period == 2 * self.probe:
             on, off = self._seconds[True], self._seconds[False]
             if on and off:
-                self.choice = statistics.median(on) < statistics.median(off)
+                self.choice = statistics.median(on) < self.margin * statistics.median(off)
             self._seconds = {True: [], False: []}

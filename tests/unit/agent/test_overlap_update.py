@@ -164,6 +164,19 @@ def test_auto_probes_both_orders_each_period_and_keeps_the_faster() -> None:
     orders = _drive(chooser, {True: 0.09, False: 0.05}, 10)  # the machine got busy: the next probe sees it
     assert orders == [True, True, False, False] + [False] * 6
     assert not chooser.choice
+    orders = _drive(chooser, {True: 0.039, False: 0.04}, 10)  # within the margin: the simpler order
+    assert orders == [True, True, False, False] + [False] * 6
+
+
+def test_the_learner_times_each_step_from_one_update_to_the_next() -> None:
+    states = np.random.default_rng(0).standard_normal((T, F_STATE), dtype=np.float32)
+    learner = _learner(STRUCTURED, overlap="auto")
+    seen: list[tuple[bool, float]] = []
+    learner.overlap.record = lambda overlapped, seconds: seen.append((overlapped, seconds))  # type: ignore[method-assign]
+    for sample in _samples(3):
+        learner.update(sample, ArrayStateSource(states))
+    assert [o for o, _ in seen] == [True, True]  # the first two steps (probes, overlapped); the third is open
+    assert all(seconds > 0 for _, seconds in seen)
 
 
 @pytest.mark.parametrize("mode", ["on", "off"])
