@@ -575,11 +575,12 @@ class AgentConfig(_Frozen):
     encoder_recent_rows: Annotated[int, Field(ge=0)] = 0
     """Structured encoder only: the newest R rows of every tick and bar window also pass through unpatched,
     beside the window's patch features (a full-resolution skip path for the freshest data; 0: none)."""
-    overlap_update: Literal["auto", "on", "off"] = "auto"
+    overlap_update: Literal["auto", "on", "off"] = "off"
     """On a CPU, compute the next-state half of each update (its states, the target network's values, the online
     network's argmax) on a second thread while this one gathers the current states and runs the online network:
-    the same updates bit for bit, only faster or slower. ``auto`` times both orders now and then and keeps the
-    faster (:mod:`rltrade.agent.overlap`); ``on`` / ``off`` (or true / false) fix it."""
+    the same updates bit for bit, only faster or slower. ``auto`` (the ``full`` preset's) times both orders now
+    and then and overlaps when that is faster (:mod:`rltrade.agent.overlap`); ``on`` / ``off`` (or true /
+    false) fix it. Off by default: a small network's s' half gains nothing from a second thread."""
     n_actions: Annotated[int, Field(ge=2)] = 3
     """Number of discrete actions (short / flat / long by default)."""
     dueling: bool = True

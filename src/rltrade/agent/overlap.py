@@ -15,7 +15,8 @@ loop (acting, the env step) counts too, and the margin keeps the simpler order o
 preset a first version that timed the update alone and took the faster median chose the overlap in some
 periods and made training ~5 % slower.
 
-``on`` and ``off`` fix the order. On a GPU the learner always runs the passes one after the other.
+``on`` and ``off`` (the config's default) fix the order; the ``full`` preset uses ``auto``. On a GPU the
+learner always runs the passes one after the other.
 """
 
 from __future__ import annotations

@@ -287,6 +287,7 @@ _FULL: Final[Mapping[str, Any]] = {
         "block_norm": True,
         "block_dropout": 0.2,
         "encoder_recent_rows": 30,
+        "overlap_update": "auto",
     },
     "train": {"n_envs": 16, "device": "auto"},
 }

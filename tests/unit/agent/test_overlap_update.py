@@ -13,6 +13,7 @@ from rltrade.agent.batches import ArrayStateSource, ReplaySample
 from rltrade.agent.encoder import BlockSpec, StructuredEncoder, block_dropout
 from rltrade.agent.learner import DQNLearner, LearnerConfig
 from rltrade.agent.overlap import OverlapChooser
+from rltrade.training.presets import load_with_preset
 
 BLOCKS = (
     BlockSpec("ticks", (6, 2), 0, 12, "ticks"),
@@ -137,8 +138,9 @@ def test_block_dropout_is_on_only_in_the_thread_that_turned_it_on() -> None:
     assert enc.dropout_generator is None
 
 
-def test_the_overlap_is_auto_by_default_reads_booleans_and_is_cpu_only() -> None:
-    assert LearnerConfig().overlap_update == "auto"
+def test_the_overlap_is_off_by_default_auto_in_full_reads_booleans_and_is_cpu_only() -> None:
+    assert LearnerConfig().overlap_update == "off"
+    assert load_with_preset(None, "full", {}).agent.overlap_update == "auto"
     assert LearnerConfig.model_validate({"overlap_update": True}).overlap_update == "on"
     assert LearnerConfig.model_validate({"overlap_update": False}).overlap_update == "off"
     with pytest.raises(ValueError, match="overlap_update"):
