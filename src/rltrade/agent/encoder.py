@@ -291,6 +291,27 @@ class StructuredEncoder(nn.Module):
                 f"got {state_BF.shape[-1]} and {account_BK.shape[-1]}"
             )
         b = state_BF.shape[0]
+        parts = self._state_parts(state_BF)
+        parts.append(account_BK)
+        out_BD = torch.cat(parts, dim=1)
+        if self.training and self.block_dropout > 0.0 and self.dropout_generator is not None:
+            out_BD = out_BD * self._dropout_mask(b, out_BD.device, out_BD.dtype)
+        return out_BD
+
+    def encode_state(self, state_BF: Tensor) -> Tensor:
+        """Return the state's columns of :meth:`forward`'s output, ``[B, out_dim − account_dim]``, without dropout.
+
+        For acting on many states whose accounts come one at a time (a backtest): each row depends on its
+        own state only, so a chunk is encoded in one pass and each step appends its account
+        (:meth:`StructuredBody.forward_encoded`).
+        """
+        if state_BF.ndim != 2 or state_BF.shape[-1] != self.state_dim:
+            raise ValueError(f"encoder expects states of width {self.state_dim}, got shape {tuple(state_BF.shape)}")
+        return torch.cat(self._state_parts(state_BF), dim=1)
+
+    def _state_parts(self, state_BF: Tensor) -> list[Tensor]:
+        """Return the encoded blocks of ``state_BF``, in output order (the account goes after them)."""
+        b = state_BF.shape[0]
         if self.input_norm is not None:
             state_BF = self.input_norm(state_BF)
         parts: list[Tensor] = []
@@ -311,11 +332,7 @@ class StructuredEncoder(nn.Module):
         if self.recent_rows:
             parts += [self._recent(state_BF, group) for group in self.groups]
         parts += [state_BF[:, start:stop] for start, stop in self.flat_ranges]
-        parts.append(account_BK)
-        out_BD = torch.cat(parts, dim=1)
-        if self.training and self.block_dropout > 0.0 and self.dropout_generator is not None:
-            out_BD = out_BD * self._dropout_mask(b, out_BD.device, out_BD.dtype)
-        return out_BD
+        return parts
 
     @property
     def dropout_generator(self) -> torch.Generator | None:
@@ -389,6 +406,10 @@ class StructuredBody(nn.Module):
     def forward(self, state_BF: Tensor, account_BK: Tensor) -> Tensor:
         """Return the ReLU of the linear layer over the encoded state and account."""
         return F.relu(self.linear(self.encoder(state_BF, account_BK)), inplace=True)
+
+    def forward_encoded(self, encoded_BD: Tensor, account_BK: Tensor) -> Tensor:
+        """:meth:`forward` from ``encoder.encode_state``'s output (eval mode: no block dropout to apply)."""
+        return F.relu(self.linear(torch.cat([encoded_BD, account_BK], dim=1)), inplace=True)
 
 
 def structured_q_network(

@@ -42,8 +42,9 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import wait
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -54,7 +55,7 @@ from torch import Tensor
 
 from rltrade.agent.batches import ReplaySample, StateSource
 from rltrade.agent.block_norm import InputStandardiser, block_statistics
-from rltrade.agent.encoder import BlockSpec, block_dropout, structured_q_network
+from rltrade.agent.encoder import BlockSpec, StructuredBody, block_dropout, structured_q_network
 from rltrade.agent.networks import QNetwork, flat_q_network
 from rltrade.agent.overlap import OverlapChooser, submit
 from rltrade.agent.schedules import epsilon_schedule
@@ -263,13 +264,8 @@ class DQNLearner:
         state_BF, account_BK = obs[:, : self.state_dim], obs[:, self.state_dim :]
         gen = self.act_generator if generator is None else generator
         if greedy:
-            was_training = self.online.training
-            self.online.eval()
-            try:
-                with self._autocast():
-                    return self.online.q_values(state_BF, account_BK).argmax(dim=1).cpu().numpy()
-            finally:
-                self.online.train(was_training)
+            with self.evaluating(), self._autocast():
+                return self.online.q_values(state_BF, account_BK).argmax(dim=1).cpu().numpy()
         if self.noisy:
             self.online.reset_noise(gen)
         with self._autocast():
@@ -436,14 +432,59 @@ class DQNLearner:
     def greedy_q(self, obs_BF: npt.ArrayLike | Tensor) -> np.ndarray:
         """Return the online network's Q-values (float32 [B, A]) with noise off, as a greedy :meth:`act` sees them."""
         obs = self._as_obs(obs_BF)
-        was_training = self.online.training
+        with self.evaluating(), torch.no_grad(), self._autocast():
+            q = self.online.q_values(obs[:, : self.state_dim], obs[:, self.state_dim :])
+        return q.float().cpu().numpy()
+
+    @property
+    def encodes_states(self) -> bool:
+        """Whether :meth:`encode_states` can take the state's part of acting out of the per-step loop."""
+        return isinstance(self.online.body, StructuredBody)
+
+    @torch.no_grad()
+    def encode_states(self, states_BF: npt.ArrayLike | Tensor) -> Tensor:
+        """Return the online encoder's output for market states ``[B, F]`` (no account), for :meth:`act_encoded`.
+
+        Only for a structured body (:attr:`encodes_states`). Each row depends on its own state only, so a
+        greedy :meth:`act_encoded` on a row of a chunk gives the action :meth:`act` gives on that state
+        alone, up to float rounding: the BLAS may sum a patch product in another order for another batch
+        size (a tie broken the other way is the only possible difference). On the development machine the
+        demo and full presets' backtests were identical step for step either way.
+        """
+        body = self.online.body
+        if not isinstance(body, StructuredBody):
+            raise ValueError("encode_states needs the structured encoder; a flat body acts on whole observations")
+        states = states_BF if isinstance(states_BF, Tensor) else torch.from_numpy(np.asarray(states_BF, np.float32))
+        with self.evaluating(), self._autocast():
+            return body.encoder.encode_state(states.to(self.device, torch.float32))
+
+    @torch.no_grad()
+    def act_encoded(self, encoded_BD: Tensor, obs_BF: npt.ArrayLike | Tensor) -> np.ndarray:
+        """Greedy actions from :meth:`encode_states` rows and the observations' account columns."""
+        body = self.online.body
+        if not isinstance(body, StructuredBody):
+            raise ValueError("act_encoded needs the structured encoder; use act")
+        account_BK = self._as_obs(obs_BF)[:, self.state_dim :]
+        with self.evaluating(), self._autocast():
+            out = self.online.output_from_features(body.forward_encoded(encoded_BD, account_BK))
+            return self.online.q_from_output(out).argmax(dim=1).cpu().numpy()
+
+    @contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """Put the online network in eval mode (noise off) inside the block; restore its previous mode after.
+
+        A greedy :meth:`act` enters it on every call; a backtest enters it once around all its steps, so the
+        per-call mode switch (a walk over every submodule, twice: ~30 % of a demo backtest) is skipped when
+        the network is in eval mode already.
+        """
+        if not self.online.training:
+            yield
+            return
         self.online.eval()
         try:
-            with torch.no_grad(), self._autocast():
-                q = self.online.q_values(obs[:, : self.state_dim], obs[:, self.state_dim :])
-            return q.float().cpu().numpy()
+            yield
         finally:
-            self.online.train(was_training)
+            self.online.train()
 
     def _autocast(self) -> torch.autocast:
         """bfloat16 autocast on the learner's device when ``mixed_precision`` is on, a no-op otherwise."""

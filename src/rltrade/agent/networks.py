@@ -157,7 +157,11 @@ class QNetwork(nn.Module):
 
     def forward(self, state_BF: Tensor, account_BK: Tensor) -> Tensor:
         """``q_BA`` for a scalar head; ``log_probs_BAN`` (log-softmax over atoms) for C51."""
-        logits_BAN: Tensor = self.head(self.body(state_BF, account_BK))
+        return self.output_from_features(self.body(state_BF, account_BK))
+
+    def output_from_features(self, features_BD: Tensor) -> Tensor:
+        """:meth:`forward`'s output from the body's features (the head and, for C51, the log-softmax)."""
+        logits_BAN: Tensor = self.head(features_BD)
         if self.n_atoms == 1:
             return logits_BAN.squeeze(-1)
         return F.log_softmax(logits_BAN, dim=-1)

@@ -122,7 +122,7 @@ class EpisodeBatch:
     def advance(self, action_E: npt.ArrayLike) -> StepOutcome:
         """Take actions ``action_E`` at the current steps, which must have been observed."""
         action = np.asarray(action_E).reshape(-1)
-        if action.shape != (self.n_envs,) or not np.isin(action, (0, 1, 2)).all():
+        if action.shape != (self.n_envs,) or not ((action == 0) | (action == 1) | (action == 2)).all():
             raise ValueError(f"actions must be {self.n_envs} values in {{0, 1, 2}} (short, flat, long), got {action}")
         per = self.period
         i = self.t_idx.copy()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -38,6 +39,27 @@ from rltrade.training.metrics import BacktestMetrics, compute_metrics
 
 Policy = Callable[[npt.NDArray[np.float32]], npt.ArrayLike]
 """Maps observations ``float32 [B, F]`` to actions ``[B]`` in {0: short, 1: flat, 2: long}."""
+
+RowPolicy = Callable[[int, npt.NDArray[np.float32]], npt.ArrayLike]
+"""``act(j, obs_1F)``: the action at row ``j`` of an encoded chunk, given that step's observation."""
+
+
+@runtime_checkable
+class ChunkPolicy(Protocol):
+    """A policy that can do its market-state work on a chunk of states before the steps come one by one.
+
+    ``encode(states_BF)`` returns ``act(j, obs_1F)`` for row ``j`` of the chunk (its observation: state and
+    account), or None to be called per observation as a plain :data:`Policy`. The actions must be those
+    the plain call gives (:class:`rltrade.training.bundle.GreedyPolicy`).
+    """
+
+    def __call__(self, obs: npt.NDArray[np.float32]) -> npt.ArrayLike:
+        """Actions for observations, as a plain :data:`Policy`."""
+        ...
+
+    def encode(self, states_BF: npt.NDArray[np.float32]) -> RowPolicy | None:
+        """Acting on the rows of ``states_BF`` one step at a time, or None."""
+        ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,8 +139,10 @@ def backtest_policy(
     for c0 in range(0, n, chunk):
         idx = np.arange(c0, min(c0 + chunk, n))
         states = builder.gather(period.clock.time_of(idx))
+        act_at = policy.encode(states) if isinstance(policy, ChunkPolicy) else None
         for j, i in enumerate(idx):
-            act = np.asarray(policy(core.observe(states[j : j + 1]))).reshape(-1)
+            obs = core.observe(states[j : j + 1])
+            act = np.asarray(policy(obs) if act_at is None else act_at(j, obs)).reshape(-1)
             if act.shape != (1,):
                 raise ValueError(f"policy returned {act.shape[0]} actions for 1 observation at step {i}")
             core.advance(act)

@@ -47,7 +47,7 @@ from rltrade.data.splits import Fold, TimeRange, ensure_disjoint
 from rltrade.features.account import ACCOUNT_DIM
 from rltrade.features.layout import StateLayout
 from rltrade.features.market_features import FeatureStats
-from rltrade.training.backtest import Policy
+from rltrade.training.backtest import RowPolicy
 from rltrade.training.metrics import BacktestMetrics
 from rltrade.training.pipeline import Prepared, block_specs, prepare
 
@@ -314,16 +314,41 @@ def checkpoint_path(run_dir: Path, which: str = "best") -> Path:
 
 
 def load_learner(run_dir: Path, layout: StateLayout, cfg: Config, *, which: str = "best") -> DQNLearner:
-    """Load the learner saved in ``run_dir`` (:func:`checkpoint_path`)."""
+    """Load the learner saved in ``run_dir`` (:func:`checkpoint_path`), its online network in eval mode.
+
+    It is for backtests and live decisions (greedy, noise off); training resumes through the loop's own
+    restore, never through this.
+    """
     learner = new_learner(cfg, layout)
     load_learner_state(checkpoint_path(run_dir, which), learner)
+    learner.online.eval()
     return learner
 
 
-def greedy_policy(learner: DQNLearner) -> Policy:
-    """Wrap the learner's greedy actions (no exploration, noise off), as every backtest and live use them."""
+class GreedyPolicy:
+    """The learner's greedy actions (no exploration, noise off), as every backtest and live use them.
 
-    def policy(obs: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
-        return learner.act(obs, 0, greedy=True)
+    Called on one observation at a time (live) it runs the whole network. A backtest first offers each
+    chunk of states to :meth:`encode` (:class:`rltrade.training.backtest.ChunkPolicy`): a structured
+    encoder then runs once per chunk and each step only appends its account and runs the head, with the
+    same actions (:meth:`rltrade.agent.learner.DQNLearner.encode_states`).
+    """
 
-    return policy
+    def __init__(self, learner: DQNLearner) -> None:
+        self.learner = learner
+
+    def __call__(self, obs: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+        """Greedy actions for observations ``[B, F + K]``."""
+        return self.learner.act(obs, 0, greedy=True)
+
+    def encode(self, states_BF: npt.NDArray[np.float32]) -> RowPolicy | None:
+        """Return acting on row ``j`` of ``states_BF`` given its observation, or None for a flat network."""
+        if not self.learner.encodes_states:
+            return None
+        encoded = self.learner.encode_states(states_BF)
+        return lambda j, obs: self.learner.act_encoded(encoded[j : j + 1], obs)
+
+
+def greedy_policy(learner: DQNLearner) -> GreedyPolicy:
+    """Wrap the learner's greedy actions (:class:`GreedyPolicy`)."""
+    return GreedyPolicy(learner)

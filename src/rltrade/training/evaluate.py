@@ -393,8 +393,9 @@ def supervised_baseline(
 
 
 def backtest_learner(learner: DQNLearner, prep: Prepared, period: PeriodData) -> BacktestResult:
-    """Greedy backtest of the learner on ``period`` of ``prep``'s run (PnL after costs)."""
-    return backtest_policy(prep.builder, period, greedy_policy(learner), prep.cfg.env)
+    """Greedy backtest of the learner on ``period`` of ``prep``'s run (PnL after costs), in eval mode throughout."""
+    with learner.evaluating():
+        return backtest_policy(prep.builder, period, greedy_policy(learner), prep.cfg.env)
 
 
 def period_in_span(prep: Prepared, target: TimeRange) -> PeriodData:

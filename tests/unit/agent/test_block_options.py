@@ -241,3 +241,52 @@ def test_config_refuses_the_options_on_the_flat_network(fields: dict[str, Any]) 
         LearnerConfig.model_validate({"network": "flat", **fields})
     with pytest.raises(ValidationError):
         LearnerConfig.model_validate({**SMALL, "block_dropout": 1.0})
+
+
+# ---------------------------------------------------------------------------------------- acting on encoded chunks
+def _acting_learner(**fields: Any) -> DQNLearner:
+    config = LearnerConfig.model_validate({**SMALL, "block_norm": True, "encoder_recent_rows": 2, "seed": 3, **fields})
+    learner = DQNLearner(config, WIDTH, K, blocks=BLOCKS)
+    learner.fit_input_norm(np.random.default_rng(1).standard_normal((30, WIDTH), dtype=np.float32) * 3 + 1)
+    return learner
+
+
+@pytest.mark.parametrize("fields", [{}, {"distributional": True}, {"exploration": "noisy"}])
+def test_encoded_chunks_give_the_greedy_actions_of_act_row_by_row(fields: dict[str, Any]) -> None:
+    learner = _acting_learner(**fields)
+    rng = np.random.default_rng(2)
+    states = rng.standard_normal((64, WIDTH), dtype=np.float32) * 3 + 1
+    obs = np.concatenate([states, rng.standard_normal((64, K), dtype=np.float32) * 3], axis=1)
+    encoded = learner.encode_states(states)
+    encoder = learner.online.body.encoder
+    with torch.no_grad(), learner.evaluating():
+        one_by_one = torch.cat([encoder.encode_state(torch.from_numpy(states[j : j + 1])) for j in range(64)])
+    # A row's encoding does not depend on the chunk around it, up to the products' summation order.
+    torch.testing.assert_close(encoded, one_by_one, rtol=1e-5, atol=1e-6)
+    chunked = np.concatenate([learner.act_encoded(encoded[j : j + 1], obs[j : j + 1]) for j in range(64)])
+    plain = np.concatenate([learner.act(obs[j : j + 1], 0, greedy=True) for j in range(64)])
+    np.testing.assert_array_equal(chunked, plain)
+    assert len(set(plain.tolist())) > 1  # the accounts move the actions: the head really reads them
+    assert learner.online.training  # acting greedily left the training mode as it was
+
+
+def test_evaluating_switches_to_eval_mode_once_and_restores_the_mode() -> None:
+    learner = _acting_learner()
+    assert learner.online.training
+    with learner.evaluating():
+        assert not learner.online.training
+        with learner.evaluating():
+            assert not learner.online.training
+        assert not learner.online.training  # the inner block found eval mode and left it
+    assert learner.online.training
+    learner.online.eval()
+    with learner.evaluating():
+        assert not learner.online.training
+    assert not learner.online.training
+
+
+def test_a_flat_network_has_no_encoded_acting() -> None:
+    learner = DQNLearner(LearnerConfig.model_validate({"batch_size": 8, "buffer_size": 64, "hidden": (8,)}), WIDTH, K)
+    assert not learner.encodes_states and _acting_learner().encodes_states
+    with pytest.raises(ValueError, match="structured encoder"):
+        learner.encode_states(np.zeros((2, WIDTH), dtype=np.float32))

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
+from rltrade.agent.learner import DQNLearner, LearnerConfig
 from rltrade.config import EnvConfig
 from rltrade.env.fills import CostModel
 from rltrade.features.account import ACCOUNT_DIM, TIME_IN_TRADE_SCALE
-from rltrade.training.backtest import backtest_actions, backtest_policy
+from rltrade.training.backtest import ChunkPolicy, backtest_actions, backtest_policy
 from rltrade.training.baselines import (
     buy_and_hold_actions,
     flat_actions,
@@ -21,6 +23,8 @@ from rltrade.training.baselines import (
     random_actions,
     threshold_oracle_actions,
 )
+from rltrade.training.bundle import greedy_policy
+from rltrade.training.pipeline import block_specs
 from tests.unit.env.market_cases import period_from_prices, signal_setup, small_setup, trading_period
 
 CFG = EnvConfig(taker_fee=0.001, half_spread_bps=0.0, impact_bps=0.0, borrow_annual_rate=0.0)
@@ -86,6 +90,49 @@ def test_policy_backtest_runs_the_period_on_env_observations() -> None:
     again = backtest_actions(period, result.steps["position"].to_numpy()[:-1] + 1, CFG)
     assert again.metrics == result.metrics
     json.loads(result.metrics_json())
+
+
+class _ChunkLong:
+    """A ChunkPolicy that goes long, checking that each step's observation is row ``j`` of its chunk."""
+
+    def __init__(self) -> None:
+        self.chunks: list[int] = []
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        raise AssertionError("a chunk policy is never called per observation")
+
+    def encode(self, states_BF: np.ndarray) -> Callable[[int, np.ndarray], np.ndarray]:
+        self.chunks.append(states_BF.shape[0])
+
+        def act(j: int, obs: np.ndarray) -> np.ndarray:
+            np.testing.assert_array_equal(obs[0, : states_BF.shape[1]], states_BF[j])
+            return np.array([2 if obs[0, -ACCOUNT_DIM] < 1 else 1])
+
+        return act
+
+
+def test_a_chunk_policy_is_offered_each_chunk_before_its_steps() -> None:
+    setup = small_setup()
+    period = trading_period(setup, CFG)
+    policy = _ChunkLong()
+    result = backtest_policy(setup.builder, period, policy, CFG, chunk=100)
+    assert policy.chunks == [min(100, period.n_steps - c) for c in range(0, period.n_steps, 100)]
+    assert result.steps["position"].to_list()[:-1] == [1, 0] * (period.n_steps // 2) + [1] * (period.n_steps % 2)
+
+
+def test_the_greedy_policy_backtests_its_encoded_chunks_with_the_per_step_actions() -> None:
+    setup = signal_setup()
+    period = trading_period(setup, CFG)
+    small = {"batch_size": 8, "buffer_size": 64, "network": "structured", "encoder_channels": (4,)}
+    config = LearnerConfig.model_validate({**small, "encoder_patches": (5,), "encoder_hidden": (16,), "seed": 4})
+    learner = DQNLearner(config, setup.layout.size, ACCOUNT_DIM, blocks=block_specs(setup.layout))
+    policy = greedy_policy(learner)
+    assert isinstance(policy, ChunkPolicy)
+    chunked = backtest_policy(setup.builder, period, policy, CFG, chunk=64)
+    plain = backtest_policy(setup.builder, period, lambda obs: policy(obs), CFG, chunk=64)
+    assert chunked.steps.equals(plain.steps) and chunked.metrics == plain.metrics
+    assert chunked.trades.height > 0  # the untrained network trades, so the actions are compared
+    assert learner.online.training  # the backtest's eval mode ended with it
 
 
 def test_baselines_run_and_flat_and_buy_and_hold_are_exact() -> None:
