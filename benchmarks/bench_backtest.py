@@ -60,9 +60,9 @@ def main() -> None:
         if backtest_learner(learner, prep, head).trades.height > 2:
             break
     print(
-        f"{args.preset} preset: {prep.layout.size:,} features, agent seed {seed}, {period.n_steps:,} steps per backtest "
-        f"(prepared in {time.perf_counter() - t0:.0f} s); {len(os.sched_getaffinity(0))} CPUs, "
-        f"load average {os.getloadavg()[0]:.1f}"
+        f"{args.preset} preset: {prep.layout.size:,} features, agent seed {seed}, "
+        f"{period.n_steps:,} steps per backtest (prepared in {time.perf_counter() - t0:.0f} s); "
+        f"{len(os.sched_getaffinity(0))} CPUs, load average {os.getloadavg()[0]:.1f}"
     )
 
     def per_step(obs: npt.NDArray[np.float32]) -> npt.ArrayLike:
