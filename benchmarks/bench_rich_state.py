@@ -65,6 +65,7 @@ processes can share the seeds (``--seeds 0 1``, ``--seeds 2``) before ``--table`
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import statistics
@@ -88,6 +89,7 @@ from rltrade.training.evaluate import backtest_learner, validation_targets
 from rltrade.training.loop import train
 from rltrade.training.pipeline import Prepared, prepare
 from rltrade.training.presets import deep_merge, load_with_preset
+from rltrade.training.regimes import regime_name, true_regime_labels
 from rltrade.training.scorecard import TARGET_SHARE, first_reached, validation_curve
 
 CAPACITY: Mapping[str, Any] = {"encoder_channels": [16, 32], "encoder_hidden": [128]}
@@ -192,7 +194,8 @@ def run_variant(cfg: Config, prepared: Prepared, run_dir: Path) -> dict[str, Any
     train(cfg, run_dir, log=lambda _: None, prepared=prepared)
     wall = time.perf_counter() - t0
     learner = load_learner(run_dir, prepared.layout, cfg, which="best")
-    test = backtest_learner(learner, prepared, prepared.test_period).metrics
+    result = backtest_learner(learner, prepared, prepared.test_period)
+    test = result.metrics
     curve = validation_curve(run_dir / "tensorboard")
     points = [] if curve is None else [[int(s), float(w), float(v)] for s, w, v in zip(*curve, strict=True)]
     return {
@@ -202,7 +205,37 @@ def run_variant(cfg: Config, prepared: Prepared, run_dir: Path) -> dict[str, Any
         "n_envs": cfg.train.n_envs,
         "target": convergence_target(prepared),
         "curve": points,
+        **test_breakdown(prepared, result.equity_T),
     }
+
+
+SEGMENTS = 8
+"""The test range is cut into this many equal stretches of steps for :func:`test_breakdown`."""
+
+
+def test_breakdown(prepared: Prepared, equity_T: np.ndarray) -> dict[str, Any]:
+    """The test return's log growth per stretch of the range (oldest first) and per true regime of the market.
+
+    ``test_log_growth_segments``: ``log(E_end / E_start)`` over each of :data:`SEGMENTS` equal stretches of
+    steps; ``test_log_growth_by_regime``: the sum of the step log returns in each of the generator's regimes
+    (by name; the regimes absent from the range are left out). Both add up to the whole range's log growth
+    (the final liquidation's cost sits in the last stretch).
+    """
+    log_E = np.log(np.asarray(equity_T, dtype=np.float64))
+    n = log_E.size - 1
+    edges = np.linspace(0, n, SEGMENTS + 1).round().astype(np.int64)
+    out: dict[str, Any] = {
+        "test_log_growth_segments": [float(log_E[b] - log_E[a]) for a, b in itertools.pairwise(edges)]
+    }
+    truth = prepared.frames.extras.get("regimes")
+    if isinstance(truth, Mapping):
+        period = prepared.test_period
+        labels = true_regime_labels(truth, period.time_us_T[:n])
+        step = np.diff(log_E)  # the last step's growth includes the final liquidation
+        out["test_log_growth_by_regime"] = {
+            regime_name(int(k)): float(step[labels == k].sum()) for k in np.unique(labels)
+        }
+    return out
 
 
 def run_sb3(cfg: Config, prepared: Prepared) -> dict[str, Any]:
@@ -316,6 +349,55 @@ def table(rows: Sequence[dict[str, Any]], reference: str = "basic") -> list[dict
     return out
 
 
+def print_breakdown(rows: Sequence[dict[str, Any]], reference: str = "basic") -> None:
+    """Where on the test range each variant gains or loses against ``reference``: paired log-growth differences.
+
+    Per stretch of the range (:func:`test_breakdown`, oldest first) and per true regime: the reference's mean
+    log growth and, per variant, the mean paired difference ± its SE over the seeds both finished. A gap that
+    grows from the first stretches to the last is an edge that fades with distance from the training data.
+    """
+    by: dict[str, dict[int, dict[str, Any]]] = {}
+    for r in rows:
+        if "test_log_growth_segments" in r:
+            by.setdefault(r["variant"], {})[int(r["seed"])] = r
+    ref = by.pop(reference, {})
+    if not ref or not by:
+        return
+    w = _name_width(rows)
+    segments = len(next(iter(ref.values()))["test_log_growth_segments"])
+    print(
+        f"\ntest log growth per 1/{segments} of the range, oldest first: {reference} mean; variant − {reference} ± SE"
+    )
+    mean_ref = [statistics.fmean(r["test_log_growth_segments"][k] for r in ref.values()) for k in range(segments)]
+    print(f"  {reference:<{w}} " + " ".join(f"{m:>+15.3f}" for m in mean_ref))
+    for name in sorted(by, key=_order):
+        seeds = sorted(set(by[name]) & set(ref))
+        cells = []
+        for k in range(segments):
+            d = [by[name][s]["test_log_growth_segments"][k] - ref[s]["test_log_growth_segments"][k] for s in seeds]
+            m, se = mean_se(d)
+            cells.append(f"{m:+.3f} ± {se:.3f}")
+        print(f"  {name:<{w}} " + " ".join(f"{c:>15}" for c in cells))
+    regimes = sorted({k for r in ref.values() for k in r.get("test_log_growth_by_regime", {})})
+    if not regimes:
+        return
+    print(f"test log growth per true regime: {reference} mean; variant − {reference} ± SE")
+    print(f"  {'':<{w}} " + " ".join(f"{g:>15}" for g in regimes))
+    growth = {g: statistics.fmean(r["test_log_growth_by_regime"].get(g, 0.0) for r in ref.values()) for g in regimes}
+    print(f"  {reference:<{w}} " + " ".join(f"{growth[g]:>+15.3f}" for g in regimes))
+    for name in sorted(by, key=_order):
+        seeds = sorted(set(by[name]) & set(ref))
+        cells = []
+        for g in regimes:
+            d = [
+                by[name][s]["test_log_growth_by_regime"].get(g, 0.0) - ref[s]["test_log_growth_by_regime"].get(g, 0.0)
+                for s in seeds
+            ]
+            m, se = mean_se(d)
+            cells.append(f"{m:+.3f} ± {se:.3f}")
+        print(f"  {name:<{w}} " + " ".join(f"{c:>15}" for c in cells))
+
+
 def _order(label: str) -> tuple[int, str]:
     """Table order: the :data:`VARIANTS` order whatever the preset, unknown names last."""
     names = [variant_label(v, p) for p in ("demo", "full") for v in VARIANTS]
@@ -414,6 +496,7 @@ def main() -> None:
             print(f"\n{key[0]} preset, {key[1]:,} steps per run, {key[2]} tick days, {key[3] / 60:g}-min validation:")
             print_table([r for r in rows if _key(r) == key], preset=key[0])
             print_convergence([r for r in rows if _key(r) == key])
+            print_breakdown([r for r in rows if _key(r) == key])
         return
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="bench_rich_state_") as tmp:
@@ -424,6 +507,7 @@ def main() -> None:
             run_seed(args, seed, out, Path(tmp), done)
         print_table([r for r in read_rows([out]) if _key(r) == this], preset=args.preset)
         print_convergence([r for r in read_rows([out]) if _key(r) == this])
+        print_breakdown([r for r in read_rows([out]) if _key(r) == this])
 
 
 if __name__ == "__main__":
