@@ -474,8 +474,8 @@ class DQNLearner:
         """Put the online network in eval mode (noise off) inside the block; restore its previous mode after.
 
         A greedy :meth:`act` enters it on every call; a backtest enters it once around all its steps, so the
-        per-call mode switch (a walk over every submodule, twice: ~30 % of a demo backtest) is skipped when
-        the network is in eval mode already.
+        per-call mode switch (a walk over every submodule, twice: ~12 % of a demo backtest's time,
+        ``benchmarks/bench_backtest.py``) is skipped when the network is in eval mode already.
         """
         if not self.online.training:
             yield

@@ -331,7 +331,7 @@ class GreedyPolicy:
     Called on one observation at a time (live) it runs the whole network. A backtest first offers each
     chunk of states to :meth:`encode` (:class:`rltrade.training.backtest.ChunkPolicy`): a structured
     encoder then runs once per chunk and each step only appends its account and runs the head, with the
-    same actions (:meth:`rltrade.agent.learner.DQNLearner.encode_states`).
+    same actions up to float rounding (:meth:`rltrade.agent.learner.DQNLearner.encode_states`).
     """
 
     def __init__(self, learner: DQNLearner) -> None:
