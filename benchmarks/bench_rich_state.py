@@ -378,6 +378,16 @@ def print_breakdown(rows: Sequence[dict[str, Any]], reference: str = "basic") ->
             m, se = mean_se(d)
             cells.append(f"{m:+.3f} ± {se:.3f}")
         print(f"  {name:<{w}} " + " ".join(f"{c:>15}" for c in cells))
+    print(f"trades on the test range and log growth per trade (mean over the paired seeds): variant vs {reference}")
+
+    def trading(runs: Mapping[int, Mapping[str, Any]], seeds: Sequence[int]) -> tuple[float, float]:
+        trades = statistics.fmean(runs[s]["n_trades"] for s in seeds)
+        return trades, statistics.fmean(sum(runs[s]["test_log_growth_segments"]) / runs[s]["n_trades"] for s in seeds)
+
+    for name in sorted(by, key=_order):
+        seeds = sorted(set(by[name]) & set(ref))
+        (n_v, g_v), (n_r, g_r) = trading(by[name], seeds), trading(ref, seeds)
+        print(f"  {name:<{w}} {n_v:>8,.0f} vs {n_r:,.0f} trades  {g_v * 1e4:+.2f} vs {g_r * 1e4:+.2f} bp per trade")
     regimes = sorted({k for r in ref.values() for k in r.get("test_log_growth_by_regime", {})})
     if not regimes:
         return
