@@ -33,6 +33,9 @@ For each variant: the mean test return ± its standard error over the seeds, the
 The same runs give the convergence comparison of the scorecard (issue 13, item 6): per run, the loop step and
 wall time at which its validation return first reached half the expected-move oracle's on the same slice, and
 its wall time as a ratio to the basic agent's of the same seed (the design's target: < 50 %).
+Each run also records where on the test range its return came from: the log growth of each eighth of the range
+(oldest first) and of each true regime of the synthetic market, with its trades; ``--table`` pairs them with
+basic's by seed, to tell an edge that fades with distance from training from one that is lost in one regime.
 Every demo variant of one seed reuses one preparation of the market (data, features, CNNs:
 ``train(prepared=...)``), so only the agents differ.
 
