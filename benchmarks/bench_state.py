@@ -9,7 +9,9 @@
    arithmetic). Beside them the numpy gather the compiled kernels replaced
    (``tests/support/numpy_gather.py``, the same values bit for bit), as the "before". Ratios are
    given for wall time and for this process's CPU time (the shared machine's load moves wall time).
-2. Streaming builder on the real 11-minute ETH/BTC tick window (full layout): per-trade update latency
+2. The demo layout's gather, whose recent-returns blocks read the log of their series' closes: cached once
+   per series (now) vs taken anew on every gather (before), for batches of 8 (an env step) and 128.
+3. Streaming builder on the real 11-minute ETH/BTC tick window (full layout): per-trade update latency
    p50/p99, and per-second ``state_at`` latency p50/p99. Baseline: rebuilding the state from scratch
    with the batch builder at each second (what a naive live loop would do).
 """
@@ -93,6 +95,41 @@ def bench_gather(quick: bool, repeats: int) -> None:
         for t in times:
             sub.gather_blocks(t)
         print(f"    {block.name:<16} {(time.perf_counter() - a) / n_batches * 1e3:7.2f} ms/batch")
+
+
+def bench_returns(quick: bool, repeats: int) -> None:
+    """The demo preset's layout (with the four recent-returns blocks): gathers with the log closes cached vs not.
+
+    Before, each return block took the log of its series' whole close array on every gather; clearing the
+    builder's cache before each gather reproduces that in the same process.
+    """
+    days = (120, 0.5) if quick else (400, 2.0)
+    frames = load_market(DataConfig(synthetic=SyntheticConfig(history_days=days[0], tick_days=days[1])))
+    cfg = FeaturesConfig(layout=LayoutConfig(name="demo", returns=True))  # as the demo preset has it
+    layout = build_layout(cfg.layout)
+    builder = BatchStateBuilder(layout, build_market_features(frames, layout, cfg))
+    span = frames.tick_span_us()
+    assert span is not None
+    rng = np.random.default_rng(0)
+    print(f"demo layout ({layout.size:,} features) on {days[0]} days of bars and {days[1]} days of trades:")
+    for batch in (8, 128):  # the env's observation of 8 envs; an update's batch
+        times = [rng.integers(span[0] + 300 * US_PER_SECOND, span[1], batch) for _ in range(50)]
+
+        def cached(times: list[np.ndarray] = times) -> None:
+            for t in times:
+                builder.gather(t)
+
+        def uncached(times: list[np.ndarray] = times) -> None:
+            for t in times:
+                builder._log_closes.clear()
+                builder.gather(t)
+
+        (ours, before), _ = time_interleaved({"cached": cached, "uncached (before)": uncached}, repeats=repeats)
+        print(
+            f"  B={batch:<4} log closes cached {ours.median_s / len(times) * 1e3:6.2f} ms per gather, "
+            f"taken anew each gather (before) {before.median_s / len(times) * 1e3:6.2f} ms: "
+            f"{before.median_s / ours.median_s:.2f}x"
+        )
 
 
 def bench_stream(quick: bool) -> None:
@@ -194,6 +231,7 @@ def main() -> None:
     parser = quick_parser(__doc__ or "")
     args = parser.parse_args()
     bench_gather(args.quick, args.repeats)
+    bench_returns(args.quick, args.repeats)
     bench_stream(args.quick)
 
 

@@ -12,7 +12,7 @@ from rltrade.config import DataConfig, FeaturesConfig, LayoutConfig, SyntheticCo
 from rltrade.data.market import MarketFrames, load_market
 from rltrade.features.layout import build_layout
 from rltrade.features.market_features import build_market_features, fit_feature_stats
-from rltrade.features.state_batch import BatchStateBuilder
+from rltrade.features.state_batch import RETURN_CLIP, RETURN_SCALE, BatchStateBuilder
 from rltrade.features.state_stream import FLOAT_TOLERANCE, StreamingStateBuilder
 from rltrade.types import US_PER_SECOND, Timeframe
 from tests.support.real_data import real_market
@@ -159,6 +159,25 @@ def test_return_blocks_before_their_series_has_a_bar_are_zero_and_flagged_off() 
         assert not blocks["flags"][:, names.index(f"has_{name}")].any()
     # The 1m series has bars by then: its returns are filled and flagged on.
     assert blocks["eth_ret_1m"].any() and blocks["flags"][:, names.index("has_eth_ret_1m")].all()
+
+
+def test_return_blocks_are_the_scaled_log_returns_of_their_own_series_on_every_gather() -> None:
+    """The log closes are cached per series: each block still reads its own symbol's and timeframe's."""
+    frames = small_market()
+    builder, _ = _builders(frames, "basic")
+    start, end = frames.tick_span_us()  # type: ignore[misc]
+    t_B = np.random.default_rng(5).integers(start + 120 * US_PER_SECOND, end, 16)
+    first, again = builder.gather_blocks(t_B), builder.gather_blocks(t_B[::-1])
+    for role in ("eth", "btc"):
+        for tf, n in ((Timeframe.S1, 30), (Timeframe.M1, 15)):
+            bars = builder.features.series[(role, tf)].bars
+            opens = np.asarray(bars.open_us_T, dtype=np.int64)
+            last = np.searchsorted(opens + tf.us, t_B, side="right") - 1  # the newest bar closed by t
+            logc = np.log(np.asarray(bars.close_T, dtype=np.float64))
+            expected = np.stack([np.diff(logc[i - n : i + 1]) for i in last]) * RETURN_SCALE
+            name = f"{role}_ret_{tf.value}"
+            np.testing.assert_allclose(first[name], np.clip(expected, -RETURN_CLIP, RETURN_CLIP), rtol=1e-6, atol=1e-6)
+            np.testing.assert_array_equal(again[name], first[name][::-1])
 
 
 def test_a_training_state_never_sees_a_later_trade_through_the_fitted_stats() -> None:
