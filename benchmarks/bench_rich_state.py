@@ -34,8 +34,9 @@ The same runs give the convergence comparison of the scorecard (issue 13, item 6
 wall time at which its validation return first reached half the expected-move oracle's on the same slice, and
 its wall time as a ratio to the basic agent's of the same seed (the design's target: < 50 %).
 Each run also records where on the test range its return came from: the log growth of each eighth of the range
-(oldest first) and of each true regime of the synthetic market, with its trades; ``--table`` pairs them with
-basic's by seed, to tell an edge that fades with distance from training from one that is lost in one regime.
+(oldest first) and of each true regime of the synthetic market, with its trades (flat and buy-and-hold too);
+``--table`` pairs them with basic's by seed, to tell an edge that fades with distance from training from one
+that is lost in one regime.
 Every demo variant of one seed reuses one preparation of the market (data, features, CNNs:
 ``train(prepared=...)``), so only the agents differ.
 
@@ -74,7 +75,7 @@ import math
 import statistics
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -85,7 +86,7 @@ import torch
 from benchmarks._sb3 import greedy, learn_evaluated, sb3_dqn
 from rltrade.config import Config
 from rltrade.env.prices import PeriodData
-from rltrade.training.backtest import backtest_actions, backtest_policy
+from rltrade.training.backtest import BacktestResult, backtest_actions, backtest_policy
 from rltrade.training.baselines import buy_and_hold_actions, flat_actions
 from rltrade.training.bundle import load_learner
 from rltrade.training.evaluate import backtest_learner, validation_targets
@@ -179,11 +180,16 @@ def convergence_target(prepared: Prepared) -> float:
     return TARGET_SHARE * float(validation_targets(prepared, truth)["validation_expected_move_oracle_return"])
 
 
-def baseline_returns(cfg: Config, prepared: Prepared, period: PeriodData | None = None) -> dict[str, float]:
-    """Flat's and buy-and-hold's returns after costs on ``period`` (default: the variants' test range)."""
+def baseline_results(cfg: Config, prepared: Prepared, period: PeriodData | None = None) -> dict[str, BacktestResult]:
+    """Flat's and buy-and-hold's backtests after costs on ``period`` (default: the variants' test range)."""
     period = prepared.test_period if period is None else period
     actions = {"flat": flat_actions(period), "buy_and_hold": buy_and_hold_actions(period)}
-    return {name: float(backtest_actions(period, a, cfg.env).metrics["total_return"]) for name, a in actions.items()}
+    return {name: backtest_actions(period, a, cfg.env) for name, a in actions.items()}
+
+
+def baseline_returns(cfg: Config, prepared: Prepared, period: PeriodData | None = None) -> dict[str, float]:
+    """Flat's and buy-and-hold's returns after costs on ``period`` (default: the variants' test range)."""
+    return {name: float(r.metrics["total_return"]) for name, r in baseline_results(cfg, prepared, period).items()}
 
 
 def run_variant(cfg: Config, prepared: Prepared, run_dir: Path) -> dict[str, Any]:
@@ -208,15 +214,15 @@ def run_variant(cfg: Config, prepared: Prepared, run_dir: Path) -> dict[str, Any
         "n_envs": cfg.train.n_envs,
         "target": convergence_target(prepared),
         "curve": points,
-        **test_breakdown(prepared, result.equity_T),
+        **range_breakdown(prepared, result.equity_T),
     }
 
 
 SEGMENTS = 8
-"""The test range is cut into this many equal stretches of steps for :func:`test_breakdown`."""
+"""The test range is cut into this many equal stretches of steps for :func:`range_breakdown`."""
 
 
-def test_breakdown(prepared: Prepared, equity_T: np.ndarray) -> dict[str, Any]:
+def range_breakdown(prepared: Prepared, equity_T: np.ndarray) -> dict[str, Any]:
     """The test return's log growth per stretch of the range (oldest first) and per true regime of the market.
 
     ``test_log_growth_segments``: ``log(E_end / E_start)`` over each of :data:`SEGMENTS` equal stretches of
@@ -355,9 +361,9 @@ def table(rows: Sequence[dict[str, Any]], reference: str = "basic") -> list[dict
 def print_breakdown(rows: Sequence[dict[str, Any]], reference: str = "basic") -> None:
     """Where on the test range each variant gains or loses against ``reference``: paired log-growth differences.
 
-    Per stretch of the range (:func:`test_breakdown`, oldest first) and per true regime: the reference's mean
-    log growth and, per variant, the mean paired difference ± its SE over the seeds both finished. A gap that
-    grows from the first stretches to the last is an edge that fades with distance from the training data.
+    Per stretch of the range (:func:`range_breakdown`, oldest first) and per true regime: the reference's mean
+    log growth and, per variant and baseline, the mean paired difference ± its SE over the seeds both finished.
+    A gap that grows from the first stretches to the last is an edge that fades with distance from training.
     """
     by: dict[str, dict[int, dict[str, Any]]] = {}
     for r in rows:
@@ -367,20 +373,27 @@ def print_breakdown(rows: Sequence[dict[str, Any]], reference: str = "basic") ->
     if not ref or not by:
         return
     w = _name_width(rows)
+
+    def paired(title: str, labels: Sequence[str], values: Callable[[Mapping[str, Any]], Sequence[float]]) -> None:
+        print(f"{title}: {reference} mean; variant − {reference} ± SE")
+        print(f"  {'':<{w}} " + " ".join(f"{label:>15}" for label in labels))
+        means = [statistics.fmean(values(r)[k] for r in ref.values()) for k in range(len(labels))]
+        print(f"  {reference:<{w}} " + " ".join(f"{m:>+15.3f}" for m in means))
+        for name in sorted(by, key=_order):
+            seeds = sorted(set(by[name]) & set(ref))
+            cells = [mean_se([values(by[name][s])[k] - values(ref[s])[k] for s in seeds]) for k in range(len(labels))]
+            print(f"  {name:<{w}} " + " ".join(f"{f'{m:+.3f} ± {se:.3f}':>15}" for m, se in cells))
+
     segments = len(next(iter(ref.values()))["test_log_growth_segments"])
-    print(
-        f"\ntest log growth per 1/{segments} of the range, oldest first: {reference} mean; variant − {reference} ± SE"
-    )
-    mean_ref = [statistics.fmean(r["test_log_growth_segments"][k] for r in ref.values()) for k in range(segments)]
-    print(f"  {reference:<{w}} " + " ".join(f"{m:>+15.3f}" for m in mean_ref))
-    for name in sorted(by, key=_order):
-        seeds = sorted(set(by[name]) & set(ref))
-        cells = []
-        for k in range(segments):
-            d = [by[name][s]["test_log_growth_segments"][k] - ref[s]["test_log_growth_segments"][k] for s in seeds]
-            m, se = mean_se(d)
-            cells.append(f"{m:+.3f} ± {se:.3f}")
-        print(f"  {name:<{w}} " + " ".join(f"{c:>15}" for c in cells))
+    labels = [f"{k + 1}/{segments}" for k in range(segments)]
+    paired("\ntest log growth per stretch of the range, oldest first", labels, lambda r: r["test_log_growth_segments"])
+    regimes = sorted({k for r in ref.values() for k in r.get("test_log_growth_by_regime", {})})
+    if regimes:
+        paired(
+            "test log growth per true regime",
+            regimes,
+            lambda r: [r["test_log_growth_by_regime"].get(g, 0.0) for g in regimes],
+        )
     print(f"trades on the test range and log growth per trade (mean over the paired seeds): variant vs {reference}")
 
     def trading(runs: Mapping[int, Mapping[str, Any]], seeds: Sequence[int]) -> tuple[float, float]:
@@ -388,27 +401,11 @@ def print_breakdown(rows: Sequence[dict[str, Any]], reference: str = "basic") ->
         return trades, statistics.fmean(sum(runs[s]["test_log_growth_segments"]) / runs[s]["n_trades"] for s in seeds)
 
     for name in sorted(by, key=_order):
+        if name in BASELINES:  # flat never trades; buy-and-hold once
+            continue
         seeds = sorted(set(by[name]) & set(ref))
         (n_v, g_v), (n_r, g_r) = trading(by[name], seeds), trading(ref, seeds)
         print(f"  {name:<{w}} {n_v:>8,.0f} vs {n_r:,.0f} trades  {g_v * 1e4:+.2f} vs {g_r * 1e4:+.2f} bp per trade")
-    regimes = sorted({k for r in ref.values() for k in r.get("test_log_growth_by_regime", {})})
-    if not regimes:
-        return
-    print(f"test log growth per true regime: {reference} mean; variant − {reference} ± SE")
-    print(f"  {'':<{w}} " + " ".join(f"{g:>15}" for g in regimes))
-    growth = {g: statistics.fmean(r["test_log_growth_by_regime"].get(g, 0.0) for r in ref.values()) for g in regimes}
-    print(f"  {reference:<{w}} " + " ".join(f"{growth[g]:>+15.3f}" for g in regimes))
-    for name in sorted(by, key=_order):
-        seeds = sorted(set(by[name]) & set(ref))
-        cells = []
-        for g in regimes:
-            d = [
-                by[name][s]["test_log_growth_by_regime"].get(g, 0.0) - ref[s]["test_log_growth_by_regime"].get(g, 0.0)
-                for s in seeds
-            ]
-            m, se = mean_se(d)
-            cells.append(f"{m:+.3f} ± {se:.3f}")
-        print(f"  {name:<{w}} " + " ".join(f"{c:>15}" for c in cells))
 
 
 def _order(label: str) -> tuple[int, str]:
@@ -480,8 +477,10 @@ def run_seed(args: argparse.Namespace, seed: int, out: Path, tmp: Path, done: se
         print(f"{label} seed {seed}: test {result['test_return']:+.4%}, {result['wall_s']:.0f} s", flush=True)
     if not all((b, seed, *this) in done for b in BASELINES):
         cfg = variant_config("basic", seed, args.steps, args.tick_days, args.preset, args.eval_steps)
-        for b, ret in baseline_returns(cfg, prepared_for(cfg)).items():
-            record({"variant": b, "test_return": ret})
+        prepared_basic = prepared_for(cfg)
+        for b, res in baseline_results(cfg, prepared_basic).items():
+            ret = float(res.metrics["total_return"])
+            record({"variant": b, "test_return": ret, **range_breakdown(prepared_basic, res.equity_T)})
 
 
 def main() -> None:

@@ -4,8 +4,8 @@ The overlap never changes a value (:mod:`rltrade.agent.learner` says why), only 
 2-core development machine the ``full`` preset's training steps were 1.08–1.34× faster with it when the
 machine was otherwise idle (``benchmarks/bench_full_speed.py --breakdown``; its two virtual cores share
 more than a real pair would, and the two threads spend ~25 % more CPU than one), while the ``demo``
-preset's small s' half made its steps 12–13 % slower. Where other jobs hold the cores, the caller can wait for a worker
-that waits for a core. So the default, ``auto``, times both orders now and then and keeps the faster:
+preset's small s' half made its steps 12–13 % slower. Where other jobs hold the cores, the caller can wait
+for a worker that waits for a core. So ``auto`` (the ``full`` preset's) times both orders now and then:
 
     each period of ``period`` updates: ``probe`` updates overlapped, then ``probe`` on one thread, then
     the rest of the period overlapped only if its median step took under ``margin`` (0.95) of the other's

@@ -50,7 +50,7 @@ class ChunkPolicy(Protocol):
 
     ``encode(states_BF)`` returns ``act(j, obs_1F)`` for row ``j`` of the chunk (its observation: state and
     account), or None to be called per observation as a plain :data:`Policy`. The actions must be those
-    the plain call gives (:class:`rltrade.training.bundle.GreedyPolicy`).
+    the plain call gives, up to float rounding (:class:`rltrade.training.bundle.GreedyPolicy`).
     """
 
     def __call__(self, obs: npt.NDArray[np.float32]) -> npt.ArrayLike:
