@@ -22,6 +22,11 @@ the same seeds and backtested greedily (its best validation checkpoint) on the h
     demo+norm+dropout+recent  the last two together (the ``full`` preset's agent plus the skip path)
     demo+norm+dropout+recent30  the same with the newest 30 rows (``basic`` has the last 30 1 s returns)
     demo+dropout+recent  the ``demo`` preset's agent (block dropout) plus the newest 10 rows
+    demo+norm+dropout+recent30+returns  the ``full`` preset's agent on its layout plus the recent-returns blocks
+                   (does the gap to ``basic`` come from where the lead is shown, or from the other blocks?)
+    demo+norm+dropout+recent30+wide  the ``full`` preset's agent with twice its encoder's widths
+                   (``encoder_channels`` [32, 64], ``encoder_hidden`` [256, 256]; the config default, which
+                   ``full`` keeps, is [16, 32] and [128, 128]): encoder capacity on ``full``
     sb3            stable-baselines3's DQN (default MLP, 50k buffer, ``optimize_memory_usage``) on the demo layout's
                    env, state and reward, one env for the same env-step budget, evaluated as often; its best
                    validation weights are tested (the external baseline of the scorecard's convergence metric)
@@ -100,6 +105,8 @@ CAPACITY: Mapping[str, Any] = {"encoder_channels": [16, 32], "encoder_hidden": [
 RETURNS: Mapping[str, Any] = {"returns": True}
 RECENT: Mapping[str, Any] = {"encoder_recent_rows": 10}
 RECENT30: Mapping[str, Any] = {"encoder_recent_rows": 30}
+WIDE: Mapping[str, Any] = {"encoder_channels": [32, 64], "encoder_hidden": [256, 256]}
+"""Twice the widths of the config's default encoder (the ``full`` preset's): capacity on ``full``."""
 NORM_DROPOUT: Mapping[str, Any] = {"block_norm": True, "block_dropout": 0.2}
 """The ``full`` preset's two block options."""
 PLAIN_AGENT: Mapping[str, Any] = {"block_norm": False, "block_dropout": 0.0, "encoder_recent_rows": 0}
@@ -131,6 +138,8 @@ VARIANTS: Mapping[str, Variant] = {
     "demo+norm+dropout+recent": Variant("demo", {**NORM_DROPOUT, **RECENT}),
     "demo+dropout+recent": Variant("demo", {"block_dropout": 0.2, **RECENT}),
     "demo+norm+dropout+recent30": Variant("demo", {**NORM_DROPOUT, **RECENT30}),
+    "demo+norm+dropout+recent30+returns": Variant("demo", {**NORM_DROPOUT, **RECENT30}, RETURNS),
+    "demo+norm+dropout+recent30+wide": Variant("demo", {**NORM_DROPOUT, **RECENT30, **WIDE}),
     "sb3": Variant("demo"),
 }
 """Variant name → its layout and overrides on top of the preset."""
