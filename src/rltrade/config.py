@@ -844,6 +844,38 @@ class Config(_Frozen):
         return self.agent if self.agent.seed is not None else self.agent.model_copy(update={"seed": self.seed})
 
 
+WALL_TIME_ONLY: Final[frozenset[str]] = frozenset({"agent.overlap_update"})
+"""Fields that change how fast a run trains, never what it learns (``agent.overlap_update``: the same updates
+bit for bit). A run folder written with another value of one of them, or before the field existed, holds the
+same run, so a walk-forward or sweep job resumes it."""
+
+
+def result_differences(a: Config, b: Config) -> list[str]:
+    """Dotted paths of the fields whose values differ between ``a`` and ``b``, sorted.
+
+    :data:`WALL_TIME_ONLY` is left out, so the list is empty when both configs train the same run.
+    """
+    out: list[str] = []
+
+    def walk(x: object, y: object, path: str) -> None:
+        if path in WALL_TIME_ONLY:
+            return
+        if isinstance(x, dict) and isinstance(y, dict):
+            for key in sorted(x.keys() | y.keys()):
+                walk(x.get(key), y.get(key), f"{path}.{key}" if path else str(key))
+        elif x != y:
+            out.append(path)
+
+    walk(a.model_dump(mode="json"), b.model_dump(mode="json"), "")
+    return out
+
+
+def describe_differences(paths: list[str], limit: int = 5) -> str:
+    """``paths`` for a message: the first ``limit`` and how many more."""
+    more = f" and {len(paths) - limit} more" if len(paths) > limit else ""
+    return ", ".join(paths[:limit]) + more
+
+
 class ConfigError(ValueError):
     """A config file could not be read or failed validation; the message lists every problem."""
 

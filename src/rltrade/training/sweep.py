@@ -55,7 +55,7 @@ import numpy.typing as npt
 import torch
 from pydantic import ValidationError
 
-from rltrade.config import Config, ConfigError, read_yaml_mapping
+from rltrade.config import Config, ConfigError, describe_differences, read_yaml_mapping, result_differences
 from rltrade.data.atomic import write_json_atomic
 from rltrade.data.market import MarketFrames, load_market
 from rltrade.data.splits import Fold, TimeRange, split_span
@@ -267,8 +267,12 @@ def run_trial_fold(cfg_dict: dict[str, Any], fold: Fold, seeds: Sequence[int], o
         cfg = Config.model_validate(deep_merge(cfg_dict, {"seed": seed, "train": {"torch_threads": 1}}))
         run_dir = Path(out_dir) / f"fold{fold.index}_seed{seed}"
         resume = (run_dir / "manifest.json").exists()
-        if resume and open_bundle(run_dir).config != cfg:
-            raise SweepError(f"{run_dir} holds a different run; use another sweep folder")
+        differ = result_differences(open_bundle(run_dir).config, cfg) if resume else []
+        if differ:
+            raise SweepError(
+                f"{run_dir} holds a different run (its config differs in {describe_differences(differ)}); "
+                "use another sweep folder"
+            )
         with history_warned_once():
             train(cfg, run_dir, splits=None if resume else fold, resume=resume, log=lambda _: None)
         sel = read_selection(run_dir)

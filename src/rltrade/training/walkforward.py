@@ -48,7 +48,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from rltrade.config import Config
+from rltrade.config import Config, describe_differences, result_differences
 from rltrade.data.atomic import write_json_atomic
 from rltrade.data.market import MarketFrames, load_market
 from rltrade.data.splits import Fold, TimeRange, ensure_disjoint, walk_forward
@@ -175,10 +175,10 @@ def run_fold_job(cfg_dict: dict[str, Any], fold: Fold, seed: int, out_dir: str |
     resume = (run_dir / "manifest.json").exists()
     if resume:
         bundle = open_bundle(run_dir)
-        if bundle.config != cfg or not _same_ranges(bundle.fold(), fold):
-            raise WalkForwardError(
-                f"{run_dir} holds a different run (other config or ranges); use another output folder"
-            )
+        differ = result_differences(bundle.config, cfg)
+        if differ or not _same_ranges(bundle.fold(), fold):
+            what = f"its config differs in {describe_differences(differ)}" if differ else "its ranges differ"
+            raise WalkForwardError(f"{run_dir} holds a different run ({what}); use another output folder")
     result = train(cfg, run_dir, splits=None if resume else fold, resume=resume, log=lambda _: None)
     bundle = open_bundle(run_dir)
     fitted = bundle.fitted_ranges() + bundle.feature_stats.fitted_ranges()

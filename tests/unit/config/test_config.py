@@ -8,11 +8,14 @@ import pytest
 
 from rltrade.config import (
     LAYOUT_NAMES,
+    WALL_TIME_ONLY,
     Config,
     ConfigError,
     EnvConfig,
     TradingTerms,
+    describe_differences,
     load_config,
+    result_differences,
     trade_cost_fraction,
 )
 from rltrade.env.fills import CostModel
@@ -83,3 +86,17 @@ def test_derived_values_have_one_home() -> None:
     assert CostModel.from_config(env).cost_fraction([2.0])[0] == trade_cost_fraction(q, 0.001, 2.0, 4.0)
     assert EnvConfig().terms._fields == tuple(f for f in TradingTerms._fields if f in EnvConfig.model_fields)
     assert set(LAYOUT_NAMES) == {"full", "demo", "basic"}
+
+
+def test_result_differences_name_every_changed_field_but_the_wall_time_ones() -> None:
+    base = Config()
+    assert result_differences(base, Config()) == []
+    other = Config.model_validate(
+        {"seed": 3, "agent": {"lr": 3e-4, "overlap_update": "on"}, "train": {"n_envs": 4}, "env": {"taker_fee": 0.0}}
+    )
+    assert result_differences(base, other) == ["agent.lr", "env.taker_fee", "seed", "train.n_envs"]
+    assert result_differences(other, base) == result_differences(base, other)
+    assert "agent.overlap_update" in WALL_TIME_ONLY
+    only_speed = Config.model_validate({"agent": {"overlap_update": "auto"}})
+    assert only_speed != base and result_differences(base, only_speed) == []
+    assert describe_differences(["a", "b", "c"], limit=2) == "a, b and 1 more"

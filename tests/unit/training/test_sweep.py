@@ -19,7 +19,7 @@ from rltrade.config import ConfigError
 from rltrade.data.market import MarketFrames, load_market
 from rltrade.data.splits import split_span
 from rltrade.training.pipeline import SHORTFALL, decision_span
-from rltrade.training.sweep import SweepResult, inner_folds, nested, parse_space, run_sweep
+from rltrade.training.sweep import SweepError, SweepResult, inner_folds, nested, parse_space, run_sweep, run_trial_fold
 from tests.support.tiny_config import tiny
 
 SMALL: dict[str, Any] = {
@@ -134,3 +134,20 @@ def test_a_sweep_never_reads_the_test_range_and_resumes(
     again = _sweep(frames, tmp_path / "clean", monkeypatch)  # resumes: the study is finished
     assert [t["number"] for t in again.trials] == [0, 1]
     assert again.selection == clean.selection and again.best_trial == clean.best_trial
+
+
+def test_a_trial_folder_is_resumed_unless_its_config_trains_another_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tiny(**SMALL)
+    frames = load_market(cfg.data)
+    monkeypatch.setattr("rltrade.training.pipeline.load_market", lambda *_a, **_k: frames)
+    fold = inner_folds(cfg, 1, frames=frames)[0][0]
+    base = cfg.model_dump(mode="json")
+    first = run_trial_fold(base, fold, [0], str(tmp_path))
+    # agent.overlap_update changes the wall time only (a folder written before it existed reads back "off").
+    faster = {**base, "agent": {**base["agent"], "overlap_update": "auto"}}
+    assert run_trial_fold(faster, fold, [0], str(tmp_path))["seed_scores"] == first["seed_scores"]
+    other = {**base, "agent": {**base["agent"], "n_step": base["agent"]["n_step"] + 1}}
+    with pytest.raises(SweepError, match=r"config differs in agent\.n_step\)"):
+        run_trial_fold(other, fold, [0], str(tmp_path))

@@ -164,6 +164,23 @@ def test_a_job_refuses_a_folder_holding_another_run(fold_jobs: dict[str, Any]) -
         run_fold_job(fold_jobs["cfg"].model_dump(mode="json"), shifted, 0, fold_jobs["out"] / "clean")
 
 
+def test_a_job_names_the_config_fields_that_make_a_folder_another_run(fold_jobs: dict[str, Any]) -> None:
+    cfg = fold_jobs["cfg"].model_dump(mode="json")
+    other = {**cfg, "agent": {**cfg["agent"], "lr": cfg["agent"]["lr"] * 2}}
+    with pytest.raises(WalkForwardError, match=r"config differs in agent\.lr\)"):
+        run_fold_job(other, fold_jobs["fold"], 0, fold_jobs["out"] / "clean")
+
+
+def test_a_job_resumes_a_folder_whose_config_differs_only_in_wall_time_fields(fold_jobs: dict[str, Any]) -> None:
+    # A folder written before agent.overlap_update existed reads back as "off"; the same updates either way.
+    cfg = fold_jobs["cfg"].model_dump(mode="json")
+    assert cfg["agent"]["overlap_update"] == "off"
+    faster = {**cfg, "agent": {**cfg["agent"], "overlap_update": "auto"}}
+    again = run_fold_job(faster, fold_jobs["fold"], 0, fold_jobs["out"] / "clean")
+    assert again["weights_sha256"] == fold_jobs["clean"]["weights_sha256"]
+    assert again["test_return"] == fold_jobs["clean"]["test_return"]
+
+
 def test_rerunning_a_finished_job_gives_the_same_row(fold_jobs: dict[str, Any]) -> None:
     clean = fold_jobs["clean"]
     again = run_fold_job(fold_jobs["cfg"].model_dump(mode="json"), fold_jobs["fold"], 0, fold_jobs["out"] / "clean")
