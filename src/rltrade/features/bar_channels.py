@@ -200,6 +200,72 @@ def compute_bar_channels(
         nonnegative=("volume",),
     )
     o, h, lo, c, v = (cols[k] for k in ("open", "high", "low", "close", "volume"))
+    _check_bars(o, h, lo, c, what=what)
+    log_ohlc_T4 = np.log(np.stack([o, h, lo, c], axis=1))
+    if c.shape[0] == 0:
+        return BarChannels(log_ohlc_T4, np.zeros((0, 4), np.float32), np.zeros(0, np.bool_), spec)
+    per_bar_T4, valid_T = _per_bar_rows(h, lo, c, _log_volume_rel(v, spec), spec, first=0)
+    return BarChannels(log_ohlc_T4, per_bar_T4, valid_T, spec)
+
+
+def extend_bar_channels(
+    prev: BarChannels,
+    ohlcv_L5: npt.NDArray[np.float64],
+    new: int,
+    *,
+    what: str = "bars",
+) -> BarChannels:
+    """``prev`` moved on by ``new`` bars: its oldest ``new`` rows dropped, the new bars' rows appended.
+
+    ``ohlcv_L5`` holds the series' newest ``L = history_bars + 1 + new`` bars, the ``new`` ones last (OHLCV
+    columns). Only the new rows are computed: each one's volume median over its own ``volume_window`` bars
+    (exactly the full series' median: ``history_bars ≥ volume_window``) and its recursive indicators (RSI,
+    MACD, ATR) started at the first of the ``L`` bars, ``history_bars + 1`` bars before the oldest new one.
+    That is the warm-up of the oldest row that a window of ``prev.n_bars − history_bars − 1`` bars reads
+    when :func:`compute_bar_channels` recomputes all ``prev.n_bars`` bars, so both agree with the full
+    series' channels within the same 1e-6 (:attr:`BarChannelSpec.history_bars`), at a fixed cost instead of
+    one that grows with the window. Causal like :func:`compute_bar_channels`: each row reads its bar and the
+    bars before it.
+    """
+    spec = prev.spec
+    need = spec.history_bars + 1 + new
+    if not 0 < new < prev.n_bars or ohlcv_L5.shape != (need, 5):
+        raise ValueError(
+            f"{what}: extend_bar_channels needs 0 < new < {prev.n_bars} and the newest {need} bars, "
+            f"got new={new} and {ohlcv_L5.shape[0]} bars"
+        )
+    fresh = ohlcv_L5[-new:]
+    if not (np.isfinite(fresh).all() and (fresh[:, :4] > 0).all() and (fresh[:, 4] >= 0).all()):
+        check_series(  # raises, naming the column and row
+            {k: fresh[:, j] for j, k in enumerate(("open", "high", "low", "close", "volume"))},
+            what=what,
+            positive=("open", "high", "low", "close"),
+            nonnegative=("volume",),
+        )
+    _check_bars(*(fresh[:, j] for j in range(4)), what=what)
+    h, lo, c, v = (np.ascontiguousarray(ohlcv_L5[:, j]) for j in range(1, 5))
+    windows = np.lib.stride_tricks.sliding_window_view(v, spec.volume_window)[-new:]
+    median_N = np.median(windows, axis=1)
+    eps_N = spec.volume_eps_frac * median_N + 1e-12
+    vol_rel_N = np.log((v[-new:] + eps_N) / (median_N + eps_N))
+    per_bar_N4, valid_N = _per_bar_rows(h, lo, c, vol_rel_N, spec, first=need - new)
+    log_ohlc_N4 = np.log(ohlcv_L5[-new:, :4])
+    return BarChannels(
+        np.concatenate([prev.log_ohlc_T4[new:], log_ohlc_N4]),
+        np.concatenate([prev.per_bar_T4[new:], per_bar_N4]),
+        np.concatenate([prev.valid_T[new:], valid_N]),
+        spec,
+    )
+
+
+def _check_bars(
+    o: npt.NDArray[np.float64],
+    h: npt.NDArray[np.float64],
+    lo: npt.NDArray[np.float64],
+    c: npt.NDArray[np.float64],
+    *,
+    what: str,
+) -> None:
     bad = (h < np.maximum(np.maximum(o, c), lo)) | (lo > np.minimum(o, c))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
@@ -207,21 +273,33 @@ def compute_bar_channels(
             f"{what}: row {row} is not a valid bar (open={o[row]}, high={h[row]}, low={lo[row]}, "
             f"close={c[row]}); high must be >= open, close, low and low <= open, close"
         )
-    log_ohlc_T4 = np.log(np.stack([o, h, lo, c], axis=1))
-    per_bar_T4 = np.zeros((c.shape[0], 4), dtype=np.float64)
-    valid_T = np.zeros(c.shape[0], dtype=np.bool_)
-    if c.shape[0] > 0:
-        per_bar_T4[:, 0] = _log_volume_rel(v, spec)
-        rsi = talib.RSI(c, timeperiod=spec.rsi_period)
-        _, _, hist = talib.MACD(c, fastperiod=spec.macd_fast, slowperiod=spec.macd_slow, signalperiod=spec.macd_signal)
-        atr = talib.ATR(h, lo, c, timeperiod=spec.atr_period)
-        per_bar_T4[:, 1] = (rsi - 50.0) / 50.0
-        per_bar_T4[:, 2] = hist / np.maximum(atr, spec.atr_floor_frac * c)
-        per_bar_T4[:, 3] = atr / c
-        valid_T = np.asarray(np.isfinite(per_bar_T4).all(axis=1), dtype=np.bool_)
-        per_bar_T4[~valid_T, 1:] = 0.0
-        np.clip(per_bar_T4, -spec.clip, spec.clip, out=per_bar_T4)
-    return BarChannels(log_ohlc_T4, per_bar_T4.astype(np.float32), valid_T, spec)
+
+
+def _per_bar_rows(
+    h: npt.NDArray[np.float64],
+    lo: npt.NDArray[np.float64],
+    c: npt.NDArray[np.float64],
+    vol_rel_N: npt.NDArray[np.float64],
+    spec: BarChannelSpec,
+    *,
+    first: int,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    """Channels 4-7 and the valid flags of bars ``first..`` of the series ``h, lo, c``.
+
+    The indicators run from bar 0; ``vol_rel_N`` is channel 4 of bars ``first..``.
+    """
+    rsi = talib.RSI(c, timeperiod=spec.rsi_period)[first:]
+    _, _, hist = talib.MACD(c, fastperiod=spec.macd_fast, slowperiod=spec.macd_slow, signalperiod=spec.macd_signal)
+    atr = talib.ATR(h, lo, c, timeperiod=spec.atr_period)[first:]
+    per_bar_N4 = np.empty((c.shape[0] - first, 4), dtype=np.float64)
+    per_bar_N4[:, 0] = vol_rel_N
+    per_bar_N4[:, 1] = (rsi - 50.0) / 50.0
+    per_bar_N4[:, 2] = hist[first:] / np.maximum(atr, spec.atr_floor_frac * c[first:])
+    per_bar_N4[:, 3] = atr / c[first:]
+    valid_N = np.asarray(np.isfinite(per_bar_N4).all(axis=1), dtype=np.bool_)
+    per_bar_N4[~valid_N, 1:] = 0.0
+    np.clip(per_bar_N4, -spec.clip, spec.clip, out=per_bar_N4)
+    return per_bar_N4.astype(np.float32), valid_N
 
 
 def bar_channels_from_frame(

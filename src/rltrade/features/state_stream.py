@@ -9,7 +9,10 @@ newest ``history_bars + W`` bars (recursive indicators forget their start long b
 two builders agree: flags and pivots exactly, float features within ``FLOAT_TOLERANCE``.
 
 Work per trade is O(1) (ring buffers, scalar bar aggregation); per-bar work happens lazily on the
-first ``state_at`` after a bar closes.
+first ``state_at`` after a bar closes. A series' channels are computed over its whole kept tail once;
+after that, each read after a few bars closed computes only the new bars' rows
+(:func:`~rltrade.features.bar_channels.extend_bar_channels`, from their last ``history_bars + 1`` bars:
+the same warm-up as the oldest row a window reads), the fixed cost of a live decision on the 1 s clock.
 
 CNN blocks: the builder reads the newest row of each timeframe from :attr:`StreamingStateBuilder.cnn`
 (:class:`~rltrade.features.cnn_blocks.CnnStreams`), which the live CNN bridge (:mod:`rltrade.models`)
@@ -40,7 +43,7 @@ import polars as pl
 
 from rltrade.config import FeaturesConfig
 from rltrade.data.market import MarketFrames
-from rltrade.features.bar_channels import BarChannels, bar_windows, compute_bar_channels
+from rltrade.features.bar_channels import BarChannels, bar_windows, compute_bar_channels, extend_bar_channels
 from rltrade.features.bar_stream import Aggregator, BarSeed, ClosedBar, GrowingBars
 from rltrade.features.cnn_blocks import CnnStreams, cnn_flags
 from rltrade.features.layout import StateLayout
@@ -92,6 +95,10 @@ class StreamingStateBuilder:
         self._roles = {role: self._init_role(hist, role, t0_us) for role in ("eth", "btc")}
         self._dirty: set[tuple[str, Timeframe]] = set(self._roles_tfs())
         self._channels: dict[tuple[str, Timeframe], BarChannels] = {}
+        self._channels_at: dict[tuple[str, Timeframe], int] = {}
+        """(role, tf) → the series' ``n_total`` when its channels were last brought up to date."""
+        self.channel_updates = {"full": 0, "extended": 0}
+        """Channel computations so far: over a series' whole kept tail, or of its new bars only."""
         self._regime: tuple[npt.NDArray[np.float32], bool] | None = None
         self._regime_dirty = True
         self.ticks = TickStream(self.spec.tick)
@@ -312,11 +319,22 @@ class StreamingStateBuilder:
         return None if last_open is None else last_open + tf.us
 
     def _channels_of(self, role: str, tf: Timeframe) -> BarChannels:
+        """Return the channels of the newest ``keep`` bars of ``role``'s ``tf`` series (module docstring)."""
         key = (role, tf)
         if key in self._dirty or key not in self._channels:
-            _, ohlcv, _ = self._roles[role].bars[tf].tail(self._keep[tf])
-            o, h, lo, c, v = (np.ascontiguousarray(ohlcv[:, k]) for k in range(5))
-            self._channels[key] = compute_bar_channels(o, h, lo, c, v, self.spec.bar, what=f"{role} {tf.value} (live)")
+            bars, what = self._roles[role].bars[tf], f"{role} {tf.value} (live)"
+            prev, new = self._channels.get(key), bars.n_total - self._channels_at.get(key, 0)
+            warm = self.spec.bar.history_bars + 1
+            if prev is not None and prev.n_bars == self._keep[tf] and 0 < new <= self._keep[tf] - warm:
+                _, ohlcv, _ = bars.tail(warm + new)
+                self._channels[key] = extend_bar_channels(prev, ohlcv, new, what=what)
+                self.channel_updates["extended"] += 1
+            elif prev is None or new > 0:
+                _, ohlcv, _ = bars.tail(self._keep[tf])
+                o, h, lo, c, v = (np.ascontiguousarray(ohlcv[:, k]) for k in range(5))
+                self._channels[key] = compute_bar_channels(o, h, lo, c, v, self.spec.bar, what=what)
+                self.channel_updates["full"] += 1
+            self._channels_at[key] = bars.n_total
             self._dirty.discard(key)
         return self._channels[key]
 

@@ -16,6 +16,7 @@ from rltrade.features.bar_channels import (
     bar_channels_from_frame,
     bar_windows,
     compute_bar_channels,
+    extend_bar_channels,
 )
 
 F64 = npt.NDArray[np.float64]
@@ -184,3 +185,47 @@ def test_a_computation_started_mid_series_agrees_after_history_bars() -> None:
     x_part, _ = bar_windows(part, np.array([1499 - s]), 300)
     np.testing.assert_allclose(x_part, x_full, rtol=0, atol=2e-6)
     assert np.abs(part.per_bar_T4[: k // 2] - full.per_bar_T4[s : s + k // 2]).max() > 1e-3  # it does matter
+
+
+def test_extending_by_the_new_bars_agrees_with_the_full_series_in_every_window_row() -> None:
+    """The live builder's update: only the new bars' rows, from their last ``history_bars + 1`` bars."""
+    o, h, lo, c, v = random_bars(2000, seed=11)
+    ohlcv = np.stack([o, h, lo, c, v], axis=1)
+    spec = BarChannelSpec()
+    full = compute_bar_channels(o, h, lo, c, v, spec)
+    w = 300
+    keep, warm = spec.history_bars + w + 1, spec.history_bars + 1
+    end = 700
+    ch = compute_bar_channels(*(ohlcv[end - keep : end, j] for j in range(5)), spec)
+    for new in np.random.default_rng(2).integers(1, 40, 35):
+        end += int(new)
+        ch = extend_bar_channels(ch, ohlcv[end - warm - new : end], int(new))
+        assert ch.n_bars == keep
+        np.testing.assert_array_equal(ch.log_ohlc_T4, np.log(ohlcv[end - keep : end, :4]))
+        np.testing.assert_array_equal(ch.valid_T, full.valid_T[end - keep : end])
+        np.testing.assert_allclose(ch.per_bar_T4[-w:], full.per_bar_T4[end - w : end], rtol=0, atol=2e-6)
+        x, mask = bar_windows(ch, np.array([keep - 1]), w)
+        x_full, mask_full = bar_windows(full, np.array([end - 1]), w)
+        np.testing.assert_allclose(x, x_full, rtol=0, atol=2e-6)
+        assert np.array_equal(mask, mask_full)
+    # the volume channel is the full series' own rolling median (no warm-up to forget)
+    np.testing.assert_allclose(ch.per_bar_T4[-w:, 0], full.per_bar_T4[end - w : end, 0], rtol=0, atol=1e-6)
+
+
+def test_extending_checks_the_new_bars_and_its_arguments() -> None:
+    o, h, lo, c, v = random_bars(800, seed=12)
+    ohlcv = np.stack([o, h, lo, c, v], axis=1)
+    spec = BarChannelSpec()
+    ch = compute_bar_channels(o[:600], h[:600], lo[:600], c[:600], v[:600], spec)
+    warm = spec.history_bars + 1
+    bad = ohlcv[603 - warm - 3 : 603].copy()
+    bad[-1, 3] = np.nan
+    with pytest.raises(FeatureInputError, match="ETH 1s: close must be finite and > 0; row 2"):
+        extend_bar_channels(ch, bad, 3, what="ETH 1s")
+    bad[-1, 3], bad[-1, 1] = bad[-1, 0], bad[-1, 2] * 0.5  # high below low
+    with pytest.raises(FeatureInputError, match="row 2 is not a valid bar"):
+        extend_bar_channels(ch, bad, 3)
+    with pytest.raises(ValueError, match="the newest 304 bars, got new=3 and 303 bars"):
+        extend_bar_channels(ch, ohlcv[:303], 3)
+    with pytest.raises(ValueError, match="0 < new < 600"):
+        extend_bar_channels(ch, ohlcv[: warm + 600], 600)

@@ -84,7 +84,10 @@ def test_stale_feed_is_flagged() -> None:
     assert (fresh, stale) == (0.0, 1.0)
 
 
-def _stream_vs_batch(frames: MarketFrames, name: str, t0: int, n_steps: int, step_us: int) -> dict[str, float]:
+def _stream_vs_batch(
+    frames: MarketFrames, name: str, t0: int, n_steps: int, step_us: int, updates: dict[str, int] | None = None
+) -> dict[str, float]:
+    """The largest |stream − batch| per block over the clock; ``updates`` receives the stream's channel updates."""
     batch, cfg = _builders(frames, name)
     stream = StreamingStateBuilder(batch.layout, cfg, frames, t0)
     trades = frames.trade_stream(t0)
@@ -104,6 +107,8 @@ def _stream_vs_batch(frames: MarketFrames, name: str, t0: int, n_steps: int, ste
             if block in ("flags", "pivots"):
                 assert np.array_equal(live[block], values), f"{block} differs at t={t}"
     assert j > 0, "no trade was streamed"
+    if updates is not None:
+        updates.update(stream.channel_updates)
     return worst
 
 
@@ -112,8 +117,13 @@ def test_streaming_equals_batch_on_synthetic(name: str) -> None:
     frames = small_market()
     start, end = frames.tick_span_us()  # type: ignore[misc]
     t0 = start + 400 * US_PER_SECOND
-    worst = _stream_vs_batch(frames, name, t0, n_steps=(end - t0) // US_PER_SECOND - 1, step_us=US_PER_SECOND)
+    updates: dict[str, int] = {}
+    worst = _stream_vs_batch(frames, name, t0, (end - t0) // US_PER_SECOND - 1, US_PER_SECOND, updates)
     assert max(worst.values()) <= FLOAT_TOLERANCE, worst
+    if name == "basic":  # no bar windows, so no channels
+        assert updates == {"full": 0, "extended": 0}
+    else:  # most reads after a bar closes compute only the new bars' channels (extend_bar_channels)
+        assert updates["extended"] > updates["full"] > 0, updates
 
 
 @pytest.mark.real
@@ -121,8 +131,10 @@ def test_streaming_equals_batch_on_the_real_tick_window() -> None:
     frames = real_market()
     start, end = frames.tick_span_us()  # type: ignore[misc]
     t0 = start + 320 * US_PER_SECOND
-    worst = _stream_vs_batch(frames, "full", t0, n_steps=(end - t0) // US_PER_SECOND - 1, step_us=US_PER_SECOND)
+    updates: dict[str, int] = {}
+    worst = _stream_vs_batch(frames, "full", t0, (end - t0) // US_PER_SECOND - 1, US_PER_SECOND, updates)
     assert max(worst.values()) <= FLOAT_TOLERANCE, worst
+    assert updates["extended"] > 0, updates
 
 
 def test_fitted_stats_record_their_range_and_only_see_it() -> None:
