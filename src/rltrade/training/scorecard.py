@@ -27,7 +27,10 @@ scorecard says so (``evaluation``). Each run is scored against its own layout. D
   (steps in the market whose fill-to-fill move is not zero; right side = position sign equals move sign),
   with a stationary block-bootstrap 95 % interval (Politis–White block length, 1000 resamples, seed 0),
   beside the base rate of up moves (share of non-zero test moves that are up) and the time in market,
-  plus each CNN's pooled out-of-sample direction accuracy (``cnn/metrics.json``). PASS above 65 %. On real
+  plus each CNN's pooled out-of-sample direction accuracy (``cnn/metrics.json``) and, measured the same way
+  on the same range (``eval/metrics.json``), the oracles' and the supervised baseline's: on a planted signal
+  the expected-move oracle, which knows the expected moves exactly, shows what accuracy the signal allows.
+  PASS above 65 %. On real
   data a figure above 65 % also raises a **leak alarm** (SPEC §3: a leakage alarm until proven otherwise).
 * **regimes** (design: "consistent across 3+ regimes"): on the test range's regime labels (the true ones
   of a synthetic market, else the classifier's: ``eval/regimes.json``), PASS when at least 3 regimes each
@@ -82,6 +85,12 @@ STD_SCALE_FLOOR: Final = 1e-3
 CONVERGENCE_RATIO: Final = 0.5
 TARGET_SHARE: Final = 0.5
 ACCURACY_TARGET: Final = 0.65
+ACCURACY_REFERENCES: Final[dict[str, str]] = {
+    "expected_move_oracle": "expected-move oracle",
+    "oracle": "perfect-foresight oracle",
+    "supervised": "supervised baseline",
+}
+"""Policies of ``eval/metrics.json`` whose direction accuracy (the same measure) the accuracy figure shows."""
 REGIME_MIN_SHARE: Final = 0.10
 MIN_REGIMES: Final = 3
 UPTIME_TARGET: Final = 0.995
@@ -371,7 +380,8 @@ def accuracy_score(metrics: dict[str, Any], steps: pl.DataFrame, cnn_dir: Path, 
     definition = (
         "agent's direction accuracy while in the market on the test range (position sign = sign of the fill-to-fill "
         f"move, moves ≠ 0), {CI_LEVEL:.0%} stationary block-bootstrap CI; beside the up-move base rate, the time in "
-        "market and the CNNs' out-of-sample direction accuracy"
+        "market, the CNNs' out-of-sample direction accuracy, and the oracles' and the supervised baseline's on the "
+        "same range (the same measure)"
     )
     source = "eval/agent_steps.parquet, eval/metrics.json, cnn/metrics.json"
     position = steps["position"].to_numpy()[:-1].astype(np.float64)
@@ -385,6 +395,11 @@ def accuracy_score(metrics: dict[str, Any], steps: pl.DataFrame, cnn_dir: Path, 
         "time_in_market": float(np.mean(position != 0)) if position.size else 0.0,
         "cnn_direction_accuracy": _cnn_direction(cnn_dir),
         "agent_metrics_direction_accuracy": metrics.get("metrics", {}).get("agent", {}).get("direction_accuracy"),
+        "reference_direction_accuracy": {
+            name: float(m["direction_accuracy"])
+            for name, m in metrics.get("metrics", {}).items()
+            if name in ACCURACY_REFERENCES and m.get("direction_accuracy") is not None
+        },
     }
     target = f"> {ACCURACY_TARGET:.0%}"
     if hits.size == 0:
@@ -399,9 +414,13 @@ def accuracy_score(metrics: dict[str, Any], steps: pl.DataFrame, cnn_dir: Path, 
         )
         or "none"
     )
+    references = "".join(
+        f"; {ACCURACY_REFERENCES[name]} {value:.1%}"
+        for name, value in sorted(details["reference_direction_accuracy"].items(), key=lambda kv: kv[0])
+    )
     figure = (
         f"{acc:.1%} [{lo:.1%}, {hi:.1%}] over {hits.size:,} steps; up-move base rate {details['base_rate_up']:.1%}, "
-        f"in market {details['time_in_market']:.1%}; CNNs {cnn}"
+        f"in market {details['time_in_market']:.1%}; CNNs {cnn}{references}"
     )
     alarm = None
     if real and acc > ACCURACY_TARGET:

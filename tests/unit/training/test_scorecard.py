@@ -86,6 +86,20 @@ def test_accuracy_from_saved_steps_with_base_rate_time_in_market_and_cnns(tmp_pa
     assert real.status == PASS and real.alarm is not None and "leak alarm" in real.alarm
     never = accuracy_score({}, steps_frame([0] * 6, prices), cnn, real=False)
     assert never.status == FAIL and "never in the market" in never.figure
+    # The oracles' and the supervised baseline's accuracy on the same range, where the evaluation measured it.
+    metrics = {
+        "metrics": {
+            "agent": {"direction_accuracy": 0.75},
+            "expected_move_oracle": {"direction_accuracy": 0.651},
+            "oracle": {"direction_accuracy": 0.7295},
+            "momentum": {"direction_accuracy": 0.5},
+            "supervised": {"direction_accuracy": None},
+        }
+    }
+    beside = accuracy_score(metrics, steps, cnn, real=False)
+    assert beside.details["reference_direction_accuracy"] == {"expected_move_oracle": 0.651, "oracle": 0.7295}
+    assert beside.figure.endswith("; expected-move oracle 65.1%; perfect-foresight oracle 73.0%")
+    assert score.details["reference_direction_accuracy"] == {}
 
 
 def regime_rows(sharpes: dict[str, tuple[float, float, float]], source: str = "true") -> list[dict[str, Any]]:
