@@ -24,6 +24,9 @@ the same seeds and backtested greedily (its best validation checkpoint) on the h
     demo+dropout+recent  the ``demo`` preset's agent (block dropout) plus the newest 10 rows
     demo+norm+dropout+recent30+returns  the ``full`` preset's agent on its layout plus the recent-returns blocks
                    (does the gap to ``basic`` come from where the lead is shown, or from the other blocks?)
+    demo+norm+dropout+recent30diff  the ``full`` preset's agent with ``agent.encoder_recent_diff``: its skip
+                   path passes the changes between the newest 31 rows of every window (a bar window's last 30
+                   log returns), scaled per column, instead of the 30 rows (levels relative to the last close)
     demo+norm+dropout+recent30+wide  the ``full`` preset's agent with twice its encoder's widths
                    (``encoder_channels`` [32, 64], ``encoder_hidden`` [256, 256]; the config default, which
                    ``full`` keeps, is [16, 32] and [128, 128]): encoder capacity on ``full``
@@ -138,6 +141,7 @@ VARIANTS: Mapping[str, Variant] = {
     "demo+norm+dropout+recent": Variant("demo", {**NORM_DROPOUT, **RECENT}),
     "demo+dropout+recent": Variant("demo", {"block_dropout": 0.2, **RECENT}),
     "demo+norm+dropout+recent30": Variant("demo", {**NORM_DROPOUT, **RECENT30}),
+    "demo+norm+dropout+recent30diff": Variant("demo", {**NORM_DROPOUT, **RECENT30, "encoder_recent_diff": True}),
     "demo+norm+dropout+recent30+returns": Variant("demo", {**NORM_DROPOUT, **RECENT30}, RETURNS),
     "demo+norm+dropout+recent30+wide": Variant("demo", {**NORM_DROPOUT, **RECENT30, **WIDE}),
     "sb3": Variant("demo"),

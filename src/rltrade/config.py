@@ -575,6 +575,10 @@ class AgentConfig(_Frozen):
     encoder_recent_rows: Annotated[int, Field(ge=0)] = 0
     """Structured encoder only: the newest R rows of every tick and bar window also pass through unpatched,
     beside the window's patch features (a full-resolution skip path for the freshest data; 0: none)."""
+    encoder_recent_diff: bool = False
+    """Structured encoder only, with ``encoder_recent_rows`` and ``block_norm``: the skip path passes the changes
+    between the newest R + 1 rows of every window (a bar window's log returns) instead of the rows themselves,
+    each column scaled to unit standard deviation on the standardiser's training states."""
     overlap_update: Literal["auto", "on", "off"] = "off"
     """On a CPU, compute the next-state half of each update (its states, the target network's values, the online
     network's argmax) on a second thread while this one gathers the current states and runs the online network:
@@ -661,6 +665,11 @@ class AgentConfig(_Frozen):
             raise ValueError(f"batch_size ({self.batch_size}) exceeds buffer_size ({self.buffer_size})")
         if not self.hidden or not self.encoder_hidden:
             raise ValueError("hidden and encoder_hidden need at least one layer")
+        if self.encoder_recent_diff and not (self.encoder_recent_rows > 0 and self.block_norm):
+            raise ValueError(
+                "encoder_recent_diff changes the skip path of encoder_recent_rows and is scaled with block_norm's "
+                "statistics: set encoder_recent_rows > 0 and block_norm: true, or turn it off"
+            )
         if self.network == "flat" and (self.block_norm or self.block_dropout > 0.0 or self.encoder_recent_rows):
             raise ValueError(
                 "block_norm, block_dropout and encoder_recent_rows act on the structured encoder's blocks: "

@@ -32,6 +32,12 @@ Three options, all off by default (``agent.block_norm``, ``agent.block_dropout``
   ``PatchStack`` features (``R × C`` more columns per window, counted as part of the window's block for
   dropout). The stack compresses each 10-row patch into 16 channels and then mixes it with 90 older rows;
   the skip path keeps the freshest rows (a 5-second lead, the last minute's bar) at full resolution.
+  With ``agent.encoder_recent_diff`` the skip path passes the R row-to-row *changes* of the newest R + 1
+  rows instead (a bar window's price rows are log prices relative to the window's last close, so their
+  changes are the bars' log returns), each column scaled to unit standard deviation on the same
+  training states as the standardiser and clipped to ±10: levels relative to the last close are running
+  sums of the returns, strongly correlated from one row to the next, which a linear layer learns from
+  slowly; their changes are nearly uncorrelated.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from dataclasses import dataclass
 from typing import Literal, cast
 
 import numpy as np
+import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -52,6 +59,8 @@ from rltrade.agent.block_norm import InputStandardiser
 from rltrade.agent.networks import QNetwork, build_on
 
 BlockKind = Literal["bars", "ticks", "flat"]
+RECENT_CLIP = 10.0
+"""Scaled recent-row changes (``recent_diff``) are clipped to ±this, like the standardiser's values."""
 
 
 @dataclass(frozen=True)
@@ -208,7 +217,12 @@ class StructuredEncoder(nn.Module):
         (training mode, in a thread that entered :func:`block_dropout`).
     recent_rows : int
         R ≥ 0: the newest ``min(R, W)`` rows of each window also pass through unpatched (0: none).
+    recent_diff : bool
+        Pass the changes between the newest ``min(R, W − 1) + 1`` rows instead, scaled per column by
+        :meth:`fit_recent_scale` (needs ``recent_rows`` and ``input_norm``).
     """
+
+    recent_scale: Tensor
 
     def __init__(
         self,
@@ -221,12 +235,15 @@ class StructuredEncoder(nn.Module):
         input_norm: bool = False,
         block_dropout: float = 0.0,
         recent_rows: int = 0,
+        recent_diff: bool = False,
     ) -> None:
         super().__init__()
         if not 0.0 <= block_dropout < 1.0:
             raise ValueError(f"block_dropout must be in [0, 1), got {block_dropout}")
         if recent_rows < 0:
             raise ValueError(f"recent_rows must be ≥ 0, got {recent_rows}")
+        if recent_diff and not (recent_rows > 0 and input_norm):
+            raise ValueError("recent_diff needs recent_rows > 0 and input_norm (its scales are fitted with it)")
         ordered = _ordered_blocks(blocks, state_dim)
 
         windows: dict[tuple[str, tuple[int, ...]], list[BlockSpec]] = {}
@@ -253,12 +270,16 @@ class StructuredEncoder(nn.Module):
             for m in members:
                 column_block += [block_id[m.name]] * stack.out_dim
         # The newest rows of every window, after all the stacks' features (same group order).
-        self.recent_rows = int(recent_rows)
+        self.recent_rows, self.recent_diff = int(recent_rows), bool(recent_diff)
+        recent_width = 0
         for group, members in zip(self.groups, windows.values(), strict=True):
-            recent = min(self.recent_rows, group.rows) * group.cols
+            recent = self._recent_count(group) * group.cols
             out_dim += len(members) * recent
+            recent_width += len(members) * recent
             for m in members:
                 column_block += [block_id[m.name]] * recent
+        if self.recent_diff:
+            self.register_buffer("recent_scale", torch.ones(recent_width))
         # Every state index that is not in a window passes through, merged into as few slices as possible.
         self.flat_ranges: list[tuple[int, int]] = []
         owner = np.full(state_dim, len(ordered), dtype=np.int64)
@@ -330,9 +351,41 @@ class StructuredEncoder(nn.Module):
             # [B, G·W·C] → [B·G, W, C]: windows of one sample stay adjacent, so the output reshapes back.
             parts.append(stack(windows.reshape(b * g, group.rows, group.cols)).reshape(b, -1))
         if self.recent_rows:
-            parts += [self._recent(state_BF, group) for group in self.groups]
+            recent = [self._recent(state_BF, group) for group in self.groups]
+            if self.recent_diff:
+                recent = [(torch.cat(recent, dim=1) * self.recent_scale).clamp_(-RECENT_CLIP, RECENT_CLIP)]
+            parts += recent
         parts += [state_BF[:, start:stop] for start, stop in self.flat_ranges]
         return parts
+
+    @torch.no_grad()
+    def fit_recent_scale(self, states_NF: npt.ArrayLike, *, min_std: float = 1e-6, chunk: int = 512) -> None:
+        """Scale each recent-change column to unit standard deviation over ``states_NF`` (``recent_diff``).
+
+        ``states_NF`` must be training-range states (the standardiser's, fitted first: the changes are taken
+        between standardised rows); a column whose standard deviation is below ``min_std`` keeps scale 1.
+        """
+        if not self.recent_diff:
+            raise ValueError("fit_recent_scale needs recent_diff")
+        x = torch.as_tensor(np.asarray(states_NF, dtype=np.float32))
+        if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] != self.state_dim:
+            raise ValueError(f"need at least 2 states of width {self.state_dim}, got shape {tuple(x.shape)}")
+        total = torch.zeros_like(self.recent_scale, dtype=torch.float64)
+        squares = torch.zeros_like(total)
+        for c0 in range(0, x.shape[0], chunk):
+            part = x[c0 : c0 + chunk].to(self.recent_scale.device)
+            if self.input_norm is not None:
+                part = self.input_norm(part)
+            d = torch.cat([self._recent(part, group) for group in self.groups], dim=1).double()
+            total += d.sum(dim=0)
+            squares += (d * d).sum(dim=0)
+        n = x.shape[0]
+        std = (squares / n - (total / n) ** 2).clamp_min(0.0).sqrt()
+        self.recent_scale.copy_(torch.where(std >= min_std, 1.0 / std, torch.ones_like(std)).float())
+
+    def _recent_count(self, group: _WindowGroup) -> int:
+        """Rows (or, with ``recent_diff``, row-to-row changes) of each of ``group``'s windows on the skip path."""
+        return min(self.recent_rows, group.rows - 1 if self.recent_diff else group.rows)
 
     @property
     def dropout_generator(self) -> torch.Generator | None:
@@ -340,7 +393,17 @@ class StructuredEncoder(nn.Module):
         return _dropout_generators().get(self)
 
     def _recent(self, state_BF: Tensor, group: _WindowGroup) -> Tensor:
-        """``[B, G·R·C]``: the newest R rows of each of the group's windows, oldest first (a copy)."""
+        """``[B, G·R·C]``: the newest R rows of each of the group's windows, oldest first (a copy).
+
+        With ``recent_diff``: the R changes between the newest R + 1 rows (unscaled).
+        """
+        if self.recent_diff:
+            r, size = self._recent_count(group) + 1, group.rows * group.cols
+            tail = (group.rows - r) * group.cols
+            rows_BGS = torch.stack([state_BF[:, s + tail : s + size] for s in group.starts], dim=1)
+            rows_BGRC: Tensor = rows_BGS.unflatten(2, (r, group.cols))
+            changes: Tensor = rows_BGRC[:, :, 1:] - rows_BGRC[:, :, :-1]
+            return changes.reshape(state_BF.shape[0], -1)
         r, size = min(self.recent_rows, group.rows), group.rows * group.cols
         tail = (group.rows - r) * group.cols
         if group.contiguous:
@@ -424,6 +487,7 @@ def structured_q_network(
     input_norm: bool = False,
     block_dropout: float = 0.0,
     recent_rows: int = 0,
+    recent_diff: bool = False,
     n_actions: int = 3,
     dueling: bool = True,
     noisy: bool = False,
@@ -435,7 +499,7 @@ def structured_q_network(
 ) -> QNetwork:
     """Build a network with encoder → Linear(hidden[0]) → ReLU as the body, then a ``QHead`` with ``hidden[1:]``.
 
-    ``input_norm``, ``block_dropout`` and ``recent_rows``: see :class:`StructuredEncoder`.
+    ``input_norm``, ``block_dropout``, ``recent_rows`` and ``recent_diff``: see :class:`StructuredEncoder`.
     """
     if len(hidden) < 1:
         raise ValueError("the structured network needs at least one hidden layer after the encoder")
@@ -450,6 +514,7 @@ def structured_q_network(
             input_norm=input_norm,
             block_dropout=block_dropout,
             recent_rows=recent_rows,
+            recent_diff=recent_diff,
         )
         return QNetwork(
             StructuredBody(encoder, hidden[0]),

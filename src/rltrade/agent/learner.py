@@ -55,7 +55,7 @@ from torch import Tensor
 
 from rltrade.agent.batches import ReplaySample, StateSource
 from rltrade.agent.block_norm import InputStandardiser, block_statistics
-from rltrade.agent.encoder import BlockSpec, StructuredBody, block_dropout, structured_q_network
+from rltrade.agent.encoder import BlockSpec, StructuredBody, StructuredEncoder, block_dropout, structured_q_network
 from rltrade.agent.networks import QNetwork, flat_q_network
 from rltrade.agent.overlap import OverlapChooser, submit
 from rltrade.agent.schedules import epsilon_schedule
@@ -127,6 +127,7 @@ def build_q_network(
         input_norm=config.block_norm,
         block_dropout=config.block_dropout,
         recent_rows=config.encoder_recent_rows,
+        recent_diff=config.encoder_recent_diff,
         n_actions=config.n_actions,
         dueling=config.dueling,
         noisy=noisy,
@@ -364,6 +365,9 @@ class DQNLearner:
             for module in net.modules():
                 if isinstance(module, InputStandardiser):
                     module.fit(mean_F, std_F)
+            for module in net.modules():  # after the standardiser: the changes are taken between its rows
+                if isinstance(module, StructuredEncoder) and module.recent_diff:
+                    module.fit_recent_scale(states_NF)
 
     @torch.no_grad()
     def _sync_target(self) -> None:

@@ -179,6 +179,38 @@ def test_block_dropout_drops_a_window_and_its_recent_rows_together() -> None:
         _encoder(recent_rows=-1)
 
 
+def test_recent_diff_passes_the_scaled_row_changes_of_the_newest_rows() -> None:
+    state, account = torch.randn(5, WIDTH, generator=_gen(0)), torch.randn(5, K, generator=_gen(1))
+    levels, enc = _encoder(recent_rows=2, input_norm=True), _encoder(recent_rows=2, input_norm=True, recent_diff=True)
+    enc.load_state_dict(levels.state_dict(), strict=False)  # the same weights; the scales are the change path's own
+    assert enc.out_dim == levels.out_dim  # two changes from three rows, where the levels path passes two rows
+    out, base = enc(state, account), levels(state, account)
+    torch.testing.assert_close(out[:, :24], base[:, :24])
+    torch.testing.assert_close(out[:, 40:], base[:, 40:])
+
+    def changes(start: int, rows: int, cols: int) -> torch.Tensor:  # the newest 3 rows of a window → 2 changes
+        w = state[:, start : start + rows * cols].reshape(5, rows, cols)[:, -3:]
+        return (w[:, 1:] - w[:, :-1]).reshape(5, -1)
+
+    expected = torch.cat([changes(0, 6, 2), changes(12, 6, 3), changes(32, 6, 3)], dim=1)
+    torch.testing.assert_close(out[:, 24:40], expected)  # scale 1 until fitted
+    # Fitted on states: each column of changes gets unit standard deviation over them, and is clipped.
+    fit = torch.randn(400, WIDTH, generator=_gen(2)) * torch.linspace(0.5, 5.0, WIDTH)
+    enc.input_norm.fit(*block_statistics(fit.numpy(), BLOCKS))
+    enc.fit_recent_scale(fit.numpy())
+    scaled = enc(fit, torch.zeros(400, K))[:, 24:40]
+    torch.testing.assert_close(scaled.std(dim=0, unbiased=False), torch.ones(16), atol=0.02, rtol=0)
+    assert float(enc(fit * 1e4, torch.zeros(400, K))[:, 24:40].detach().abs().max()) <= 10.0
+    # Causal within the window: only the newest 3 rows are read.
+    older = state.clone()
+    older[:, 12:21] += 5.0  # bars_a's rows 0-2
+    torch.testing.assert_close(enc(older, account)[:, 24:40], enc(state, account)[:, 24:40])
+    with pytest.raises(ValueError, match="recent_diff needs"):
+        _encoder(recent_rows=2, recent_diff=True)
+    with pytest.raises(ValueError, match="needs recent_diff"):
+        levels.fit_recent_scale(fit.numpy())
+
+
 # ---------------------------------------------------------------------------------------- learner
 SMALL = {"batch_size": 8, "buffer_size": 64, "lr": 1e-3, "network": "structured"}
 SMALL |= {"encoder_channels": (4,), "encoder_patches": (3,), "encoder_hidden": (8,)}
@@ -223,10 +255,24 @@ def test_learner_fits_both_networks_and_drops_blocks_only_in_updates() -> None:
         DQNLearner(LearnerConfig.model_validate(SMALL), WIDTH, K, blocks=BLOCKS).fit_input_norm(np.zeros((4, WIDTH)))
 
 
+def test_learner_fits_the_recent_change_scales_of_both_networks_after_the_standardiser() -> None:
+    fields = {**SMALL, "block_norm": True, "encoder_recent_rows": 2, "encoder_recent_diff": True, "seed": 1}
+    learner = DQNLearner(LearnerConfig.model_validate(fields), WIDTH, K, blocks=BLOCKS)
+    states = np.random.default_rng(0).standard_normal((40, WIDTH), dtype=np.float32) * 4 + 2
+    learner.fit_input_norm(states)
+    scales = [net.body.encoder.recent_scale for net in (learner.online, learner.target)]
+    torch.testing.assert_close(scales[0], scales[1])
+    # Changes between standardised rows of unit-variance columns: about sqrt(2) apart, so scales near 1/sqrt(2).
+    assert 0.5 < float(scales[0].mean()) < 0.9
+    assert "body.encoder.recent_scale" in learner.online.state_dict()  # saved with the network
+    with pytest.raises(ValidationError, match="encoder_recent_diff"):
+        LearnerConfig.model_validate({**SMALL, "block_norm": True, "encoder_recent_diff": True})
+
+
 def test_learner_saved_without_the_new_options_still_loads() -> None:
     learner = DQNLearner(LearnerConfig.model_validate(SMALL), WIDTH, K, blocks=BLOCKS)
     state = learner.state_dict()
-    for key in ("block_norm", "block_dropout", "encoder_recent_rows"):
+    for key in ("block_norm", "block_dropout", "encoder_recent_rows", "encoder_recent_diff"):
         del state["config"][key]
     DQNLearner(LearnerConfig.model_validate(SMALL), WIDTH, K, blocks=BLOCKS).load_state_dict(state)
     with pytest.raises(ValueError, match="block_dropout"):
@@ -251,7 +297,9 @@ def _acting_learner(**fields: Any) -> DQNLearner:
     return learner
 
 
-@pytest.mark.parametrize("fields", [{}, {"distributional": True}, {"exploration": "noisy"}])
+@pytest.mark.parametrize(
+    "fields", [{}, {"distributional": True}, {"exploration": "noisy"}, {"encoder_recent_diff": True}]
+)
 def test_encoded_chunks_give_the_greedy_actions_of_act_row_by_row(fields: dict[str, Any]) -> None:
     learner = _acting_learner(**fields)
     rng = np.random.default_rng(2)
