@@ -511,7 +511,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="seed 0, basic and demo+all, 600 steps (plumbing only)")
     args = ap.parse_args()
     args.eval_steps = round(args.eval_minutes * 60)
-    if args.preset != "demo" and {"demo+capacity", "demo+all"} & set(args.variants):
+    if not args.table and args.preset != "demo" and {"demo+capacity", "demo+all"} & set(args.variants):
         ap.error(f"the capacity variants widen the demo's encoder; the {args.preset} preset's is wider already")
     if args.quick:
         args.seeds, args.variants, args.steps, args.tick_days = [0], ["basic", "demo+all"], 600, 0.25
