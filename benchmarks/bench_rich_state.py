@@ -112,7 +112,12 @@ WIDE: Mapping[str, Any] = {"encoder_channels": [32, 64], "encoder_hidden": [256,
 """Twice the widths of the config's default encoder (the ``full`` preset's): capacity on ``full``."""
 NORM_DROPOUT: Mapping[str, Any] = {"block_norm": True, "block_dropout": 0.2}
 """The ``full`` preset's two block options."""
-PLAIN_AGENT: Mapping[str, Any] = {"block_norm": False, "block_dropout": 0.0, "encoder_recent_rows": 0}
+PLAIN_AGENT: Mapping[str, Any] = {
+    "block_norm": False,
+    "block_dropout": 0.0,
+    "encoder_recent_rows": 0,
+    "encoder_recent_diff": False,
+}
 """The agent options every variant starts from (the variant's own overrides go on top)."""
 EVAL_STEPS = 1_800
 """Default length of the validation backtests: 30 min of the 1 s clock (``--eval-minutes``)."""
