@@ -46,7 +46,8 @@
           ``benchmarks/bench_rich_state.py --preset full``, README), block dropout (``agent.block_dropout``
           0.2: chosen there on validation returns, as in the demo) and the newest 30 rows of every window
           passed to the head unpatched (``agent.encoder_recent_rows`` 30: chosen there on validation returns
-          over none and over 10), the
+          over none and over 10) as their row-to-row changes, scaled per column (``agent.encoder_recent_diff``:
+          chosen there on validation returns over the rows themselves), the
           multi-factor reward with the documented weights of :data:`rltrade.env.reward.MULTI_FACTOR_REWARD`
           (volatility as a multiplier on PnL), ``train.device: auto`` (a GPU when torch sees one), and a CNN
           budget that scales with the data: each epoch draws 5 % of a timeframe's labelled windows (at
@@ -287,6 +288,7 @@ _FULL: Final[Mapping[str, Any]] = {
         "block_norm": True,
         "block_dropout": 0.2,
         "encoder_recent_rows": 30,
+        "encoder_recent_diff": True,
         "overlap_update": "auto",
     },
     "train": {"n_envs": 16, "device": "auto"},

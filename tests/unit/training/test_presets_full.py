@@ -18,6 +18,7 @@ def test_full_trains_the_structured_encoder_on_the_multi_factor_reward() -> None
     assert (cfg.agent.network, cfg.agent.batch_size, cfg.train.n_envs) == ("structured", 128, 16)
     assert cfg.agent.block_norm and cfg.agent.block_dropout == 0.2, "both chosen on validation in bench_rich_state"
     assert cfg.agent.encoder_recent_rows == 30, "chosen on validation in bench_rich_state, over 0 and 10"
+    assert cfg.agent.encoder_recent_diff, "their changes: chosen on validation in bench_rich_state over the rows"
     assert cfg.train.device == "auto" and not cfg.train.mixed_precision
     assert cfg.reward.volatility_mode == "multiplier" and not cfg.reward.pnl_only
     for name, value in MULTI_FACTOR_REWARD.items():
@@ -46,5 +47,5 @@ def test_the_readme_scored_full_run_config_is_the_benchmark_budget_on_the_full_p
     from benchmarks.bench_rich_state import variant_config
 
     cfg = load_with_preset(Path(__file__).resolve().parents[3] / "configs" / "full-15k.yaml", "full")
-    bench = variant_config("demo+norm+dropout+recent30", 0, 15_000, 2.0, "full")  # the preset's agent, seed 0
+    bench = variant_config("demo+norm+dropout+recent30diff", 0, 15_000, 2.0, "full", 7_200)  # the preset's agent
     assert cfg.model_dump() == bench.model_dump()
