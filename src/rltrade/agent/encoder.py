@@ -352,7 +352,7 @@ class StructuredEncoder(nn.Module):
             parts.append(stack(windows.reshape(b * g, group.rows, group.cols)).reshape(b, -1))
         if self.recent_rows:
             recent = [self._recent(state_BF, group) for group in self.groups]
-            if self.recent_diff:
+            if self.recent_diff and recent:
                 recent = [(torch.cat(recent, dim=1) * self.recent_scale).clamp_(-RECENT_CLIP, RECENT_CLIP)]
             parts += recent
         parts += [state_BF[:, start:stop] for start, stop in self.flat_ranges]
@@ -370,6 +370,8 @@ class StructuredEncoder(nn.Module):
         x = torch.as_tensor(np.asarray(states_NF, dtype=np.float32))
         if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] != self.state_dim:
             raise ValueError(f"need at least 2 states of width {self.state_dim}, got shape {tuple(x.shape)}")
+        if not self.groups:
+            return  # a layout without windows (``basic``): nothing to scale
         total = torch.zeros_like(self.recent_scale, dtype=torch.float64)
         squares = torch.zeros_like(total)
         for c0 in range(0, x.shape[0], chunk):

@@ -205,6 +205,10 @@ def test_recent_diff_passes_the_scaled_row_changes_of_the_newest_rows() -> None:
     older = state.clone()
     older[:, 12:21] += 5.0  # bars_a's rows 0-2
     torch.testing.assert_close(enc(older, account)[:, 24:40], enc(state, account)[:, 24:40])
+    # A layout without windows (basic) has nothing to change: the option is a no-op there.
+    flat_only = StructuredEncoder([BLOCKS[2]], WIDTH, K, input_norm=True, recent_rows=2, recent_diff=True)
+    flat_only.fit_recent_scale(fit.numpy())
+    assert flat_only(state, account).shape == (5, flat_only.out_dim) and flat_only.recent_scale.numel() == 0
     with pytest.raises(ValueError, match="recent_diff needs"):
         _encoder(recent_rows=2, recent_diff=True)
     with pytest.raises(ValueError, match="needs recent_diff"):
