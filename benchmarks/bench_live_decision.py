@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.bench_live_soak import _from_run, _synthetic
+from benchmarks.bench_live_soak import _from_run, _synthetic, run_engine
 from rltrade.features.bar_channels import BarChannels, compute_bar_channels
-from rltrade.features.state_stream import FLOAT_TOLERANCE, StreamingStateBuilder, seed_from_frames
-from rltrade.live.engine import Decision, EngineSettings, LiveEngine
+from rltrade.features.state_stream import FLOAT_TOLERANCE, StreamingStateBuilder
+from rltrade.live.engine import Decision
 from rltrade.types import Timeframe
 from tests.support.live_market import trade_events
 
@@ -74,18 +74,7 @@ def main() -> None:
         cnns_b = load_live_cnn(args.run, cfg)  # each engine its own bridge: a bridge keeps per-bar caches
     events = trade_events(frames, t0, t0 + int(args.minutes * 60e6))
     engines = {
-        name: LiveEngine(
-            model.layout,
-            cfg.features,
-            cfg.env,
-            frames,
-            t0,
-            policy,
-            stats=model.stats,
-            settings=EngineSettings(),
-            cnn=bridge,
-            seed=seed_from_frames(frames),
-        )
+        name: run_engine(cfg, frames, model, policy, bridge, t0)
         for name, bridge in (("update", cnns), ("recompute", cnns_b))
     }
     engines["recompute"].builder.__class__ = RecomputingBuilder

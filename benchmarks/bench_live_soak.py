@@ -213,6 +213,22 @@ def _baseline_per_decision(frames: MarketFrames, cfg: Any, stats: Any, times: li
     return out
 
 
+def run_engine(cfg: Any, frames: MarketFrames, model: Any, policy: Any, cnn: Any, t0: int) -> LiveEngine:
+    """A paper engine for the agent of :func:`_from_run` (or :func:`_synthetic`), started at ``t0``."""
+    return LiveEngine(
+        model.layout,
+        cfg.features,
+        cfg.env,
+        frames,
+        t0,
+        policy,
+        stats=model.stats,
+        settings=EngineSettings(),
+        cnn=cnn,
+        seed=seed_from_frames(frames),
+    )
+
+
 def _from_run(run: Path) -> tuple[Any, MarketFrames, Any, Any, Any, int]:
     """Config, market, layout, policy, CNN bridge and start time of a run folder (its test range)."""
     from rltrade.live.policy import load_live_cnn, load_live_model
@@ -305,18 +321,7 @@ def main() -> None:
         f"{args.minutes:g} min; CNNs {cnns}; faults {faults}; set-up {time.perf_counter() - t_setup:.0f} s",
         flush=True,
     )
-    engine = LiveEngine(
-        model.layout,
-        cfg.features,
-        cfg.env,
-        frames,
-        t0,
-        policy,
-        stats=model.stats,
-        settings=EngineSettings(),
-        cnn=cnn,
-        seed=seed_from_frames(frames),
-    )
+    engine = run_engine(cfg, frames, model, policy, cnn, t0)
     per_event = LatencyHistogram()
     trades = _TradeSplit(LatencyHistogram(), LatencyHistogram())
     with replay_server_thread(script, speed=args.speed) as server:

@@ -245,9 +245,7 @@ def extend_bar_channels(
     _check_bars(*(fresh[:, j] for j in range(4)), what=what)
     h, lo, c, v = (np.ascontiguousarray(ohlcv_L5[:, j]) for j in range(1, 5))
     windows = np.lib.stride_tricks.sliding_window_view(v, spec.volume_window)[-new:]
-    median_N = np.median(windows, axis=1)
-    eps_N = spec.volume_eps_frac * median_N + 1e-12
-    vol_rel_N = np.log((v[-new:] + eps_N) / (median_N + eps_N))
+    vol_rel_N = _volume_over_median(v[-new:], np.median(windows, axis=1), spec)
     per_bar_N4, valid_N = _per_bar_rows(h, lo, c, vol_rel_N, spec, first=need - new)
     log_ohlc_N4 = np.log(ohlcv_L5[-new:, :4])
     return BarChannels(
@@ -322,6 +320,13 @@ def bar_channels_from_frame(
 def _log_volume_rel(volume_T: npt.NDArray[np.float64], spec: BarChannelSpec) -> npt.NDArray[np.float64]:
     # min_samples=1: the first bars divide by the median of the bars seen so far, never of later ones.
     median_T = pl.Series(volume_T).rolling_median(window_size=spec.volume_window, min_samples=1).to_numpy()
+    return _volume_over_median(volume_T, median_T, spec)
+
+
+def _volume_over_median(
+    volume_T: npt.NDArray[np.float64], median_T: npt.NDArray[np.float64], spec: BarChannelSpec
+) -> npt.NDArray[np.float64]:
+    """Channel 4 from each bar's volume and its rolling median: ``log((v + ε) / (m + ε))``."""
     eps_T = spec.volume_eps_frac * median_T + 1e-12
     return np.asarray(np.log((volume_T + eps_T) / (median_T + eps_T)), dtype=np.float64)
 
