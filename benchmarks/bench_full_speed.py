@@ -21,8 +21,9 @@ stage is switched off here because it runs once before training and its rows cos
   probes run untimed). Before ran on one thread (its ``overlap_update`` is off here); torch's own thread
   count is 1 in both (``train.torch_threads``).
 
-``--breakdown`` adds the ``full`` agent on one thread and without each of its three encoder options
-(``block_norm``, ``block_dropout``, ``encoder_recent_rows``), then without all three: what each costs.
+``--breakdown`` adds the ``full`` agent on one thread, with the recent rows instead of their changes
+(``encoder_recent_diff`` off), and without each of its three encoder options (``block_norm``,
+``block_dropout``, ``encoder_recent_rows``), then without all three: what each costs.
 
 Timings alternate between contenders within each repeat (the machine is shared) and report medians.
 """
@@ -107,13 +108,21 @@ def make_runner(name: str, cfg: Config, prep: Prepared, builder: BatchStateBuild
 
 BREAKDOWN: dict[str, dict[str, Any]] = {
     "after on one thread": {"overlap_update": "off"},
-    "after without block_norm": {"block_norm": False},
+    "after with rows, not changes": {"encoder_recent_diff": False},
+    "after without block_norm": {"block_norm": False, "encoder_recent_diff": False},
     "after without block_dropout": {"block_dropout": 0.0},
-    "after without recent rows": {"encoder_recent_rows": 0},
-    "after without all three": {"block_norm": False, "block_dropout": 0.0, "encoder_recent_rows": 0},
+    "after without recent rows": {"encoder_recent_rows": 0, "encoder_recent_diff": False},
+    "after without all three": {
+        "block_norm": False,
+        "block_dropout": 0.0,
+        "encoder_recent_rows": 0,
+        "encoder_recent_diff": False,
+    },
 }
-"""``--breakdown``: the ``full`` preset's agent without the update's worker thread, and with its three encoder
-options off, one at a time and all together."""
+"""``--breakdown``: the ``full`` preset's agent without the update's worker thread, with the recent rows
+themselves instead of their changes, and with its three encoder options off, one at a time and all together
+(the changes are scaled with block normalisation's statistics and are a form of the recent rows, so they go
+with either)."""
 
 
 def configs(quick: bool, recent_rows: int | None = None, *, breakdown: bool = False) -> dict[str, Config]:
@@ -122,7 +131,9 @@ def configs(quick: bool, recent_rows: int | None = None, *, breakdown: bool = Fa
     data: dict[str, Any] = {"synthetic": {"history_days": 330 if quick else 400, "tick_days": 0.5 if quick else 1.0}}
     common: dict[str, Any] = {"data": data, "cnn": {"enabled": False}, "agent": {"batch_size": BATCH}}
     before = load_with_preset(None, "full-flat", deep_merge(common, {"agent": {"overlap_update": "off"}}))
-    after_agent = {} if recent_rows is None else {"encoder_recent_rows": recent_rows}
+    after_agent: dict[str, Any] = {} if recent_rows is None else {"encoder_recent_rows": recent_rows}
+    if recent_rows == 0:
+        after_agent["encoder_recent_diff"] = False  # the changes are a form of the recent rows
     after = load_with_preset(None, "full", deep_merge(common, {"agent": after_agent}))
     out = {BEFORE: before, AFTER: after}
     if breakdown:

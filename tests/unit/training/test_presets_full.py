@@ -49,3 +49,16 @@ def test_the_readme_scored_full_run_config_is_the_benchmark_budget_on_the_full_p
     cfg = load_with_preset(Path(__file__).resolve().parents[3] / "configs" / "full-15k.yaml", "full")
     bench = variant_config("demo+norm+dropout+recent30diff", 0, 15_000, 2.0, "full", 7_200)  # the preset's agent
     assert cfg.model_dump() == bench.model_dump()
+
+
+@pytest.mark.parametrize("recent_rows", [None, 0, 10])
+def test_the_speed_benchmark_contenders_are_valid_configs_of_the_current_presets(recent_rows: int | None) -> None:
+    from benchmarks.bench_full_speed import AFTER, BEFORE, BREAKDOWN, configs
+
+    cfgs = configs(True, recent_rows, breakdown=True)  # raises ConfigError when an option combination is refused
+    assert set(cfgs) == {BEFORE, AFTER, *BREAKDOWN}
+    after = cfgs[AFTER].agent
+    assert after.encoder_recent_rows == (30 if recent_rows is None else recent_rows)
+    assert after.encoder_recent_diff == (recent_rows != 0), "the preset's changes, unless the rows are off"
+    assert not cfgs["after with rows, not changes"].agent.encoder_recent_diff
+    assert cfgs["after on one thread"].agent.overlap_update == "off" and after.overlap_update == "auto"
