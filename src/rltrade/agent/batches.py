@@ -55,7 +55,10 @@ class StateSource(Protocol):
     """Anything that turns time indices into market-state vectors (the batch state builder)."""
 
     def gather(self, t_idx_B: np.ndarray) -> np.ndarray:
-        """States at time indices ``t_idx_B`` (int64 ``[B]``), as float32 ``[B, F]``."""
+        """States at time indices ``t_idx_B`` (int64 ``[B]``), as float32 ``[B, F]``.
+
+        A new array on every call, which the caller owns: the learner standardises its batches in place.
+        """
         ...
 
 

@@ -117,3 +117,21 @@ class InputStandardiser(nn.Module):
     def forward(self, x_BF: Tensor) -> Tensor:
         """Return the standardised, clipped states ``[B, F]`` (a new tensor)."""
         return torch.addcmul(-self.mean_F * self.inv_std_F, x_BF, self.inv_std_F).clamp_(-self.clip, self.clip)
+
+    @torch.no_grad()
+    def standardise_(self, x_BF: Tensor) -> Tensor:
+        """:meth:`forward` written into ``x_BF`` itself (the same values bit for bit); returns ``x_BF``.
+
+        For a batch its caller owns, such as the learner's freshly gathered states: no second ``[B, F]``
+        tensor is allocated and written (on the full layout that pass cost ~2 ms of an update's ~40).
+        """
+        torch.addcmul(-self.mean_F * self.inv_std_F, x_BF, self.inv_std_F, out=x_BF)
+        return x_BF.clamp_(-self.clip, self.clip)
+
+    def same_statistics(self, other: InputStandardiser) -> bool:
+        """Whether ``other`` standardises exactly as this one does (equal statistics and clip)."""
+        return (
+            self.clip == other.clip
+            and torch.equal(self.mean_F, other.mean_F)
+            and torch.equal(self.inv_std_F, other.inv_std_F)
+        )

@@ -301,10 +301,12 @@ class StructuredEncoder(nn.Module):
         self._column_block_on: dict[torch.device, Tensor] = {}
         self.input_norm = InputStandardiser(state_dim) if input_norm else None
 
-    def forward(self, state_BF: Tensor, account_BK: Tensor) -> Tensor:
+    def forward(self, state_BF: Tensor, account_BK: Tensor, *, standardised: bool = False) -> Tensor:
         """Encode the state block by block and append the account: ``[B, out_dim]``.
 
         Each window group goes through its ``PatchStack``; the columns outside any block pass through.
+        ``standardised``: ``state_BF`` already went through this encoder's standardiser (the learner
+        standardises its gathered batches in place, once for both networks: ``InputStandardiser.standardise_``).
         """
         if state_BF.shape[-1] != self.state_dim or account_BK.shape[-1] != self.account_dim:
             raise ValueError(
@@ -312,7 +314,7 @@ class StructuredEncoder(nn.Module):
                 f"got {state_BF.shape[-1]} and {account_BK.shape[-1]}"
             )
         b = state_BF.shape[0]
-        parts = self._state_parts(state_BF)
+        parts = self._state_parts(state_BF, standardised=standardised)
         parts.append(account_BK)
         out_BD = torch.cat(parts, dim=1)
         if self.training and self.block_dropout > 0.0 and self.dropout_generator is not None:
@@ -330,10 +332,10 @@ class StructuredEncoder(nn.Module):
             raise ValueError(f"encoder expects states of width {self.state_dim}, got shape {tuple(state_BF.shape)}")
         return torch.cat(self._state_parts(state_BF), dim=1)
 
-    def _state_parts(self, state_BF: Tensor) -> list[Tensor]:
+    def _state_parts(self, state_BF: Tensor, *, standardised: bool = False) -> list[Tensor]:
         """Return the encoded blocks of ``state_BF``, in output order (the account goes after them)."""
         b = state_BF.shape[0]
-        if self.input_norm is not None:
+        if self.input_norm is not None and not standardised:
             state_BF = self.input_norm(state_BF)
         parts: list[Tensor] = []
         for group in self.groups:
@@ -468,9 +470,9 @@ class StructuredBody(nn.Module):
         self.encoder = encoder
         self.linear = nn.Linear(encoder.out_dim, width)
 
-    def forward(self, state_BF: Tensor, account_BK: Tensor) -> Tensor:
-        """Return the ReLU of the linear layer over the encoded state and account."""
-        return F.relu(self.linear(self.encoder(state_BF, account_BK)), inplace=True)
+    def forward(self, state_BF: Tensor, account_BK: Tensor, *, standardised: bool = False) -> Tensor:
+        """Return the ReLU of the linear layer over the encoded state and account (``standardised``: the encoder's)."""
+        return F.relu(self.linear(self.encoder(state_BF, account_BK, standardised=standardised)), inplace=True)
 
     def forward_encoded(self, encoded_BD: Tensor, account_BK: Tensor) -> Tensor:
         """:meth:`forward` from ``encoder.encode_state``'s output (eval mode: no block dropout to apply)."""

@@ -300,7 +300,7 @@ class DQNLearner:
             pending = submit(self._next_values, sample, state_source)
             try:
                 state_BF, account_BK = self._gather(sample.t_idx_B, sample.account_BK, state_source)
-                out = self._online_out(state_BF, account_BK)
+                out = self._online_out(state_BF, account_BK, self._standardise_(state_BF, self.online))
             except BaseException:
                 if not pending.cancel():
                     wait([pending])
@@ -316,7 +316,8 @@ class DQNLearner:
                 state_source,
             )
             next_target_out, next_action_B = self._next_out(state_2BF[b:], account_2BK[b:])
-            out = self._online_out(state_2BF[:b], account_2BK[:b])
+            state_BF = state_2BF[:b]
+            out = self._online_out(state_BF, account_2BK[:b], self._standardise_(state_BF, self.online))
         with torch.no_grad():
             next_target_q_BA = self.target.q_from_output(next_target_out)
         rows_B = torch.arange(b, device=self.device)
@@ -384,20 +385,43 @@ class DQNLearner:
         return self._next_out(*self._gather(sample.next_t_idx_B, sample.next_account_BK, state_source))
 
     def _next_out(self, next_state_BF: Tensor, next_account_BK: Tensor) -> tuple[Tensor, Tensor]:
-        """Return the target network's output on s' and the action a* it is valued at (no gradients)."""
+        """Return the target network's output on s' and the action a* it is valued at (no gradients).
+
+        ``next_state_BF`` is a gathered batch this learner owns: it is standardised in place, once for both
+        networks when they standardise alike (:meth:`_standardise_`).
+        """
+        nets = (self.target, self.online) if self.config.double else (self.target,)
+        done = self._standardise_(next_state_BF, *nets)
         with torch.no_grad(), self._autocast():
-            next_target_out = self.target(next_state_BF, next_account_BK).float()
+            next_target_out = self.target(next_state_BF, next_account_BK, standardised=done).float()
             if self.config.double:
-                next_action_B = self.online.q_values(next_state_BF, next_account_BK).argmax(dim=1)
+                next_action_B = self.online.q_values(next_state_BF, next_account_BK, standardised=done).argmax(dim=1)
             else:
                 next_action_B = self.target.q_from_output(next_target_out).argmax(dim=1)
         return next_target_out, next_action_B
 
-    def _online_out(self, state_BF: Tensor, account_BK: Tensor) -> Tensor:
+    def _online_out(self, state_BF: Tensor, account_BK: Tensor, standardised: bool) -> Tensor:
         """Return the online network's output on s, with gradients and block dropout (this thread only)."""
         with self._autocast(), block_dropout(self.online, self.learn_generator):
-            out: Tensor = self.online(state_BF, account_BK).float()
+            out: Tensor = self.online(state_BF, account_BK, standardised=standardised).float()
         return out
+
+    @staticmethod
+    def _standardise_(states_BF: Tensor, *nets: QNetwork) -> bool:
+        """Standardise a gathered batch in place for ``nets``; return whether it did (then they skip theirs).
+
+        Only when every one of ``nets`` has an input standardiser with the same statistics (the online and
+        target networks' are fitted together and never trained): the s' batch is then standardised once for
+        both instead of once in each, and no batch gets a second ``[B, F]`` copy. The values are bit for bit
+        those of the networks' own standardisers. ``states_BF`` must be a batch only this update reads
+        (what :meth:`_gather` returns: ``StateSource.gather`` gives a new array per call).
+        """
+        norms = [net.input_standardiser() for net in nets]
+        first = norms[0]
+        if first is None or any(n is None or not first.same_statistics(n) for n in norms[1:]):
+            return False
+        first.standardise_(states_BF)
+        return True
 
     def _gather(
         self, t_idx_B: npt.ArrayLike, account_BK: npt.ArrayLike, state_source: StateSource
@@ -407,6 +431,8 @@ class DQNLearner:
         The states are used in place (never copied into a [B, F + K] observation).
         """
         states_BF = np.asarray(state_source.gather(np.asarray(t_idx_B)), dtype=np.float32)
+        if not states_BF.flags.writeable:  # e.g. a memory-mapped source: the batch is standardised in place
+            states_BF = states_BF.copy()
         accounts_BK = np.asarray(account_BK).astype(np.float32, copy=False)
         if states_BF.shape[1] != self.state_dim or accounts_BK.shape[1] != self.account_dim:
             raise ValueError(

@@ -155,9 +155,21 @@ class QNetwork(nn.Module):
         """Whether the head is C51 (a distribution over atoms per action)."""
         return self.n_atoms > 1
 
-    def forward(self, state_BF: Tensor, account_BK: Tensor) -> Tensor:
-        """``q_BA`` for a scalar head; ``log_probs_BAN`` (log-softmax over atoms) for C51."""
+    def forward(self, state_BF: Tensor, account_BK: Tensor, *, standardised: bool = False) -> Tensor:
+        """``q_BA`` for a scalar head; ``log_probs_BAN`` (log-softmax over atoms) for C51.
+
+        ``standardised``: the states already went through the body's input standardiser
+        (:meth:`input_standardiser`'s ``standardise_``), so the body skips it.
+        """
+        if standardised:
+            return self.output_from_features(self.body(state_BF, account_BK, standardised=True))
         return self.output_from_features(self.body(state_BF, account_BK))
+
+    def input_standardiser(self) -> InputStandardiser | None:
+        """Return the body's input standardiser (a structured encoder's ``block_norm``), or None when it has none."""
+        encoder = getattr(self.body, "encoder", None)
+        norm = getattr(encoder, "input_norm", None)
+        return norm if isinstance(norm, InputStandardiser) else None
 
     def output_from_features(self, features_BD: Tensor) -> Tensor:
         """:meth:`forward`'s output from the body's features (the head and, for C51, the log-softmax)."""
@@ -172,9 +184,9 @@ class QNetwork(nn.Module):
             return out
         return (out.exp() * self.support_N).sum(dim=-1)
 
-    def q_values(self, state_BF: Tensor, account_BK: Tensor) -> Tensor:
+    def q_values(self, state_BF: Tensor, account_BK: Tensor, *, standardised: bool = False) -> Tensor:
         """Return the Q values ``[B, A]`` at (state, account): the expectation over atoms for C51."""
-        return self.q_from_output(self(state_BF, account_BK))
+        return self.q_from_output(self(state_BF, account_BK, standardised=standardised))
 
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator) -> None:
