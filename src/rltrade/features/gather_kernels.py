@@ -213,8 +213,8 @@ def tick_windows_into(
     logp_N: np.ndarray,
     qty_N: np.ndarray,
     side_N: np.ndarray,
-    signed_size_XY: np.ndarray,
-    per_trade: bool,
+    signed_size_X: np.ndarray,
+    signed_base_B: np.ndarray,
     interarrival_N: np.ndarray,
     tick_return_N: np.ndarray,
     intensity_N: np.ndarray,
@@ -229,8 +229,8 @@ def tick_windows_into(
     """Write the ten tick features of each window into columns ``col0 .. col0 + m·10`` of ``out_BF`` and the mask.
 
     Feature 1, ``side · log1p(qty / qty_scale)``, and the per-window ``log_vwap_B`` come from numpy (see
-    the module docstring): ``signed_size_XY`` is ``[1, N]`` per trade when ``per_trade``, else ``[B, m]``
-    per window row. Every other value is the float64 arithmetic of
+    the module docstring): trade ``k`` of window ``b`` has feature 1 ``signed_size_X[signed_base_B[b] + k]``
+    (the values under the window's normaliser step). Every other value is the float64 arithmetic of
     :func:`rltrade.features.ticks._window_features`, rows newest first, invalid rows 0.
     """
     n_b, m = mask_BM.shape
@@ -259,7 +259,7 @@ def tick_windows_into(
             lp = logp_N[k]
             o = col0 + i * 10
             row[o] = np.float32(lp - logp_last)
-            row[o + 1] = np.float32(signed_size_XY[0, k] if per_trade else signed_size_XY[b, i])
+            row[o + 1] = np.float32(signed_size_X[signed_base_B[b] + k])
             row[o + 2] = np.float32(side_N[k])
             row[o + 3] = np.float32(np.float64(t - ts_N[k]) / window_us)
             row[o + 4] = np.float32(interarrival_N[k])

@@ -189,6 +189,33 @@ class TradeSeries:
         """Feature 1 per trade, ``side · log1p(qty / qty_scale)``, when the normaliser has no steps."""
         return self.side_N * np.log1p(self.qty_N / self.spec.qty_scale)
 
+    @cached_property
+    def signed_size_steps(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Feature 1 under each step of the normaliser's schedule, computed once: ``(values_X, base_J, starts_S)``.
+
+        A query at ``t`` is in step ``j = searchsorted(starts_S, t, "right")`` (``qty_scale_at``: scale 1
+        before the first step); its window's trade ``k`` has feature 1 ``values_X[base_J[j] + k]``. Step j
+        holds only the trades its queries' windows can reach (after its start minus the window, up to its
+        end), so the values are about as many as the trades. Without steps: one step over every trade.
+        The values are numpy's ``side · log1p(qty / scale)``, as the windows computed them per query before.
+        """
+        spec, ts = self.spec, self.ts_us_N
+        if not spec.qty_scale_steps:
+            return self.signed_size_N, np.zeros(1, np.int64), np.zeros(0, np.int64)
+        starts = np.array([s for s, _ in spec.qty_scale_steps], dtype=np.int64)
+        scales = [1.0, *(v for _, v in spec.qty_scale_steps)]
+        parts: list[npt.NDArray[np.float64]] = []
+        base = np.empty(len(scales), np.int64)
+        offset = 0
+        for j, scale in enumerate(scales):
+            lo = 0 if j == 0 else int(np.searchsorted(ts, starts[j - 1] - spec.window_us, side="right"))
+            hi = ts.size if j == len(starts) else int(np.searchsorted(ts, starts[j] - 1, side="right"))
+            hi = max(hi, lo)
+            parts.append(self.side_N[lo:hi] * np.log1p(self.qty_N[lo:hi] / scale))
+            base[j] = offset - lo
+            offset += hi - lo
+        return np.concatenate(parts), base, starts
+
 
 def prepare_trades(
     ts_us_N: npt.ArrayLike,
@@ -272,8 +299,8 @@ def tick_windows_into(
     row-major ``[max_trades, 10]``.
 
     Two compiled passes (:mod:`rltrade.features.gather_kernels`): the window sums, then the features.
-    The VWAP's log and the signed sizes' ``log1p`` are numpy's (per trade when the normaliser is one
-    number, per window row when it has steps). The values are bit-for-bit those of
+    The VWAP's log and the signed sizes' ``log1p`` are numpy's (per trade and normaliser step, once:
+    :attr:`TradeSeries.signed_size_steps`). The values are bit-for-bit those of
     :func:`_window_features` on the gathered rows (the reference the streaming block uses).
     """
     spec = trades.spec
@@ -295,12 +322,8 @@ def tick_windows_into(
     total_B, pq_B, high_B, low_B = kernels.tick_window_sums(hi_B, n_B, m, trades.logp_N, trades.qty_N, trades.price_N)
     safe_total_B = np.where(total_B > 0, total_B, 1.0)
     log_vwap_B = np.log(np.where(total_B > 0, pq_B / safe_total_B, 1.0))
-    if spec.qty_scale_steps:  # the normaliser depends on t: signed sizes per window row
-        k_BM = np.maximum(hi_B[:, None] - 1 - np.arange(m)[None, :], 0)
-        scale_B = spec.qty_scale_at(t_B)
-        signed_size = trades.side_N[k_BM] * np.log1p(trades.qty_N[k_BM] / scale_B[:, None])
-    else:  # one normaliser: per trade, computed once
-        signed_size = trades.signed_size_N[None, :]
+    # The normaliser may step in time: each query reads the signed sizes of its step (computed once).
+    signed_size_X, base_J, starts_S = trades.signed_size_steps
     kernels.tick_windows_into(
         t_B,
         hi_B,
@@ -310,8 +333,8 @@ def tick_windows_into(
         trades.logp_N,
         trades.qty_N,
         trades.side_N,
-        signed_size,
-        not spec.qty_scale_steps,
+        signed_size_X,
+        base_J[np.searchsorted(starts_S, t_B, side="right")],
         trades.interarrival_N,
         trades.tick_return_N,
         trades.intensity_N,
