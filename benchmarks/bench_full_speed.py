@@ -18,10 +18,12 @@ stage is switched off here because it runs once before training and its rows cos
 * **after**: the new ``full`` preset: the structured encoder (per-block patch convolutions over the
   windows) and the compiled gather kernels, with the update's s' half on a worker thread when that is
   faster (``agent.overlap_update: auto``: the same updates bit for bit, on a second core; its first
-  probes run untimed). Before ran on one thread (its ``overlap_update`` is off here); torch's own thread
-  count is 1 in both (``train.torch_threads``).
+  probes run untimed), and the backward pass and optimiser step on two threads
+  (``agent.backward_threads: 2``). Before ran on one thread (its ``overlap_update`` is off here); torch's own
+  thread count is 1 in both (``train.torch_threads``).
 
-``--breakdown`` adds the ``full`` agent on one thread, with the recent rows instead of their changes
+``--breakdown`` adds the ``full`` agent on one thread, with its backward pass on one thread (the preset
+runs it on two, ``agent.backward_threads``), with the recent rows instead of their changes
 (``encoder_recent_diff`` off), and without each of its three encoder options (``block_norm``,
 ``block_dropout``, ``encoder_recent_rows``), then without all three: what each costs.
 
@@ -107,7 +109,8 @@ def make_runner(name: str, cfg: Config, prep: Prepared, builder: BatchStateBuild
 
 
 BREAKDOWN: dict[str, dict[str, Any]] = {
-    "after on one thread": {"overlap_update": "off"},
+    "after on one thread": {"overlap_update": "off", "backward_threads": None},
+    "after, backward on one thread": {"backward_threads": None},
     "after with rows, not changes": {"encoder_recent_diff": False},
     "after without block_norm": {"block_norm": False, "encoder_recent_diff": False},
     "after without block_dropout": {"block_dropout": 0.0},

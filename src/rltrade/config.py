@@ -585,6 +585,12 @@ class AgentConfig(_Frozen):
     the same updates bit for bit, only faster or slower. ``auto`` (the ``full`` preset's) times both orders now
     and then and overlaps when that is faster (:mod:`rltrade.agent.overlap`); ``on`` / ``off`` (or true /
     false) fix it. Off by default: a small network's s' half gains nothing from a second thread."""
+    backward_threads: Annotated[int | None, Field(ge=1, le=256)] = None
+    """On a CPU, torch's thread count for each update's backward pass and optimiser step (None: the process's,
+    ``train.torch_threads``). The forward passes keep the process's count, one thread per half when they
+    overlap, so ``overlap_update`` still gives the same updates bit for bit; the backward is the serial part
+    of the step, which the second core otherwise idles through. The ``full`` preset sets 2 (the machine's
+    cores). A fixed count gives the same results run after run; another count, other roundings."""
     n_actions: Annotated[int, Field(ge=2)] = 3
     """Number of discrete actions (short / flat / long by default)."""
     dueling: bool = True
@@ -851,6 +857,11 @@ class Config(_Frozen):
     def learner_config(self) -> AgentConfig:
         """The ``agent`` section with its seed resolved: ``agent.seed`` when set, else the top-level ``seed``."""
         return self.agent if self.agent.seed is not None else self.agent.model_copy(update={"seed": self.seed})
+
+
+ONE_THREAD: Final[dict[str, Any]] = {"train": {"torch_threads": 1}, "agent": {"backward_threads": None}}
+"""Overrides for a job that shares the machine with others, one job per core (sweep trials, walk-forward folds):
+one torch thread throughout, so that results do not depend on how many jobs share the machine."""
 
 
 WALL_TIME_ONLY: Final[frozenset[str]] = frozenset({"agent.overlap_update"})

@@ -338,11 +338,12 @@ class DQNLearner:
             td_abs_B = (y_B - q_sa_B).abs()
         loss = (weight_B * per_sample_B).mean()
 
-        # set_to_none: no zeroing pass; the flat body's first layer reuses its gradient buffer anyway.
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = clip_grad_norm(self._params, self.config.max_grad_norm)
-        self.optimizer.step()
+        with self._backward_threads():
+            # set_to_none: no zeroing pass; the flat body's first layer reuses its gradient buffer anyway.
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = clip_grad_norm(self._params, self.config.max_grad_norm)
+            self.optimizer.step()
         self.updates += 1
         self._sync_target()
         return UpdateResult(
@@ -405,6 +406,20 @@ class DQNLearner:
         with self._autocast(), block_dropout(self.online, self.learn_generator):
             out: Tensor = self.online(state_BF, account_BK, standardised=standardised).float()
         return out
+
+    @contextmanager
+    def _backward_threads(self) -> Iterator[None]:
+        """Run the block on ``agent.backward_threads`` torch threads (CPU only), then restore the caller's count."""
+        n = self.config.backward_threads
+        before = torch.get_num_threads()
+        if n is None or n == before or self.device.type != "cpu":
+            yield
+            return
+        torch.set_num_threads(n)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
     @staticmethod
     def _standardise_(states_BF: Tensor, *nets: QNetwork) -> bool:

@@ -290,6 +290,7 @@ _FULL: Final[Mapping[str, Any]] = {
         "encoder_recent_rows": 30,
         "encoder_recent_diff": True,
         "overlap_update": "auto",
+        "backward_threads": 2,
     },
     "train": {"n_envs": 16, "device": "auto"},
 }

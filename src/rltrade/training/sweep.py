@@ -55,7 +55,7 @@ import numpy.typing as npt
 import torch
 from pydantic import ValidationError
 
-from rltrade.config import Config, ConfigError, describe_differences, read_yaml_mapping, result_differences
+from rltrade.config import ONE_THREAD, Config, ConfigError, describe_differences, read_yaml_mapping, result_differences
 from rltrade.data.atomic import write_json_atomic
 from rltrade.data.market import MarketFrames, load_market
 from rltrade.data.splits import Fold, TimeRange, split_span
@@ -264,7 +264,7 @@ def run_trial_fold(cfg_dict: dict[str, Any], fold: Fold, seeds: Sequence[int], o
     torch.set_num_threads(1)
     scores, selections = [], []
     for seed in seeds:
-        cfg = Config.model_validate(deep_merge(cfg_dict, {"seed": seed, "train": {"torch_threads": 1}}))
+        cfg = Config.model_validate(deep_merge(cfg_dict, {"seed": seed, **ONE_THREAD}))
         run_dir = Path(out_dir) / f"fold{fold.index}_seed{seed}"
         resume = (run_dir / "manifest.json").exists()
         differ = result_differences(open_bundle(run_dir).config, cfg) if resume else []

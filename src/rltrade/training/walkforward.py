@@ -48,7 +48,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from rltrade.config import Config, describe_differences, result_differences
+from rltrade.config import ONE_THREAD, Config, describe_differences, result_differences
 from rltrade.data.atomic import write_json_atomic
 from rltrade.data.market import MarketFrames, load_market
 from rltrade.data.splits import Fold, TimeRange, ensure_disjoint, walk_forward
@@ -170,7 +170,7 @@ def run_fold_job(cfg_dict: dict[str, Any], fold: Fold, seed: int, out_dir: str |
     on the same range, and a fingerprint of the evaluated weights.
     """
     torch.set_num_threads(1)  # one job per core: results must not depend on how many share a machine
-    cfg = Config.model_validate(deep_merge(cfg_dict, {"seed": seed, "train": {"torch_threads": 1}}))
+    cfg = Config.model_validate(deep_merge(cfg_dict, {"seed": seed, **ONE_THREAD}))
     run_dir = Path(out_dir) / job_name(fold.index, seed)
     resume = (run_dir / "manifest.json").exists()
     if resume:

@@ -215,3 +215,56 @@ def test_the_worker_uses_the_callers_torch_thread_count(one_torch_thread: None) 
         a, b = one.update(sample, source), two.update(sample, source)
         assert a.loss == b.loss
         np.testing.assert_array_equal(a.td_abs_B, b.td_abs_B)
+
+
+def test_backward_threads_run_only_the_backward_and_the_optimiser_step_on_that_many_threads(
+    one_torch_thread: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, list[int]] = {"forward": [], "backward": [], "step": []}
+    original_forward, original_backward = StructuredEncoder.forward, torch.Tensor.backward
+
+    def forward(self: StructuredEncoder, *args: Any, **kwargs: Any) -> torch.Tensor:
+        seen["forward"].append(torch.get_num_threads())
+        return original_forward(self, *args, **kwargs)
+
+    def backward(self: torch.Tensor, *args: Any, **kwargs: Any) -> None:
+        seen["backward"].append(torch.get_num_threads())
+        original_backward(self, *args, **kwargs)
+
+    monkeypatch.setattr(StructuredEncoder, "forward", forward)
+    monkeypatch.setattr(torch.Tensor, "backward", backward)
+    states = np.random.default_rng(0).standard_normal((T, F_STATE), dtype=np.float32)
+    learner = _learner({**STRUCTURED, "backward_threads": 2}, overlap=False)
+    step = learner.optimizer.step
+    monkeypatch.setattr(learner.optimizer, "step", lambda: seen["step"].append(torch.get_num_threads()) or step())
+    learner.fit_input_norm(states[:100])
+    learner.update(_samples(1)[0], ArrayStateSource(states))
+    assert seen == {"forward": [1, 1, 1], "backward": [2], "step": [2]}
+    assert torch.get_num_threads() == 1, "the caller's count is restored"
+
+
+def test_with_backward_threads_the_overlap_still_gives_the_same_updates_and_the_same_seed_repeats(
+    one_torch_thread: None,
+) -> None:
+    states = np.random.default_rng(0).standard_normal((T, F_STATE), dtype=np.float32) * 2.0 + 0.5
+    source = ArrayStateSource(states)
+    fields = {**STRUCTURED, "backward_threads": 2}
+    one, two, again = _learner(fields, overlap=False), _learner(fields, overlap=True), _learner(fields, overlap=False)
+    for learner in (one, two, again):
+        learner.fit_input_norm(states[:100])
+    for sample in _samples(8):
+        a, b, c = (learner.update(sample, source) for learner in (one, two, again))
+        assert (a.loss, a.grad_norm) == (b.loss, b.grad_norm) == (c.loss, c.grad_norm)
+        np.testing.assert_array_equal(a.td_abs_B, b.td_abs_B)
+        np.testing.assert_array_equal(a.td_abs_B, c.td_abs_B)
+
+
+def test_the_full_preset_uses_both_cores_for_the_backward_and_shared_jobs_use_one_thread() -> None:
+    from rltrade.config import ONE_THREAD, Config
+    from rltrade.training.presets import deep_merge
+
+    full = load_with_preset(None, "full")
+    assert full.agent.backward_threads == 2 and full.train.torch_threads == 1
+    assert load_with_preset(None, "demo").agent.backward_threads is None
+    job = Config.model_validate(deep_merge(full.model_dump(), ONE_THREAD))
+    assert job.agent.backward_threads is None and job.train.torch_threads == 1

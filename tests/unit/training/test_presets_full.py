@@ -62,3 +62,4 @@ def test_the_speed_benchmark_contenders_are_valid_configs_of_the_current_presets
     assert after.encoder_recent_diff == (recent_rows != 0), "the preset's changes, unless the rows are off"
     assert not cfgs["after with rows, not changes"].agent.encoder_recent_diff
     assert cfgs["after on one thread"].agent.overlap_update == "off" and after.overlap_update == "auto"
+    assert cfgs["after on one thread"].agent.backward_threads is None and after.backward_threads == 2
