@@ -80,7 +80,9 @@ def block_statistics(
 class InputStandardiser(nn.Module):
     """``clamp((x − mean) / std, ±clip)`` per column of the state, with fixed (fitted, not learnt) statistics.
 
-    Until :meth:`fit` is called it is the identity (mean 0, scale 1) apart from the clip.
+    Until :meth:`fit` is called it is the identity (mean 0, scale 1) apart from the clip. Like every module
+    with fitted buffers it has ``reset_statistics``, which ``QNetwork.reset_parameters`` calls (a network
+    built on the meta device holds uninitialised memory in its buffers until then).
     """
 
     mean_F: Tensor
@@ -95,7 +97,7 @@ class InputStandardiser(nn.Module):
         self.register_buffer("inv_std_F", torch.ones(width))
 
     @torch.no_grad()
-    def reset(self) -> None:
+    def reset_statistics(self) -> None:
         """Back to the identity statistics (mean 0, scale 1)."""
         self.mean_F.zero_()
         self.inv_std_F.fill_(1.0)

@@ -361,6 +361,12 @@ class StructuredEncoder(nn.Module):
         return parts
 
     @torch.no_grad()
+    def reset_statistics(self) -> None:
+        """Back to unit scales for the recent changes (``recent_diff``; called by ``QNetwork.reset_parameters``)."""
+        if self.recent_diff:
+            self.recent_scale.fill_(1.0)
+
+    @torch.no_grad()
     def fit_recent_scale(self, states_NF: npt.ArrayLike, *, min_std: float = 1e-6, chunk: int = 512) -> None:
         """Scale each recent-change column to unit standard deviation over ``states_NF`` (``recent_diff``).
 

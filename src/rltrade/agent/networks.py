@@ -190,14 +190,18 @@ class QNetwork(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator) -> None:
-        """(Re)initialise every parameter and buffer from ``generator`` in module order (input statistics: identity)."""
+        """(Re)initialise every parameter and buffer from ``generator`` in module order (fitted statistics: identity).
+
+        Every buffer must be set here: :func:`build_on` materialises the network with ``to_empty``, so a buffer
+        left out would hold whatever the memory held.
+        """
         for module in self.modules():
             if isinstance(module, NoisyLinear):
                 module.reset_parameters(generator)
             elif isinstance(module, nn.Linear):
                 init_linear(module, generator)
-            elif isinstance(module, InputStandardiser):
-                module.reset()
+            elif callable(reset := getattr(module, "reset_statistics", None)):
+                reset()  # fitted buffers (block normalisation's statistics, the recent changes' scales): identity
         if self.n_atoms > 1:
             self.support_N.copy_(torch.linspace(self.v_min, self.v_max, self.n_atoms))
         else:

@@ -273,6 +273,30 @@ def test_learner_fits_the_recent_change_scales_of_both_networks_after_the_standa
         LearnerConfig.model_validate({**SMALL, "block_norm": True, "encoder_recent_diff": True})
 
 
+def test_every_buffer_of_a_new_network_is_initialised_before_any_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The networks are materialised from the meta device with ``to_empty``: a buffer reset_parameters leaves out
+    # holds whatever the memory held (the recent-change scales did: NaN losses and other results run to run
+    # in benchmarks that train without fitting). Poison the fresh memory to make such a buffer visible.
+    original = torch.nn.Module.to_empty
+
+    def poisoned(self: torch.nn.Module, **kwargs: Any) -> torch.nn.Module:
+        out = original(self, **kwargs)
+        with torch.no_grad():
+            for tensor in [*out.parameters(), *out.buffers()]:
+                tensor.fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(torch.nn.Module, "to_empty", poisoned)
+    fields = {**SMALL, "block_norm": True, "encoder_recent_rows": 2, "encoder_recent_diff": True, "seed": 1}
+    learner = DQNLearner(LearnerConfig.model_validate(fields), WIDTH, K, blocks=BLOCKS)
+    for net in (learner.online, learner.target):
+        for name, tensor in [*net.named_parameters(), *net.named_buffers()]:
+            assert bool(torch.isfinite(tensor).all()), name
+        assert bool((net.body.encoder.recent_scale == 1.0).all())
+        norm = net.input_standardiser()
+        assert norm is not None and bool((norm.mean_F == 0).all()) and bool((norm.inv_std_F == 1).all())
+
+
 def test_learner_saved_without_the_new_options_still_loads() -> None:
     learner = DQNLearner(LearnerConfig.model_validate(SMALL), WIDTH, K, blocks=BLOCKS)
     state = learner.state_dict()
