@@ -31,6 +31,14 @@ switched on per thread, and only the online pass on s draws), so the updates are
 half is done, the calling thread takes the s' half back and does it itself. On a GPU the passes run one
 after the other.
 
+Standardisation (``agent.block_norm``): each gathered batch belongs to the update, so the learner
+standardises it in place before the forward passes, the s' batch once for both networks (their statistics
+are fitted together and never trained), instead of each network writing its own standardised copy.
+
+Backward threads (``agent.backward_threads``): the backward pass and the optimiser step, the serial part of
+an update, may run on more torch threads than the forward passes; the forward passes keep the process's
+count in both overlap orders, so the overlap's bit-for-bit equality holds for any setting.
+
 Device (:func:`resolve_device`): the networks live on ``device``; on a GPU each batch of states goes
 through one pinned host buffer and a non-blocking copy, so the transfer overlaps the next kernel
 launches. ``mixed_precision`` runs the forward passes under ``torch.autocast`` in bfloat16 (the
