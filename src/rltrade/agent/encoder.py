@@ -410,8 +410,12 @@ class StructuredEncoder(nn.Module):
         if self.recent_diff:
             r, size = self._recent_count(group) + 1, group.rows * group.cols
             tail = (group.rows - r) * group.cols
-            rows_BGS = torch.stack([state_BF[:, s + tail : s + size] for s in group.starts], dim=1)
-            rows_BGRC: Tensor = rows_BGS.unflatten(2, (r, group.cols))
+            if group.contiguous:  # a strided view of the state batch: the changes are taken in place, no copy
+                g, first = len(group.starts), group.starts[0]
+                rows_BGRC = state_BF[:, first : first + g * size].unflatten(1, (g, group.rows, group.cols))[:, :, -r:]
+            else:
+                rows_BGS = torch.stack([state_BF[:, s + tail : s + size] for s in group.starts], dim=1)
+                rows_BGRC = rows_BGS.unflatten(2, (r, group.cols))
             changes: Tensor = rows_BGRC[:, :, 1:] - rows_BGRC[:, :, :-1]
             return changes.reshape(state_BF.shape[0], -1)
         r, size = min(self.recent_rows, group.rows), group.rows * group.cols

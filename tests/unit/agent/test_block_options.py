@@ -164,6 +164,27 @@ def test_recent_rows_of_adjacent_windows_read_the_same_values_as_separate_ones()
     torch.testing.assert_close(recent, torch.cat([state[:, 2:8], state[:, 10:16]], dim=1))
 
 
+def test_recent_changes_of_adjacent_windows_equal_those_of_separate_ones() -> None:
+    # Adjacent windows are read as one strided view of the state (no copy); apart, each window is copied.
+    adjacent = [BlockSpec("a", (4, 2), 0, 8, "bars"), BlockSpec("b", (4, 2), 8, 16, "bars")]
+    apart = [
+        BlockSpec("a", (4, 2), 0, 8, "bars"),
+        BlockSpec("f", (1,), 8, 9, "flat"),
+        BlockSpec("b", (4, 2), 9, 17, "bars"),
+    ]
+    state = torch.randn(3, 16, generator=_gen(2))
+    spread = torch.cat([state[:, :8], torch.zeros(3, 1), state[:, 8:]], dim=1)
+    one = StructuredEncoder(
+        adjacent, 16, 1, channels=(3,), patches=(2,), input_norm=True, recent_rows=2, recent_diff=True
+    )
+    two = StructuredEncoder(apart, 17, 1, channels=(3,), patches=(2,), input_norm=True, recent_rows=2, recent_diff=True)
+    assert one.groups[0].contiguous and not two.groups[0].contiguous
+    changes = one._recent(state, one.groups[0])
+    assert torch.equal(changes, two._recent(spread, two.groups[0]))
+    rows = state.reshape(3, 2, 4, 2)[:, :, 1:]  # the newest 3 rows of each window
+    assert torch.equal(changes, (rows[:, :, 1:] - rows[:, :, :-1]).reshape(3, -1))
+
+
 def test_block_dropout_drops_a_window_and_its_recent_rows_together() -> None:
     enc = _encoder(block_dropout=0.5, recent_rows=2)
     state, account = torch.randn(64, WIDTH, generator=_gen(0)) + 3.0, torch.randn(64, K, generator=_gen(1))
