@@ -331,3 +331,100 @@ def pivot_level_states(
             flags_5BL[3, b, k] = prov_lo_M[off_pl[k] + seen_lo]
             flags_5BL[4, b, k] = has_price and n_hi >= 1 and n_lo >= 1
             seen_hi, seen_lo = n_hi, n_lo
+
+
+@_compiled
+def pivot_log_args(
+    query_B: np.ndarray, price_B: np.ndarray, tf_us: int, ints_6BL: np.ndarray, floats_5BL: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """Return the arguments of every ``log`` and ``log1p`` of the pivot features (from :func:`pivot_level_states`).
+
+    Returns float64 ``log_6BL`` (price, H1, L1, H1/L1, L1/L2, H1/H2) and ``log1p_3BL`` ((t − H1's time −
+    tf)/tf, the same for L1, |x| of ``proj_time``), each the float64 arithmetic of
+    :func:`rltrade.features.pivots_features.level_features`; the caller takes the logs with numpy
+    (module docstring) and :func:`pivot_features_into` assembles the features.
+    """
+    _, n_b, n_l = ints_6BL.shape
+    tf = np.float64(tf_us)
+    log_6BL = np.empty((6, n_b, n_l))
+    log1p_3BL = np.empty((3, n_b, n_l))
+    for b in range(n_b):
+        q = query_B[b]
+        for k in range(n_l):
+            hi1_t, hi1_i, lo1_t, lo1_i = ints_6BL[0, b, k], ints_6BL[1, b, k], ints_6BL[2, b, k], ints_6BL[3, b, k]
+            hi1, hi2, lo1, lo2, hi1_close = (
+                floats_5BL[0, b, k],
+                floats_5BL[1, b, k],
+                floats_5BL[2, b, k],
+                floats_5BL[3, b, k],
+                floats_5BL[4, b, k],
+            )
+            log_6BL[0, b, k] = price_B[b]
+            log_6BL[1, b, k] = hi1
+            log_6BL[2, b, k] = lo1
+            log_6BL[3, b, k] = hi1 / lo1
+            log_6BL[4, b, k] = lo1 / lo2
+            log_6BL[5, b, k] = hi1 / hi2
+            log1p_3BL[0, b, k] = np.float64(q - hi1_t - tf_us) / tf
+            log1p_3BL[1, b, k] = np.float64(q - lo1_t - tf_us) / tf
+            high_later = hi1_i > lo1_i or (hi1_i == lo1_i and 2.0 * hi1_close >= hi1 + lo1)
+            t_later, t_earlier = (hi1_t, lo1_t) if high_later else (lo1_t, hi1_t)
+            log1p_3BL[2, b, k] = abs(np.float64(2 * t_later - t_earlier - q) / tf)
+    return log_6BL, log1p_3BL
+
+
+@_compiled
+def pivot_features_into(
+    query_B: np.ndarray,
+    tf_us: int,
+    ints_6BL: np.ndarray,
+    floats_5BL: np.ndarray,
+    flags_5BL: np.ndarray,
+    logs_6BL: np.ndarray,
+    log1ps_3BL: np.ndarray,
+    out_BLK: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """Write the 10 features per level into ``out_BLK`` (``[B, L, 10]``, float32 or float64) from the logs.
+
+    ``logs_6BL`` and ``log1ps_3BL`` are numpy's logs of :func:`pivot_log_args`' output; every other
+    operation is the float64 arithmetic of ``level_features``, in its order, rounded once when written.
+    """
+    _, n_b, n_l = ints_6BL.shape
+    tf = np.float64(tf_us)
+    for b in range(n_b):
+        q = query_B[b]
+        for k in range(n_l):
+            if not flags_5BL[4, b, k]:  # unavailable: all zero, flags included
+                for c in range(10):
+                    out_BLK[b, k, c] = 0.0
+                continue
+            hi1_t, hi1_i, lo1_t, lo1_i = ints_6BL[0, b, k], ints_6BL[1, b, k], ints_6BL[2, b, k], ints_6BL[3, b, k]
+            hi1, hi2, lo1, lo2, hi1_close = (
+                floats_5BL[0, b, k],
+                floats_5BL[1, b, k],
+                floats_5BL[2, b, k],
+                floats_5BL[3, b, k],
+                floats_5BL[4, b, k],
+            )
+            has_hi2, has_lo2 = flags_5BL[0, b, k], flags_5BL[1, b, k]
+            log_p = logs_6BL[0, b, k]
+            high_rel = logs_6BL[1, b, k] - log_p
+            low_rel = logs_6BL[2, b, k] - log_p
+            high_later = hi1_i > lo1_i or (hi1_i == lo1_i and 2.0 * hi1_close >= hi1 + lo1)
+            both2 = has_hi2 and has_lo2
+            up = both2 and hi1 > hi2 and lo1 > lo2
+            down = both2 and hi1 < hi2 and lo1 < lo2
+            next_low = low_rel + (logs_6BL[4, b, k] if has_lo2 else 0.0)
+            next_high = high_rel + (logs_6BL[5, b, k] if has_hi2 else 0.0)
+            t_later, t_earlier = (hi1_t, lo1_t) if high_later else (lo1_t, hi1_t)
+            x = np.float64(2 * t_later - t_earlier - q) / tf
+            out_BLK[b, k, 0] = high_rel
+            out_BLK[b, k, 1] = low_rel
+            out_BLK[b, k, 2] = log1ps_3BL[0, b, k]
+            out_BLK[b, k, 3] = log1ps_3BL[1, b, k]
+            out_BLK[b, k, 4] = (1.0 if up else 0.0) - (1.0 if down else 0.0)
+            out_BLK[b, k, 5] = (1.0 if high_later else -1.0) * logs_6BL[3, b, k]
+            out_BLK[b, k, 6] = next_low if high_later else next_high
+            out_BLK[b, k, 7] = np.sign(x) * log1ps_3BL[2, b, k]
+            out_BLK[b, k, 8] = 1.0 if flags_5BL[2, b, k] else 0.0
+            out_BLK[b, k, 9] = 1.0 if flags_5BL[3, b, k] else 0.0

@@ -269,11 +269,13 @@ def _features_chunk(
     out_BLK: NDArray[np.floating],
     mask_BL: BoolArr,
 ) -> None:
-    """Gather every level's state in one compiled pass, then the features of all levels in one numpy pass.
+    """Gather every level's state in one compiled pass, then the features of all levels in two more.
 
     The gather is indexing only (:func:`rltrade.features.gather_kernels.pivot_level_states`, the same
-    values as :func:`_gather_level` level by level); the features' logs stay numpy's, so the values are
-    bit for bit those of the level-by-level computation.
+    values as :func:`_gather_level` level by level); the features' arithmetic is :func:`level_features`'
+    in compiled form, around two numpy calls for all of their logs (numpy's, as in :func:`level_features`:
+    where the machine's numpy has no SIMD float64 log the values are bit for bit those of
+    :func:`level_features`, elsewhere within an ulp of float64 before the float32 rounding).
     """
     n, levels = query_B.shape[0], pivots.levels
     if levels == 0 or n == 0:
@@ -303,24 +305,8 @@ def _features_chunk(
         floats,
         flags,
     )
-    shape = (n, levels)
-    state = LevelState(
-        query_us=np.broadcast_to(query_B[:, None], shape),
-        price=np.broadcast_to(price[:, None], shape),
-        hi1_price=floats[0],
-        hi2_price=floats[1],
-        hi1_time_us=ints[0],
-        hi1_index=ints[1],
-        lo1_price=floats[2],
-        lo2_price=floats[3],
-        lo1_time_us=ints[2],
-        lo1_index=ints[3],
-        hi1_bar_close=floats[4],
-        has_hi2=flags[0],
-        has_lo2=flags[1],
-        prov_high=flags[2],
-        prov_low=flags[3],
-        available=flags[4],
+    log_args, log1p_args = kernels.pivot_log_args(query_B, price, int(pivots.tf_us), ints, floats)
+    kernels.pivot_features_into(
+        query_B, int(pivots.tf_us), ints, floats, flags, np.log(log_args), np.log1p(log1p_args), out_BLK
     )
-    level_features(state, pivots.tf_us, out=out_BLK)
-    mask_BL[:] = state.available
+    mask_BL[:] = flags[4]

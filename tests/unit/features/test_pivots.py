@@ -378,3 +378,42 @@ def test_real_eth_1m_batch_equals_reference_and_stream() -> None:
     np.testing.assert_array_equal(mask, last_mask[0])
     np.testing.assert_allclose(feats, last[0], rtol=0, atol=1e-9)
     assert last_mask.all()
+
+
+def _numpy_has_simd_float64_log() -> bool:
+    """Whether numpy may take float64 logs with its own SIMD code (AVX-512), not the C library's."""
+    from numpy._core._multiarray_umath import __cpu_features__  # type: ignore[attr-defined]
+
+    return bool(__cpu_features__.get("AVX512F", False))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_features_equal_level_features_on_the_level_by_level_states(dtype: type[np.floating]) -> None:
+    # The batch path assembles the features in compiled code around numpy's logs; the streaming path and
+    # the level-by-level gather run ``level_features``. Ties (tick 1.0), missing bars and queries before the
+    # first pivot included, so every branch (unavailable levels, same-bar H1/L1, no H2/L2) is taken.
+    from rltrade.features.pivots_features import _gather_level, level_features
+
+    rng = np.random.default_rng(11)
+    high, low, close, opens = random_bars(rng, 600, tick=1.0)
+    query = np.sort(rng.integers(opens[0], opens[-1] + 4 * TF, 500))
+    ps = compute_pivots(high, low, opens, TF, n=2, levels=5)
+    feats, mask = pivot_features(ps, close, opens, query, dtype=dtype)
+    close_us = opens + TF
+    n_closed = np.searchsorted(close_us, query, side="right")
+    price = np.where(n_closed >= 1, close[np.maximum(n_closed - 1, 0)], 1.0)
+    seen_hi = seen_lo = n_closed
+    want = np.empty((len(query), ps.levels, 10), dtype=dtype)
+    for k in range(ps.levels):
+        state, seen_hi, seen_lo = _gather_level(
+            ps.highs[k], ps.lows[k], ps.provisional_high[k], ps.provisional_low[k], seen_hi, seen_lo,
+            price, n_closed >= 1, close, query, TF,
+        )  # fmt: skip
+        level_features(state, TF, out=want[:, k])
+        np.testing.assert_array_equal(mask[:, k], state.available)
+    got = feats.reshape(want.shape)
+    assert mask.any() and not mask.all()
+    if _numpy_has_simd_float64_log():
+        np.testing.assert_allclose(got, want, rtol=1e-15 if dtype == np.float64 else 1e-7, atol=1e-15)
+    else:
+        np.testing.assert_array_equal(got, want)
