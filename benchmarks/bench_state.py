@@ -2,8 +2,9 @@
 
 1. Batch gather at the full 15,588-feature layout on the synthetic market: states/s for batches of
    128, and the ratio to two copies of the same number of bytes: ``np.take`` of whole state rows from
-   a preallocated float32 matrix (the memory-bandwidth bound a precomputed state matrix would give,
-   which we never materialise), and a compiled copy of the same bytes in the gather's own chunks
+   a filled float32 matrix (the memory-bandwidth bound a precomputed state matrix would give, which we
+   never materialise; filled, because untouched ``np.zeros`` pages share one physical zero page and
+   would be read from the cache), and a compiled copy of the same bytes in the gather's own chunks
    (each block's window copied contiguously out of an interleaved per-row float32 array as long as
    its series, at a random end row, into its columns: what the gather would cost if it did no
    arithmetic). Beside them the numpy gather the compiled kernels replaced
