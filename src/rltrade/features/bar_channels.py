@@ -213,9 +213,13 @@ def extend_bar_channels(
     ohlcv_L5: npt.NDArray[np.float64],
     new: int,
     *,
+    keep: int | None = None,
     what: str = "bars",
 ) -> BarChannels:
-    """``prev`` moved on by ``new`` bars: its oldest ``new`` rows dropped, the new bars' rows appended.
+    """``prev`` moved on by ``new`` bars: the new bars' rows appended, the oldest rows dropped beyond ``keep``.
+
+    ``keep`` (default ``prev.n_bars``: the length stays) caps the result's length; a ``prev`` shorter than
+    ``keep`` grows (a live series still filling its kept tail), so ``new < keep`` is what is required.
 
     ``ohlcv_L5`` holds the series' newest ``L = history_bars + 1 + new`` bars, the ``new`` ones last (OHLCV
     columns). Only the new rows are computed: each one's volume median over its own ``volume_window`` bars
@@ -229,11 +233,13 @@ def extend_bar_channels(
     """
     spec = prev.spec
     need = spec.history_bars + 1 + new
-    if not 0 < new < prev.n_bars or ohlcv_L5.shape != (need, 5):
+    cap = prev.n_bars if keep is None else keep
+    if not 0 < new < cap or prev.n_bars > cap or ohlcv_L5.shape != (need, 5):
         raise ValueError(
-            f"{what}: extend_bar_channels needs 0 < new < {prev.n_bars} and the newest {need} bars, "
-            f"got new={new} and {ohlcv_L5.shape[0]} bars"
+            f"{what}: extend_bar_channels needs 0 < new < {cap}, at most {cap} bars in prev (got "
+            f"{prev.n_bars}) and the newest {need} bars, got new={new} and {ohlcv_L5.shape[0]} bars"
         )
+    drop = max(prev.n_bars + new - cap, 0)
     fresh = ohlcv_L5[-new:]
     if not (np.isfinite(fresh).all() and (fresh[:, :4] > 0).all() and (fresh[:, 4] >= 0).all()):
         check_series(  # raises, naming the column and row
@@ -249,9 +255,9 @@ def extend_bar_channels(
     per_bar_N4, valid_N = _per_bar_rows(h, lo, c, vol_rel_N, spec, first=need - new)
     log_ohlc_N4 = np.log(ohlcv_L5[-new:, :4])
     return BarChannels(
-        np.concatenate([prev.log_ohlc_T4[new:], log_ohlc_N4]),
-        np.concatenate([prev.per_bar_T4[new:], per_bar_N4]),
-        np.concatenate([prev.valid_T[new:], valid_N]),
+        np.concatenate([prev.log_ohlc_T4[drop:], log_ohlc_N4]),
+        np.concatenate([prev.per_bar_T4[drop:], per_bar_N4]),
+        np.concatenate([prev.valid_T[drop:], valid_N]),
         spec,
     )
 

@@ -12,7 +12,8 @@ Work per trade is O(1) (ring buffers, scalar bar aggregation); per-bar work happ
 first ``state_at`` after a bar closes. A series' channels are computed over its whole kept tail once;
 after that, each read after a few bars closed computes only the new bars' rows
 (:func:`~rltrade.features.bar_channels.extend_bar_channels`, from their last ``history_bars + 1`` bars:
-the same warm-up as the oldest row a window reads), the fixed cost of a live decision on the 1 s clock.
+the same warm-up as the oldest row a window reads), the fixed cost of a live decision on the 1 s clock,
+also while a young series' kept tail is still filling (it grows instead of moving on).
 
 CNN blocks: the builder reads the newest row of each timeframe from :attr:`StreamingStateBuilder.cnn`
 (:class:`~rltrade.features.cnn_blocks.CnnStreams`), which the live CNN bridge (:mod:`rltrade.models`)
@@ -325,9 +326,12 @@ class StreamingStateBuilder:
             bars, what = self._roles[role].bars[tf], f"{role} {tf.value} (live)"
             prev, new = self._channels.get(key), bars.n_total - self._channels_at.get(key, 0)
             warm = self.spec.bar.history_bars + 1
-            if prev is not None and prev.n_bars == self._keep[tf] and 0 < new <= self._keep[tf] - warm:
+            keep = self._keep[tf]
+            # Extend while the new bars have their warm-up in the series, also while the kept tail still
+            # fills (a series younger than ``keep`` bars grows): a full recompute only at the start.
+            if prev is not None and 0 < new <= keep - warm and bars.n_total >= warm + new:
                 _, ohlcv, _ = bars.tail(warm + new)
-                self._channels[key] = extend_bar_channels(prev, ohlcv, new, what=what)
+                self._channels[key] = extend_bar_channels(prev, ohlcv, new, keep=keep, what=what)
                 self.channel_updates["extended"] += 1
             elif prev is None or new > 0:
                 _, ohlcv, _ = bars.tail(self._keep[tf])

@@ -212,6 +212,34 @@ def test_extending_by_the_new_bars_agrees_with_the_full_series_in_every_window_r
     np.testing.assert_allclose(ch.per_bar_T4[-w:, 0], full.per_bar_T4[end - w : end, 0], rtol=0, atol=1e-6)
 
 
+def test_a_young_series_grows_by_its_new_bars_up_to_keep_then_moves_on() -> None:
+    """A live series younger than the kept tail: extended from its start, not recomputed on every bar."""
+    o, h, lo, c, v = random_bars(1500, seed=13)
+    ohlcv = np.stack([o, h, lo, c, v], axis=1)
+    spec = BarChannelSpec()
+    full = compute_bar_channels(o, h, lo, c, v, spec)
+    w = 300
+    keep, warm = spec.history_bars + w + 1, spec.history_bars + 1
+    end = warm + 5  # the series' first bars, far fewer than keep
+    ch = compute_bar_channels(*(ohlcv[:end, j] for j in range(5)), spec)
+    lengths = []
+    for new in np.random.default_rng(3).integers(1, 30, 60):
+        end += int(new)
+        ch = extend_bar_channels(ch, ohlcv[end - warm - new : end], int(new), keep=keep)
+        lengths.append(ch.n_bars)
+        assert ch.n_bars == min(end, keep)
+        np.testing.assert_array_equal(ch.log_ohlc_T4, np.log(ohlcv[end - ch.n_bars : end, :4]))
+        np.testing.assert_array_equal(ch.valid_T, full.valid_T[end - ch.n_bars : end])
+        np.testing.assert_allclose(ch.per_bar_T4, full.per_bar_T4[end - ch.n_bars : end], rtol=0, atol=2e-6)
+        x, mask = bar_windows(ch, np.array([ch.n_bars - 1]), w)
+        x_full, mask_full = bar_windows(full, np.array([end - 1]), w)
+        np.testing.assert_allclose(x, x_full, rtol=0, atol=2e-6)
+        assert np.array_equal(mask, mask_full)
+    assert lengths[0] < keep and lengths[-1] == keep, "it grew, then moved on at keep"
+    with pytest.raises(ValueError, match="at most 10 bars in prev"):
+        extend_bar_channels(ch, ohlcv[end - warm - 1 : end], 1, keep=10)
+
+
 def test_extending_checks_the_new_bars_and_its_arguments() -> None:
     o, h, lo, c, v = random_bars(800, seed=12)
     ohlcv = np.stack([o, h, lo, c, v], axis=1)
