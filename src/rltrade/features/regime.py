@@ -155,11 +155,14 @@ def compute_regime_features(
     spec: RegimeSpec = RegimeSpec(),
     *,
     what: str = "regime bars",
+    last_only: bool = False,
 ) -> RegimeFeatures:
     """Regime features of every bar; the row of bar ``i`` uses bars ``0..i`` of both series only.
 
     ``ref_close_T`` is the reference symbol's close on the same bar grid (same open times, same length);
-    aligning the two series is the caller's job.
+    aligning the two series is the caller's job. ``last_only``: the last bar's row only (a one-row result,
+    the same values): the live builder's update, which skips the volatility percentile of every other bar
+    (K passes over the series, most of the work).
     """
     cols = check_series(
         {"high": high_T, "low": low_T, "close": close_T, "volume": volume_T, "ref_close": ref_close_T},
@@ -167,9 +170,13 @@ def compute_regime_features(
         positive=("high", "low", "close", "ref_close"),
         nonnegative=("volume",),
     )
-    raw_TF = _raw_features(cols["high"], cols["low"], cols["close"], cols["volume"], cols["ref_close"], spec)
+    raw_TF = _raw_features(
+        cols["high"], cols["low"], cols["close"], cols["volume"], cols["ref_close"], spec, last_only=last_only
+    )
     n = raw_TF.shape[0]
     valid_T = np.arange(n) >= spec.warmup_bars
+    if last_only:
+        raw_TF, valid_T = raw_TF[-1:], valid_T[-1:]
     # NaN here is a degenerate window (zero variance) past the warm-up, or the warm-up itself.
     values = np.clip(np.nan_to_num(raw_TF, nan=0.0, posinf=0.0, neginf=0.0), -spec.clip, spec.clip)
     values[~valid_T] = 0.0
@@ -183,8 +190,13 @@ def _raw_features(
     v: npt.NDArray[np.float64],
     ref: npt.NDArray[np.float64],
     spec: RegimeSpec,
+    *,
+    last_only: bool = False,
 ) -> npt.NDArray[np.float64]:
-    """``[T, 10]`` features, NaN where a lookback is not filled or a window is degenerate."""
+    """``[T, 10]`` features, NaN where a lookback is not filled or a window is degenerate.
+
+    ``last_only``: the volatility percentile of the last row only (NaN in the others).
+    """
     n = c.shape[0]
     raw_TF = np.full((n, N_REGIME_FEATURES), np.nan)
     if n == 0:
@@ -201,7 +213,10 @@ def _raw_features(
     raw_TF[:, _F["efficiency_ratio"]] = _ratio(np.abs(move), talib.SUM(np.abs(r), timeperiod=lt))
     vol = np.sqrt(talib.SUM(r * r, timeperiod=spec.vol_window) / spec.vol_window)
     raw_TF[:, _F["realised_vol"]] = vol * np.sqrt(spec.bars_per_year)
-    raw_TF[:, _F["vol_percentile"]] = _lagged_percentile(vol, spec)
+    if last_only:
+        raw_TF[-1, _F["vol_percentile"]] = _last_lagged_percentile(vol, spec)
+    else:
+        raw_TF[:, _F["vol_percentile"]] = _lagged_percentile(vol, spec)
     raw_TF[:, _F["eth_btc_corr"]] = talib.CORREL(r, r_ref, timeperiod=spec.corr_window)
     # TA-Lib's BETA(x, y) is cov(x, y) / var(x) of simple returns, i.e. y regressed on x: BTC goes first.
     raw_TF[:, _F["eth_btc_beta"]] = talib.BETA(ref, c, timeperiod=spec.corr_window)
@@ -245,6 +260,20 @@ def _lagged_percentile(vol_T: npt.NDArray[np.float64], spec: RegimeSpec) -> npt.
         count_T[lag:] += np.isfinite(past)
     enough = count_T >= spec.pct_min_samples
     return np.where(enough, below_T / np.maximum(count_T, 1), np.nan)
+
+
+def _last_lagged_percentile(vol_T: npt.NDArray[np.float64], spec: RegimeSpec) -> float:
+    """:func:`_lagged_percentile` of the last row only, the same float operations in the same order."""
+    n = vol_T.shape[0]
+    lags = spec.pct_step * np.arange(1, spec.pct_lookback // spec.pct_step + 1)
+    lags = lags[lags < n]
+    if n == 0 or lags.size == 0:
+        return float("nan") if spec.pct_min_samples > 0 else 0.0
+    cur, past = vol_T[n - 1], vol_T[n - 1 - lags]
+    terms = (past < cur) + 0.5 * (past == cur)
+    below = float(np.cumsum(terms)[-1])  # summed in lag order, as the passes of _lagged_percentile add them
+    count = int(np.isfinite(past).sum())
+    return below / max(count, 1) if count >= spec.pct_min_samples else float("nan")
 
 
 def regime_features_at(

@@ -354,7 +354,14 @@ class StreamingStateBuilder:
                 pos = np.searchsorted(btc_open, eth_open, side="right") - 1
                 ref = btc[np.clip(pos, 0, max(len(btc_open) - 1, 0)), 3] if len(btc_open) else eth[:, 3]
                 feats = compute_regime_features(
-                    eth[:, 1], eth[:, 2], eth[:, 3], eth[:, 4], ref, self.spec.regime, what="live regime"
+                    eth[:, 1],
+                    eth[:, 2],
+                    eth[:, 3],
+                    eth[:, 4],
+                    ref,
+                    self.spec.regime,
+                    what="live regime",
+                    last_only=True,
                 )
                 # The tail is either the whole series or longer than the warm-up, so validity matches batch.
                 self._regime = (feats.values_TF[-1], bool(feats.valid_T[-1]))

@@ -292,3 +292,20 @@ def test_real_eth_btc_month() -> None:
     assert 0.7 < np.median(v[:, COL["eth_btc_beta"]]) < 2.0
     labels = classify_regimes(f.values_TF, f.valid_T)
     assert set(np.unique(labels)) == {REGIME_UNKNOWN, *Regime}
+
+
+@pytest.mark.parametrize("spec", [SMALL, RegimeSpec()], ids=["small", "default"])
+def test_the_last_row_alone_equals_the_last_row_of_every_row(spec: RegimeSpec) -> None:
+    # The live builder asks for the newest bar's row only; every length from a single bar to past the
+    # percentile's lookback (none, some and all of its lags defined).
+    h, lo, c, v, ref = random_market(1700, seed=5)
+    lengths = sorted({1, 2, spec.pct_step, spec.pct_step + 1, 150, 345, 699, 1501, 1650, 1700})
+    percentiles = []
+    for n in lengths:
+        full = compute_regime_features(h[:n], lo[:n], c[:n], v[:n], ref[:n], spec)
+        last = compute_regime_features(h[:n], lo[:n], c[:n], v[:n], ref[:n], spec, last_only=True)
+        assert last.values_TF.shape == (1, N_REGIME_FEATURES)
+        np.testing.assert_array_equal(last.values_TF[0], full.values_TF[-1])
+        assert last.valid_T.tolist() == [bool(full.valid_T[-1])]
+        percentiles.append(float(last.values_TF[0, COL["vol_percentile"]]))
+    assert full.valid_T[-1] and len(set(percentiles)) > 2, percentiles  # defined, and not all 0
