@@ -334,6 +334,33 @@ def pivot_level_states(
 
 
 @_compiled
+def _level_state(
+    ints_6BL: np.ndarray, floats_5BL: np.ndarray, b: int, k: int
+) -> tuple[int, int, int, int, float, float, float, float, float]:  # pragma: no cover - compiled
+    """Return query ``b``'s level-``k`` state from :func:`pivot_level_states`' output.
+
+    That is H1's time and bar index, L1's, then the prices H1, H2, L1, L2 and the close of H1's bar.
+    """
+    return (
+        ints_6BL[0, b, k],
+        ints_6BL[1, b, k],
+        ints_6BL[2, b, k],
+        ints_6BL[3, b, k],
+        floats_5BL[0, b, k],
+        floats_5BL[1, b, k],
+        floats_5BL[2, b, k],
+        floats_5BL[3, b, k],
+        floats_5BL[4, b, k],
+    )
+
+
+@_compiled
+def _high_later(hi1_i: int, lo1_i: int, hi1: float, lo1: float, hi1_close: float) -> bool:  # pragma: no cover
+    """Whether H1 is later than L1: by bar index, or on the same bar when its close is in the upper half."""
+    return hi1_i > lo1_i or (hi1_i == lo1_i and 2.0 * hi1_close >= hi1 + lo1)
+
+
+@_compiled
 def pivot_log_args(
     query_B: np.ndarray, price_B: np.ndarray, tf_us: int, ints_6BL: np.ndarray, floats_5BL: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
@@ -351,14 +378,7 @@ def pivot_log_args(
     for b in range(n_b):
         q = query_B[b]
         for k in range(n_l):
-            hi1_t, hi1_i, lo1_t, lo1_i = ints_6BL[0, b, k], ints_6BL[1, b, k], ints_6BL[2, b, k], ints_6BL[3, b, k]
-            hi1, hi2, lo1, lo2, hi1_close = (
-                floats_5BL[0, b, k],
-                floats_5BL[1, b, k],
-                floats_5BL[2, b, k],
-                floats_5BL[3, b, k],
-                floats_5BL[4, b, k],
-            )
+            hi1_t, hi1_i, lo1_t, lo1_i, hi1, hi2, lo1, lo2, hi1_close = _level_state(ints_6BL, floats_5BL, b, k)
             log_6BL[0, b, k] = price_B[b]
             log_6BL[1, b, k] = hi1
             log_6BL[2, b, k] = lo1
@@ -367,7 +387,7 @@ def pivot_log_args(
             log_6BL[5, b, k] = hi1 / hi2
             log1p_3BL[0, b, k] = np.float64(q - hi1_t - tf_us) / tf
             log1p_3BL[1, b, k] = np.float64(q - lo1_t - tf_us) / tf
-            high_later = hi1_i > lo1_i or (hi1_i == lo1_i and 2.0 * hi1_close >= hi1 + lo1)
+            high_later = _high_later(hi1_i, lo1_i, hi1, lo1, hi1_close)
             t_later, t_earlier = (hi1_t, lo1_t) if high_later else (lo1_t, hi1_t)
             log1p_3BL[2, b, k] = abs(np.float64(2 * t_later - t_earlier - q) / tf)
     return log_6BL, log1p_3BL
@@ -398,19 +418,12 @@ def pivot_features_into(
                 for c in range(10):
                     out_BLK[b, k, c] = 0.0
                 continue
-            hi1_t, hi1_i, lo1_t, lo1_i = ints_6BL[0, b, k], ints_6BL[1, b, k], ints_6BL[2, b, k], ints_6BL[3, b, k]
-            hi1, hi2, lo1, lo2, hi1_close = (
-                floats_5BL[0, b, k],
-                floats_5BL[1, b, k],
-                floats_5BL[2, b, k],
-                floats_5BL[3, b, k],
-                floats_5BL[4, b, k],
-            )
+            hi1_t, hi1_i, lo1_t, lo1_i, hi1, hi2, lo1, lo2, hi1_close = _level_state(ints_6BL, floats_5BL, b, k)
             has_hi2, has_lo2 = flags_5BL[0, b, k], flags_5BL[1, b, k]
             log_p = logs_6BL[0, b, k]
             high_rel = logs_6BL[1, b, k] - log_p
             low_rel = logs_6BL[2, b, k] - log_p
-            high_later = hi1_i > lo1_i or (hi1_i == lo1_i and 2.0 * hi1_close >= hi1 + lo1)
+            high_later = _high_later(hi1_i, lo1_i, hi1, lo1, hi1_close)
             both2 = has_hi2 and has_lo2
             up = both2 and hi1 > hi2 and lo1 > lo2
             down = both2 and hi1 < hi2 and lo1 < lo2
