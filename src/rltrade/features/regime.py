@@ -208,10 +208,10 @@ def _raw_features(
 
     raw_TF[:, _F["adx"]] = talib.ADX(h, lo, c, timeperiod=spec.adx_period) / 100.0
     move = logc - _shift(logc, lt)
-    sigma_l = np.sqrt(talib.SUM(r * r, timeperiod=lt) / lt)
+    sigma_l = np.sqrt(_sum_of_squares(r, lt) / lt)
     raw_TF[:, _F["trend_tstat"]] = _ratio(move, sigma_l * np.sqrt(lt))
     raw_TF[:, _F["efficiency_ratio"]] = _ratio(np.abs(move), talib.SUM(np.abs(r), timeperiod=lt))
-    vol = np.sqrt(talib.SUM(r * r, timeperiod=spec.vol_window) / spec.vol_window)
+    vol = np.sqrt(_sum_of_squares(r, spec.vol_window) / spec.vol_window)
     raw_TF[:, _F["realised_vol"]] = vol * np.sqrt(spec.bars_per_year)
     if last_only:
         raw_TF[-1, _F["vol_percentile"]] = _last_lagged_percentile(vol, spec)
@@ -229,6 +229,16 @@ def _raw_features(
     raw_TF[:, _F["volume_zscore"]] = _ratio(logv - mean_v, std_v)
     raw_TF[:, _F["return_autocorr"]] = talib.CORREL(r, _shift(r, 1), timeperiod=lt)
     return raw_TF
+
+
+def _sum_of_squares(r: npt.NDArray[np.float64], window: int) -> npt.NDArray[np.float64]:
+    """Return the rolling sum of ``r²`` over ``window`` bars (NaN until filled), never below 0.
+
+    TA-Lib's SUM is a running sum (the new value added, the oldest subtracted): after a stretch of zero
+    returns it can round to a tiny negative number, whose square root would be NaN (and a warning) where
+    the volatility is 0.
+    """
+    return np.maximum(talib.SUM(r * r, timeperiod=window), 0.0)
 
 
 def _shift(x: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.float64]:

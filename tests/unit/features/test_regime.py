@@ -309,3 +309,17 @@ def test_the_last_row_alone_equals_the_last_row_of_every_row(spec: RegimeSpec) -
         assert last.valid_T.tolist() == [bool(full.valid_T[-1])]
         percentiles.append(float(last.values_TF[0, COL["vol_percentile"]]))
     assert full.valid_T[-1] and len(set(percentiles)) > 2, percentiles  # defined, and not all 0
+
+
+def test_a_flat_stretch_has_zero_volatility_not_nan() -> None:
+    # Zero returns after moving ones: TA-Lib's running sum of squares can round below 0 (sqrt: NaN, a warning).
+    h, lo, c, v, ref = random_market(400, seed=9)
+    c[200:300] = c[199]
+    h[200:300], lo[200:300] = c[199] * 1.0001, c[199] * 0.9999
+    raw = _raw_features(h, lo, c, v, ref, SMALL)  # pytest turns the RuntimeWarning into an error
+    vol = raw[200 + SMALL.vol_window : 300, COL["realised_vol"]]
+    assert np.isfinite(vol).all() and (vol <= 1e-9).all()
+    np.testing.assert_array_equal(
+        raw[:200, COL["realised_vol"]],
+        _raw_features(h[:200], lo[:200], c[:200], v[:200], ref[:200], SMALL)[:, COL["realised_vol"]],
+    )
