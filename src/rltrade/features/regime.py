@@ -261,10 +261,7 @@ def _lagged_percentile(vol_T: npt.NDArray[np.float64], spec: RegimeSpec) -> npt.
     below_T = np.zeros(n, dtype=np.float64)
     count_T = np.zeros(n, dtype=np.int64)
     # One pass per lag over contiguous slices: K passes of O(T), no [T, K] temporary.
-    for k in range(1, spec.pct_lookback // spec.pct_step + 1):
-        lag = spec.pct_step * k
-        if lag >= n:
-            break
+    for lag in _percentile_lags(spec, n):
         past, cur = vol_T[: n - lag], vol_T[lag:]
         below_T[lag:] += (past < cur) + 0.5 * (past == cur)
         count_T[lag:] += np.isfinite(past)
@@ -272,16 +269,18 @@ def _lagged_percentile(vol_T: npt.NDArray[np.float64], spec: RegimeSpec) -> npt.
     return np.where(enough, below_T / np.maximum(count_T, 1), np.nan)
 
 
+def _percentile_lags(spec: RegimeSpec, n: int) -> npt.NDArray[np.int64]:
+    """Return the lags ``pct_step · k`` (k = 1..K) of the volatility percentile that ``n`` bars hold."""
+    lags = spec.pct_step * np.arange(1, spec.pct_lookback // spec.pct_step + 1, dtype=np.int64)
+    return lags[lags < n]
+
+
 def _last_lagged_percentile(vol_T: npt.NDArray[np.float64], spec: RegimeSpec) -> float:
     """:func:`_lagged_percentile` of the last row only, the same float operations in the same order."""
     n = vol_T.shape[0]
-    lags = spec.pct_step * np.arange(1, spec.pct_lookback // spec.pct_step + 1)
-    lags = lags[lags < n]
-    if n == 0 or lags.size == 0:
-        return float("nan") if spec.pct_min_samples > 0 else 0.0
-    cur, past = vol_T[n - 1], vol_T[n - 1 - lags]
+    past, cur = vol_T[n - 1 - _percentile_lags(spec, n)], vol_T[n - 1]
     terms = (past < cur) + 0.5 * (past == cur)
-    below = float(np.cumsum(terms)[-1])  # summed in lag order, as the passes of _lagged_percentile add them
+    below = float(np.cumsum(terms)[-1]) if terms.size else 0.0  # in lag order, as _lagged_percentile adds them
     count = int(np.isfinite(past).sum())
     return below / max(count, 1) if count >= spec.pct_min_samples else float("nan")
 

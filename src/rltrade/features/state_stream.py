@@ -334,7 +334,7 @@ class StreamingStateBuilder:
                 self._channels[key] = extend_bar_channels(prev, ohlcv, new, keep=keep, what=what)
                 self.channel_updates["extended"] += 1
             elif prev is None or new > 0:
-                _, ohlcv, _ = bars.tail(self._keep[tf])
+                _, ohlcv, _ = bars.tail(keep)
                 o, h, lo, c, v = (np.ascontiguousarray(ohlcv[:, k]) for k in range(5))
                 self._channels[key] = compute_bar_channels(o, h, lo, c, v, self.spec.bar, what=what)
                 self.channel_updates["full"] += 1

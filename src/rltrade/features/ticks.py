@@ -109,18 +109,25 @@ class TickSpec:
         if any(b <= a for a, b in pairwise(starts)):
             raise ValueError(f"TickSpec.qty_scale_steps must be in strictly increasing time order, got {starts}")
 
+    def qty_scale_schedule(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """``(starts_S, scales_J)``: a query at ``t`` has normaliser ``scales_J[searchsorted(starts_S, t, "right")]``.
+
+        With steps, ``J = S + 1``: 1.0 before the first step, then each step's value from its start. Without
+        steps, no start and the one value ``qty_scale``.
+        """
+        if not self.qty_scale_steps:
+            return np.zeros(0, np.int64), np.array([self.qty_scale], dtype=np.float64)
+        starts = np.array([s for s, _ in self.qty_scale_steps], dtype=np.int64)
+        return starts, np.array([1.0, *(v for _, v in self.qty_scale_steps)], dtype=np.float64)
+
     def qty_scale_at(self, t_us_B: npt.ArrayLike) -> npt.NDArray[np.float64]:
-        """Return the normaliser at each query time.
+        """Return the normaliser at each query time (:meth:`qty_scale_schedule`).
 
         That is the last step at or before ``t`` (1.0 before the first step), or ``qty_scale`` when there
         are no steps.
         """
-        t = np.asarray(t_us_B, dtype=np.int64).reshape(-1)
-        if not self.qty_scale_steps:
-            return np.full(t.shape, self.qty_scale, dtype=np.float64)
-        starts = np.array([s for s, _ in self.qty_scale_steps], dtype=np.int64)
-        values = np.array([1.0, *(v for _, v in self.qty_scale_steps)], dtype=np.float64)
-        return values[np.searchsorted(starts, t, side="right")]
+        starts, scales = self.qty_scale_schedule()
+        return scales[np.searchsorted(starts, np.asarray(t_us_B, dtype=np.int64).reshape(-1), side="right")]
 
 
 @dataclass(frozen=True)
@@ -185,25 +192,17 @@ class TradeSeries:
         return np.exp(self.logp_N)
 
     @cached_property
-    def signed_size_N(self) -> npt.NDArray[np.float64]:
-        """Feature 1 per trade, ``side · log1p(qty / qty_scale)``, when the normaliser has no steps."""
-        return self.side_N * np.log1p(self.qty_N / self.spec.qty_scale)
-
-    @cached_property
     def signed_size_steps(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """Feature 1 under each step of the normaliser's schedule, computed once: ``(values_X, base_J, starts_S)``.
 
-        A query at ``t`` is in step ``j = searchsorted(starts_S, t, "right")`` (``qty_scale_at``: scale 1
-        before the first step); its window's trade ``k`` has feature 1 ``values_X[base_J[j] + k]``. Step j
-        holds only the trades its queries' windows can reach (after its start minus the window, up to its
-        end), so the values are about as many as the trades. Without steps: one step over every trade.
-        The values are numpy's ``side · log1p(qty / scale)``, as the windows computed them per query before.
+        A query at ``t`` is in step ``j = searchsorted(starts_S, t, "right")`` (:meth:`TickSpec.qty_scale_schedule`);
+        its window's trade ``k`` has feature 1 ``values_X[base_J[j] + k]``. Step j holds only the trades its
+        queries' windows can reach (after its start minus the window, up to its end), so the values are about
+        as many as the trades; without steps, one step over every trade. The values are numpy's
+        ``side · log1p(qty / scale)``.
         """
         spec, ts = self.spec, self.ts_us_N
-        if not spec.qty_scale_steps:
-            return self.signed_size_N, np.zeros(1, np.int64), np.zeros(0, np.int64)
-        starts = np.array([s for s, _ in spec.qty_scale_steps], dtype=np.int64)
-        scales = [1.0, *(v for _, v in spec.qty_scale_steps)]
+        starts, scales = spec.qty_scale_schedule()
         parts: list[npt.NDArray[np.float64]] = []
         base = np.empty(len(scales), np.int64)
         offset = 0

@@ -55,6 +55,8 @@
           demo's planted-signal market and costs (:data:`PLANTED_SIGNAL_MARKET`, :data:`PLANTED_SIGNAL_COSTS`)
           with two days of trades, regimes lasting 1 to 2.1 h and 720 days of history (the 300-day 1d window,
           its warm-up and the 1d CNN's fits before the training start).
+          On a CPU the update's s' half may run on a second thread (``agent.overlap_update: auto``) and its
+          backward pass and optimiser step run on two (``agent.backward_threads: 2``).
           ``benchmarks/bench_full_speed.py`` measures its training loop against ``full-flat``'s.
 ``full-flat`` the ``full`` preset as the original design wrote it down, kept as its own preset: the flat
           1024 → 512 network on the whole observation, PnL-only reward, the default CNN budget, the CPU, on

@@ -11,6 +11,7 @@ import talib
 from rltrade.features.bar_channels import (
     BAR_CHANNEL_DESCRIPTIONS,
     BAR_CHANNEL_NAMES,
+    BarChannels,
     BarChannelSpec,
     FeatureInputError,
     bar_channels_from_frame,
@@ -187,54 +188,60 @@ def test_a_computation_started_mid_series_agrees_after_history_bars() -> None:
     assert np.abs(part.per_bar_T4[: k // 2] - full.per_bar_T4[s : s + k // 2]).max() > 1e-3  # it does matter
 
 
+def _live_series(n: int, *, seed: int) -> tuple[F64, BarChannels, int, int]:
+    """``n`` random OHLCV bars, their channels over the whole series, and the live builder's ``keep`` (a
+    300-bar window's) and ``warm`` (``history_bars + 1``) for the default spec."""
+    o, h, lo, c, v = random_bars(n, seed=seed)
+    spec = BarChannelSpec()
+    return (
+        np.stack([o, h, lo, c, v], axis=1),
+        compute_bar_channels(o, h, lo, c, v, spec),
+        spec.history_bars + 301,
+        spec.history_bars + 1,
+    )
+
+
+def _assert_extended_tail(
+    ch: BarChannels, full: BarChannels, ohlcv: npt.NDArray[np.float64], end: int, rows: int, w: int
+) -> None:
+    """``ch`` holds the full series' bars up to ``end``: prices and flags exactly, the newest ``rows`` per-bar rows
+    and the ``w``-bar window ending at ``end`` within 2e-6 (the indicators' warm-up, forgotten)."""
+    n = ch.n_bars
+    np.testing.assert_array_equal(ch.log_ohlc_T4, np.log(ohlcv[end - n : end, :4]))
+    np.testing.assert_array_equal(ch.valid_T, full.valid_T[end - n : end])
+    np.testing.assert_allclose(ch.per_bar_T4[n - rows :], full.per_bar_T4[end - rows : end], rtol=0, atol=2e-6)
+    x, mask = bar_windows(ch, np.array([n - 1]), w)
+    x_full, mask_full = bar_windows(full, np.array([end - 1]), w)
+    np.testing.assert_allclose(x, x_full, rtol=0, atol=2e-6)
+    assert np.array_equal(mask, mask_full)
+
+
 def test_extending_by_the_new_bars_agrees_with_the_full_series_in_every_window_row() -> None:
     """The live builder's update: only the new bars' rows, from their last ``history_bars + 1`` bars."""
-    o, h, lo, c, v = random_bars(2000, seed=11)
-    ohlcv = np.stack([o, h, lo, c, v], axis=1)
-    spec = BarChannelSpec()
-    full = compute_bar_channels(o, h, lo, c, v, spec)
-    w = 300
-    keep, warm = spec.history_bars + w + 1, spec.history_bars + 1
-    end = 700
-    ch = compute_bar_channels(*(ohlcv[end - keep : end, j] for j in range(5)), spec)
+    ohlcv, full, keep, warm = _live_series(2000, seed=11)
+    w, end = 300, 700
+    ch = compute_bar_channels(*(ohlcv[end - keep : end, j] for j in range(5)), full.spec)
     for new in np.random.default_rng(2).integers(1, 40, 35):
         end += int(new)
         ch = extend_bar_channels(ch, ohlcv[end - warm - new : end], int(new))
         assert ch.n_bars == keep
-        np.testing.assert_array_equal(ch.log_ohlc_T4, np.log(ohlcv[end - keep : end, :4]))
-        np.testing.assert_array_equal(ch.valid_T, full.valid_T[end - keep : end])
-        np.testing.assert_allclose(ch.per_bar_T4[-w:], full.per_bar_T4[end - w : end], rtol=0, atol=2e-6)
-        x, mask = bar_windows(ch, np.array([keep - 1]), w)
-        x_full, mask_full = bar_windows(full, np.array([end - 1]), w)
-        np.testing.assert_allclose(x, x_full, rtol=0, atol=2e-6)
-        assert np.array_equal(mask, mask_full)
+        _assert_extended_tail(ch, full, ohlcv, end, w, w)
     # the volume channel is the full series' own rolling median (no warm-up to forget)
     np.testing.assert_allclose(ch.per_bar_T4[-w:, 0], full.per_bar_T4[end - w : end, 0], rtol=0, atol=1e-6)
 
 
 def test_a_young_series_grows_by_its_new_bars_up_to_keep_then_moves_on() -> None:
     """A live series younger than the kept tail: extended from its start, not recomputed on every bar."""
-    o, h, lo, c, v = random_bars(1500, seed=13)
-    ohlcv = np.stack([o, h, lo, c, v], axis=1)
-    spec = BarChannelSpec()
-    full = compute_bar_channels(o, h, lo, c, v, spec)
-    w = 300
-    keep, warm = spec.history_bars + w + 1, spec.history_bars + 1
-    end = warm + 5  # the series' first bars, far fewer than keep
-    ch = compute_bar_channels(*(ohlcv[:end, j] for j in range(5)), spec)
+    ohlcv, full, keep, warm = _live_series(1500, seed=13)
+    w, end = 300, warm + 5  # the series' first bars, far fewer than keep
+    ch = compute_bar_channels(*(ohlcv[:end, j] for j in range(5)), full.spec)
     lengths = []
     for new in np.random.default_rng(3).integers(1, 30, 60):
         end += int(new)
         ch = extend_bar_channels(ch, ohlcv[end - warm - new : end], int(new), keep=keep)
         lengths.append(ch.n_bars)
         assert ch.n_bars == min(end, keep)
-        np.testing.assert_array_equal(ch.log_ohlc_T4, np.log(ohlcv[end - ch.n_bars : end, :4]))
-        np.testing.assert_array_equal(ch.valid_T, full.valid_T[end - ch.n_bars : end])
-        np.testing.assert_allclose(ch.per_bar_T4, full.per_bar_T4[end - ch.n_bars : end], rtol=0, atol=2e-6)
-        x, mask = bar_windows(ch, np.array([ch.n_bars - 1]), w)
-        x_full, mask_full = bar_windows(full, np.array([end - 1]), w)
-        np.testing.assert_allclose(x, x_full, rtol=0, atol=2e-6)
-        assert np.array_equal(mask, mask_full)
+        _assert_extended_tail(ch, full, ohlcv, end, ch.n_bars, w)
     assert lengths[0] < keep and lengths[-1] == keep, "it grew, then moved on at keep"
     with pytest.raises(ValueError, match="at most 10 bars in prev"):
         extend_bar_channels(ch, ohlcv[end - warm - 1 : end], 1, keep=10)
