@@ -184,9 +184,10 @@ def bench_stream(quick: bool) -> None:
 def _copy_chunks(src_T: np.ndarray, end_B: np.ndarray, width: int, out_BF: np.ndarray, col0: int) -> None:
     """For each state ``b``, copy the ``width`` floats of ``src_T`` ending at flat index ``end_B[b]`` to its columns."""
     for b in range(end_B.shape[0]):
-        lo = end_B[b] - width
+        # Views from index 0: numba's wraparound check on an offset index would keep this loop scalar.
+        dst, src = out_BF[b, col0 : col0 + width], src_T[end_B[b] - width : end_B[b]]
         for i in range(width):
-            out_BF[b, col0 + i] = src_T[lo + i]
+            dst[i] = src[i]
 
 
 class _ChunkCopy:

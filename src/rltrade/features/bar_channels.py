@@ -137,6 +137,11 @@ class BarChannels:
     """False in the indicator warm-up."""
     spec: BarChannelSpec
 
+    def __post_init__(self) -> None:
+        """Hold the arrays C-contiguous: the gather kernel reads them as flat per-bar runs (no copy if they are)."""
+        for name in ("log_ohlc_T4", "per_bar_T4", "valid_T"):
+            object.__setattr__(self, name, np.ascontiguousarray(getattr(self, name)))
+
     @property
     def n_bars(self) -> int:
         """The number of bars the channels cover."""

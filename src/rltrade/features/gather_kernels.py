@@ -16,6 +16,12 @@ subtracting two float32 log prices near ``log(3000) ≈ 8`` keeps ~1e-6 absolute
 a typical 1-second move. The sums of a tick window follow numpy's pairwise summation
 (:func:`pairwise_sum`), which is what ``ndarray.sum`` does on a contiguous row.
 
+Indexing: numba gives every signed array index numpy's wraparound (``a[-1]`` is the last element), a
+branch that keeps LLVM from vectorising a loop whose index it cannot prove non-negative, such as
+``out[col0 + k]``. The window loops therefore index views that start at the window
+(``dst = out[b, col0:…]``, ``dst[k]`` with ``k`` from ``range``): a bar window is then copied with
+vector instructions, ~2x faster than with offset indices and as fast as numpy's copy of its bytes.
+
 Transcendental functions (``exp``, ``log``, ``log1p``) are never evaluated here: numpy's SIMD versions
 and the C library's may differ in the last bit, so the callers evaluate them with numpy, per trade
 (query-independent) or per window, and pass the results in.
@@ -140,23 +146,33 @@ def bar_windows_into(
     (every row when ``idx_B[b] == -1``) are 0 and masked. ``idx_B`` must lie in ``[-1, T)``.
     """
     n_b, w = mask_BW.shape
+    log_ohlc, per_bar = log_ohlc_T4.ravel(), per_bar_T4.ravel()
     for b in range(n_b):
         e = idx_B[b]
-        cref = log_ohlc_T4[max(e, 0), 3]
-        first = e - (w - 1)
-        for j in range(w):
-            r = first + j
-            o = col0 + j * 8
-            if r < 0:
-                for c in range(8):
-                    out_BF[b, o + c] = 0.0
-                mask_BW[b, j] = False
-            else:
-                for c in range(4):
-                    out_BF[b, o + c] = np.float32(log_ohlc_T4[r, c] - cref)
-                for c in range(4):
-                    out_BF[b, o + 4 + c] = per_bar_T4[r, c]
-                mask_BW[b, j] = valid_T[r]
+        cref = log_ohlc[max(e, 0) * 4 + 3]
+        first = e - (w - 1)  # the window's oldest bar; rows before bar 0 are padding
+        pad = min(max(-first, 0), w)
+        n = w - pad
+        out = out_BF[b, col0 : col0 + w * 8]
+        mask = mask_BW[b]
+        for k in range(pad * 8):
+            out[k] = 0.0
+        for j in range(pad):
+            mask[j] = False
+        r0 = first + pad
+        # Views from index 0 (see the module docstring): the loops below compile to vector code.
+        dst = out[pad * 8 :]
+        prices = log_ohlc[r0 * 4 : (r0 + n) * 4]
+        rest = per_bar[r0 * 4 : (r0 + n) * 4]
+        valid = valid_T[r0 : r0 + n]
+        mask_n = mask[pad:]
+        for j in range(n):
+            for c in range(4):
+                dst[j * 8 + c] = np.float32(prices[j * 4 + c] - cref)
+            for c in range(4):
+                dst[j * 8 + 4 + c] = rest[j * 4 + c]
+        for j in range(n):
+            mask_n[j] = valid[j]
 
 
 @_compiled
@@ -184,18 +200,19 @@ def tick_window_sums(
     val_S = np.empty(64)
     for b in range(n_b):
         n = n_B[b]
-        k0 = hi_B[b] - 1
+        lo = hi_B[b] - n  # the window's oldest trade: row i (newest first) is trade lo + n - 1 - i
+        logp, qty, price = logp_N[lo : lo + n], qty_N[lo : lo + n], price_N[lo : lo + n]
         h = -np.inf
         lw = np.inf
-        for i in range(n):
-            k = k0 - i
-            row_q[i] = qty_N[k]
-            row_pq[i] = price_N[k] * qty_N[k]
-            h = max(h, logp_N[k])
-            lw = min(lw, logp_N[k])
-        for i in range(n, m):
-            row_q[i] = 0.0
-            row_pq[i] = 0.0
+        for j in range(n):  # j = n - 1 - i
+            row_q[n - 1 - j] = qty[j]
+            row_pq[n - 1 - j] = price[j] * qty[j]
+            h = max(h, logp[j])
+            lw = min(lw, logp[j])
+        tail_q, tail_pq = row_q[n:], row_pq[n:]
+        for i in range(m - n):
+            tail_q[i] = 0.0
+            tail_pq[i] = 0.0
         total[b] = pairwise_sum(row_q, 0, m, stack_3S, val_S)
         pq[b] = pairwise_sum(row_pq, 0, m, stack_3S, val_S)
         high[b] = h
@@ -236,39 +253,47 @@ def tick_windows_into(
     n_b, m = mask_BM.shape
     for b in range(n_b):
         n = n_B[b]
-        k0 = hi_B[b] - 1
-        row = out_BF[b]
+        lo = hi_B[b] - n  # the window's oldest trade: row i (newest first) is trade lo + n - 1 - i
+        out = out_BF[b, col0 : col0 + m * 10]
+        mask = mask_BM[b]
         total = total_B[b]
         safe_total = total if total > 0 else 1.0
         span = high_B[b] - low_B[b]
         has_range = np.isfinite(span) and span > 0
         scale = span if has_range else 1.0
-        low, log_vwap, t, logp_last = low_B[b], log_vwap_B[b], t_B[b], logp_N[max(k0, 0)]
+        low, log_vwap, t, logp_last = low_B[b], log_vwap_B[b], t_B[b], logp_N[max(hi_B[b] - 1, 0)]
         # The reference's reversed cumsum runs from the oldest row (m-1) to the newest. Rows past n are
         # invalid: they read trade 0 with weight 0, i.e. add a signed zero, and are written as 0.
         zero = side_N[0] * (qty_N[0] * 0.0)
         cum = 0.0
         for i in range(m - 1, n - 1, -1):
             cum = zero if i == m - 1 else cum + zero
-            row[col0 + i * 10 : col0 + i * 10 + 10] = 0.0
-            mask_BM[b, i] = False
-        for i in range(n - 1, -1, -1):
-            k = k0 - i
-            signed = side_N[k] * qty_N[k]
-            cum = signed if i == m - 1 else cum + signed
-            lp = logp_N[k]
-            o = col0 + i * 10
-            row[o] = np.float32(lp - logp_last)
-            row[o + 1] = np.float32(signed_size_X[signed_base_B[b] + k])
-            row[o + 2] = np.float32(side_N[k])
-            row[o + 3] = np.float32(np.float64(t - ts_N[k]) / window_us)
-            row[o + 4] = np.float32(interarrival_N[k])
-            row[o + 5] = np.float32(tick_return_N[k])
-            row[o + 6] = np.float32(cum / safe_total)
-            row[o + 7] = np.float32(lp - log_vwap)
-            row[o + 8] = np.float32(intensity_N[k])
-            row[o + 9] = np.float32(2.0 * (lp - low) / scale - 1.0) if has_range else np.float32(0.0)
-            mask_BM[b, i] = True
+        pad = out[n * 10 :]
+        for k in range((m - n) * 10):
+            pad[k] = 0.0
+        for i in range(m - n):
+            mask[n + i] = False
+        # Views of the window's trades, oldest first (see the module docstring).
+        ts, logp, qty, side = ts_N[lo : lo + n], logp_N[lo : lo + n], qty_N[lo : lo + n], side_N[lo : lo + n]
+        size = signed_size_X[signed_base_B[b] + lo : signed_base_B[b] + lo + n]
+        gap, ret, burst = interarrival_N[lo : lo + n], tick_return_N[lo : lo + n], intensity_N[lo : lo + n]
+        for j in range(n):  # oldest first: row i = n - 1 - j
+            signed = side[j] * qty[j]
+            cum = signed if n - 1 - j == m - 1 else cum + signed
+            lp = logp[j]
+            dst = out[(n - 1 - j) * 10 : (n - j) * 10]
+            dst[0] = np.float32(lp - logp_last)
+            dst[1] = np.float32(size[j])
+            dst[2] = np.float32(side[j])
+            dst[3] = np.float32(np.float64(t - ts[j]) / window_us)
+            dst[4] = np.float32(gap[j])
+            dst[5] = np.float32(ret[j])
+            dst[6] = np.float32(cum / safe_total)
+            dst[7] = np.float32(lp - log_vwap)
+            dst[8] = np.float32(burst[j])
+            dst[9] = np.float32(2.0 * (lp - low) / scale - 1.0) if has_range else np.float32(0.0)
+        for i in range(n):
+            mask[i] = True
 
 
 @_compiled
