@@ -7,8 +7,16 @@ more than a real pair would, and the two threads spend ~25 % more CPU than one),
 preset's small s' half made its steps 12–13 % slower. Where other jobs hold the cores, the caller can wait
 for a worker that waits for a core. So ``auto`` (the ``full`` preset's) times both orders now and then:
 
-    each period of ``period`` updates: ``probe`` updates overlapped, then ``probe`` on one thread, then
-    the rest of the period overlapped only if its median step took under ``margin`` (0.95) of the other's
+    each period of ``period`` updates starts with ``probe`` pairs of steps, one step of each order per
+    pair, in the orders overlapped/one thread, one thread/overlapped, overlapped/one thread, … ; the rest of
+    the period is overlapped only if the median over the pairs of (overlapped step / one-thread step) is
+    under ``margin`` (0.95)
+
+Pairs of neighbouring steps, in alternating order, make the comparison robust to the machine's load
+changing during the probe: a first version timed ``probe`` overlapped steps, then ``probe`` on one thread,
+and compared their medians, so a load that rose or fell during the probe decided for it (on the 2-core
+machine ``bench_full_speed`` once saw ``auto`` settle on one thread: 64.8 ms per step, against 42.5–50.9
+ms in the runs that overlapped).
 
 A step is timed from one update's start to the next one's, so whatever the overlap does to the rest of the
 loop (acting, the env step) counts too, and the margin keeps the simpler order on a tie: on the ``demo``
@@ -89,7 +97,8 @@ class OverlapChooser:
         self.choice = mode != "off"
         """The order used outside the probes: overlapped (True) or one thread (False)."""
         self._seen = 0
-        self._seconds: dict[bool, list[float]] = {True: [], False: []}
+        self._pair: dict[bool, float] = {}
+        self._ratios: list[float] = []
 
     def next(self) -> bool:
         """Return whether the next update should run its s' half on the worker thread."""
@@ -97,7 +106,8 @@ class OverlapChooser:
             return self.mode == "on"
         phase = self._seen % self.period
         if phase < 2 * self.probe:
-            return phase < self.probe
+            pair, second = divmod(phase, 2)
+            return (pair % 2 == 0) != bool(second)  # on/off, off/on, on/off, ...
         return self.choice
 
     def record(self, overlapped: bool, seconds: float) -> None:
@@ -105,10 +115,12 @@ class OverlapChooser:
         if self.mode != "auto":
             return
         if self._seen % self.period < 2 * self.probe:
-            self._seconds[overlapped].append(seconds)
+            self._pair[overlapped] = seconds
+            if len(self._pair) == 2:
+                self._ratios.append(self._pair[True] / max(self._pair[False], 1e-12))
+                self._pair = {}
         self._seen += 1
         if self._seen % self.period == 2 * self.probe:
-            on, off = self._seconds[True], self._seconds[False]
-            if on and off:
-                self.choice = statistics.median(on) < self.margin * statistics.median(off)
-            self._seconds = {True: [], False: []}
+            if self._ratios:
+                self.choice = statistics.median(self._ratios) < self.margin
+            self._pair, self._ratios = {}, []

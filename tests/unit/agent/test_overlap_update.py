@@ -159,25 +159,58 @@ def _drive(chooser: OverlapChooser, seconds: dict[bool, float], updates: int) ->
     return orders
 
 
+PROBE_ORDERS = [True, False, False, True]  # two pairs: overlapped first, then one thread first
+
+
 def test_auto_probes_both_orders_each_period_and_keeps_the_faster() -> None:
     chooser = OverlapChooser("auto", period=10, probe=2)
     orders = _drive(chooser, {True: 0.03, False: 0.04}, 10)
-    assert orders == [True, True, False, False] + [True] * 6
+    assert orders == PROBE_ORDERS + [True] * 6
     orders = _drive(chooser, {True: 0.09, False: 0.05}, 10)  # the machine got busy: the next probe sees it
-    assert orders == [True, True, False, False] + [False] * 6
+    assert orders == PROBE_ORDERS + [False] * 6
     assert not chooser.choice
     orders = _drive(chooser, {True: 0.039, False: 0.04}, 10)  # within the margin: the simpler order
-    assert orders == [True, True, False, False] + [False] * 6
+    assert orders == PROBE_ORDERS + [False] * 6
+
+
+@pytest.mark.parametrize("drift", [-0.003, 0.003])
+def test_auto_compares_neighbouring_steps_so_a_changing_load_does_not_decide(drift: float) -> None:
+    """The overlap saves 10 % of every step while the load falls (or rises) step by step during the probe.
+
+    Comparing the medians of 4 overlapped steps followed by 4 one-thread steps, a falling load makes the
+    one-thread steps look faster (0.0435 s against 0.0500 s); each pair of neighbours still shows 10 %.
+    """
+    chooser = OverlapChooser("auto", period=20, probe=4)
+    step = [0]
+
+    def seconds(overlapped: bool) -> float:
+        base = 0.05 + drift * (step[0] - 3.5)
+        step[0] += 1
+        return base * (0.9 if overlapped else 1.0)
+
+    orders = []
+    for _ in range(20):
+        overlapped = chooser.next()
+        chooser.record(overlapped, seconds(overlapped))
+        orders.append(overlapped)
+    assert orders[:8] == PROBE_ORDERS * 2
+    assert chooser.choice and orders[8:] == [True] * 12
 
 
 def test_the_learner_times_each_step_from_one_update_to_the_next() -> None:
     states = np.random.default_rng(0).standard_normal((T, F_STATE), dtype=np.float32)
     learner = _learner(STRUCTURED, overlap="auto")
     seen: list[tuple[bool, float]] = []
-    learner.overlap.record = lambda overlapped, seconds: seen.append((overlapped, seconds))  # type: ignore[method-assign]
+    record = learner.overlap.record
+
+    def spy(overlapped: bool, seconds: float) -> None:
+        seen.append((overlapped, seconds))
+        record(overlapped, seconds)
+
+    learner.overlap.record = spy  # type: ignore[method-assign]
     for sample in _samples(3):
         learner.update(sample, ArrayStateSource(states))
-    assert [o for o, _ in seen] == [True, True]  # the first two steps (probes, overlapped); the third is open
+    assert [o for o, _ in seen] == [True, False]  # the first probe pair, one step of each order; the third is open
     assert all(seconds > 0 for _, seconds in seen)
 
 
