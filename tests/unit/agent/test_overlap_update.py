@@ -178,7 +178,7 @@ def test_auto_compares_neighbouring_steps_so_a_changing_load_does_not_decide(dri
     """The overlap saves 10 % of every step while the load falls (or rises) step by step during the probe.
 
     Comparing the medians of 4 overlapped steps followed by 4 one-thread steps, a falling load makes the
-    one-thread steps look faster (0.0435 s against 0.0500 s); each pair of neighbours still shows 10 %.
+    one-thread steps look faster (0.0440 s against 0.0504 s); each pair of neighbours still shows 10 %.
     """
     chooser = OverlapChooser("auto", period=20, probe=4)
     step = [0]
