@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+import numba
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -69,6 +72,22 @@ def test_bar_windows_into_writes_its_columns_of_a_state_matrix_and_nothing_else(
     assert np.array_equal(bits(out[:, 5:-4]), bits(want.reshape(3, -1)))
     assert np.array_equal(mask, want_mask)
     assert (out[:, :5] == 7.0).all() and (out[:, -4:] == 7.0).all()
+
+
+def test_the_bar_window_loop_compiles_to_vector_code() -> None:
+    """The price channels are subtracted and rounded several doubles at a time (module docstring: "Indexing").
+
+    Indexed from the state row's start (``out_BF[b, col0 + k]``), as before session 26, the loop compiled
+    to scalar code, with no vector ``fsub``/``fptrunc`` on doubles in its IR. Compiled here without the
+    on-disk cache, whose functions numba cannot inspect.
+    """
+    fresh = numba.njit(nogil=True, boundscheck=False)(kernels.bar_windows_into.py_func)
+    ch = random_bars(400, seed=5)
+    out, mask = np.zeros((3, 2500), np.float32), np.empty((3, 300), np.bool_)
+    fresh(ch.log_ohlc_T4, ch.per_bar_T4, ch.valid_T, np.array([350, -1, 5], np.int64), out, 10, mask)
+    ir = "\n".join(fresh.inspect_llvm().values())
+    assert re.search(r"fsub (fast )?<\d+ x double>", ir), "the price channels' subtraction is not vectorised"
+    assert re.search(r"fptrunc <\d+ x double>", ir), "the price channels' rounding to float32 is not vectorised"
 
 
 def test_bar_windows_into_refuses_an_index_past_the_series() -> None:
