@@ -268,11 +268,11 @@ def tick_windows_into(
         cum = 0.0
         for i in range(m - 1, n - 1, -1):
             cum = zero if i == m - 1 else cum + zero
-        pad = out[n * 10 :]
+        pad, pad_mask = out[n * 10 :], mask[n:]
         for k in range((m - n) * 10):
             pad[k] = 0.0
         for i in range(m - n):
-            mask[n + i] = False
+            pad_mask[i] = False
         # Views of the window's trades, oldest first (see the module docstring).
         ts, logp, qty, side = ts_N[lo : lo + n], logp_N[lo : lo + n], qty_N[lo : lo + n], side_N[lo : lo + n]
         size = signed_size_X[signed_base_B[b] + lo : signed_base_B[b] + lo + n]
