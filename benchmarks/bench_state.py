@@ -91,6 +91,7 @@ def bench_gather(quick: bool, repeats: int) -> None:
         f"  before / copy throughput: {base.median_s / old.median_s:.3f}; speed-up {old.median_s / ours.median_s:.1f}x"
     )
     print(f"  never materialised: a month of 1 s states would be {2_592_000 * layout.size * 4 / 2**30:,.0f} GiB")
+    _bench_bar_windows(layout, builder, times, matrix, rows, repeats)
     for block in layout.blocks:
         if block.kind == "flags":
             continue
@@ -100,6 +101,40 @@ def bench_gather(quick: bool, repeats: int) -> None:
         for t in times:
             sub.gather_blocks(t)
         print(f"    {block.name:<16} {(time.perf_counter() - a) / n_batches * 1e3:7.2f} ms/batch")
+
+
+def _bench_bar_windows(
+    layout: StateLayout,
+    builder: BatchStateBuilder,
+    times: list[np.ndarray],
+    matrix: np.ndarray,
+    rows: list[np.ndarray],
+    repeats: int,
+) -> None:
+    """The bar windows alone (issue 13's ask: at least half the speed of a numpy copy of the same bytes).
+
+    A builder whose layout holds only the five bar blocks (and their flags) gathers the same query times;
+    the baseline copies the same number of floats per state out of the filled matrix's rows.
+    """
+    bars = [b.name for b in layout.blocks if b.kind == "bars"]
+    sub = BatchStateBuilder(_only(layout, *bars), builder.features)
+    width = sub.size
+
+    def gather() -> None:
+        for t in times:
+            sub.gather(t)
+
+    def copy() -> None:
+        for r in rows:
+            matrix[r, :width]  # fancy indexing copies the rows' first `width` floats (np.take would copy the view)
+
+    (ours, base), _ = time_interleaved({"bar windows": gather, "numpy copy": copy}, repeats=repeats)
+    print(
+        f"  bar windows alone ({len(bars)} blocks + flags, {width:,} floats per state): gather "
+        f"{ours.median_s / len(times) * 1e3:.2f} ms/batch, numpy copy of as many floats "
+        f"{base.median_s / len(times) * 1e3:.2f} ms/batch: {base.median_s / ours.median_s:.3f} of the copy's speed "
+        f"wall, {base.median_cpu_s / ours.median_cpu_s:.3f} CPU"
+    )
 
 
 def bench_returns(quick: bool, repeats: int) -> None:
@@ -224,13 +259,17 @@ class _ChunkCopy:
                 _copy_chunks(src, ends[k], size, out, start)
 
 
-def _only(layout: StateLayout, name: str) -> StateLayout:
-    """A layout holding one block (and the flags), to time blocks separately."""
+def _only(layout: StateLayout, *names: str) -> StateLayout:
+    """A layout holding the blocks ``names`` back to back (and the flags), to time blocks separately."""
     from dataclasses import replace
 
-    block = replace(layout.block(name), start=0)
-    flags = replace(layout.block("flags"), start=block.stop, shape=(len(layout.flag_names) - len(layout.blocks) + 2,))
-    return replace(layout, blocks=(block, flags))
+    blocks, start = [], 0
+    for name in names:
+        blocks.append(replace(layout.block(name), start=start))
+        start = blocks[-1].stop
+    n_flags = len(layout.flag_names) - (len(layout.blocks) - 1) + len(names)
+    flags = replace(layout.block("flags"), start=start, shape=(n_flags,))
+    return replace(layout, blocks=(*blocks, flags))
 
 
 def main() -> None:

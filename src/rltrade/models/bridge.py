@@ -73,18 +73,22 @@ def run_cnn(
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """``(hidden_BH, preds_B4)`` of ``model`` on windows ``x_BWC``: eval mode, no grad, hook removed after.
 
-    ``preds_B4`` = P(down), P(flat), P(up), next-pivot distance (ATRs). The model's train/eval mode is
-    restored afterwards.
+    ``preds_B4`` = P(down), P(flat), P(up), next-pivot distance (ATRs). A model in training mode is put
+    in eval mode for the pass and back afterwards; one already in eval mode (the live bridge's) is left
+    alone: switching walks every submodule twice, which cost as much as half the forward pass of a live
+    1 s decision.
     """
     was_training = model.training
-    model.eval()
+    if was_training:
+        model.eval()
     try:
         with HiddenTap(model) as tap:
             out_B4 = model(torch.from_numpy(np.ascontiguousarray(x_BWC, dtype=np.float32)))
         assert tap.output is not None, "the hidden layer's hook did not fire"
         return tap.output.numpy().copy(), predictions(out_B4).numpy().copy()
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train()
 
 
 def compute_rows(
@@ -144,6 +148,8 @@ class StreamingCnnBridge:
         use_cache: bool = True,
     ) -> None:
         self.models = dict(models)
+        for trained, _ in self.models.values():
+            trained.model.eval()  # serving only: every pass in eval mode (no dropout), set once here
         self.embargo_us = embargo_us
         self.use_cache = use_cache
         self.runs: dict[Timeframe, int] = dict.fromkeys(self.models, 0)

@@ -184,3 +184,12 @@ def test_offline_rows_do_not_depend_on_the_rows_computed_with_them() -> None:
         h, p = compute_rows(trained, data, rows)
         assert np.array_equal(h, hidden[rows]) and np.array_equal(p, preds[rows])
     assert np.isfinite(hidden).all() and np.abs(hidden).sum() > 0
+
+
+def test_the_live_bridge_serves_its_models_in_eval_mode() -> None:
+    """Set once at construction, so that each pass (run_cnn) runs without switching modes."""
+    models = tiny_models()
+    for trained, _ in models.values():
+        trained.model.train()
+    bridge = StreamingCnnBridge(models, embargo_us=EMBARGO_US)
+    assert not any(trained.model.training for trained, _ in bridge.models.values())

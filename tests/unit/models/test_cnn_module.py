@@ -68,6 +68,22 @@ def test_bridge_runs_in_eval_mode_without_grad_and_removes_its_hook() -> None:
     assert len(model.hidden._forward_hooks) == 0
     with pytest.raises(RuntimeError), HiddenTap(model):
         model(torch.zeros(2, 3, 3))  # wrong shape: the hook must still be removed
+
+
+def test_a_model_in_eval_mode_is_run_without_switching_modes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The live bridge's models stay in eval mode: run_cnn must not walk their submodules twice per pass."""
+    model = _model()
+    x = _x()
+    model.train()
+    want = run_cnn(model, x)
+    model.eval()
+    switches: list[bool] = []
+    for module in model.modules():
+        monkeypatch.setattr(module, "train", lambda mode=True: switches.append(mode))
+    got = run_cnn(model, x)
+    assert switches == [], "an eval-mode model must not be switched"
+    assert all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
+    assert not model.training
     assert len(model.hidden._forward_hooks) == 0
 
 
