@@ -86,8 +86,9 @@ class LevelState(NamedTuple):
 
     Missing values hold placeholders that keep every formula finite (price 1.0, time ``t - tf``); the
     availability mask zeroes their features afterwards. Filled by :func:`pivot_features` (gathered from a
-    :class:`PivotSet`) and by the streaming tracker (from its state), then turned into features by the
-    same :func:`level_features`, so the two paths agree.
+    :class:`PivotSet`) and by the streaming tracker (from its state). :func:`level_features` turns it into
+    features with numpy (the reference); both paths run the compiled form of the same arithmetic
+    (:func:`rltrade.features.gather_kernels.pivot_features_into`), so they agree bit for bit.
     """
 
     query_us: I64

@@ -8,8 +8,9 @@ update costs O(levels · n) comparisons whatever the history length.
 Agreement with the batch path (:func:`rltrade.features.pivots_batch.compute_pivots`): after the update
 for bar i, the pivots returned so far are exactly the batch pivots with ``confirm_us <= open_us[i] + tf_us``,
 and :meth:`PivotTracker.features` equals :func:`rltrade.features.pivots_features.pivot_features` at any
-query time from that close up to (excluding) the next bar's close, flags and masks exactly, floats to
-rounding (both run the same :func:`level_features` kernel on the same gathered values).
+query time from that close up to (excluding) the next bar's close, bit for bit: both run the compiled
+features (:func:`rltrade.features.gather_kernels.pivot_features_into`, :func:`level_features`' arithmetic)
+on the same level state.
 """
 
 from __future__ import annotations
@@ -21,8 +22,15 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
+from rltrade.features import gather_kernels as kernels
 from rltrade.features.pivots_batch import BoolArr, Pivot, PivotInputError, PivotKind, check_params
-from rltrade.features.pivots_features import FEATURES_PER_LEVEL, LEVEL_STATE_DTYPES, LevelState, level_features
+from rltrade.features.pivots_features import FEATURES_PER_LEVEL, LEVEL_STATE_DTYPES, LevelState
+
+_FIELD = {name: i for i, name in enumerate(LevelState._fields)}
+_INT_FIELDS = tuple(_FIELD[f] for f in ("hi1_time_us", "hi1_index", "lo1_time_us", "lo1_index"))
+_FLOAT_FIELDS = tuple(_FIELD[f] for f in ("hi1_price", "hi2_price", "lo1_price", "lo2_price", "hi1_bar_close"))
+_FLAG_FIELDS = tuple(_FIELD[f] for f in ("has_hi2", "has_lo2", "prov_high", "prov_low", "available"))
+"""Positions in a :class:`LevelState` row of the fields the compiled pivot kernels read, in their order."""
 
 
 class _Elem(NamedTuple):
@@ -102,6 +110,8 @@ class PivotTracker:
         self._bars = 0
         self._last_open_us: int | None = None
         self._last_close = 1.0
+        self._packed: tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.bool_]] | None = None
+        """:meth:`level_state_arrays` at query time 0, kept until the next bar (only placeholder times move)."""
 
     @property
     def bars_seen(self) -> int:
@@ -120,6 +130,7 @@ class PivotTracker:
         """
         open_us = int(open_us)
         high, low, close = float(high), float(low), float(close)
+        self._packed = None
         where = f"bar #{self._bars} (open_us={open_us})"
         if self._last_open_us is not None and open_us - self._last_open_us < self.tf_us:
             raise PivotInputError(
@@ -159,13 +170,44 @@ class PivotTracker:
                 f"query_us={t} precedes the last bar's close {close_us}; the tracker only answers for the "
                 "present (use pivot_features on stored bars for past times)"
             )
-        rows = [self._level_row(k, t) for k in range(self.levels)]
-        columns = zip(*rows, strict=True)
-        # one [levels] array per field, so the kernel runs once for all levels
-        state = LevelState(*(np.array(col, dtype=dt) for col, dt in zip(columns, LEVEL_STATE_DTYPES, strict=True)))
-        out = np.empty((self.levels, FEATURES_PER_LEVEL), dtype=dtype)
-        level_features(state, self.tf_us, out=out)
-        return out.reshape(-1), state.available
+        # The batch gather's compiled kernels on this one query (see level_state_arrays): the same
+        # arithmetic as level_features, without its ~30 numpy calls on [levels] arrays.
+        ints, floats, flags = self.level_state_arrays(t)
+        query, price = np.array([t], dtype=np.int64), np.array([self._last_close], dtype=np.float64)
+        log_args, log1p_args = kernels.pivot_log_args(query, price, self.tf_us, ints, floats)
+        out = np.empty((1, self.levels, FEATURES_PER_LEVEL), dtype=dtype)
+        kernels.pivot_features_into(query, self.tf_us, ints, floats, flags, np.log(log_args), np.log1p(log1p_args), out)
+        return out.reshape(-1), flags[4, 0].copy()
+
+    def level_state(self, query_us: int) -> LevelState:
+        """Every level's :class:`LevelState` at ``query_us`` (shape ``[levels]``), for :func:`level_features`."""
+        columns = zip(*(self._level_row(k, query_us) for k in range(self.levels)), strict=True)
+        return LevelState(*(np.array(col, dtype=dt) for col, dt in zip(columns, LEVEL_STATE_DTYPES, strict=True)))
+
+    def level_state_arrays(self, query_us: int) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.bool_]]:
+        """:meth:`level_state` packed as :func:`rltrade.features.gather_kernels.pivot_level_states` writes it.
+
+        That is ``ints [6, 1, levels]`` (H1 time, H1 index, L1 time, L1 index, then two unused rows),
+        ``floats [5, 1, levels]`` (H1, H2, L1, L2 prices, the close of H1's bar) and ``flags [5, 1,
+        levels]`` (has H2, has L2, provisional high, provisional low, available).
+
+        The state changes only with a new bar, apart from the placeholder time ``query_us - tf_us`` of a
+        level with no H1 (L1) yet: the arrays are packed once per bar and that time is set per query.
+        """
+        if self._packed is None:
+            rows = [self._level_row(k, 0) for k in range(self.levels)]
+            ints = np.zeros((6, 1, self.levels), dtype=np.int64)
+            ints[:4, 0] = [[row[i] for row in rows] for i in _INT_FIELDS]
+            floats = np.array([[[row[i] for row in rows]] for i in _FLOAT_FIELDS], dtype=np.float64)
+            flags = np.array([[[row[i] for row in rows]] for i in _FLAG_FIELDS], dtype=np.bool_)
+            self._packed = (ints, floats, flags)
+        ints, floats, flags = self._packed
+        ints = ints.copy()
+        for kind, row in ((self._highs, 0), (self._lows, 2)):
+            for k in range(self.levels):
+                if not kind.last2[k]:
+                    ints[row, 0, k] = query_us - self.tf_us
+        return ints, floats, flags.copy()
 
     def _level_row(self, level: int, t: int) -> tuple[float | int | bool, ...]:
         """Return the :class:`LevelState` fields of one level, as Python values in field order."""

@@ -455,7 +455,13 @@ class TickStream:
         self._last_logp = logp
 
     def features_at(self, t_us: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
-        """Return the block at ``t_us`` (``>=`` the last trade fed): ``float32 [max_trades, 10]`` and mask."""
+        """Return the block at ``t_us`` (``>=`` the last trade fed): ``float32 [max_trades, 10]`` and mask.
+
+        The window's trades are copied out of the ring buffer oldest first and run through the batch
+        gather's compiled kernels (:func:`tick_windows_into`'s two passes, with numpy's ``exp``, ``log`` and
+        ``log1p``), so the values are bit for bit :func:`_window_features` on the buffer's rows, at a tenth
+        of its cost for one window (~40 numpy calls on ``[1, max_trades]`` arrays).
+        """
         if self._last_ts is not None and t_us < self._last_ts:
             raise FeatureInputError(
                 f"TickStream.features_at({t_us}): a trade at {self._last_ts} was already fed; "
@@ -463,23 +469,41 @@ class TickStream:
             )
         m = self.spec.max_trades
         n_buf = min(self._n_seen, m)
-        order_M = (self._n_seen - 1 - np.arange(m)) % m
-        in_time_M = (np.arange(m) < n_buf) & (self._ts_M[order_M] > t_us - self.spec.window_us)
-        # Trades are in time order, so the in-window rows are a prefix of the newest-first order.
-        valid_M = np.arange(m) < int(in_time_M.sum())
-        order_M = np.where(valid_M, order_M, 0)
-        logp, qty, side, interarrival, tick_return, intensity = self._cols_KM[:, order_M][:, None, :]
-        x, mask = _window_features(
+        newest_first = (self._n_seen - 1 - np.arange(n_buf)) % m
+        # Trades are in time order, so the in-window ones are a prefix of the newest-first order.
+        n = int(np.count_nonzero(self._ts_M[newest_first] > t_us - self.spec.window_us))
+        x_1X = np.empty((1, m * N_TICK_FEATURES), dtype=np.float32)
+        mask_1M = np.empty((1, m), dtype=np.bool_)
+        if n == 0:
+            x_1X[:] = 0.0
+            mask_1M[:] = False
+            return x_1X.reshape(m, N_TICK_FEATURES), mask_1M[0]
+        oldest_first = newest_first[:n][::-1]
+        ts_N = self._ts_M[oldest_first]
+        logp, qty, side, interarrival, tick_return, intensity = self._cols_KM[:, oldest_first]
+        one = np.array([n], dtype=np.int64)
+        total_B, pq_B, high_B, low_B = kernels.tick_window_sums(one, one, m, logp, qty, np.exp(logp))
+        safe_total_B = np.where(total_B > 0, total_B, 1.0)
+        kernels.tick_windows_into(
             np.array([t_us], dtype=np.int64),
-            valid_M[None, :],
-            self._ts_M[order_M][None, :],
+            one,
+            one,
+            float(self.spec.window_us),
+            ts_N,
             logp,
             qty,
             side,
+            side * np.log1p(qty / self.spec.qty_scale_at([t_us])[0]),
+            np.zeros(1, dtype=np.int64),
             interarrival,
             tick_return,
             intensity,
-            self.spec.qty_scale_at([t_us]),
-            self.spec,
+            total_B,
+            np.log(np.where(total_B > 0, pq_B / safe_total_B, 1.0)),
+            high_B,
+            low_B,
+            x_1X,
+            0,
+            mask_1M,
         )
-        return x[0], mask[0]
+        return x_1X.reshape(m, N_TICK_FEATURES), mask_1M[0]

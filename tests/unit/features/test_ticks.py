@@ -16,6 +16,7 @@ from rltrade.features.ticks import (
     TICK_FEATURE_NAMES,
     TickSpec,
     TickStream,
+    _window_features,
     fit_qty_scale,
     prepare_trades,
     tick_windows,
@@ -256,3 +257,50 @@ def test_real_trades_batch_equals_streaming() -> None:
     np.testing.assert_array_equal(mb, ms)
     np.testing.assert_allclose(xb, xs, rtol=0, atol=1e-6)
     assert (mb.sum(axis=1) == 300).any()
+
+
+def _window_features_at(stream: TickStream, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """The stream's block the numpy way: :func:`_window_features` on the ring buffer's rows (newest first)."""
+    m = stream.spec.max_trades
+    n_buf = min(stream.n_seen, m)
+    order = (stream.n_seen - 1 - np.arange(m)) % m
+    in_time = (np.arange(m) < n_buf) & (stream._ts_M[order] > t - stream.spec.window_us)
+    valid = np.arange(m) < int(in_time.sum())
+    order = np.where(valid, order, 0)
+    logp, qty, side, interarrival, tick_return, intensity = stream._cols_KM[:, order][:, None, :]
+    x, mask = _window_features(
+        np.array([t], dtype=np.int64),
+        valid[None, :],
+        stream._ts_M[order][None, :],
+        logp,
+        qty,
+        side,
+        interarrival,
+        tick_return,
+        intensity,
+        stream.spec.qty_scale_at([t]),
+        stream.spec,
+    )
+    return x[0], mask[0]
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_the_stream_block_is_the_numpy_reference_bit_for_bit(seed: int) -> None:
+    """features_at runs the batch kernels on the buffer's rows: exactly _window_features on them."""
+    steps = ((0, 0.8), (40 * S, 1.7))
+    spec = TickSpec(window_us=30 * S, max_trades=40, qty_scale=1.3, qty_scale_steps=steps)
+    ts, price, qty, side = random_trades(1500, seed=seed, mean_gap_us=150_000.0)
+    stream, j, checked = TickStream(spec), 0, 0
+    rng = np.random.default_rng(seed)
+    for t in np.sort(np.concatenate([rng.integers(ts[0] - S, ts[-1] + 40 * S, 200), ts[::53]])):
+        while j < len(ts) and ts[j] <= t:
+            stream.update(int(ts[j]), float(price[j]), float(qty[j]), int(side[j]))
+            j += 1
+        if j == 0:
+            continue
+        x, mask = stream.features_at(int(t))
+        xr, mr = _window_features_at(stream, int(t))
+        assert np.array_equal(mask, mr) and np.array_equal(x, xr), f"differs at t={t}"
+        assert x.dtype == np.float32 and x.shape == (40, 10)
+        checked += int(mask.sum())
+    assert checked > 0
