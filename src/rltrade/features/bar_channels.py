@@ -255,8 +255,7 @@ def extend_bar_channels(
         )
     _check_bars(*(fresh[:, j] for j in range(4)), what=what)
     h, lo, c, v = (np.ascontiguousarray(ohlcv_L5[:, j]) for j in range(1, 5))
-    windows = np.lib.stride_tricks.sliding_window_view(v, spec.volume_window)[-new:]
-    vol_rel_N = _volume_over_median(v[-new:], np.median(windows, axis=1), spec)
+    vol_rel_N = _volume_over_median(v[-new:], trailing_medians(v, spec.volume_window, new), spec)
     per_bar_N4, valid_N = _per_bar_rows(h, lo, c, vol_rel_N, spec, first=need - new)
     log_ohlc_N4 = np.log(ohlcv_L5[-new:, :4])
     return BarChannels(
@@ -265,6 +264,21 @@ def extend_bar_channels(
         np.concatenate([prev.valid_T[drop:], valid_N]),
         spec,
     )
+
+
+def trailing_medians(v_L: npt.NDArray[np.float64], window: int, new: int) -> npt.NDArray[np.float64]:
+    """Return the medians of the ``window`` values ending at each of the last ``new`` values of ``v_L`` (finite).
+
+    Bit for bit ``np.median`` of each window. For one window (a live series moving on by one bar) that is
+    a partition and the mean of its middle one or two values, without ``np.median``'s general machinery
+    (a tenth of its cost).
+    """
+    if new == 1:
+        lo, hi = (window - 1) // 2, window // 2
+        part = np.partition(v_L[-window:], (lo, hi))
+        return np.array([(part[lo] + part[hi]) / 2.0])
+    windows = np.lib.stride_tricks.sliding_window_view(v_L, window)[-new:]
+    return np.asarray(np.median(windows, axis=1), dtype=np.float64)
 
 
 def _check_bars(

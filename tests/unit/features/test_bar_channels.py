@@ -18,6 +18,7 @@ from rltrade.features.bar_channels import (
     bar_windows,
     compute_bar_channels,
     extend_bar_channels,
+    trailing_medians,
 )
 
 F64 = npt.NDArray[np.float64]
@@ -264,3 +265,17 @@ def test_extending_checks_the_new_bars_and_its_arguments() -> None:
         extend_bar_channels(ch, ohlcv[:303], 3)
     with pytest.raises(ValueError, match="0 < new < 600"):
         extend_bar_channels(ch, ohlcv[: warm + 600], 600)
+
+
+@pytest.mark.parametrize("window", [1, 2, 7, 300])
+def test_trailing_medians_are_numpys_bit_for_bit(window: int) -> None:
+    """One window (the live path) and several (the sliding path) against np.median, ties and zeros included."""
+    rng = np.random.default_rng(window)
+    for trial in range(50):
+        v = rng.exponential(1.0, window + 20)
+        if trial % 3 == 0:
+            v = np.round(v, 1)  # ties, and zero volumes
+        for new in (1, 2, 20):
+            want = np.median(np.lib.stride_tricks.sliding_window_view(v, window)[-new:], axis=1)
+            got = trailing_medians(v, window, new)
+            assert got.dtype == np.float64 and np.array_equal(got, want), (window, trial, new)
