@@ -322,6 +322,7 @@ def main() -> None:
         flush=True,
     )
     engine = run_engine(cfg, frames, model, policy, cnn, t0)
+    engine.warm_up()  # as `rltrade live` does before it connects
     per_event = LatencyHistogram()
     trades = _TradeSplit(LatencyHistogram(), LatencyHistogram())
     with replay_server_thread(script, speed=args.speed) as server:

@@ -110,6 +110,7 @@ def live_cmd(
     )
     if saved is not None:
         engine.load_state_dict(saved)
+    engine.warm_up()
     started = wall_us()
     last_ckpt = [time.monotonic()]
     with Journal(folder) as journal:

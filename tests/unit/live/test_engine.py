@@ -280,6 +280,19 @@ def test_latency_stages_are_recorded(prep: Prepared, cfg: Config, t0: int, event
     assert p50 is not None and p99 is not None and 0 < p50 <= p99
 
 
+def test_warm_up_changes_no_decision_and_records_no_latency(
+    prep: Prepared, cfg: Config, t0: int, events: list[TradeEvent]
+) -> None:
+    actions = random_actions(N_STEPS + 10, seed=5)
+    cold, warm = make_engine(prep, cfg, t0, scripted(actions)), make_engine(prep, cfg, t0, scripted(actions))
+    warm.warm_up()
+    assert warm.latency.summary()["state"]["n"] == 0 and warm.next_idx == 0
+    a, b = run(cold, events), run(warm, events)
+    assert len(a) == len(b) >= N_STEPS
+    assert all(x.action == y.action and np.array_equal(x.obs, y.obs) for x, y in zip(a, b, strict=True))
+    assert cold.broker.equity_at(cold.last_price) == warm.broker.equity_at(warm.last_price)
+
+
 def test_policy_returning_a_bad_action_is_refused(
     prep: Prepared, cfg: Config, t0: int, events: list[TradeEvent]
 ) -> None:
