@@ -84,6 +84,7 @@ class StreamingStateBuilder:
         seed: BarSeed | None = None,
     ) -> None:
         self.layout = layout
+        self._slices = {b.name: b.slice for b in layout.blocks}
         self.spec = FeatureSpec.from_config(cfg, layout, stats)
         self.t_us = t0_us
         hist = history.until(t0_us)
@@ -227,7 +228,7 @@ class StreamingStateBuilder:
         """Return the flat state ``float32 [layout.size]`` at ``t_us`` (≥ the last trade fed)."""
         out = np.zeros(self.layout.size, np.float32)
         for name, values in self.blocks_at(t_us).items():
-            out[self.layout.block(name).slice] = values.reshape(-1)
+            out[self._slices[name]] = values.reshape(-1)
         return out
 
     def tainted(self, role: str, tf: Timeframe) -> bool:
@@ -260,6 +261,7 @@ class StreamingStateBuilder:
         has: dict[str, bool] = {}
         warm: list[bool] = []
         cnn_has_4 = np.zeros(1, bool)
+        cnn_rows: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.bool_]] | None = None
         for block in self.layout.blocks:
             if self._masked(block.name, block.symbol, block.timeframe):
                 out[block.name] = np.zeros((1, *block.shape), np.float32)
@@ -289,7 +291,9 @@ class StreamingStateBuilder:
                 has[block.name] = valid
                 warm.append(not valid)
             elif block.name in ("cnn_hidden", "cnn_predictions"):
-                hidden_4H, preds_44, cnn_has_4 = self.cnn.rows_at(t_us)
+                if cnn_rows is None:  # one read for both CNN blocks
+                    cnn_rows = self.cnn.rows_at(t_us)
+                hidden_4H, preds_44, cnn_has_4 = cnn_rows
                 out[block.name] = (hidden_4H if block.name == "cnn_hidden" else preds_44)[None]
                 has[block.name] = bool(cnn_flags(cnn_has_4)[0])
             elif block.kind == "flat" and block.symbol is not None and block.timeframe is not None:
