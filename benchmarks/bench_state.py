@@ -13,8 +13,10 @@
 2. The demo layout's gather, whose recent-returns blocks read the log of their series' closes: cached once
    per series (now) vs taken anew on every gather (before), for batches of 8 (an env step) and 128.
 3. Streaming builder on the real 11-minute ETH/BTC tick window (full layout): per-trade update latency
-   p50/p99, and per-second ``state_at`` latency p50/p99. Baseline: rebuilding the state from scratch
-   with the batch builder at each second (what a naive live loop would do).
+   p50/p99, and per-second ``state_at`` latency p50/p99. Baselines: rebuilding the state from scratch
+   with the batch builder at each second (what a naive live loop would do), and a second streaming
+   builder fed the same trades that reads its ticks and pivot blocks the numpy way
+   (``tests/support/numpy_stream.py``: what the builder did before it ran the gather's compiled kernels).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from rltrade.features.state_batch import BatchStateBuilder
 from rltrade.features.state_stream import StreamingStateBuilder
 from rltrade.types import US_PER_SECOND
 from tests.support.numpy_gather import NumpyBatchStateBuilder
+from tests.support.numpy_stream import use_numpy_reads
 
 
 def bench_gather(quick: bool, repeats: int) -> None:
@@ -184,11 +187,15 @@ def bench_stream(quick: bool) -> None:
     start, _ = frames.tick_span_us()  # type: ignore[misc]
     t0 = start + 320 * US_PER_SECOND
     stream = StreamingStateBuilder(layout, cfg, frames, t0)
+    before = StreamingStateBuilder(layout, cfg, frames, t0)
+    use_numpy_reads(before)
     trades = frames.trade_stream(t0)
     if quick:
         trades = trades[:5000]
     upd: list[float] = []
     state: list[float] = []
+    state_before: list[float] = []
+    worst = 0.0
     naive: list[float] = []
     # Baseline: a naive live loop recomputes every kernel from the raw data known at t, each second.
     for k in range(3):
@@ -197,20 +204,31 @@ def bench_stream(quick: bool) -> None:
         BatchStateBuilder(layout, build_market_features(frames.until(t), layout, cfg)).gather(np.array([t]))
         naive.append(time.perf_counter() - a)
     next_second = (t0 // US_PER_SECOND + 1) * US_PER_SECOND
-    for role, ts, p, q, s in trades:
+    for k, (role, ts, p, q, s) in enumerate(trades):
         while ts >= next_second:
-            a = time.perf_counter()
-            stream.state_at(next_second)
-            state.append(time.perf_counter() - a)
+            # Alternate which builder reads first, so that neither always finds the other's data in cache.
+            timed = ((stream, state), (before, state_before)) if k % 2 else ((before, state_before), (stream, state))
+            got = []
+            for builder, out in timed:
+                a = time.perf_counter()
+                got.append(builder.state_at(next_second))
+                out.append(time.perf_counter() - a)
+            worst = max(worst, float(np.abs(got[0] - got[1]).max()))
             next_second += US_PER_SECOND
         a = time.perf_counter()
         stream.update(role, ts, p, q, s)
         upd.append(time.perf_counter() - a)
-    u, st, nv = (np.array(x) * 1e6 for x in (upd, state, naive))
+        before.update(role, ts, p, q, s)
+    u, st, sb, nv = (np.array(x) * 1e6 for x in (upd, state, state_before, naive))
     print(f"streaming builder, real tick window, full layout: {len(u):,} trades, {len(st):,} decision seconds")
     print(f"  per-trade update      p50 {np.percentile(u, 50):8.1f} µs   p99 {np.percentile(u, 99):8.1f} µs", end="")
     print(f"   max {u.max():8.0f} µs")
     print(f"  state_at (per second) p50 {np.percentile(st, 50):8.1f} µs   p99 {np.percentile(st, 99):8.1f} µs")
+    print(
+        f"  state_at with the ticks and pivot blocks read the numpy way (before)  p50 {np.percentile(sb, 50):8.1f} µs"
+        f"   p99 {np.percentile(sb, 99):8.1f} µs: {np.percentile(sb, 50) / np.percentile(st, 50):.2f}x at p50, "
+        f"{np.percentile(sb, 99) / np.percentile(st, 99):.2f}x at p99; states differ by at most {worst:.1e}"
+    )
     print(f"  baseline: recompute all kernels from raw data each second  p50 {np.percentile(nv, 50):8.1f} µs")
     print(f"  state_at speed-up vs the naive recompute: {np.percentile(nv, 50) / np.percentile(st, 50):.0f}x")
 

@@ -24,6 +24,7 @@ from rltrade.features.pivots import (
 )
 from rltrade.features.pivots_features import LEVEL_STATE_DTYPES, LevelState
 from rltrade.features.pivots_reference import reference_pivot_features, reference_pivots
+from tests.support.numpy_stream import numpy_pivot_features
 
 TF = 60_000_000
 F64 = npt.NDArray[np.float64]
@@ -416,3 +417,17 @@ def test_compiled_features_equal_level_features_on_the_level_by_level_states(dty
         np.testing.assert_allclose(got, want, rtol=1e-15 if dtype == np.float64 else 1e-7, atol=1e-15)
     else:
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tracker_features_are_level_features_bit_for_bit(dtype: type[np.floating]) -> None:
+    """The compiled read (level state packed once per bar, placeholder times per query) against numpy's."""
+    high, low, close, opens = random_bars(np.random.default_rng(9), 3000, tick=0.01)
+    tracker = PivotTracker(TF, n=1, levels=5)
+    for i in range(len(high)):
+        tracker.update(int(opens[i]), high[i], low[i], close[i])
+        for t in (int(opens[i]) + TF, int(opens[i]) + TF + TF // 3, int(opens[i]) + 2 * TF - 1):
+            got, avail = tracker.features(t, dtype=dtype)
+            want, want_avail = numpy_pivot_features(tracker, t, dtype=dtype)
+            assert got.dtype == dtype and np.array_equal(avail, want_avail) and np.array_equal(got, want), (i, t)
+    assert avail.all()

@@ -16,12 +16,12 @@ from rltrade.features.ticks import (
     TICK_FEATURE_NAMES,
     TickSpec,
     TickStream,
-    _window_features,
     fit_qty_scale,
     prepare_trades,
     tick_windows,
 )
 from rltrade.types import US_PER_SECOND
+from tests.support.numpy_stream import numpy_tick_features_at
 
 REAL = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "real"
 S = US_PER_SECOND
@@ -259,31 +259,6 @@ def test_real_trades_batch_equals_streaming() -> None:
     assert (mb.sum(axis=1) == 300).any()
 
 
-def _window_features_at(stream: TickStream, t: int) -> tuple[np.ndarray, np.ndarray]:
-    """The stream's block the numpy way: :func:`_window_features` on the ring buffer's rows (newest first)."""
-    m = stream.spec.max_trades
-    n_buf = min(stream.n_seen, m)
-    order = (stream.n_seen - 1 - np.arange(m)) % m
-    in_time = (np.arange(m) < n_buf) & (stream._ts_M[order] > t - stream.spec.window_us)
-    valid = np.arange(m) < int(in_time.sum())
-    order = np.where(valid, order, 0)
-    logp, qty, side, interarrival, tick_return, intensity = stream._cols_KM[:, order][:, None, :]
-    x, mask = _window_features(
-        np.array([t], dtype=np.int64),
-        valid[None, :],
-        stream._ts_M[order][None, :],
-        logp,
-        qty,
-        side,
-        interarrival,
-        tick_return,
-        intensity,
-        stream.spec.qty_scale_at([t]),
-        stream.spec,
-    )
-    return x[0], mask[0]
-
-
 @pytest.mark.parametrize("seed", [7, 8])
 def test_the_stream_block_is_the_numpy_reference_bit_for_bit(seed: int) -> None:
     """features_at runs the batch kernels on the buffer's rows: exactly _window_features on them."""
@@ -299,7 +274,7 @@ def test_the_stream_block_is_the_numpy_reference_bit_for_bit(seed: int) -> None:
         if j == 0:
             continue
         x, mask = stream.features_at(int(t))
-        xr, mr = _window_features_at(stream, int(t))
+        xr, mr = numpy_tick_features_at(stream, int(t))
         assert np.array_equal(mask, mr) and np.array_equal(x, xr), f"differs at t={t}"
         assert x.dtype == np.float32 and x.shape == (40, 10)
         checked += int(mask.sum())
