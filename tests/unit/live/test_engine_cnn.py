@@ -40,3 +40,13 @@ def test_states_with_cnn_rows_equal_the_batch_builders() -> None:
     # Once per closed 1m bar (the one at the warm start included), not once per decision.
     closes = len(np.unique((times - 1) // 60_000_000))
     assert sum(bridge.runs.values()) == closes
+    # A warmed-up engine (each CNN's first row before the feed) takes the same observations bit for bit.
+    warmed = LiveEngine(
+        prep.layout, cfg.features, cfg.env, prep.frames, t0, lambda obs: np.array([1]),
+        stats=prep.stats, settings=EngineSettings(grace_s=None),
+        cnn=StreamingCnnBridge(bridge.models, embargo_us=cfg.splits.embargo_us),
+    )  # fmt: skip
+    warmed.warm_up()
+    again = [d for e in trade_events(prep.frames, t0, t0 + 185 * STEP) for d in warmed.on_event(e)]
+    assert len(again) == len(decisions)
+    assert all(np.array_equal(a.obs, b.obs) for a, b in zip(again, decisions, strict=True))
