@@ -317,28 +317,50 @@ def tick_windows_into(
         return
     hi_B = np.searchsorted(trades.ts_us_N, t_B, side="right")
     lo_B = np.searchsorted(trades.ts_us_N, t_B - spec.window_us, side="right")
-    n_B = np.minimum(hi_B - lo_B, m)
-    total_B, pq_B, high_B, low_B = kernels.tick_window_sums(hi_B, n_B, m, trades.logp_N, trades.qty_N, trades.price_N)
-    safe_total_B = np.where(total_B > 0, total_B, 1.0)
-    log_vwap_B = np.log(np.where(total_B > 0, pq_B / safe_total_B, 1.0))
     # The normaliser may step in time: each query reads the signed sizes of its step (computed once).
     signed_size_X, base_J, starts_S = trades.signed_size_steps
+    base_B = base_J[np.searchsorted(starts_S, t_B, side="right")]
+    _windows_into(
+        trades, trades.price_N, signed_size_X, t_B, hi_B, np.minimum(hi_B - lo_B, m), base_B, out_BF, col0, mask_BM
+    )
+
+
+def _windows_into(
+    trades: TradeSeries,
+    price_N: npt.NDArray[np.float64],
+    signed_size_X: npt.NDArray[np.float64],
+    t_B: npt.NDArray[np.int64],
+    hi_B: npt.NDArray[np.int64],
+    n_B: npt.NDArray[np.int64],
+    signed_base_B: npt.NDArray[np.int64],
+    out_BF: npt.NDArray[np.float32],
+    col0: int,
+    mask_BM: npt.NDArray[np.bool_],
+) -> None:
+    """Run the two compiled passes over ``trades``' arrays; window ``b`` is the ``n_B[b]`` trades before ``hi_B[b]``.
+
+    ``price_N`` is ``exp(logp_N)``; trade ``k`` of window ``b`` has feature 1 ``signed_size_X[signed_base_B[b] + k]``.
+    Shared by :func:`tick_windows_into` (a whole series) and :meth:`TickStream.features_at` (one window).
+    """
+    m = mask_BM.shape[1]
+    total_B, pq_B, high_B, low_B = kernels.tick_window_sums(hi_B, n_B, m, trades.logp_N, trades.qty_N, price_N)
+    safe_total_B = np.where(total_B > 0, total_B, 1.0)
     kernels.tick_windows_into(
         t_B,
         hi_B,
         n_B,
-        float(spec.window_us),
+        float(trades.spec.window_us),
         trades.ts_us_N,
         trades.logp_N,
         trades.qty_N,
         trades.side_N,
         signed_size_X,
-        base_J[np.searchsorted(starts_S, t_B, side="right")],
+        signed_base_B,
         trades.interarrival_N,
         trades.tick_return_N,
         trades.intensity_N,
         total_B,
-        log_vwap_B,
+        np.log(np.where(total_B > 0, pq_B / safe_total_B, 1.0)),
         high_B,
         low_B,
         out_BF,
@@ -458,9 +480,9 @@ class TickStream:
         """Return the block at ``t_us`` (``>=`` the last trade fed): ``float32 [max_trades, 10]`` and mask.
 
         The window's trades are copied out of the ring buffer oldest first and run through the batch
-        gather's compiled kernels (:func:`tick_windows_into`'s two passes, with numpy's ``exp``, ``log`` and
-        ``log1p``), so the values are bit for bit :func:`_window_features` on the buffer's rows, at a tenth
-        of its cost for one window (~40 numpy calls on ``[1, max_trades]`` arrays).
+        gather's two compiled passes (:func:`_windows_into`, with numpy's ``exp``, ``log`` and ``log1p``), so
+        the values are bit for bit :func:`_window_features` on the buffer's rows, at about half its cost for
+        one window (~40 numpy calls on ``[1, max_trades]`` arrays).
         """
         if self._last_ts is not None and t_us < self._last_ts:
             raise FeatureInputError(
@@ -479,31 +501,10 @@ class TickStream:
             mask_1M[:] = False
             return x_1X.reshape(m, N_TICK_FEATURES), mask_1M[0]
         oldest_first = newest_first[:n][::-1]
-        ts_N = self._ts_M[oldest_first]
         logp, qty, side, interarrival, tick_return, intensity = self._cols_KM[:, oldest_first]
+        window = TradeSeries(self._ts_M[oldest_first], logp, qty, side, interarrival, tick_return, intensity, self.spec)
         one = np.array([n], dtype=np.int64)
-        total_B, pq_B, high_B, low_B = kernels.tick_window_sums(one, one, m, logp, qty, np.exp(logp))
-        safe_total_B = np.where(total_B > 0, total_B, 1.0)
-        kernels.tick_windows_into(
-            np.array([t_us], dtype=np.int64),
-            one,
-            one,
-            float(self.spec.window_us),
-            ts_N,
-            logp,
-            qty,
-            side,
-            side * np.log1p(qty / self.spec.qty_scale_at([t_us])[0]),
-            np.zeros(1, dtype=np.int64),
-            interarrival,
-            tick_return,
-            intensity,
-            total_B,
-            np.log(np.where(total_B > 0, pq_B / safe_total_B, 1.0)),
-            high_B,
-            low_B,
-            x_1X,
-            0,
-            mask_1M,
-        )
+        signed_size = side * np.log1p(qty / self.spec.qty_scale_at([t_us])[0])
+        zero = np.zeros(1, dtype=np.int64)
+        _windows_into(window, np.exp(logp), signed_size, np.array([t_us], np.int64), one, one, zero, x_1X, 0, mask_1M)
         return x_1X.reshape(m, N_TICK_FEATURES), mask_1M[0]
