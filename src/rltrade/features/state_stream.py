@@ -44,8 +44,7 @@ import polars as pl
 
 from rltrade.config import FeaturesConfig
 from rltrade.data.market import MarketFrames
-from rltrade.features import gather_kernels as kernels
-from rltrade.features.bar_channels import N_BAR_CHANNELS, BarChannels, compute_bar_channels, extend_bar_channels
+from rltrade.features.bar_channels import BarChannels, bar_windows, compute_bar_channels, extend_bar_channels
 from rltrade.features.bar_stream import Aggregator, BarSeed, ClosedBar, GrowingBars
 from rltrade.features.cnn_blocks import CnnStreams, cnn_flags
 from rltrade.features.layout import StateLayout
@@ -272,7 +271,8 @@ class StreamingStateBuilder:
             if block.kind == "bars":
                 assert block.symbol is not None and block.timeframe is not None
                 ch = self._channels_of(block.symbol, block.timeframe)
-                x, mask_BW = newest_window(ch, block.shape[0])
+                idx = np.array([ch.n_bars - 1], np.int64)
+                x, mask_BW = bar_windows(ch, idx, block.shape[0])
                 out[block.name] = x
                 has[block.name] = bool(mask_BW[0, -1])
                 warm.append(ch.n_bars > 0 and not bool(mask_BW.all()))
@@ -312,7 +312,7 @@ class StreamingStateBuilder:
         while ``window`` is at most the layout's bar window; the last close is None before any bar.
         """
         ch = self._channels_of(role, tf)
-        x, mask = newest_window(ch, window)
+        x, mask = bar_windows(ch, np.array([ch.n_bars - 1], np.int64), window)
         if self.tainted(role, tf):
             # An incomplete bar is in the window: nothing may be served from it (module docstring).
             mask = np.zeros_like(mask)
@@ -429,21 +429,3 @@ def seed_from_frames(frames: MarketFrames) -> BarSeed:
         )
 
     return seed
-
-
-def newest_window(ch: BarChannels, window: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
-    """``bar_windows(ch, [ch.n_bars - 1], window)``: the window ending at the newest bar, ``[1, window, 8]`` and mask.
-
-    The same compiled kernel, without the batch entry point's checks of a query index (the newest bar's
-    is valid by construction): a live decision reads seven such windows.
-    """
-    x_1WC = np.empty((1, window, N_BAR_CHANNELS), dtype=np.float32)
-    mask_1W = np.empty((1, window), dtype=np.bool_)
-    if ch.n_bars == 0:  # as bar_windows at index -1: every row 0 and masked
-        x_1WC[:] = 0.0
-        mask_1W[:] = False
-        return x_1WC, mask_1W
-    last = np.array([ch.n_bars - 1], dtype=np.int64)
-    out = x_1WC.reshape(1, window * N_BAR_CHANNELS)
-    kernels.bar_windows_into(ch.log_ohlc_T4, ch.per_bar_T4, ch.valid_T, last, out, 0, mask_1W)
-    return x_1WC, mask_1W

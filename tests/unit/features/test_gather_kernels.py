@@ -23,7 +23,6 @@ from rltrade.features.bar_channels import (
 from rltrade.features.layout import build_layout
 from rltrade.features.market_features import build_market_features, fit_feature_stats
 from rltrade.features.state_batch import BatchStateBuilder
-from rltrade.features.state_stream import newest_window
 from rltrade.features.ticks import (
     N_TICK_FEATURES,
     TickSpec,
@@ -141,14 +140,3 @@ def test_the_batch_builder_gathers_the_numpy_states_bit_for_bit(layout_name: str
     got = BatchStateBuilder(layout, features).gather(t)
     want = NumpyBatchStateBuilder(layout, features).gather(t)
     assert np.array_equal(bits(got), bits(want))
-
-
-@pytest.mark.parametrize("n", [0, 1, 40, 400])
-def test_the_streams_newest_window_is_bar_windows_at_the_newest_bar(n: int) -> None:
-    """The live builder's lean read (no query checks) against the batch entry point, bit for bit."""
-    ch = random_bars(n, seed=n) if n else compute_bar_channels(*(np.zeros(0),) * 5)
-    for window in (1, 48, 300):
-        x, mask = newest_window(ch, window)
-        want, want_mask = bar_windows(ch, np.array([n - 1], np.int64), window)
-        assert x.shape == (1, window, N_BAR_CHANNELS) and x.dtype == np.float32
-        assert np.array_equal(bits(x), bits(want)) and np.array_equal(mask, want_mask), (n, window)
