@@ -207,7 +207,7 @@ class PivotTracker:
             for k in range(self.levels):
                 if not kind.last2[k]:
                     ints[row, 0, k] = query_us - self.tf_us
-        return ints, floats, flags.copy()
+        return ints, floats.copy(), flags.copy()  # the packed arrays stay the tracker's
 
     def _level_row(self, level: int, t: int) -> tuple[float | int | bool, ...]:
         """Return the :class:`LevelState` fields of one level, as Python values in field order."""
