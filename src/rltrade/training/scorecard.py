@@ -43,9 +43,12 @@ scorecard says so (``evaluation``). Each run is scored against its own layout. D
 ``RUN_DIR/convergence.json`` (optional, written by ``python -m benchmarks.bench_convergence --run RUN_DIR``)::
 
     {"target": float, "learners": {"basic": {"wall_s": float | null, "env_steps": int | null,
-                                             "budget_env_steps": int}, "sb3_dqn": {...}}}
+                                             "budget_env_steps": int, "evaluations": int,
+                                             "last_wall_s": float | null}, "sb3_dqn": {...}}}
 
-(``wall_s`` / ``env_steps`` null: never reached within the budget.)
+(``wall_s`` / ``env_steps`` null: never reached within the budget. ``last_wall_s``, the wall time at the
+learner's last validation backtest, bounds the ratio to a learner that never got there: the agent's time
+over it; files written before it was recorded lack it, and the figure then says only who got there.)
 
 ``RUN_DIR/live/soak_summary.json`` (written by a soak; only ``uptime`` and ``cnn_enabled`` are read)::
 
@@ -273,12 +276,14 @@ def first_reached(points: Sequence[tuple[float, int, float]], target: float, bud
     """Find the first point of a validation curve of ``(wall s, env steps, return)`` at or above ``target``.
 
     Returns ``wall_s`` and ``env_steps`` of that point (both None when no point got there: "> budget"),
-    ``budget_env_steps`` (``budget``) and ``evaluations`` (the curve's points): a ``convergence.json`` learner.
+    ``budget_env_steps`` (``budget``), ``evaluations`` (the curve's points) and ``last_wall_s`` (the last
+    point's wall time, None for an empty curve): a ``convergence.json`` learner.
     """
+    last = {"budget_env_steps": budget, "evaluations": len(points), "last_wall_s": points[-1][0] if points else None}
     for wall, steps, value in points:
         if value >= target:
-            return {"wall_s": wall, "env_steps": steps, "budget_env_steps": budget, "evaluations": len(points)}
-    return {"wall_s": None, "env_steps": None, "budget_env_steps": budget, "evaluations": len(points)}
+            return {"wall_s": wall, "env_steps": steps, **last}
+    return {"wall_s": None, "env_steps": None, **last}
 
 
 def _when(r: dict[str, Any]) -> str:
@@ -326,12 +331,22 @@ def convergence_score(
     ratios = {name: wall_ratio(agent, learners[name]) for name in ("basic", "sb3_dqn")}
     details["wall_ratio"] = ratios
     ok = all(r is not None and r < CONVERGENCE_RATIO for r in ratios.values())
-    shown = "; ".join(
-        f"{k} {_when(learners[k])}" + ("" if v is None else f" (agent/{k} wall-time ratio {v:.2f})")
-        for k, v in ratios.items()
-    )
+    shown = "; ".join(f"{k} {_when(learners[k])}{_ratio_text(k, v, agent, learners[k])}" for k, v in ratios.items())
     status = PASS if ok else FAIL
     return Score("convergence", status, f"{head}; {shown}", target_text, definition, source, details)
+
+
+def _ratio_text(name: str, ratio: float | None, agent: dict[str, Any], other: dict[str, Any]) -> str:
+    """Show the wall-time ratio: a number, a bound when only the other never got there, or nothing."""
+    if ratio is None:
+        return ""
+    if other.get("wall_s") is not None:
+        return f" (agent/{name} wall-time ratio {ratio:.2f})"
+    last = other.get("last_wall_s")
+    if last is None or last <= 0.0:  # a convergence.json from before last_wall_s was recorded
+        return f" (the agent got there, {name} did not)"
+    bound = float(agent["wall_s"]) / float(last)
+    return f" (not there after {float(last):.0f} s: agent/{name} wall-time ratio < {bound:.2f})"
 
 
 def wall_ratio(agent: dict[str, Any], other: dict[str, Any]) -> float | None:
@@ -340,7 +355,8 @@ def wall_ratio(agent: dict[str, Any], other: dict[str, Any]) -> float | None:
     Returns
     -------
     float or None
-        None when the agent never got there ("> budget"), 0 when only the other learner never did.
+        None when the agent never got there ("> budget"); 0 when only the other learner never did (the agent
+        wins that comparison; the figure shows the bound of ``last_wall_s`` instead of a number).
     """
     if agent.get("wall_s") is None:
         return None

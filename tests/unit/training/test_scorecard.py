@@ -15,6 +15,7 @@ from rltrade.training.scorecard import (
     NOT_MEASURED,
     PASS,
     accuracy_score,
+    convergence_score,
     coverage_score,
     first_reached,
     regimes_score,
@@ -179,6 +180,45 @@ def test_first_reached_takes_the_first_point_at_or_above_the_target() -> None:
         "env_steps": 800,
         "budget_env_steps": 2000,
         "evaluations": 4,
+        "last_wall_s": 40.0,
     }
     never = first_reached(points, 0.06, 2000)
     assert never["wall_s"] is None and never["env_steps"] is None and never["evaluations"] == 4
+    assert never["last_wall_s"] == 40.0 and first_reached([], 0.0, 10)["last_wall_s"] is None
+
+
+def _curve_run(root: Path, values: list[float], learners: dict[str, Any]) -> Any:
+    """A stand-in run folder: a validation curve every 100 s in tensorboard/, and a convergence.json."""
+    import time
+    from types import SimpleNamespace
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(root / "tensorboard"))
+    start = time.time()  # the log's first event is written when the writer opens, just before this
+    for i, value in enumerate(values, start=1):
+        writer.add_scalar("validation/total_return", value, 100 * i, walltime=start + 100.0 * i)
+    writer.close()
+    (root / "convergence.json").write_text(json.dumps({"learners": learners}))
+    return SimpleNamespace(root=root, config=SimpleNamespace(train=SimpleNamespace(n_envs=1, total_steps=300)))
+
+
+def test_convergence_against_a_learner_that_never_got_there_shows_a_bound_not_a_ratio_of_zero(
+    tmp_path: Path,
+) -> None:
+    metrics = {"targets": {"validation_expected_move_oracle_return": 0.08}}  # target 0.04
+    basic = {"wall_s": 800.0, "env_steps": 300, "budget_env_steps": 300}
+    sb3 = {"wall_s": None, "env_steps": None, "budget_env_steps": 300, "evaluations": 3, "last_wall_s": 1000.0}
+    bundle = _curve_run(tmp_path, [0.01, 0.05, 0.06], {"basic": basic, "sb3_dqn": sb3})
+    score = convergence_score(bundle, metrics, real=False)
+    assert score.details["agent"]["wall_s"] == pytest.approx(200.0, abs=1.0)  # the second backtest reached it
+    assert score.status == "PASS" and score.details["wall_ratio"]["sb3_dqn"] == 0.0
+    assert "sb3_dqn > budget (300 env steps) (not there after 1000 s: agent/sb3_dqn wall-time ratio < 0.20)" in (
+        score.figure
+    )
+    assert "(agent/basic wall-time ratio 0.25)" in score.figure and "0.00" not in score.figure
+    # A convergence.json written before last_wall_s was recorded: the figure says only who got there.
+    del sb3["last_wall_s"]
+    older = _curve_run(tmp_path / "older", [0.01, 0.05, 0.06], {"basic": basic, "sb3_dqn": sb3})
+    figure = convergence_score(older, metrics, real=False).figure
+    assert "(the agent got there, sb3_dqn did not)" in figure and "0.00" not in figure
