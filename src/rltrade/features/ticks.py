@@ -320,14 +320,11 @@ def tick_windows_into(
     # The normaliser may step in time: each query reads the signed sizes of its step (computed once).
     signed_size_X, base_J, starts_S = trades.signed_size_steps
     base_B = base_J[np.searchsorted(starts_S, t_B, side="right")]
-    _windows_into(
-        trades, trades.price_N, signed_size_X, t_B, hi_B, np.minimum(hi_B - lo_B, m), base_B, out_BF, col0, mask_BM
-    )
+    _windows_into(trades, signed_size_X, t_B, hi_B, np.minimum(hi_B - lo_B, m), base_B, out_BF, col0, mask_BM)
 
 
 def _windows_into(
     trades: TradeSeries,
-    price_N: npt.NDArray[np.float64],
     signed_size_X: npt.NDArray[np.float64],
     t_B: npt.NDArray[np.int64],
     hi_B: npt.NDArray[np.int64],
@@ -339,11 +336,11 @@ def _windows_into(
 ) -> None:
     """Run the two compiled passes over ``trades``' arrays; window ``b`` is the ``n_B[b]`` trades before ``hi_B[b]``.
 
-    ``price_N`` is ``exp(logp_N)``; trade ``k`` of window ``b`` has feature 1 ``signed_size_X[signed_base_B[b] + k]``.
+    Trade ``k`` of window ``b`` has feature 1 ``signed_size_X[signed_base_B[b] + k]``.
     Shared by :func:`tick_windows_into` (a whole series) and :meth:`TickStream.features_at` (one window).
     """
     m = mask_BM.shape[1]
-    total_B, pq_B, high_B, low_B = kernels.tick_window_sums(hi_B, n_B, m, trades.logp_N, trades.qty_N, price_N)
+    total_B, pq_B, high_B, low_B = kernels.tick_window_sums(hi_B, n_B, m, trades.logp_N, trades.qty_N, trades.price_N)
     safe_total_B = np.where(total_B > 0, total_B, 1.0)
     kernels.tick_windows_into(
         t_B,
@@ -506,5 +503,5 @@ class TickStream:
         one = np.array([n], dtype=np.int64)
         signed_size = side * np.log1p(qty / self.spec.qty_scale_at([t_us])[0])
         zero = np.zeros(1, dtype=np.int64)
-        _windows_into(window, np.exp(logp), signed_size, np.array([t_us], np.int64), one, one, zero, x_1X, 0, mask_1M)
+        _windows_into(window, signed_size, np.array([t_us], np.int64), one, one, zero, x_1X, 0, mask_1M)
         return x_1X.reshape(m, N_TICK_FEATURES), mask_1M[0]
