@@ -279,11 +279,11 @@ def first_reached(points: Sequence[tuple[float, int, float]], target: float, bud
     ``budget_env_steps`` (``budget``), ``evaluations`` (the curve's points) and ``last_wall_s`` (the last
     point's wall time, None for an empty curve): a ``convergence.json`` learner.
     """
-    last = {"budget_env_steps": budget, "evaluations": len(points), "last_wall_s": points[-1][0] if points else None}
+    curve = {"budget_env_steps": budget, "evaluations": len(points), "last_wall_s": points[-1][0] if points else None}
     for wall, steps, value in points:
         if value >= target:
-            return {"wall_s": wall, "env_steps": steps, **last}
-    return {"wall_s": None, "env_steps": None, **last}
+            return {"wall_s": wall, "env_steps": steps, **curve}
+    return {"wall_s": None, "env_steps": None, **curve}
 
 
 def _when(r: dict[str, Any]) -> str:
